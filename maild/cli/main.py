@@ -1,0 +1,194 @@
+"""The `maild` command: global options, then one subcommand per job."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from maild import __version__
+from maild.config import Config, ConfigError, find_config_path, load_config
+from maild.log import setup_logging
+
+
+class AppContext:
+    """Loads the config once, on first use, so `maild init` and `--help` never need one."""
+
+    def __init__(self, config_path: str | None, verbose: bool) -> None:
+        self.config_path = config_path
+        self.verbose = verbose
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            try:
+                self._config = load_config(find_config_path(self.config_path))
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+            setup_logging("debug" if self.verbose else self._config.log.level, self._config.log.format)
+        return self._config
+
+    def with_sources(self, urls: tuple[str, ...]) -> Config:
+        """The config, with its sources replaced by --source URLs when any were given."""
+        from maild.ingest.sources.urls import SourceUrlError, source_from_url
+
+        if not urls:
+            return self.config
+        try:
+            return self.config.with_sources([source_from_url(url, i) for i, url in enumerate(urls)])
+        except SourceUrlError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+SOURCE_HELP = ("Ingest from this source instead of the configured ones (repeatable): "
+               "imap://USER:PASSWORD@HOST:PORT/FOLDER, imaps://..., maildir:///PATH. "
+               "Percent-encode @ in the user name as %40.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_path", metavar="FILE", envvar="MAILD_CONFIG",
+              help="Config file (default: $MAILD_CONFIG, else ./maild.yaml, else built-in defaults).")
+@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+@click.version_option(__version__, prog_name="maild")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """maild turns mailboxes into a complete, automated customer history.
+
+    \b
+    Start here:
+      maild init ./maild-home                     write a working config, folders and sample mail
+      maild --config ./maild-home/maild.yaml run  ingest continuously (Ctrl-C or SIGTERM stops)
+      maild --config ./maild-home/maild.yaml status
+    """
+    ctx.obj = AppContext(config_path, verbose)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing maild.yaml.")
+@click.option("--no-samples", is_flag=True, help="Do not put sample messages into the local Maildir.")
+def init(directory: Path, force: bool, no_samples: bool) -> None:
+    """Create DIRECTORY with a working config (SQLite, local Maildir), its folders and the schema."""
+    from maild.cli.setup import initialise
+
+    try:
+        config_file = initialise(directory, force=force, samples=not no_samples)
+    except (FileExistsError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {config_file}")
+    click.echo("Next:")
+    click.echo(f"  maild --config {config_file} run       # keeps ingesting until Ctrl-C / SIGTERM")
+    click.echo(f"  maild --config {config_file} status")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@pass_app
+def config_check(app: AppContext) -> None:
+    """Validate the config file and environment; exit 1 with file:line: key: problem on error."""
+    path = find_config_path(app.config_path)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(f"{path or 'built-in defaults'}: OK ({len(config.sources)} source(s), database {_safe_url(config)})")
+
+
+@cli.command()
+@click.option("--source", "sources", multiple=True, metavar="URL", help=SOURCE_HELP)
+@pass_app
+def run(app: AppContext, sources: tuple[str, ...]) -> None:
+    """Run the daemon: watch every configured folder (IDLE or polling) and ingest new mail.
+
+    Stops cleanly on SIGTERM or SIGINT: the batch in hand is committed, nothing is lost.
+    """
+    from maild.daemon import Daemon
+
+    daemon = Daemon(app.with_sources(sources))
+
+    def _stop(signum: int, _frame: Any) -> None:
+        daemon.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    daemon.run()
+
+
+@cli.command()
+@click.option("--once", is_flag=True, default=True, help="One pass over every folder, then exit (the default).")
+@click.option("--source", "sources", multiple=True, metavar="URL", help=SOURCE_HELP)
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@pass_app
+def ingest(app: AppContext, once: bool, sources: tuple[str, ...], progress: bool | None) -> None:
+    """Ingest everything new in every folder once, then exit. Exit 1 if any folder failed."""
+    from maild.cli.progress import PassProgress
+    from maild.daemon import Daemon
+
+    daemon = Daemon(app.with_sources(sources))
+    show = sys.stderr.isatty() if progress is None else progress
+    with PassProgress(enabled=show) as bar:
+        report = daemon.ingest_once(progress=bar.update)
+    click.echo(f"ingested {report.handled} message(s) from {len(daemon.config.sources)} source(s)")
+    for label, error in report.errors.items():
+        click.echo(f"error: {label}: {error}", err=True)
+    if report.errors:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_app
+def status(app: AppContext, as_json: bool) -> None:
+    """Show each folder's checkpoint, counts, lag and last error, and the totals."""
+    from maild.cli.render import print_status
+    from maild.status import collect
+    from maild.store.db import Database
+
+    db = Database(app.config.database_url)
+    db.upgrade()
+    data = collect(db)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        print_status(data)
+
+
+@cli.command()
+@pass_app
+def migrate(app: AppContext) -> None:
+    """Apply pending database migrations (also done automatically on start)."""
+    from maild.store.db import Database
+
+    Database(app.config.database_url).upgrade()
+    click.echo(f"schema up to date ({_safe_url(app.config)})")
+
+
+def _safe_url(config: Config) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(config.database_url).render_as_string(hide_password=True)
+
+
+def _register_subgroups() -> None:
+    from maild.cli.quarantine import quarantine
+
+    cli.add_command(quarantine)
+
+
+_register_subgroups()
+
+
+def main() -> None:
+    cli(prog_name="maild")

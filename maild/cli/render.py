@@ -1,0 +1,40 @@
+"""Human-readable tables for the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+def print_status(data: dict[str, Any]) -> None:
+    totals = data["totals"]
+    click.echo(f"messages {totals['messages']}   locations {totals['locations']}   "
+               f"quarantined {totals['quarantined']}   events {totals['events']}")
+    if not data["folders"]:
+        click.echo("no folders yet: configure sources and run `maild run` or `maild ingest --once`")
+        return
+    rows = [("SOURCE", "FOLDER", "UIDVALIDITY", "LAST UID", "SEEN", "QUAR", "LAG", "LAST SYNC", "HELD BY")]
+    for f in data["folders"]:
+        ago = f["seconds_since_success"]
+        rows.append((f["source"], f["folder"] or "(maildir)", _s(f["uidvalidity"]), str(f["last_uid"]),
+                     str(f["locations"]), str(f["quarantined"]), _s(f["lag"]),
+                     "never" if ago is None else f"{_age(ago)} ago", f["held_by"] or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    for f in data["folders"]:
+        if f["last_error"]:
+            click.echo(f"last error {f['source']}/{f['folder']} at {f['last_error_at']}: {f['last_error']}")
+
+
+def _s(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"

@@ -1,0 +1,32 @@
+"""`maild init`: a working home folder for the embedded default (SQLite + local Maildir)."""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from maild.config import DEFAULT_CONFIG_NAME, load_config
+from maild.store.db import Database
+
+SAMPLES = resources.files("maild") / "samples"
+
+
+def initialise(directory: Path, force: bool = False, samples: bool = True) -> Path:
+    directory = directory.resolve()
+    config_file = directory / DEFAULT_CONFIG_NAME
+    if config_file.exists() and not force:
+        raise FileExistsError(f"{config_file} already exists (use --force to overwrite it)")
+    directory.mkdir(parents=True, exist_ok=True)
+    config_file.write_text((SAMPLES / "maild.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    config = load_config(config_file, environ={})
+    for sub in ("new", "cur", "tmp"):
+        (directory / "maildir" / sub).mkdir(parents=True, exist_ok=True)
+    config.blob_dir.mkdir(parents=True, exist_ok=True)
+    if samples:
+        for sample in sorted(SAMPLES.iterdir()):
+            if sample.name.endswith(".eml"):
+                with resources.as_file(sample) as path:
+                    shutil.copyfile(path, directory / "maildir" / "new" / f"sample-{sample.name[:-4]}.maild")
+    Database(config.database_url).upgrade()
+    return config_file

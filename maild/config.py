@@ -1,0 +1,256 @@
+"""The one config loader: YAML file + environment, validated once into a `Config` object.
+
+Errors name the file, the line, the key path and what is wrong, so `maild config check` can say
+exactly where to look. Secrets never live in the YAML: passwords and tokens come from an
+environment variable or a file named there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_NAME = "maild.yaml"
+
+# Environment variables that override a key of the file (documented in config/maild.yaml).
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "MAILD_DATABASE_URL": ("database", "url"),
+    "MAILD_BLOB_DIR": ("storage", "blob_dir"),
+    "MAILD_LOG_LEVEL": ("log", "level"),
+    "MAILD_LOG_FORMAT": ("log", "format"),
+}
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite:///data/maild.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return url
+
+
+class StorageConfig(_Strict):
+    blob_dir: str = "data/blobs"
+
+
+class IngestConfig(_Strict):
+    max_message_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    batch_messages: int = Field(default=200, gt=0, le=5000)
+    batch_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    parse_workers: int = Field(default=0, ge=0, description="0 means one per CPU core")
+    mark_seen: bool = False
+    poll_interval: float = Field(default=60.0, gt=0)
+    idle_renew: float = Field(default=25 * 60.0, gt=0, lt=29 * 60)
+    reconnect_max_delay: float = Field(default=300.0, gt=0)
+    lock_ttl: float = Field(default=60.0, gt=1)
+
+
+class ImapSourceConfig(_Strict):
+    type: Literal["imap"]
+    name: str = Field(min_length=1)
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, gt=0, lt=65536)
+    security: Literal["tls", "starttls", "plain"] = "tls"
+    username: str = Field(min_length=1)
+    auth: Literal["password", "xoauth2"] = "password"
+    password_env: str | None = None
+    password_file: str | None = None
+    # Only for one-off --source URLs; never read from a config file (see _no_inline_secret).
+    password: str | None = Field(default=None, exclude=True, repr=False)
+    folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
+    verify_tls: bool = True
+    timeout: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secret_source(self) -> ImapSourceConfig:
+        if self.password is None and not (self.password_env or self.password_file):
+            raise ValueError("needs password_env (an environment variable) or password_file")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.security == "tls" else 143)
+
+    def secret(self, base_dir: Path) -> str:
+        """The password or XOAUTH2 token, read now (so a rotated file is picked up on reconnect)."""
+        if self.password is not None:
+            return self.password
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"source {self.name!r}: environment variable {self.password_env} is not set")
+            return value
+        assert self.password_file is not None
+        path = resolve_path(base_dir, self.password_file)
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"source {self.name!r}: cannot read password_file {path}: {exc}") from exc
+
+
+class MaildirSourceConfig(_Strict):
+    type: Literal["maildir"]
+    name: str = Field(min_length=1)
+    path: str = Field(min_length=1)
+    poll_interval: float = Field(default=5.0, gt=0)
+
+
+SourceConfig = Annotated[ImapSourceConfig | MaildirSourceConfig, Field(discriminator="type")]
+
+
+class LogConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(_Strict):
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
+    ingest: IngestConfig = IngestConfig()
+    sources: list[SourceConfig] = Field(default_factory=list)
+    log: LogConfig = LogConfig()
+    # Where relative paths are resolved from: the config file's folder.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[Any]) -> list[Any]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return sources
+
+    @property
+    def database_url(self) -> str:
+        """The URL with a relative SQLite path resolved against the config's folder."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(resolve_path(self.base_dir, url[len(prefix):]))
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url[len("postgres://"):]
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        return url
+
+    @property
+    def blob_dir(self) -> Path:
+        return resolve_path(self.base_dir, self.storage.blob_dir)
+
+    def with_sources(self, sources: list[Any]) -> Config:
+        return self.model_copy(update={"sources": sources})
+
+
+def resolve_path(base_dir: Path, value: str) -> Path:
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def find_config_path(explicit: str | None) -> Path | None:
+    """--config, then MAILD_CONFIG, then ./maild.yaml if present; None means built-in defaults."""
+    chosen = explicit or os.environ.get("MAILD_CONFIG")
+    if chosen:
+        return Path(chosen)
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.exists() else None
+
+
+def load_config(path: Path | None, environ: dict[str, str] | None = None) -> Config:
+    environ = dict(os.environ) if environ is None else environ
+    data: dict[str, Any] = {}
+    lines: dict[tuple[str | int, ...], int] = {}
+    where = "built-in defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+        data, lines = _parse_yaml(text, where)
+    for var, keys in ENV_OVERRIDES.items():
+        if environ.get(var):
+            node = data
+            for key in keys[:-1]:
+                node = node.setdefault(key, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict):
+                node[keys[-1]] = environ[var]
+    if "base_dir" in data:
+        raise ConfigError(f"{where}: 'base_dir' is not a config key")
+    base_dir = path.resolve().parent if path is not None else Path.cwd()
+    try:
+        return Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where, lines, data)) from None
+
+
+def _parse_yaml(text: str, where: str) -> tuple[dict[str, Any], dict[tuple[str | int, ...], int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}{line}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}:1: the top level must be a mapping of keys, not {type(data).__name__}")
+    lines: dict[tuple[str | int, ...], int] = {}
+    _collect_lines(node, (), lines)
+    return data, lines
+
+
+def _collect_lines(node: yaml.Node | None, path: tuple[str | int, ...], out: dict) -> None:
+    if node is None:
+        return
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*path, key_node.value)
+            _collect_lines(value_node, key, out)
+            out[key] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _collect_lines(item, (*path, index), out)
+
+
+def _describe(exc: ValidationError, where: str, lines: dict, data: dict) -> str:
+    messages = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if not _is_union_tag(part, data))
+        line = _nearest_line(loc, lines)
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        msg = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            msg = "unknown key"
+        messages.append(f"{where}{f':{line}' if line else ''}: {key}: {msg}")
+    return "\n".join(messages)
+
+
+def _is_union_tag(part: Any, data: dict) -> bool:
+    # Pydantic puts the discriminator value ('imap', 'maildir') into the location; users never wrote it.
+    return part in ("imap", "maildir")
+
+
+def _nearest_line(loc: tuple, lines: dict) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None

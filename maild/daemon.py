@@ -1,0 +1,127 @@
+"""The supervisor: one thread per configured folder, a shared pool of parser processes, clean stop.
+
+`Daemon.run()` keeps every folder worker alive until `stop` is set (SIGTERM/SIGINT in the CLI);
+`Daemon.ingest_once()` does a single pass over every folder for `maild ingest --once`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from maild.config import Config, ImapSourceConfig, MaildirSourceConfig
+from maild.ingest.context import IngestContext
+from maild.ingest.pipeline import Pipeline
+from maild.ingest.sources.base import FolderWorker
+from maild.ingest.sources.imap import ImapFolderWorker
+from maild.ingest.sources.maildir import MAILDIR_FOLDER, MaildirFolderWorker
+from maild.store import checkpoints
+from maild.store.blobs import BlobStore
+from maild.store.db import Database
+
+log = logging.getLogger("maild.daemon")
+
+
+def _warm_up(_: int = 0) -> int:
+    import maild.ingest.parse  # noqa: F401  (import mail-parser once per worker, before the first mail)
+
+    return os.getpid()
+
+
+def make_parser_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes are spawned, not forked: the daemon has threads and open sockets by now."""
+    count = workers or os.cpu_count() or 1
+    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"))
+    list(pool.map(_warm_up, range(count)))
+    return pool
+
+
+@dataclass
+class PassReport:
+    handled: int
+    errors: dict[str, str]
+
+
+class Daemon:
+    def __init__(self, config: Config, db: Database | None = None) -> None:
+        self.config = config
+        self.db = db or Database(config.database_url)
+        self.stop = threading.Event()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start_pool(self) -> Pipeline:
+        self._pool = make_parser_pool(self.config.ingest.parse_workers)
+        return Pipeline(self.db, BlobStore(self.config.blob_dir), self._pool, self.config.ingest.max_message_bytes)
+
+    def workers(self, ctx: IngestContext) -> list[FolderWorker]:
+        workers: list[FolderWorker] = []
+        for source in self.config.sources:
+            if isinstance(source, ImapSourceConfig):
+                address = f"{source.username}@{source.host}:{source.effective_port}"
+                source_id = checkpoints.ensure_source(self.db, source.name, "imap", address)
+                for folder in source.folders:
+                    ref = checkpoints.ensure_folder(self.db, source_id, source.name, folder)
+                    workers.append(ImapFolderWorker(ctx, ref, source))
+            elif isinstance(source, MaildirSourceConfig):
+                source_id = checkpoints.ensure_source(self.db, source.name, "maildir", source.path)
+                ref = checkpoints.ensure_folder(self.db, source_id, source.name, MAILDIR_FOLDER)
+                workers.append(MaildirFolderWorker(ctx, ref, source))
+        return workers
+
+    def context(self, pipeline: Pipeline) -> IngestContext:
+        return IngestContext(db=self.db, pipeline=pipeline, settings=self.config.ingest,
+                             base_dir=self.config.base_dir, stop=self.stop)
+
+    def run(self) -> None:
+        """Supervise every folder until `self.stop` is set; then finish the batch in hand and return."""
+        self.db.upgrade()
+        pipeline = self.start_pool()
+        try:
+            ctx = self.context(pipeline)
+            workers = self.workers(ctx)
+            if not workers:
+                log.warning("no sources configured; nothing to ingest (add sources: to the config)")
+            threads = [threading.Thread(target=w.run, name=f"worker:{w.label}", daemon=True) for w in workers]
+            for thread in threads:
+                thread.start()
+            log.info("maild running", extra={"fields": {"folders": len(workers), "owner": ctx.owner}})
+            self.stop.wait()
+            log.info("stopping: finishing the batch in hand")
+            for thread in threads:
+                thread.join(timeout=30)
+        finally:
+            self.shutdown()
+        log.info("stopped")
+
+    def ingest_once(self, progress: Callable[[str, int, int], None] | None = None) -> PassReport:
+        """One pass over every folder, folders in parallel; per-folder errors are reported, not raised."""
+        self.db.upgrade()
+        pipeline = self.start_pool()
+        try:
+            ctx = self.context(pipeline)
+            ctx.progress = progress
+            workers = self.workers(ctx)
+            errors: dict[str, str] = {}
+            handled = 0
+            with ThreadPoolExecutor(max_workers=max(1, min(8, len(workers)))) as threads:
+                futures = {w.label: (w, threads.submit(w.run_once)) for w in workers}
+                for label, (worker, future) in futures.items():
+                    try:
+                        handled += future.result()
+                    except Exception as exc:
+                        errors[label] = f"{type(exc).__name__}: {exc}"
+                        worker.record_error(exc, retry_in=0)
+            return PassReport(handled, errors)
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+

@@ -1,0 +1,1 @@
+"""Ingestion: sources (IMAP, Maildir) deliver raw bytes; parse and pipeline store them exactly once."""

@@ -1,0 +1,1 @@
+"""Message sources. Each configured folder becomes one `FolderWorker` that the daemon supervises."""

@@ -1,0 +1,135 @@
+"""The loop every folder worker runs: take the folder's lease, sync, wait for change; never die.
+
+Errors of any kind (server gone, BYE, bad password, database busy) are recorded on the folder's
+checkpoint for `maild status`, logged, and followed by a reconnect after a capped, jittered backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from maild.ingest.backoff import backoff_delay
+from maild.ingest.context import IngestContext
+from maild.ingest.pipeline import Ack, Fetched, ParsedBatch, Result
+from maild.store import checkpoints
+from maild.store.checkpoints import FolderRef
+
+log = logging.getLogger("maild.ingest")
+
+
+class FolderWorker(ABC):
+    def __init__(self, ctx: IngestContext, ref: FolderRef) -> None:
+        self.ctx = ctx
+        self.ref = ref
+        self.label = f"{ref.source_name}/{ref.folder}" if ref.folder else ref.source_name
+        self._last_renew = 0.0
+        self._waiting_for_lease = False
+
+    # --- what a source implements -------------------------------------------------------------
+    @abstractmethod
+    def open(self) -> None:
+        """Connect / check the folder exists. Raise with a clear message when it cannot."""
+
+    @abstractmethod
+    def sync_once(self) -> int:
+        """Ingest everything new in the folder; return how many messages were handled."""
+
+    @abstractmethod
+    def wait_for_change(self) -> None:
+        """Block until new mail may be there, the stop flag is set, or it is time to look anyway."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; must not raise."""
+
+    # --- shared machinery ---------------------------------------------------------------------
+    def run(self) -> None:
+        """Supervised loop for `maild run`: returns only when the stop flag is set."""
+        stop = self.ctx.stop
+        attempt = 0
+        while not stop.is_set():
+            try:
+                self.open()
+                try:
+                    while not stop.is_set():
+                        if self.take_lease():
+                            self.sync_once()
+                            attempt = 0
+                            self.wait_for_change()
+                        else:
+                            stop.wait(self.ctx.settings.lock_ttl / 3)
+                finally:
+                    self.close()
+                    self.release_lease()
+            except Exception as exc:
+                attempt += 1
+                delay = backoff_delay(attempt, self.ctx.settings.reconnect_max_delay)
+                self.record_error(exc, retry_in=delay)
+                stop.wait(delay)
+
+    def run_once(self) -> int:
+        """One pass for `maild ingest --once`; errors propagate to the caller."""
+        self.open()
+        try:
+            if not self.take_lease():
+                owner, _ = checkpoints.lease_holder(self.ctx.db, self.ref)
+                log.warning("folder is being ingested by another daemon; skipped",
+                            extra={"fields": {"worker": self.label, "owner": owner}})
+                return 0
+            return self.sync_once()
+        finally:
+            self.close()
+            self.release_lease()
+
+    def take_lease(self) -> bool:
+        held = checkpoints.acquire_lease(self.ctx.db, self.ref, self.ctx.owner, self.ctx.settings.lock_ttl)
+        if not held and not self._waiting_for_lease:
+            log.info("another daemon holds this folder; waiting", extra={"fields": {"worker": self.label}})
+        self._waiting_for_lease = not held
+        self._last_renew = time.monotonic()
+        return held
+
+    def renew_lease_if_due(self) -> None:
+        if time.monotonic() - self._last_renew > self.ctx.settings.lock_ttl / 3:
+            with self.ctx.db.engine.begin() as conn:
+                checkpoints.renew_lease(conn, self.ref, self.ctx.owner, self.ctx.settings.lock_ttl)
+            self._last_renew = time.monotonic()
+
+    def sleep_renewing(self, seconds: float) -> None:
+        """Wait up to `seconds` (less if stopped), keeping the folder's lease alive meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self.ctx.stop.is_set() and time.monotonic() < deadline:
+            self.ctx.stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+            self.renew_lease_if_due()
+
+    def release_lease(self) -> None:
+        try:
+            checkpoints.release_lease(self.ctx.db, self.ref, self.ctx.owner)
+        except Exception as exc:  # the lease expires by itself; never let cleanup kill the loop
+            log.debug("could not release lease: %s", exc)
+
+    def ack(self, last_uid: int | None = None) -> Ack:
+        return Ack(owner=self.ctx.owner, ttl=self.ctx.settings.lock_ttl, last_uid=last_uid)
+
+    def commit(self, batch: ParsedBatch, last_uid: int | None = None) -> list[Result]:
+        results = self.ctx.pipeline.commit(self.ref, batch, self.ack(last_uid))
+        self._last_renew = time.monotonic()
+        return results
+
+    def start(self, items: Sequence[Fetched]) -> ParsedBatch:
+        return self.ctx.pipeline.start(items)
+
+    def report_progress(self, done: int, waiting: int) -> None:
+        if self.ctx.progress is not None:
+            self.ctx.progress(self.label, done, waiting)
+
+    def record_error(self, exc: BaseException, retry_in: float) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        log.warning("source error; reconnecting", extra={"fields": {
+            "worker": self.label, "error": text, "retry_in": f"{retry_in:.1f}s"}})
+        try:
+            checkpoints.record_error(self.ctx.db, self.ref, text)
+        except Exception as db_exc:
+            log.warning("could not record the error: %s", db_exc)

@@ -1,0 +1,575 @@
+"""A private, throw-away Dovecot IMAP server for tests.
+
+Each :class:`Dovecot` owns one temporary directory (config, logs, passwd file,
+maildirs) and one loopback port, so tests never share state with each other or
+with a system Dovecot.  It is meant to run as root on Debian (package
+``dovecot-imapd``, see ``scripts/install-test-deps``): the login and mail
+processes drop to the ``dovenull`` / ``dovecot`` users the package creates.
+
+Typical use::
+
+    server = Dovecot(tmp_path)
+    server.start()
+    try:
+        server.append_many("inbox@example.test", "INBOX", [b"Subject: hi\\r\\n\\r\\nbody\\r\\n"])
+        with server.client() as imap:
+            imap.select_folder("INBOX")
+    finally:
+        server.stop()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import weakref
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import imapclient
+from imapclient.exceptions import IMAPClientError
+
+DEFAULT_USER = "inbox@example.test"
+DEFAULT_PASSWORD = "secret"
+
+MAIL_USER = "dovecot"  # owns the maildirs; the static userdb maps every user to it
+LOGIN_USER = "dovenull"
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+# Unix socket paths are limited to 108 bytes; Dovecot puts sockets such as
+# "token-login/tokenlogin" under base_dir, so keep base_dir comfortably short.
+MAX_BASE_DIR_LEN = 80
+
+# Chunking for MULTIAPPEND: one APPEND command carries at most this many
+# messages / bytes.
+APPEND_CHUNK_MESSAGES = 500
+APPEND_CHUNK_BYTES = 16 * 1024 * 1024
+
+SPECIAL_USE_MAILBOXES = (
+    ("Drafts", "\\Drafts"),
+    ("Sent", "\\Sent"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+)
+
+
+class DovecotError(RuntimeError):
+    """The private Dovecot instance could not be started, stopped or driven."""
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _kill_group(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL *process* and its process group (Dovecot's children), if still alive."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _live_children(pid: int) -> list[int]:
+    """PIDs of non-zombie processes in process group *pid*, other than *pid* itself (Linux)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        # Format: "pid (comm) state ppid pgrp ..."; comm may contain spaces.
+        fields = text[text.rindex(")") + 2 :].split()
+        other = int(stat.parent.name)
+        if int(fields[2]) == pid and other != pid and fields[0] not in ("Z", "X"):
+            children.append(other)
+    return children
+
+
+def _make_traversable(path: Path) -> None:
+    """Give "others" search (x) permission on *path* and all its ancestors.
+
+    Dovecot's unprivileged processes (dovenull, dovecot) must be able to reach
+    sockets in base_dir and the maildirs; pytest's tmp_path lives below a
+    0700 directory, for instance.
+    """
+    for directory in [path, *path.parents]:
+        mode = directory.stat().st_mode
+        if not mode & 0o001:
+            directory.chmod((mode & 0o7777) | 0o001)
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    os.chown(path, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [*dirnames, *filenames]:
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+
+
+def _chunks(messages: Iterable[bytes], max_count: int, max_bytes: int) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    size = 0
+    for message in messages:
+        if chunk and (len(chunk) >= max_count or size + len(message) > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(message)
+        size += len(message)
+    if chunk:
+        yield chunk
+
+
+class Dovecot:
+    """A private Dovecot 2.3 IMAP server (plain text, loopback only) under *root*.
+
+    Layout of *root*: ``dovecot.conf``, ``passwd``, ``dovecot.log`` (Dovecot's
+    own log), ``dovecot.stderr`` (master process stdout/stderr), ``mail/<user>``
+    (one maildir per user), ``state/`` and, unless the path is too long for
+    unix sockets, ``run/`` (base_dir).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        users: dict[str, str] | None = None,
+        *,
+        separator: str = "/",
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._users: dict[str, str] = dict(users) if users else {DEFAULT_USER: DEFAULT_PASSWORD}
+        self._separator = separator
+        self._host = "127.0.0.1"
+        self._port = _free_port(self._host)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._finalizer = weakref.finalize(self, _kill_group, None)
+        self._finalizer.detach()
+        self._started_once = False
+
+        self.config_path = self.root / "dovecot.conf"
+        self.passwd_path = self.root / "passwd"
+        self.log_path = self.root / "dovecot.log"
+        self.stderr_path = self.root / "dovecot.stderr"
+        self.mail_dir = self.root / "mail"
+        self.state_dir = self.root / "state"
+        base_dir = self.root / "run"
+        self._own_base_dir = len(str(base_dir)) > MAX_BASE_DIR_LEN
+        if self._own_base_dir:
+            base_dir = Path(tempfile.mkdtemp(prefix="dovecot-"))
+        self.base_dir = base_dir
+
+        self._mail_uid = pwd.getpwnam(MAIL_USER).pw_uid
+        self._mail_gid = grp.getgrnam(MAIL_USER).gr_gid
+
+    # ------------------------------------------------------------------ props
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def users(self) -> dict[str, str]:
+        """A copy of the user -> password mapping."""
+        return dict(self._users)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def mail_path(self, user: str) -> Path:
+        """The maildir root of *user* (INBOX lives directly in it)."""
+        return self.mail_dir / user
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start Dovecot; return once the port accepts connections and LOGIN works."""
+        if self.running:
+            return
+        try:
+            self._start_once()
+        except DovecotError:
+            # The port was picked with bind(0) and released again; someone may
+            # have grabbed it in between.  Before the first successful start
+            # nobody depends on the port number yet, so pick another one.
+            if self._started_once or "Address already in use" not in self.log_tail():
+                raise
+            self._port = _free_port(self._host)
+            self._start_once()
+        self._started_once = True
+
+    def stop(self) -> None:
+        """Stop Dovecot; return once the master process is gone and the port is closed."""
+        process = self._process
+        deadline = time.monotonic() + STOP_TIMEOUT
+        if process is not None:
+            if process.poll() is None:
+                self._terminate(process, deadline)
+            self._process = None
+            self._finalizer.detach()
+            (self.base_dir / "master.pid").unlink(missing_ok=True)
+        while _port_open(self._host, self._port):
+            if time.monotonic() > deadline:
+                raise DovecotError(f"port {self._port} still open after stop\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def _terminate(self, process: subprocess.Popen[bytes], deadline: float) -> None:
+        # A graceful SIGTERM shutdown of the Dovecot 2.3 master ends with a
+        # hard-coded sleep(1) after it has told its log process to quit, which
+        # would make every stop()/restart() cost a second.  Once the listener
+        # is closed and every child (including the log process) is gone, there
+        # is nothing left to wait for, so SIGKILL the master at that point.
+        process.send_signal(signal.SIGTERM)
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                # Something hangs; children would keep the listening socket
+                # open, so kill the whole process group.
+                _kill_group(process)
+                break
+            if not _port_open(self._host, self._port) and not _live_children(process.pid):
+                process.kill()
+                break
+            time.sleep(0.02)
+        process.wait(timeout=STOP_TIMEOUT)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop the server and remove the out-of-tree base_dir, if one was needed."""
+        self.stop()
+        if self._own_base_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> Dovecot:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _start_once(self) -> None:
+        self._prepare_files()
+        with self.stderr_path.open("ab") as stderr:
+            self._process = subprocess.Popen(
+                ["dovecot", "-F", "-c", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        # Safety net: never leave a Dovecot behind if stop() is not called
+        # (object garbage-collected or interpreter exiting).
+        self._finalizer = weakref.finalize(self, _kill_group, self._process)
+        deadline = time.monotonic() + START_TIMEOUT
+        last_error = "never accepted a connection"
+        while True:
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                self._process = None
+                raise DovecotError(f"dovecot exited with status {code}\n{self.log_tail()}")
+            if _port_open(self._host, self._port):
+                try:
+                    imap = self.client(timeout=2.0)
+                except (OSError, IMAPClientError) as exc:
+                    last_error = f"LOGIN failed: {exc!r}"
+                else:
+                    imap.logout()
+                    return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise DovecotError(
+                    f"dovecot did not come up on {self._host}:{self._port} within "
+                    f"{START_TIMEOUT:.0f}s ({last_error})\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last *lines* lines of Dovecot's log and of the master's stderr."""
+        parts = []
+        for path in (self.stderr_path, self.log_path):
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                if text:
+                    parts.append(f"--- {path.name} ---\n" + "\n".join(text))
+        return "\n".join(parts) or "(no dovecot log output)"
+
+    # ------------------------------------------------------------ files/users
+
+    def _prepare_files(self) -> None:
+        self.state_dir.mkdir(exist_ok=True)
+        self.base_dir.mkdir(exist_ok=True)
+        self.mail_dir.mkdir(exist_ok=True)
+        _make_traversable(self.base_dir)
+        _make_traversable(self.mail_dir)
+        _chown_tree(self.mail_dir, self._mail_uid, self._mail_gid)
+        self._write_passwd()
+        self.config_path.write_text(self._config())
+
+    def add_user(self, user: str, password: str) -> None:
+        """Add (or change the password of) *user*; takes effect immediately, also while running."""
+        self._users[user] = password
+        self._write_passwd()
+        if self.running:
+            self._wait_for_login(user, password)
+
+    def _wait_for_login(self, user: str, password: str) -> None:
+        # Dovecot's passwd-file passdb checks the file for changes at most once
+        # per second, so a rewrite can go unnoticed for up to a second.
+        deadline = time.monotonic() + 3.0
+        while True:
+            try:
+                imap = self.client(user, password, timeout=2.0)
+            except imapclient.exceptions.LoginError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+            else:
+                imap.logout()
+                return
+
+    def _write_passwd(self) -> None:
+        for user, password in self._users.items():
+            if ":" in user or "\n" in user or "\n" in password:
+                raise ValueError(f"unsupported user/password for passwd-file: {user!r}")
+        content = "".join(f"{u}:{{PLAIN}}{p}\n" for u, p in self._users.items())
+        old_mtime = self.passwd_path.stat().st_mtime if self.passwd_path.exists() else None
+        tmp = self.passwd_path.with_name(self.passwd_path.name + ".tmp")
+        tmp.write_text(content)
+        tmp.chmod(0o644)
+        if old_mtime is not None and int(time.time()) <= int(old_mtime):
+            # Dovecot re-reads a passwd-file when its mtime (seconds) or size
+            # changes; make sure a same-size rewrite within one second is seen.
+            new_mtime = int(old_mtime) + 1
+            os.utime(tmp, (new_mtime, new_mtime))
+        tmp.replace(self.passwd_path)
+
+    def _config(self) -> str:
+        mailboxes = "".join(
+            f"  mailbox {name} {{\n    special_use = {flag}\n    auto = subscribe\n  }}\n"
+            for name, flag in SPECIAL_USE_MAILBOXES
+        )
+        return f"""\
+# Generated by tests/support/dovecot.py -- private test instance.
+protocols = imap
+listen = {self._host}
+base_dir = {self.base_dir}
+state_dir = {self.state_dir}
+instance_name = dovecot-test-{self._port}
+log_path = {self.log_path}
+info_log_path = {self.log_path}
+debug_log_path = {self.log_path}
+shutdown_clients = yes
+
+default_login_user = {LOGIN_USER}
+default_internal_user = {MAIL_USER}
+default_internal_group = {MAIL_USER}
+first_valid_uid = {self._mail_uid}
+first_valid_gid = {self._mail_gid}
+
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_verbose = yes
+auth_failure_delay = 0
+
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.passwd_path}
+}}
+userdb {{
+  driver = static
+  args = uid={MAIL_USER} gid={MAIL_USER} home={self.mail_dir}/%u
+}}
+
+mail_location = maildir:{self.mail_dir}/%u
+mail_fsync = never
+mail_max_userip_connections = 100
+
+namespace inbox {{
+  inbox = yes
+  separator = {self._separator}
+{mailboxes}}}
+
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = {self._host}
+    port = {self._port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service stats {{
+  chroot =
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = 0
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service submission-login {{
+  inet_listener submission {{
+    port = 0
+  }}
+}}
+service managesieve-login {{
+  inet_listener sieve {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  unix_listener lmtp {{
+    mode = 0600
+  }}
+}}
+"""
+
+    # ---------------------------------------------------------------- clients
+
+    def client(
+        self,
+        user: str | None = None,
+        password: str | None = None,
+        *,
+        timeout: float = 10.0,
+    ) -> imapclient.IMAPClient:
+        """A logged-in plain-text IMAPClient (defaults: the first configured user)."""
+        if user is None:
+            user = next(iter(self._users))
+        if password is None:
+            password = self._users[user]
+        imap = imapclient.IMAPClient(self._host, port=self._port, ssl=False, timeout=timeout)
+        try:
+            imap.login(user, password)
+        except BaseException:
+            imap.shutdown()
+            raise
+        return imap
+
+    def append_many(self, user: str, folder: str, messages: Iterable[bytes]) -> int:
+        """APPEND *messages* to *folder* (created if missing); return how many were appended.
+
+        Uses MULTIAPPEND (RFC 3502) in chunks when the server offers it,
+        otherwise one APPEND per message.
+        """
+        count = 0
+        with self.client(user, timeout=60.0) as imap:
+            if not imap.folder_exists(folder):
+                imap.create_folder(folder)
+            multi = imap.has_capability("MULTIAPPEND")
+            for chunk in _chunks(messages, APPEND_CHUNK_MESSAGES, APPEND_CHUNK_BYTES):
+                if multi:
+                    imap.multiappend(folder, chunk)
+                else:
+                    for message in chunk:
+                        imap.append(folder, message)
+                count += len(chunk)
+        return count
+
+    def doveadm(self, *args: str) -> str:
+        """Run ``doveadm -c <our config> *args`` against this instance; return stdout."""
+        result = subprocess.run(
+            ["doveadm", "-c", str(self.config_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise DovecotError(
+                f"doveadm {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}\n{self.log_tail()}"
+            )
+        return result.stdout
+
+    def reset_uidvalidity(self, user: str, folder: str, *, renumber: bool = False) -> int:
+        """Give *folder* a new UIDVALIDITY, keeping its messages; return the new value.
+
+        Uses ``doveadm mailbox update --uid-validity`` (works for INBOX too,
+        which IMAP can't delete).  The messages, flags and UIDs stay as they
+        were; only UIDVALIDITY changes -- like a server whose index was
+        rebuilt.  IMAP sessions that have the folder selected at that moment
+        are disconnected by Dovecot ("view is now inconsistent").
+
+        With ``renumber=True`` every message is then re-appended (same body,
+        flags and internal date) and the originals expunged, so that besides
+        UIDVALIDITY all UIDs change too (the old UIDs no longer exist).
+        """
+        with self.client(user) as imap:
+            old = self._uidvalidity(imap, folder)
+        new = old + 1 if old < 0xFFFFFFFF else 1
+        # Like Dovecot itself, prefer a time-based value when it is larger.
+        new = max(new, min(int(time.time()), 0xFFFFFFFF))
+        self.doveadm("mailbox", "update", "-u", user, "--uid-validity", str(new), folder)
+        with self.client(user, timeout=60.0) as imap:
+            current = self._uidvalidity(imap, folder)
+            if current != new:
+                raise DovecotError(f"UIDVALIDITY of {folder!r} is {current} after reset, expected {new}")
+            if renumber:
+                self._renumber(imap, folder)
+        return current
+
+    @staticmethod
+    def _uidvalidity(imap: imapclient.IMAPClient, folder: str) -> int:
+        return int(imap.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
+
+    @staticmethod
+    def _renumber(imap: imapclient.IMAPClient, folder: str) -> None:
+        imap.select_folder(folder)
+        uids = imap.search("ALL")
+        if not uids:
+            imap.unselect_folder()
+            return
+        fetched = imap.fetch(uids, ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+        copies: list[dict[str, Any]] = [
+            {
+                "msg": data[b"BODY[]"],
+                "flags": [f for f in data[b"FLAGS"] if f != b"\\Recent"],
+                "date": data[b"INTERNALDATE"],
+            }
+            for _, data in sorted(fetched.items())
+        ]
+        for start in range(0, len(copies), APPEND_CHUNK_MESSAGES):
+            imap.multiappend(folder, copies[start : start + APPEND_CHUNK_MESSAGES])
+        imap.delete_messages(uids)
+        imap.uid_expunge(uids)
+        imap.unselect_folder()
