@@ -34,9 +34,13 @@ def _warm_up(_: int = 0) -> int:
 
 
 def make_parser_pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes are spawned, not forked: the daemon has threads and open sockets by now."""
+    """Start every parser process now, before any worker thread exists.
+
+    With the fork start method the pool launches all its processes at the first submit, so forking
+    happens here, from a single-threaded process, and the children inherit the imported parser.
+    """
     count = workers or os.cpu_count() or 1
-    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"))
     list(pool.map(_warm_up, range(count)))
     return pool
 

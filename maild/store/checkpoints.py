@@ -7,6 +7,8 @@ the watermark, and its whole batch rolls back.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -64,6 +66,37 @@ def acquire_lease(db: Database, ref: FolderRef, owner: str, ttl: float) -> bool:
             .values(lock_owner=owner, lock_expires_at=now + timedelta(seconds=ttl))
         )
         return result.rowcount == 1
+
+
+def take_over_dead_lease(db: Database, ref: FolderRef, owner: str, ttl: float) -> bool:
+    """Take the lease at once when its holder is a process on this host that no longer exists.
+
+    Spares a restarted daemon (after kill -9 or a crash) from waiting out the TTL. Holders on
+    other hosts are never second-guessed: their lease simply expires.
+    """
+    holder, _ = lease_holder(db, ref)
+    if holder is None or not _is_dead_local_process(holder):
+        return False
+    with db.engine.begin() as conn:
+        result = conn.execute(
+            update(_cp).where(_row(ref), _cp.c.lock_owner == holder)
+            .values(lock_owner=owner, lock_expires_at=utcnow() + timedelta(seconds=ttl))
+        )
+        return result.rowcount == 1
+
+
+def _is_dead_local_process(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def lease_holder(db: Database, ref: FolderRef) -> tuple[str | None, datetime | None]:

@@ -10,10 +10,12 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Insert
 from sqlmodel import Session
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+HEAD_REVISION = "0001"  # the newest file in migrations/versions (a test keeps the two in step)
 
 
 class Database:
@@ -42,6 +44,8 @@ class Database:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (run on `init` and on every start)."""
+        if self.revision() == HEAD_REVISION:
+            return
         from alembic import command
         from alembic.config import Config as AlembicConfig
 
@@ -53,6 +57,14 @@ class Database:
                 connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7263541)")
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
+
+    def revision(self) -> str | None:
+        """The schema's current migration, or None for an empty database."""
+        try:
+            with self.engine.connect() as connection:
+                return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        except DBAPIError:
+            return None
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,6 +1,6 @@
 """A private, throw-away Dovecot IMAP server for tests.
 
-Each :class:`Dovecot` owns one temporary directory (config, logs, passwd file,
+Each :class:`Dovecot` owns one temporary directory (config, logs, passwd files,
 maildirs) and one loopback port, so tests never share state with each other or
 with a system Dovecot.  It is meant to run as root on Debian (package
 ``dovecot-imapd``, see ``scripts/install-test-deps``): the login and mail
@@ -48,10 +48,6 @@ LOGIN_USER = "dovenull"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
-# Unix socket paths are limited to 108 bytes; Dovecot puts sockets such as
-# "token-login/tokenlogin" under base_dir, so keep base_dir comfortably short.
-MAX_BASE_DIR_LEN = 80
-
 # Chunking for MULTIAPPEND: one APPEND command carries at most this many
 # messages / bytes.
 APPEND_CHUNK_MESSAGES = 500
@@ -67,6 +63,20 @@ SPECIAL_USE_MAILBOXES = (
 
 class DovecotError(RuntimeError):
     """The private Dovecot instance could not be started, stopped or driven."""
+
+
+def _check_credentials(user: str, password: str) -> None:
+    # The user name is a file name (passwd.d/<user>) and, via %u, the maildir name.
+    if not user or user.startswith(".") or any(c in user for c in ":/\n%") or "\n" in password:
+        raise ValueError(f"unsupported user name or password for this test server: {user!r}")
+
+
+def _binary(name: str) -> str:
+    """Path of a Dovecot program; Debian installs them in /usr/sbin, not always on PATH."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+    if found is None:
+        raise DovecotError(f"{name!r} not found; run scripts/install-test-deps")
+    return found
 
 
 def _free_port(host: str) -> int:
@@ -92,19 +102,21 @@ def _kill_group(process: subprocess.Popen[bytes] | None) -> None:
     process.wait()
 
 
-def _live_children(pid: int) -> list[int]:
-    """PIDs of non-zombie processes in process group *pid*, other than *pid* itself (Linux)."""
-    children = []
+def _live_children(pid: int) -> dict[int, str]:
+    """Non-zombie processes in process group *pid* other than *pid* itself: pid -> title (Linux)."""
+    children = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
-        except OSError:
-            continue
-        # Format: "pid (comm) state ppid pgrp ..."; comm may contain spaces.
-        fields = text[text.rindex(")") + 2 :].split()
-        other = int(stat.parent.name)
-        if int(fields[2]) == pid and other != pid and fields[0] not in ("Z", "X"):
-            children.append(other)
+            # Format: "pid (comm) state ppid pgrp ..."; comm may contain spaces.
+            fields = text[text.rindex(")") + 2 :].split()
+            other = int(stat.parent.name)
+            if int(fields[2]) != pid or other == pid or fields[0] in ("Z", "X"):
+                continue
+            title = (stat.parent / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # the process went away meanwhile
+        children[other] = title
     return children
 
 
@@ -144,10 +156,16 @@ def _chunks(messages: Iterable[bytes], max_count: int, max_bytes: int) -> Iterat
 class Dovecot:
     """A private Dovecot 2.3 IMAP server (plain text, loopback only) under *root*.
 
-    Layout of *root*: ``dovecot.conf``, ``passwd``, ``dovecot.log`` (Dovecot's
-    own log), ``dovecot.stderr`` (master process stdout/stderr), ``mail/<user>``
-    (one maildir per user), ``state/`` and, unless the path is too long for
-    unix sockets, ``run/`` (base_dir).
+    *root* holds ``dovecot.conf``, ``dovecot.log`` (Dovecot's own log),
+    ``dovecot.stderr`` (master process output) and the symlinks ``mail``
+    (``mail/<user>`` is each user's maildir, INBOX at its top), ``run``
+    (base_dir) and ``passwd.d`` (one passwd-file per user).  Those three
+    really live in a private runtime directory under the system temp dir:
+    Dovecot's unprivileged processes must be able to traverse every parent
+    of them, and pytest resets ``/tmp/pytest-of-<user>`` to 0700 whenever
+    another pytest session starts, which would break a running server whose
+    files live below tmp_path.  ``close()`` moves the maildirs into *root*
+    (for post-mortems) and removes the runtime directory.
     """
 
     def __init__(
@@ -157,9 +175,17 @@ class Dovecot:
         *,
         separator: str = "/",
     ) -> None:
+        try:
+            self._mail_uid = pwd.getpwnam(MAIL_USER).pw_uid
+            self._mail_gid = grp.getgrnam(MAIL_USER).gr_gid
+            pwd.getpwnam(LOGIN_USER)
+        except KeyError as exc:
+            raise DovecotError(f"system user/group missing ({exc}); run scripts/install-test-deps") from exc
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._users: dict[str, str] = dict(users) if users else {DEFAULT_USER: DEFAULT_PASSWORD}
+        for user, password in self._users.items():
+            _check_credentials(user, password)
         self._separator = separator
         self._host = "127.0.0.1"
         self._port = _free_port(self._host)
@@ -169,19 +195,16 @@ class Dovecot:
         self._started_once = False
 
         self.config_path = self.root / "dovecot.conf"
-        self.passwd_path = self.root / "passwd"
         self.log_path = self.root / "dovecot.log"
         self.stderr_path = self.root / "dovecot.stderr"
-        self.mail_dir = self.root / "mail"
-        self.state_dir = self.root / "state"
-        base_dir = self.root / "run"
-        self._own_base_dir = len(str(base_dir)) > MAX_BASE_DIR_LEN
-        if self._own_base_dir:
-            base_dir = Path(tempfile.mkdtemp(prefix="dovecot-"))
-        self.base_dir = base_dir
-
-        self._mail_uid = pwd.getpwnam(MAIL_USER).pw_uid
-        self._mail_gid = grp.getgrnam(MAIL_USER).gr_gid
+        # Short (unix socket paths are limited to 108 bytes) and outside
+        # pytest's tree; see the class docstring.
+        self.runtime_dir = Path(tempfile.mkdtemp(prefix="dovecot-test-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.runtime_dir, ignore_errors=True)
+        self.base_dir = self.runtime_dir / "run"
+        self.mail_dir = self.runtime_dir / "mail"
+        self.passwd_dir = self.runtime_dir / "passwd.d"
+        self.state_dir = self.runtime_dir / "state"
 
     # ------------------------------------------------------------------ props
 
@@ -203,7 +226,7 @@ class Dovecot:
         return self._process is not None and self._process.poll() is None
 
     def mail_path(self, user: str) -> Path:
-        """The maildir root of *user* (INBOX lives directly in it)."""
+        """The maildir root of *user* (INBOX lives directly in it; valid until close())."""
         return self.mail_dir / user
 
     # -------------------------------------------------------------- lifecycle
@@ -242,9 +265,10 @@ class Dovecot:
     def _terminate(self, process: subprocess.Popen[bytes], deadline: float) -> None:
         # A graceful SIGTERM shutdown of the Dovecot 2.3 master ends with a
         # hard-coded sleep(1) after it has told its log process to quit, which
-        # would make every stop()/restart() cost a second.  Once the listener
-        # is closed and every child (including the log process) is gone, there
-        # is nothing left to wait for, so SIGKILL the master at that point.
+        # would make every stop()/restart() cost a second.  Once every child
+        # but the log process is gone there is nothing left to wait for, so
+        # SIGKILL the master then (the listening socket closes with it); the
+        # log process sees EOF on its pipes, writes what is queued and exits.
         process.send_signal(signal.SIGTERM)
         while process.poll() is None:
             if time.monotonic() > deadline:
@@ -252,21 +276,33 @@ class Dovecot:
                 # open, so kill the whole process group.
                 _kill_group(process)
                 break
-            if not _port_open(self._host, self._port) and not _live_children(process.pid):
+            if all(title.endswith("/log") for title in _live_children(process.pid).values()):
                 process.kill()
                 break
             time.sleep(0.02)
         process.wait(timeout=STOP_TIMEOUT)
+        while _live_children(process.pid):
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
 
     def restart(self) -> None:
         self.stop()
         self.start()
 
     def close(self) -> None:
-        """Stop the server and remove the out-of-tree base_dir, if one was needed."""
+        """Stop the server, move the maildirs to *root*/mail and remove the runtime directory."""
         self.stop()
-        if self._own_base_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
+        if not self._cleanup.alive:
+            return
+        link = self.root / "mail"
+        if link.is_symlink() and self.mail_dir.is_dir():
+            link.unlink()
+            with contextlib.suppress(OSError):
+                shutil.move(self.mail_dir, link)
+        self._cleanup()
 
     def __enter__(self) -> Dovecot:
         self.start()
@@ -284,7 +320,7 @@ class Dovecot:
         self._prepare_files()
         with self.stderr_path.open("ab") as stderr:
             self._process = subprocess.Popen(
-                ["dovecot", "-F", "-c", str(self.config_path)],
+                [_binary("dovecot"), "-F", "-c", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,
@@ -329,25 +365,57 @@ class Dovecot:
     # ------------------------------------------------------------ files/users
 
     def _prepare_files(self) -> None:
+        if not self._cleanup.alive:
+            raise DovecotError("this Dovecot instance has been closed")
+        self._link_into_root()
         self.state_dir.mkdir(exist_ok=True)
         self.base_dir.mkdir(exist_ok=True)
         self.mail_dir.mkdir(exist_ok=True)
+        # Must not exist (see the anvil service in the config); a stale one
+        # would make auth log connection errors.
+        (self.base_dir / "anvil-auth-penalty").unlink(missing_ok=True)
         _make_traversable(self.base_dir)
         _make_traversable(self.mail_dir)
         _chown_tree(self.mail_dir, self._mail_uid, self._mail_gid)
-        self._write_passwd()
+        for user in self._users:
+            self._write_passwd(user)
         self.config_path.write_text(self._config())
 
-    def add_user(self, user: str, password: str) -> None:
-        """Add (or change the password of) *user*; takes effect immediately, also while running."""
-        self._users[user] = password
-        self._write_passwd()
-        if self.running:
-            self._wait_for_login(user, password)
+    def _link_into_root(self) -> None:
+        for name, target in (("mail", self.mail_dir), ("run", self.base_dir), ("passwd.d", self.passwd_dir)):
+            link = self.root / name
+            if link.is_symlink():
+                if link.readlink() == target:
+                    continue
+                link.unlink()  # left by an instance that was not closed
+            elif name == "mail" and link.is_dir() and not self.mail_dir.exists():
+                # Maildirs moved here by close() of an earlier instance: reuse them.
+                shutil.move(link, self.mail_dir)
+            elif link.is_dir():
+                shutil.rmtree(link)
+            elif link.exists():
+                link.unlink()
+            link.symlink_to(target)
 
-    def _wait_for_login(self, user: str, password: str) -> None:
-        # Dovecot's passwd-file passdb checks the file for changes at most once
-        # per second, so a rewrite can go unnoticed for up to a second.
+    def add_user(self, user: str, password: str) -> None:
+        """Add *user* or change its password; takes effect at once, also while running.
+
+        Each user has its own passwd-file (``passwd.d/<user>``), which Dovecot
+        reads the first time that user logs in, so a new user works
+        immediately.  Dovecot re-checks an already loaded passwd-file at most
+        once per second, so a password *change* on a running server waits for
+        the next second and then verifies that the new password works.
+        """
+        _check_credentials(user, password)
+        changed = user in self._users
+        self._users[user] = password
+        self._write_passwd(user)
+        if self.running:
+            self._wait_for_login(user, password, next_second=changed)
+
+    def _wait_for_login(self, user: str, password: str, *, next_second: bool) -> None:
+        if next_second:
+            time.sleep(1.02 - time.time() % 1)
         deadline = time.monotonic() + 3.0
         while True:
             try:
@@ -360,21 +428,20 @@ class Dovecot:
                 imap.logout()
                 return
 
-    def _write_passwd(self) -> None:
-        for user, password in self._users.items():
-            if ":" in user or "\n" in user or "\n" in password:
-                raise ValueError(f"unsupported user/password for passwd-file: {user!r}")
-        content = "".join(f"{u}:{{PLAIN}}{p}\n" for u, p in self._users.items())
-        old_mtime = self.passwd_path.stat().st_mtime if self.passwd_path.exists() else None
-        tmp = self.passwd_path.with_name(self.passwd_path.name + ".tmp")
-        tmp.write_text(content)
+    def _write_passwd(self, user: str) -> None:
+        password = self._users[user]
+        self.passwd_dir.mkdir(exist_ok=True)
+        path = self.passwd_dir / user
+        old_mtime = path.stat().st_mtime if path.exists() else None
+        tmp = path.with_name(f".{user}.tmp")
+        tmp.write_text(f"{user}:{{PLAIN}}{password}\n")
         tmp.chmod(0o644)
         if old_mtime is not None and int(time.time()) <= int(old_mtime):
             # Dovecot re-reads a passwd-file when its mtime (seconds) or size
             # changes; make sure a same-size rewrite within one second is seen.
             new_mtime = int(old_mtime) + 1
             os.utime(tmp, (new_mtime, new_mtime))
-        tmp.replace(self.passwd_path)
+        tmp.replace(path)
 
     def _config(self) -> str:
         mailboxes = "".join(
@@ -402,12 +469,17 @@ first_valid_gid = {self._mail_gid}
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# Usernames exactly as given (Dovecot's default, %Lu, lowercases them).
+auth_username_format = %u
 auth_verbose = yes
 auth_failure_delay = 0
+# No stats process connections: avoids 5 s stats-writer handshake timeouts of
+# login processes while the server shuts down.
+stats_writer_socket_path =
 
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self.passwd_path}
+  args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u
 }}
 userdb {{
   driver = static
@@ -435,32 +507,14 @@ service imap-login {{
 }}
 service anvil {{
   chroot =
+  # No anvil-auth-penalty socket => auth disables its brute-force penalty
+  # (up to 15 s extra delay per failed login from the same IP).
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 service stats {{
   chroot =
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    port = 0
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-service submission-login {{
-  inet_listener submission {{
-    port = 0
-  }}
-}}
-service managesieve-login {{
-  inet_listener sieve {{
-    port = 0
-  }}
-}}
-service lmtp {{
-  unix_listener lmtp {{
-    mode = 0600
-  }}
 }}
 """
 
@@ -509,7 +563,7 @@ service lmtp {{
     def doveadm(self, *args: str) -> str:
         """Run ``doveadm -c <our config> *args`` against this instance; return stdout."""
         result = subprocess.run(
-            ["doveadm", "-c", str(self.config_path), *args],
+            [_binary("doveadm"), "-c", str(self.config_path), *args],
             capture_output=True,
             text=True,
             timeout=30,

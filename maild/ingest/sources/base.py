@@ -20,6 +20,10 @@ from maild.store.checkpoints import FolderRef
 log = logging.getLogger("maild.ingest")
 
 
+class LeaseBusy(Exception):
+    """The folder stayed claimed by another live daemon."""
+
+
 class FolderWorker(ABC):
     def __init__(self, ctx: IngestContext, ref: FolderRef) -> None:
         self.ctx = ctx
@@ -70,23 +74,32 @@ class FolderWorker(ABC):
                 stop.wait(delay)
 
     def run_once(self) -> int:
-        """One pass for `maild ingest --once`; errors propagate to the caller."""
+        """One pass for `maild ingest --once`; errors propagate to the caller.
+
+        When another daemon holds the folder, wait for its lease (at most one TTL and a bit):
+        a lease left by a crashed daemon expires, a live daemon's pass is then simply repeated.
+        """
         self.open()
         try:
-            if not self.take_lease():
-                owner, _ = checkpoints.lease_holder(self.ctx.db, self.ref)
-                log.warning("folder is being ingested by another daemon; skipped",
-                            extra={"fields": {"worker": self.label, "owner": owner}})
-                return 0
+            deadline = time.monotonic() + self.ctx.settings.lock_ttl * 1.5
+            while not self.take_lease():
+                if time.monotonic() > deadline or self.ctx.stop.is_set():
+                    owner, _ = checkpoints.lease_holder(self.ctx.db, self.ref)
+                    raise LeaseBusy(f"another daemon ({owner}) keeps ingesting this folder; try again later")
+                self.ctx.stop.wait(1.0)
             return self.sync_once()
         finally:
             self.close()
             self.release_lease()
 
     def take_lease(self) -> bool:
-        held = checkpoints.acquire_lease(self.ctx.db, self.ref, self.ctx.owner, self.ctx.settings.lock_ttl)
+        ttl = self.ctx.settings.lock_ttl
+        held = checkpoints.acquire_lease(self.ctx.db, self.ref, self.ctx.owner, ttl) or \
+            checkpoints.take_over_dead_lease(self.ctx.db, self.ref, self.ctx.owner, ttl)
         if not held and not self._waiting_for_lease:
-            log.info("another daemon holds this folder; waiting", extra={"fields": {"worker": self.label}})
+            owner, _ = checkpoints.lease_holder(self.ctx.db, self.ref)
+            log.info("another daemon holds this folder; waiting",
+                     extra={"fields": {"worker": self.label, "owner": owner}})
         self._waiting_for_lease = not held
         self._last_renew = time.monotonic()
         return held

@@ -1,0 +1,87 @@
+"""Fixtures that start the real components: PostgreSQL databases, a private Dovecot per session."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from maild.store.db import Database
+from tests.support.dovecot import Dovecot
+
+PG_ADMIN = os.environ.get("MAILD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    name = f"maild_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'maild.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+    """One private Dovecot for the whole test session; each test takes its own user (mailbox)."""
+    server = Dovecot(tmp_path_factory.mktemp("dovecot"))
+    server.start()
+    yield server
+    server.close()
+
+
+@dataclass
+class Mailbox:
+    server: Dovecot
+    user: str
+    password: str
+
+    def url(self, folder: str = "INBOX") -> str:
+        return f"imap://{quote(self.user, safe='')}:{self.password}@{self.server.host}:{self.server.port}/{folder}"
+
+    def source(self, name: str = "mbox", folders: list[str] | None = None, **extra: object) -> dict[str, object]:
+        return {"name": name, "type": "imap", "host": self.server.host, "port": self.server.port,
+                "security": "plain", "username": self.user, "password_env": "MAILD_TEST_IMAP_PASSWORD",
+                "folders": folders or ["INBOX"], "timeout": 10, **extra}
+
+    def append(self, messages: list[bytes], folder: str = "INBOX") -> None:
+        self.server.append_many(self.user, folder, messages)
+
+    def uids(self, folder: str = "INBOX") -> tuple[int, list[int]]:
+        with self.server.client(self.user, self.password) as imap:
+            info = imap.select_folder(folder, readonly=True)
+            return int(info[b"UIDVALIDITY"]), sorted(imap.search("ALL"))
+
+
+@pytest.fixture
+def mailbox(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> Mailbox:
+    """A fresh, empty IMAP account on the session's Dovecot."""
+    user = f"u{uuid.uuid4().hex[:10]}@example.test"
+    password = "pw-" + uuid.uuid4().hex[:8]
+    dovecot.add_user(user, password)
+    monkeypatch.setenv("MAILD_TEST_IMAP_PASSWORD", password)
+    return Mailbox(dovecot, user, password)
