@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from maild.clock import utcnow
 from maild.ingest.parse import ParsedMail, parse_and_store
-from maild.ingest.pipeline import store_message
+from maild.ingest.store import insert_messages
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
 from maild.store.models import Location, Quarantine
@@ -52,8 +52,8 @@ def retry(db: Database, blobs: BlobStore, quarantine_id: int, max_bytes: int) ->
         if not isinstance(parsed, ParsedMail):
             conn.execute(update(_quar).where(_quar.c.id == quarantine_id).values(reason=parsed.reason))
             return RetryOutcome(quarantine_id, None, parsed.reason)
-        message_id, _ = store_message(db, conn, parsed, {"source": item.source_name, "folder": item.folder,
-                                                         "via": f"quarantine retry {quarantine_id}"})
+        origin = {"source": item.source_name, "folder": item.folder, "via": f"quarantine retry {quarantine_id}"}
+        message_id, _ = insert_messages(db, conn, [parsed], origin)[parsed.raw_sha256]
         conn.execute(update(_quar).where(_quar.c.id == quarantine_id).values(resolved_message_id=message_id))
         conn.execute(update(_loc).where(_loc.c.quarantine_id == quarantine_id).values(message_id=message_id))
     return RetryOutcome(quarantine_id, message_id, None)

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from maild.ingest.backoff import backoff_delay
 from maild.ingest.context import IngestContext
-from maild.ingest.pipeline import Ack, Fetched, ParsedBatch, Result
+from maild.ingest.pipeline import Ack, ParsedBatch
+from maild.ingest.store import Fetched, Result
 from maild.store import checkpoints
 from maild.store.checkpoints import FolderRef
 

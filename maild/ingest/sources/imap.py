@@ -17,8 +17,9 @@ from imapclient import IMAPClient
 
 from maild.config import ImapSourceConfig
 from maild.ingest.context import IngestContext
-from maild.ingest.pipeline import Fetched, ParsedBatch
+from maild.ingest.pipeline import ParsedBatch
 from maild.ingest.sources.base import FolderWorker
+from maild.ingest.store import Fetched
 from maild.store import checkpoints
 from maild.store.checkpoints import FolderRef
 

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from maild.config import MaildirSourceConfig, resolve_path
 from maild.ingest.context import IngestContext
-from maild.ingest.pipeline import Fetched
 from maild.ingest.sources.base import FolderWorker
+from maild.ingest.store import Fetched
 from maild.store import checkpoints
 from maild.store.checkpoints import FolderRef
 from maild.store.models import Location
