@@ -21,9 +21,9 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import mailparser
@@ -34,8 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.dovecot import Dovecot  # noqa: E402
 
-WORDS = ("invoice order delivery pallet quote meeting thanks regards please attached price discount "
-         "schedule Rechnung Lieferung Angebot Grüße question support ticket urgent week").split()
+WORDS = [
+    "invoice", "order", "delivery", "pallet", "quote", "meeting", "thanks", "regards", "please", "attached",
+    "price", "discount", "schedule", "Rechnung", "Lieferung", "Angebot", "Grüße", "question", "support", "ticket",
+    "urgent", "week",
+]
 
 
 def mixed_messages(count: int, seed: int = 7) -> list[bytes]:
