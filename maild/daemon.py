@@ -7,42 +7,22 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from maild.config import Config, ImapSourceConfig, MaildirSourceConfig
 from maild.ingest.context import IngestContext
+from maild.ingest.parser_pool import ParserPool
 from maild.ingest.pipeline import Pipeline
 from maild.ingest.sources.base import FolderWorker
 from maild.ingest.sources.imap import ImapFolderWorker
 from maild.ingest.sources.maildir import MAILDIR_FOLDER, MaildirFolderWorker
 from maild.store import checkpoints
-from maild.store.blobs import BlobStore
 from maild.store.db import Database
 
 log = logging.getLogger("maild.daemon")
-
-
-def _warm_up(_: int = 0) -> int:
-    import maild.ingest.parse  # noqa: F401  (import mail-parser once per worker, before the first mail)
-
-    return os.getpid()
-
-
-def make_parser_pool(workers: int) -> ProcessPoolExecutor:
-    """Start every parser process now, before any worker thread exists.
-
-    With the fork start method the pool launches all its processes at the first submit, so forking
-    happens here, from a single-threaded process, and the children inherit the imported parser.
-    """
-    count = workers or os.cpu_count() or 1
-    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("fork"))
-    list(pool.map(_warm_up, range(count)))
-    return pool
 
 
 @dataclass
@@ -56,11 +36,12 @@ class Daemon:
         self.config = config
         self.db = db or Database(config.database_url)
         self.stop = threading.Event()
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ParserPool | None = None
 
     def start_pool(self) -> Pipeline:
-        self._pool = make_parser_pool(self.config.ingest.parse_workers)
-        return Pipeline(self.db, BlobStore(self.config.blob_dir), self._pool, self.config.ingest.max_message_bytes)
+        settings = self.config.ingest
+        self._pool = ParserPool(settings.parse_workers, str(self.config.blob_dir), settings.max_message_bytes)
+        return Pipeline(self.db, self._pool)
 
     def workers(self, ctx: IngestContext) -> list[FolderWorker]:
         workers: list[FolderWorker] = []
@@ -126,6 +107,6 @@ class Daemon:
 
     def shutdown(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
 

@@ -6,13 +6,16 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from maild import __version__
 from maild.config import Config, ConfigError, find_config_path, load_config
 from maild.log import setup_logging
+
+if TYPE_CHECKING:
+    from maild.daemon import Daemon
 
 
 class AppContext:
@@ -117,12 +120,7 @@ def run(app: AppContext, sources: tuple[str, ...]) -> None:
     from maild.daemon import Daemon
 
     daemon = Daemon(app.with_sources(sources))
-
-    def _stop(signum: int, _frame: Any) -> None:
-        daemon.stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    _stop_on_signals(daemon)
     daemon.run()
 
 
@@ -137,6 +135,7 @@ def ingest(app: AppContext, once: bool, sources: tuple[str, ...], progress: bool
     from maild.daemon import Daemon
 
     daemon = Daemon(app.with_sources(sources))
+    _stop_on_signals(daemon)
     show = sys.stderr.isatty() if progress is None else progress
     with PassProgress(enabled=show) as bar:
         report = daemon.ingest_once(progress=bar.update)
@@ -173,6 +172,18 @@ def migrate(app: AppContext) -> None:
 
     Database(app.config.database_url).upgrade()
     click.echo(f"schema up to date ({_safe_url(app.config)})")
+
+
+def _stop_on_signals(daemon: Daemon) -> None:
+    """SIGTERM and SIGINT ask the daemon to finish the batch in hand and stop; a second one kills."""
+
+    def _stop(signum: int, _frame: Any) -> None:
+        if daemon.stop.is_set():
+            raise SystemExit(128 + signum)
+        daemon.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
 
 
 def _safe_url(config: Config) -> str:

@@ -10,16 +10,16 @@ unique keys turn the re-delivery into no-ops.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from maild.ingest.parse import ParsedMail, Rejected, parse_and_store
+from maild.ingest.parse import ParsedMail, Rejected
+from maild.ingest.parser_pool import ParserPool
 from maild.ingest.store import Fetched, Result, store_batch
-from maild.store.blobs import BlobStore, sha256_hex
+from maild.store.blobs import BlobStore
 from maild.store.checkpoints import FolderRef, LeaseLost, renew_lease
 from maild.store.db import Database
 
@@ -37,35 +37,24 @@ class Ack:
 
 
 class ParsedBatch:
-    """A batch whose parsing was started in the worker pool; `results()` waits for it."""
+    """A batch whose parsing was started in the parser pool; `results()` waits for it."""
 
-    def __init__(self, items: Sequence[Fetched], futures: list[Future[ParsedMail | Rejected]]) -> None:
+    def __init__(self, items: Sequence[Fetched], pool: ParserPool) -> None:
         self.items = list(items)
-        self._futures = futures
+        self._pool = pool
+        self._submitted = pool.submit([item.raw for item in self.items])
 
     def results(self) -> list[ParsedMail | Rejected]:
-        out: list[ParsedMail | Rejected] = []
-        for item, future in zip(self.items, self._futures, strict=True):
-            try:
-                out.append(future.result())
-            except Exception as exc:  # a worker died (e.g. out of memory on a monster mail)
-                out.append(Rejected(sha256_hex(item.raw), len(item.raw), f"parser process failed: {exc!r}"))
-        return out
+        return self._pool.results([item.raw for item in self.items], self._submitted)
 
 
 class Pipeline:
-    def __init__(self, db: Database, blobs: BlobStore, pool: Executor, max_bytes: int,
-                 on_result: Callable[[FolderRef, Result], None] | None = None) -> None:
+    def __init__(self, db: Database, pool: ParserPool) -> None:
         self.db = db
-        self.blobs = blobs
         self.pool = pool
-        self.max_bytes = max_bytes
-        self.on_result = on_result
 
     def start(self, items: Sequence[Fetched]) -> ParsedBatch:
-        blob_dir = str(self.blobs.root)
-        futures = [self.pool.submit(parse_and_store, item.raw, blob_dir, self.max_bytes) for item in items]
-        return ParsedBatch(items, futures)
+        return ParsedBatch(items, self.pool)
 
     def process(self, ref: FolderRef, items: Sequence[Fetched], ack: Ack | None = None) -> list[Result]:
         return self.commit(ref, self.start(items), ack)
@@ -110,8 +99,6 @@ class Pipeline:
         renew_lease(conn, ref, ack.owner, ack.ttl, **values)
 
     def _log(self, ref: FolderRef, result: Result) -> None:
-        if self.on_result is not None:
-            self.on_result(ref, result)
         item = result.item
         where = {"key": item.key} if item.key else {"uidvalidity": item.uidvalidity, "uid": item.uid}
         log.info(result.outcome.value, extra={"fields": {

@@ -1,0 +1,93 @@
+"""The pool of parser processes, and what happens when one of them dies.
+
+A parser process may die on a monster message (out of memory, a C-level crash) or be killed from
+outside. Neither may lose or wrongly quarantine a batch: the batch is parsed again in a fresh pool, one
+message at a time, and only a message that kills a fresh process on its own is quarantined.
+Parser processes ignore SIGINT and SIGTERM (a Ctrl-C or a service manager signals the whole process
+group): the daemon decides when they stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from maild.ingest.parse import ParsedMail, Rejected, parse_and_store
+from maild.store.blobs import BlobStore
+
+log = logging.getLogger("maild.ingest")
+
+Parsed = ParsedMail | Rejected
+
+
+def _child_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _warm_up(_: int = 0) -> int:
+    return os.getpid()
+
+
+class ParserPool:
+    def __init__(self, workers: int, blob_dir: str, max_bytes: int) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.blob_dir = blob_dir
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        """Start every process now. With fork, the pool launches all of them at the first submit, so
+        forking happens here, while the caller is still single-threaded (at daemon start) or holds
+        the lock (a replacement), and the children inherit the imported parser."""
+        executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_child_init)
+        list(executor.map(_warm_up, range(self.workers)))
+        return executor
+
+    def submit(self, raws: Sequence[bytes]) -> tuple[ProcessPoolExecutor, list[Future[Parsed]]]:
+        with self._lock:
+            executor = self._executor
+        futures = [executor.submit(parse_and_store, raw, self.blob_dir, self.max_bytes) for raw in raws]
+        return executor, futures
+
+    def results(self, raws: Sequence[bytes], submitted: tuple[ProcessPoolExecutor, list[Future[Parsed]]],
+                ) -> list[Parsed]:
+        executor, futures = submitted
+        try:
+            return [future.result() for future in futures]
+        except BrokenProcessPool:
+            log.warning("a parser process died; parsing this batch again one message at a time")
+            self._replace(executor)
+            return [self._parse_alone(raw) for raw in raws]
+
+    def _parse_alone(self, raw: bytes) -> Parsed:
+        for attempt in (1, 2):
+            with self._lock:
+                executor = self._executor
+            try:
+                return executor.submit(parse_and_store, raw, self.blob_dir, self.max_bytes).result()
+            except BrokenProcessPool:
+                self._replace(executor)
+                if attempt == 2:
+                    digest = BlobStore(Path(self.blob_dir)).put(raw)  # keep the raw bytes whatever happens
+                    return Rejected(digest, len(raw), "the parser process died on this message twice")
+        raise AssertionError("unreachable")
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._start()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._executor.shutdown(wait=True, cancel_futures=True)
