@@ -74,6 +74,7 @@ class ImapSourceConfig(_Strict):
     password: str | None = Field(default=None, exclude=True, repr=False)
     folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
     verify_tls: bool = True
+    ca_file: str | None = Field(default=None, description="PEM file of a private CA to trust for this server")
     timeout: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")

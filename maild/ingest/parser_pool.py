@@ -25,11 +25,17 @@ from maild.store.blobs import BlobStore
 log = logging.getLogger("maild.ingest")
 
 Parsed = ParsedMail | Rejected
+Submitted = tuple[ProcessPoolExecutor, list[Future[list[Parsed]]]]
+CHUNKS_PER_WORKER = 4
 
 
 def _child_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _parse_chunk(raws: Sequence[bytes], blob_dir: str, max_bytes: int) -> list[Parsed]:
+    return [parse_and_store(raw, blob_dir, max_bytes) for raw in raws]
 
 
 def _warm_up(_: int = 0) -> int:
@@ -53,17 +59,19 @@ class ParserPool:
         list(executor.map(_warm_up, range(self.workers)))
         return executor
 
-    def submit(self, raws: Sequence[bytes]) -> tuple[ProcessPoolExecutor, list[Future[Parsed]]]:
+    def submit(self, raws: Sequence[bytes]) -> Submitted:
+        """Hand a batch to the processes in a few chunks (one task per message costs more than it parses)."""
         with self._lock:
             executor = self._executor
-        futures = [executor.submit(parse_and_store, raw, self.blob_dir, self.max_bytes) for raw in raws]
+        size = max(1, -(-len(raws) // (self.workers * CHUNKS_PER_WORKER)))
+        futures = [executor.submit(_parse_chunk, raws[i:i + size], self.blob_dir, self.max_bytes)
+                   for i in range(0, len(raws), size)]
         return executor, futures
 
-    def results(self, raws: Sequence[bytes], submitted: tuple[ProcessPoolExecutor, list[Future[Parsed]]],
-                ) -> list[Parsed]:
+    def results(self, raws: Sequence[bytes], submitted: Submitted) -> list[Parsed]:
         executor, futures = submitted
         try:
-            return [future.result() for future in futures]
+            return [parsed for future in futures for parsed in future.result()]
         except BrokenProcessPool:
             log.warning("a parser process died; parsing this batch again one message at a time")
             self._replace(executor)

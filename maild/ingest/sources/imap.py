@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from imapclient import IMAPClient
 
-from maild.config import ImapSourceConfig
+from maild.config import ImapSourceConfig, resolve_path
 from maild.ingest.context import IngestContext
 from maild.ingest.pipeline import ParsedBatch
 from maild.ingest.sources.base import FolderWorker
@@ -29,7 +29,7 @@ SIZE_CHUNK = 2000  # UIDs per RFC822.SIZE request
 
 
 def connect(cfg: ImapSourceConfig, ctx: IngestContext) -> IMAPClient:
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=str(resolve_path(ctx.base_dir, cfg.ca_file)) if cfg.ca_file else None)
     if not cfg.verify_tls:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

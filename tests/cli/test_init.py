@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import maild, status_json
+
+
+def test_init_then_run_works_on_the_embedded_default(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    out = maild(None, "init", str(home)).stdout
+    config = home / "maild.yaml"
+    assert f"Wrote {config}" in out
+    assert (home / "maildir" / "new").is_dir() and (home / "data" / "maild.db").is_file()
+    assert "OK (1 source(s)" in maild(config, "config", "check").stdout
+    proc = subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and status_json(config)["totals"]["messages"] < 4:
+            time.sleep(0.3)
+        (home / "maildir" / "new" / "dropped.eml").write_bytes(
+            b"From: x@customer.example\r\nSubject: dropped in\r\nMessage-ID: <d@x>\r\n\r\nhello\r\n")
+        while time.monotonic() < deadline and status_json(config)["totals"]["messages"] < 5:
+            time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert status_json(config)["totals"] == {"messages": 5, "quarantined": 0, "locations": 5, "events": 5}
+    table = maild(config, "status").stdout
+    assert "local" in table and "(maildir)" in table
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    maild(None, "init", str(tmp_path))
+    again = maild(None, "init", str(tmp_path), check=False)
+    assert again.returncode != 0
+    assert "already exists (use --force" in again.stderr
+
+
+def test_help_explains_the_commands() -> None:
+    text = maild(None, "--help", env={"MAILD_CONFIG": ""}).stdout
+    for command in ("init", "run", "ingest", "status", "quarantine", "config"):
+        assert command in text
+    assert "--source URL" in maild(None, "ingest", "--help").stdout
+
+
+def test_config_from_environment_variable(tmp_path: Path) -> None:
+    maild(None, "init", str(tmp_path / "h"))
+    env = {**os.environ, "MAILD_CONFIG": str(tmp_path / "h" / "maild.yaml")}
+    result = subprocess.run([sys.executable, "-m", "maild", "config", "check"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.returncode == 0 and "maild.yaml: OK" in result.stdout
