@@ -118,3 +118,12 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "cannot read config" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "maild.yaml"
+    config.write_text("database:\n  url: postgresql://nobody@127.0.0.1:1/none\n")
+    result = maild(config, "status", check=False)
+    assert result.returncode == 1
+    assert "maild: database error:" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -202,4 +202,11 @@ _register_subgroups()
 
 
 def main() -> None:
-    cli(prog_name="maild")
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        cli(prog_name="maild")
+    except DBAPIError as exc:  # unreachable or refusing database: say so, no traceback
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        click.echo(f"maild: database error: {reason}", err=True)
+        sys.exit(1)

@@ -17,7 +17,8 @@ def print_status(data: dict[str, Any]) -> None:
     rows = [("SOURCE", "FOLDER", "UIDVALIDITY", "LAST UID", "SEEN", "QUAR", "LAG", "LAST SYNC", "HELD BY")]
     for f in data["folders"]:
         ago = f["seconds_since_success"]
-        rows.append((f["source"], f["folder"] or "(maildir)", _s(f["uidvalidity"]), str(f["last_uid"]),
+        last_uid = str(f["last_uid"]) if f["kind"] == "imap" else "-"
+        rows.append((f["source"], f["folder"] or "(maildir)", _s(f["uidvalidity"]), last_uid,
                      str(f["locations"]), str(f["quarantined"]), _s(f["lag"]),
                      "never" if ago is None else f"{_age(ago)} ago", f["held_by"] or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

@@ -119,3 +119,22 @@ def test_corpus_through_a_maildir(tmp_path: Path) -> None:
     assert totals["locations"] == len(files), "every file has a location: none lost"
     distinct = len({p.read_bytes() for p in files if p.stat().st_size})
     assert totals["messages"] + totals["quarantined"] >= distinct
+
+
+def test_unreadable_file_is_retried_not_lost(tmp_path: Path) -> None:
+    box = _maildir(tmp_path / "mail")
+    box.add(make_message(subject="readable"))
+    blocked_key = box.add(make_message(subject="blocked for now"))
+    blocked = Path(box._path) / "new" / blocked_key
+    config = write_config(tmp_path / "home", f"sqlite:///{tmp_path / 'm.db'}",
+                          [{"name": "m", "type": "maildir", "path": str(box._path)}])
+    # A directory in the file's place makes reading fail with an OSError even for root.
+    content = blocked.read_bytes()
+    blocked.unlink()
+    blocked.mkdir()
+    assert Daemon(config_at(config)).ingest_once().errors == {}
+    assert status_json(config)["totals"]["messages"] == 1
+    blocked.rmdir()
+    blocked.write_bytes(content)
+    assert Daemon(config_at(config)).ingest_once().handled == 1
+    assert status_json(config)["totals"]["messages"] == 2

@@ -6,6 +6,7 @@ flag change, so it is the location key. The folder is never modified.
 
 from __future__ import annotations
 
+import logging
 import mailbox
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from maild.store.checkpoints import FolderRef
 from maild.store.models import Location
 
 _loc = Location.__table__
+log = logging.getLogger("maild.ingest")
 
 MAILDIR_FOLDER = ""  # a Maildir source is one folder; its location rows carry no folder name
 
@@ -50,6 +52,10 @@ class MaildirFolderWorker(FolderWorker):
             try:
                 raw = box.get_bytes(key)
             except (KeyError, FileNotFoundError):  # removed by its owner since we listed it
+                continue
+            except OSError as exc:  # unreadable now (permissions, I/O): not recorded, so tried again next pass
+                log.warning("cannot read a Maildir file; will retry", extra={"fields": {
+                    "worker": self.label, "key": key, "error": str(exc)}})
                 continue
             batch.append(Fetched(raw=raw, key=key))
             batch_bytes += len(raw)
