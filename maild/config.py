@@ -8,6 +8,7 @@ environment variable or a file named there.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -60,6 +61,57 @@ class IngestConfig(_Strict):
     lock_ttl: float = Field(default=60.0, gt=1)
 
 
+MATCHERS = ("thread", "address", "domain", "reference", "display_name")
+
+
+class ReferencePattern(_Strict):
+    pattern: str = Field(min_length=1, description="regular expression of a document number")
+    kind: str = Field(default="invoice", min_length=1)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return pattern
+
+
+class MatchingConfig(_Strict):
+    instance_id: str = Field(default="maild0", pattern=r"^[a-z0-9]{4,16}$")
+    order: list[Literal["thread", "address", "domain", "reference", "display_name"]] = Field(
+        default_factory=lambda: ["thread", "address", "domain", "reference"], min_length=1)
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    own_domains: list[str] = Field(default_factory=list)
+    own_addresses: list[str] = Field(default_factory=list)
+    free_mail_domains: list[str] = Field(default_factory=list, description="added to the shipped list")
+    references: list[ReferencePattern] = Field(default_factory=lambda: [
+        ReferencePattern(pattern=r"\bFA\d{4}-\d{4}\b", kind="invoice"),
+        ReferencePattern(pattern=r"\bPR\d{4}-\d{4}\b", kind="proposal")])
+
+
+class FilingConfig(_Strict):
+    action: Literal["move", "copy", "keywords", "none"] = "none"
+    matched_folder: str = "Customers/{{ thirdparty.name }}"
+    triage_folder: str | None = "Triage"
+    keywords: list[str] = Field(default_factory=list)
+    max_attempts: int = Field(default=10, gt=0)
+
+    @field_validator("matched_folder", "triage_folder")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None:
+            from jinja2 import TemplateSyntaxError
+            from jinja2.sandbox import SandboxedEnvironment
+
+            try:
+                SandboxedEnvironment().parse(value)
+            except TemplateSyntaxError as exc:
+                raise ValueError(f"template error: {exc.message}") from None
+        return value
+
+
 class ImapSourceConfig(_Strict):
     type: Literal["imap"]
     name: str = Field(min_length=1)
@@ -76,6 +128,7 @@ class ImapSourceConfig(_Strict):
     verify_tls: bool = True
     ca_file: str | None = Field(default=None, description="PEM file of a private CA to trust for this server")
     timeout: float = Field(default=60.0, gt=0)
+    filing: FilingConfig | None = Field(default=None, description="overrides the global filing: for this account")
 
     @model_validator(mode="after")
     def _secret_source(self) -> ImapSourceConfig:
@@ -125,6 +178,8 @@ class Config(_Strict):
     ingest: IngestConfig = IngestConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
     log: LogConfig = LogConfig()
+    matching: MatchingConfig = MatchingConfig()
+    filing: FilingConfig = FilingConfig()
     # Where relative paths are resolved from: the config file's folder.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -247,7 +302,7 @@ def _describe(exc: ValidationError, where: str, lines: dict, data: dict) -> str:
 
 def _is_union_tag(part: Any, data: dict) -> bool:
     # Pydantic puts the discriminator value ('imap', 'maildir') into the location; users never wrote it.
-    return part in ("imap", "maildir")
+    return part in ("imap", "maildir", "function-after[_secret_source, ImapSourceConfig]")
 
 
 def _nearest_line(loc: tuple, lines: dict) -> int | None:

@@ -126,3 +126,126 @@ class Event(SQLModel, table=True):
     thirdparty_id: int | None = Field(default=None, index=True)
     message_id: int | None = Field(default=None, foreign_key="messages.id", index=True)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+# --- Third-party directory ---------------------------------------------------------------------
+
+
+class ThirdParty(SQLModel, table=True):
+    """A customer, supplier or prospect: the owner of a timeline."""
+
+    __tablename__ = "thirdparties"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=300)
+    name_key: str = Field(default="", max_length=300, index=True, description="normalised name, for lookups")
+    kind: str = Field(default="customer", max_length=20)
+    external_id: str | None = Field(default=None, unique=True, max_length=200)
+    tags: list[str] = Field(default_factory=list, sa_type=JSON)
+    custom_fields: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    owner: str | None = Field(default=None, max_length=200)
+    language: str | None = Field(default=None, max_length=20)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    updated_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+    id: int | None = Field(default=None, primary_key=True)
+    thirdparty_id: int = Field(foreign_key="thirdparties.id", index=True)
+    name: str = Field(default="", max_length=300)
+    name_key: str = Field(default="", max_length=300, index=True, description="normalised name, for lookups")
+    role: str | None = Field(default=None, max_length=200)
+    phones: list[str] = Field(default_factory=list, sa_type=JSON)
+    external_id: str | None = Field(default=None, unique=True, max_length=200)
+    language: str | None = Field(default=None, max_length=20)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class MailAddress(SQLModel, table=True):
+    """A normalised mail address of a contact, or a general address of a third party (contact_id NULL)."""
+
+    __tablename__ = "mail_addresses"
+    __table_args__ = (UniqueConstraint("address", "thirdparty_id", "contact_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(max_length=320, index=True)
+    thirdparty_id: int = Field(foreign_key="thirdparties.id", index=True)
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id", index=True)
+
+
+class MailDomain(SQLModel, table=True):
+    __tablename__ = "mail_domains"
+    __table_args__ = (UniqueConstraint("domain", "thirdparty_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    domain: str = Field(max_length=255, index=True)
+    thirdparty_id: int = Field(foreign_key="thirdparties.id", index=True)
+
+
+class Document(SQLModel, table=True):
+    """A business document (invoice, proposal, order) whose reference can appear in mail."""
+
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("ref", "kind"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(max_length=100, index=True)
+    kind: str = Field(default="invoice", max_length=40)
+    thirdparty_id: int = Field(foreign_key="thirdparties.id", index=True)
+
+
+class TrackingId(SQLModel, table=True):
+    """Our tracking tokens, put into outbound Message-IDs and plus-addresses, and who they belong to."""
+
+    __tablename__ = "tracking_ids"
+    id: int | None = Field(default=None, primary_key=True)
+    token: str = Field(unique=True, max_length=64)
+    thirdparty_id: int | None = Field(default=None, foreign_key="thirdparties.id")
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id")
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+# --- Matching, triage and filing -----------------------------------------------------------------
+
+
+class MatchVerdict(SQLModel, table=True):
+    """What one matcher said about one message (kept for `maild explain`)."""
+
+    __tablename__ = "match_verdicts"
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="messages.id", index=True)
+    matcher: str = Field(max_length=40)
+    thirdparty_id: int | None = Field(default=None, foreign_key="thirdparties.id")
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id")
+    confidence: float = 0.0
+    reason: str = Field(sa_type=Text)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class MessageMatch(SQLModel, table=True):
+    """The decision for one message: matched, ambiguous or unmatched (the triage queue), or assigned."""
+
+    __tablename__ = "message_matches"
+    message_id: int = Field(foreign_key="messages.id", primary_key=True)
+    status: str = Field(max_length=20, index=True)
+    thirdparty_id: int | None = Field(default=None, foreign_key="thirdparties.id", index=True)
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id")
+    matcher: str | None = Field(default=None, max_length=40)
+    confidence: float = 0.0
+    reason: str = Field(default="", sa_type=Text)
+    decided_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class FilingTask(SQLModel, table=True):
+    """A move/flag to do on the IMAP server after a message was decided; retried until done."""
+
+    __tablename__ = "filing_tasks"
+    __table_args__ = (UniqueConstraint("location_id", "target_folder"),)
+    id: int | None = Field(default=None, primary_key=True)
+    location_id: int = Field(foreign_key="locations.id", index=True)
+    message_id: int = Field(foreign_key="messages.id", index=True)
+    target_folder: str = Field(default="", max_length=500)
+    keywords: list[str] = Field(default_factory=list, sa_type=JSON)
+    action: str = Field(default="move", max_length=20)
+    status: str = Field(default="pending", max_length=20, index=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    done_at: datetime | None = _ts(nullable=True)
