@@ -19,6 +19,7 @@ from maild.ingest.pipeline import Pipeline
 from maild.ingest.sources.base import FolderWorker
 from maild.ingest.sources.imap import ImapFolderWorker
 from maild.ingest.sources.maildir import MAILDIR_FOLDER, MaildirFolderWorker
+from maild.matchers.stage import MatchingStage
 from maild.store import checkpoints
 from maild.store.db import Database
 
@@ -51,7 +52,7 @@ class Daemon:
                 source_id = checkpoints.ensure_source(self.db, source.name, "imap", address)
                 for folder in source.folders:
                     ref = checkpoints.ensure_folder(self.db, source_id, source.name, folder)
-                    workers.append(ImapFolderWorker(ctx, ref, source))
+                    workers.append(ImapFolderWorker(ctx, ref, source, source.filing or self.config.filing))
             elif isinstance(source, MaildirSourceConfig):
                 source_id = checkpoints.ensure_source(self.db, source.name, "maildir", source.path)
                 ref = checkpoints.ensure_folder(self.db, source_id, source.name, MAILDIR_FOLDER)
@@ -60,7 +61,8 @@ class Daemon:
 
     def context(self, pipeline: Pipeline) -> IngestContext:
         return IngestContext(db=self.db, pipeline=pipeline, settings=self.config.ingest,
-                             base_dir=self.config.base_dir, stop=self.stop)
+                             base_dir=self.config.base_dir, stop=self.stop,
+                             matching=MatchingStage(self.config, self.db))
 
     def run(self) -> None:
         """Supervise every folder until `self.stop` is set; then finish the batch in hand and return."""
@@ -101,6 +103,8 @@ class Daemon:
                     except Exception as exc:
                         errors[label] = f"{type(exc).__name__}: {exc}"
                         worker.record_error(exc, retry_in=0)
+            if ctx.matching is not None:
+                ctx.matching.run_all()
             return PassReport(handled, errors)
         finally:
             self.shutdown()

@@ -59,6 +59,7 @@ def show(app: AppContext, entry_id: int, raw: bool) -> None:
 def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_bytes: int | None) -> None:
     """Parse and store quarantined messages again (after an upgrade, or with a larger --max-bytes)."""
     from maild.ingest import quarantine as q
+    from maild.matchers.stage import MatchingStage
     from maild.store.blobs import BlobStore
 
     db = _db(app)
@@ -75,6 +76,7 @@ def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_byte
             failed += 1
             continue
         if outcome.message_id is not None:
+            MatchingStage(app.config, db).run([outcome.message_id])
             click.echo(f"{entry_id}: stored as message {outcome.message_id}")
         else:
             failed += 1

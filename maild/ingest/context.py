@@ -12,6 +12,7 @@ from pathlib import Path
 
 from maild.config import IngestConfig
 from maild.ingest.pipeline import Pipeline
+from maild.matchers.stage import MatchingStage
 from maild.store.db import Database
 
 
@@ -29,3 +30,5 @@ class IngestContext:
     stop: threading.Event = field(default_factory=threading.Event)
     # Called as a pass goes on with (worker label, messages just handled, messages newly found waiting).
     progress: Callable[[str, int, int], None] | None = None
+    # Decides stored messages (third party, triage) and plans their filing; None: ingest only.
+    matching: MatchingStage | None = None

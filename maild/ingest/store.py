@@ -58,6 +58,7 @@ class Result:
     item: Fetched
     outcome: Outcome
     header_message_id: str | None
+    message_id: int | None = None  # the stored message this location points at
 
 
 def store_batch(db: Database, conn: Connection, ref: FolderRef, items: Sequence[Fetched],
@@ -81,7 +82,8 @@ def store_batch(db: Database, conn: Connection, ref: FolderRef, items: Sequence[
             results.append(Result(item, Outcome.QUARANTINED, None))
         else:
             row["message_id"], is_new = stored[p.raw_sha256]
-            results.append(Result(item, Outcome.STORED if is_new else Outcome.DUPLICATE, p.header_message_id))
+            outcome = Outcome.STORED if is_new else Outcome.DUPLICATE
+            results.append(Result(item, outcome, p.header_message_id, row["message_id"]))
             stored[p.raw_sha256] = (row["message_id"], False)  # a second copy in the same batch is a duplicate
         rows.append(row)
     if rows:

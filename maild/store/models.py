@@ -205,22 +205,11 @@ class TrackingId(SQLModel, table=True):
 # --- Matching, triage and filing -----------------------------------------------------------------
 
 
-class MatchVerdict(SQLModel, table=True):
-    """What one matcher said about one message (kept for `maild explain`)."""
-
-    __tablename__ = "match_verdicts"
-    id: int | None = Field(default=None, primary_key=True)
-    message_id: int = Field(foreign_key="messages.id", index=True)
-    matcher: str = Field(max_length=40)
-    thirdparty_id: int | None = Field(default=None, foreign_key="thirdparties.id")
-    contact_id: int | None = Field(default=None, foreign_key="contacts.id")
-    confidence: float = 0.0
-    reason: str = Field(sa_type=Text)
-    created_at: datetime = _ts(nullable=False, default=utcnow)
-
-
 class MessageMatch(SQLModel, table=True):
-    """The decision for one message: matched, ambiguous or unmatched (the triage queue), or assigned."""
+    """The decision for one message: matched, ambiguous or unmatched (the triage queue), or assigned.
+
+    `verdicts` keeps what every matcher said, in order, for `maild explain`.
+    """
 
     __tablename__ = "message_matches"
     message_id: int = Field(foreign_key="messages.id", primary_key=True)
@@ -230,6 +219,7 @@ class MessageMatch(SQLModel, table=True):
     matcher: str | None = Field(default=None, max_length=40)
     confidence: float = 0.0
     reason: str = Field(default="", sa_type=Text)
+    verdicts: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
     decided_at: datetime = _ts(nullable=False, default=utcnow)
 
 

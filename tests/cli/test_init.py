@@ -31,7 +31,7 @@ def test_init_then_run_works_on_the_embedded_default(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
-    assert status_json(config)["totals"] == {"messages": 5, "quarantined": 0, "locations": 5, "events": 5}
+    assert status_json(config)["totals"] == {"messages": 5, "quarantined": 0, "locations": 5, "events": 10}
     table = maild(config, "status").stdout
     assert "local" in table and "(maildir)" in table
 

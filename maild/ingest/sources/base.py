@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from maild.ingest.backoff import backoff_delay
 from maild.ingest.context import IngestContext
 from maild.ingest.pipeline import Ack, ParsedBatch
-from maild.ingest.store import Fetched, Result
+from maild.ingest.store import Fetched, Outcome, Result
 from maild.store import checkpoints
 from maild.store.checkpoints import FolderRef
 
@@ -130,7 +130,17 @@ class FolderWorker(ABC):
     def commit(self, batch: ParsedBatch, last_uid: int | None = None) -> list[Result]:
         results = self.ctx.pipeline.commit(self.ref, batch, self.ack(last_uid))
         self._last_renew = time.monotonic()
+        self.match([r.message_id for r in results if r.outcome == Outcome.STORED and r.message_id])
         return results
+
+    def match(self, message_ids: list[int] | None = None) -> None:
+        """Decide new messages now; a failure here only delays them (they stay pending for the next pass)."""
+        if self.ctx.matching is None:
+            return
+        try:
+            self.ctx.matching.run(message_ids)
+        except Exception as exc:
+            log.warning("matching failed; will retry", extra={"fields": {"worker": self.label, "error": str(exc)}})
 
     def start(self, items: Sequence[Fetched]) -> ParsedBatch:
         return self.ctx.pipeline.start(items)

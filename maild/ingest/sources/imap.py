@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from imapclient import IMAPClient
 
-from maild.config import ImapSourceConfig, resolve_path
+from maild.config import FilingConfig, ImapSourceConfig, resolve_path
 from maild.ingest.context import IngestContext
 from maild.ingest.pipeline import ParsedBatch
 from maild.ingest.sources.base import FolderWorker
@@ -50,9 +50,10 @@ def connect(cfg: ImapSourceConfig, ctx: IngestContext) -> IMAPClient:
 
 
 class ImapFolderWorker(FolderWorker):
-    def __init__(self, ctx: IngestContext, ref: FolderRef, cfg: ImapSourceConfig) -> None:
+    def __init__(self, ctx: IngestContext, ref: FolderRef, cfg: ImapSourceConfig, filing: FilingConfig) -> None:
         super().__init__(ctx, ref)
         self.cfg = cfg
+        self.filing = filing
         self.client: IMAPClient | None = None
 
     def open(self) -> None:
@@ -66,10 +67,13 @@ class ImapFolderWorker(FolderWorker):
     def sync_once(self) -> int:
         client = self._client()
         settings = self.ctx.settings
-        info = client.select_folder(self.ref.folder, readonly=not settings.mark_seen)
+        files = self.filing.action != "none" and self.ctx.matching is not None
+        info = client.select_folder(self.ref.folder, readonly=not (settings.mark_seen or files))
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info[b"UIDNEXT"]) if b"UIDNEXT" in info else None
         last_uid = self._checkpoint_for(uidvalidity)
+        self.match()  # anything left undecided by a crash or an error
+        self._file(uidvalidity)
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
         done = 0
         self.report_progress(done, len(uids))
@@ -94,8 +98,18 @@ class ImapFolderWorker(FolderWorker):
         self.commit(batch, last_uid)
         if self.ctx.settings.mark_seen and batch.items:
             self._client().add_flags([item.uid for item in batch.items], [b"\\Seen"], silent=True)
+        if batch.items:
+            self._file(batch.items[0].uidvalidity)
         self.report_progress(len(batch.items), 0)
         return len(batch.items)
+
+    def _file(self, uidvalidity: int) -> None:
+        """Carry out pending filing tasks of this folder (moves, copies, keywords) over this connection."""
+        if self.filing.action == "none" or self.ctx.matching is None:
+            return
+        from maild.filing.runner import run_pending
+
+        run_pending(self.ctx.db, self._client(), self.ref, uidvalidity, self.filing.max_attempts)
 
     def _checkpoint_for(self, uidvalidity: int) -> int:
         state = checkpoints.read_checkpoint(self.ctx.db, self.ref)

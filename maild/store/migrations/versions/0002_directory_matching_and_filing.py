@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-26 22:37:39.767804
+Create Date: 2026-11-26 22:40:00.370362
 """
 
 import sqlalchemy as sa
@@ -93,23 +93,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_mail_addresses_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_mail_addresses_thirdparty_id'), ['thirdparty_id'], unique=False)
 
-    op.create_table('match_verdicts',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('message_id', sa.Integer(), nullable=False),
-    sa.Column('matcher', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-    sa.Column('thirdparty_id', sa.Integer(), nullable=True),
-    sa.Column('contact_id', sa.Integer(), nullable=True),
-    sa.Column('confidence', sa.Float(), nullable=False),
-    sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], ),
-    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], ),
-    sa.ForeignKeyConstraint(['thirdparty_id'], ['thirdparties.id'], ),
-    sa.PrimaryKeyConstraint('id')
-    )
-    with op.batch_alter_table('match_verdicts', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_match_verdicts_message_id'), ['message_id'], unique=False)
-
     op.create_table('message_matches',
     sa.Column('message_id', sa.Integer(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
@@ -118,6 +101,7 @@ def upgrade() -> None:
     sa.Column('matcher', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True),
     sa.Column('confidence', sa.Float(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('verdicts', sa.JSON(), nullable=False),
     sa.Column('decided_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], ),
     sa.ForeignKeyConstraint(['message_id'], ['messages.id'], ),
@@ -178,10 +162,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_message_matches_status'))
 
     op.drop_table('message_matches')
-    with op.batch_alter_table('match_verdicts', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_match_verdicts_message_id'))
-
-    op.drop_table('match_verdicts')
     with op.batch_alter_table('mail_addresses', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_mail_addresses_thirdparty_id'))
         batch_op.drop_index(batch_op.f('ix_mail_addresses_contact_id'))

@@ -1,0 +1,151 @@
+"""The matching stage: decide stored messages that have no decision yet, in batches, durably.
+
+A message without a `message_matches` row is pending, so a crash between storing and matching loses
+nothing: the next pass picks it up. For each decision, in one transaction: the decision with every
+matcher's verdict, a `mail.matched` or `mail.unmatched` event on the timeline, and the filing tasks
+for the message's IMAP locations (done later by the folder worker that holds the connection).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from maild.clock import utcnow
+from maild.config import Config, FilingConfig, ImapSourceConfig
+from maild.matchers import chain, snapshot
+from maild.matchers.base import MailFacts, Settings
+from maild.matchers.freemail import shipped
+from maild.matchers.normalize import normalize_address, normalize_domain
+from maild.store.db import Database
+from maild.store.models import Event, FilingTask, Location, Message, MessageMatch, Source, ThirdParty
+
+log = logging.getLogger("maild.match")
+
+_m, _mm, _loc, _src = Message.__table__, MessageMatch.__table__, Location.__table__, Source.__table__
+BODY_CHARS = 20000
+
+
+def settings_from(config: Config) -> Settings:
+    matching = config.matching
+    return Settings(
+        instance_id=matching.instance_id,
+        own_domains=frozenset(d for d in (normalize_domain(x) for x in matching.own_domains) if d),
+        own_addresses=frozenset(a for a in (normalize_address(x) for x in matching.own_addresses) if a),
+        free_mail_domains=shipped() | frozenset(d.lower() for d in matching.free_mail_domains),
+        reference_patterns=tuple((r.pattern, r.kind) for r in matching.references),
+        min_confidence=matching.min_confidence,
+    )
+
+
+class MatchingStage:
+    def __init__(self, config: Config, db: Database) -> None:
+        self.db = db
+        self.settings = settings_from(config)
+        self.order = list(config.matching.order)
+        self.filing: dict[str, FilingConfig] = {
+            s.name: s.filing or config.filing for s in config.sources if isinstance(s, ImapSourceConfig)}
+
+    def run(self, message_ids: Sequence[int] | None = None, limit: int = 500) -> int:
+        """Decide up to `limit` pending messages (only those among `message_ids` when given)."""
+        query = (select(_m).outerjoin(_mm, _mm.c.message_id == _m.c.id).where(_mm.c.message_id.is_(None))
+                 .order_by(_m.c.id).limit(limit))
+        if message_ids is not None:
+            if not message_ids:
+                return 0
+            query = query.where(_m.c.id.in_(list(message_ids)))
+        with self.db.engine.begin() as conn:
+            facts = [_facts(row) for row in conn.execute(query)]
+            if not facts:
+                return 0
+            snap = snapshot.load(conn, facts, self.settings, with_names="display_name" in self.order)
+            decided = 0
+            for fact in facts:
+                verdicts = chain.run(fact, snap, self.settings, self.order)
+                decision = chain.decide(verdicts, self.settings, snap.thirdparty_names)
+                if self._record(conn, fact, verdicts, decision):
+                    decided += 1
+            return decided
+
+    def run_all(self, batch: int = 500) -> int:
+        total = 0
+        while (done := self.run(limit=batch)) > 0:
+            total += done
+        return total
+
+    def _record(self, conn: Connection, fact: MailFacts, verdicts: list[Any], decision: chain.Decision) -> bool:
+        now = utcnow()
+        inserted = conn.execute(
+            self.db.insert_ignore(_mm).returning(_mm.c.message_id),
+            {"message_id": fact.message_id, "status": decision.status, "thirdparty_id": decision.thirdparty_id,
+             "contact_id": decision.contact_id, "matcher": decision.matcher, "confidence": decision.confidence,
+             "reason": decision.reason, "decided_at": now, "verdicts": [_verdict_json(v) for v in verdicts]},
+        ).scalar()
+        if inserted is None:  # another daemon decided it meanwhile
+            return False
+        matched = decision.status == "matched"
+        conn.execute(Event.__table__.insert(), {
+            "type": "mail.matched" if matched else "mail.unmatched", "occurred_at": now, "recorded_at": now,
+            "thirdparty_id": decision.thirdparty_id, "message_id": fact.message_id,
+            "data": {"status": decision.status, "matcher": decision.matcher, "confidence": decision.confidence,
+                     "reason": decision.reason, "contact_id": decision.contact_id, "subject": fact.subject}})
+        log.info(decision.status, extra={"fields": {
+            "message": fact.message_id, "thirdparty": decision.thirdparty_id, "matcher": decision.matcher,
+            "reason": decision.reason}})
+        self.plan_filing(conn, fact.message_id, decision.thirdparty_id)
+        return True
+
+    def plan_filing(self, conn: Connection, message_id: int, thirdparty_id: int | None) -> int:
+        """Filing tasks for the message's IMAP locations, per their account's filing config."""
+        from maild.filing.folders import folder_for
+
+        rows = conn.execute(select(_loc.c.id, _src.c.name).join(_src, _src.c.id == _loc.c.source_id)
+                            .where(_loc.c.message_id == message_id, _src.c.kind == "imap")).all()
+        if not rows:
+            return 0
+        context = {"thirdparty": _thirdparty_context(conn, thirdparty_id)} if thirdparty_id else {}
+        planned = 0
+        for location_id, source_name in rows:
+            filing = self.filing.get(source_name)
+            if filing is None or filing.action == "none":
+                continue
+            template = filing.matched_folder if thirdparty_id else filing.triage_folder
+            task: dict[str, Any] = {"location_id": location_id, "message_id": message_id, "action": filing.action,
+                                    "keywords": list(filing.keywords), "status": "pending", "attempts": 0,
+                                    "created_at": utcnow(), "target_folder": ""}
+            if template is None:
+                if not filing.keywords:
+                    continue
+                task["action"] = "keywords"
+            else:
+                try:
+                    task["target_folder"] = folder_for(template, context)
+                except ValueError as exc:
+                    task.update(status="failed", last_error=f"folder template: {exc}")
+            conn.execute(self.db.insert_ignore(FilingTask.__table__), task)
+            planned += 1
+        return planned
+
+
+def _facts(row: Any) -> MailFacts:
+    return MailFacts(
+        message_id=row.id, header_message_id=row.header_message_id, in_reply_to=row.in_reply_to,
+        references=list(row.references or []), from_addr=row.from_addr, from_name=row.from_name,
+        reply_to=[p[1] for p in row.reply_to or []], to=[p[1] for p in row.to_addrs or []],
+        cc=[p[1] for p in row.cc_addrs or []], subject=row.subject or "", body=(row.text_body or "")[:BODY_CHARS])
+
+
+def _verdict_json(verdict: Any) -> dict[str, Any]:
+    return {"matcher": verdict.matcher, "note": verdict.note,
+            "candidates": [asdict(c) for c in verdict.candidates]}
+
+
+def _thirdparty_context(conn: Connection, thirdparty_id: int) -> dict[str, Any]:
+    tp = ThirdParty.__table__
+    row = conn.execute(select(tp).where(tp.c.id == thirdparty_id)).one()
+    return {"id": row.id, "name": row.name, "kind": row.kind, "external_id": row.external_id or "",
+            "owner": row.owner or "", "language": row.language or "", "tags": list(row.tags or [])}
