@@ -232,6 +232,8 @@ class FilingTask(SQLModel, table=True):
     location_id: int = Field(foreign_key="locations.id", index=True)
     message_id: int = Field(foreign_key="messages.id", index=True)
     target_folder: str = Field(default="", max_length=500)
+    # Set when the message was filed before and now lives there (a refile after triage), not at its location.
+    from_folder: str | None = Field(default=None, max_length=500)
     keywords: list[str] = Field(default_factory=list, sa_type=JSON)
     action: str = Field(default="move", max_length=20)
     status: str = Field(default="pending", max_length=20, index=True)

@@ -68,6 +68,10 @@ class ImapFolderWorker(FolderWorker):
         client = self._client()
         settings = self.ctx.settings
         files = self.filing.action != "none" and self.ctx.matching is not None
+        if files:
+            from maild.filing.refile import run_refiles
+
+            run_refiles(self.ctx.db, client, self.ref, self.filing.max_attempts)
         info = client.select_folder(self.ref.folder, readonly=not (settings.mark_seen or files))
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info[b"UIDNEXT"]) if b"UIDNEXT" in info else None

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-26 22:40:00.370362
+Create Date: 2026-11-26 22:46:25.813619
 """
 
 import sqlalchemy as sa
@@ -128,6 +128,7 @@ def upgrade() -> None:
     sa.Column('location_id', sa.Integer(), nullable=False),
     sa.Column('message_id', sa.Integer(), nullable=False),
     sa.Column('target_folder', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('from_folder', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
     sa.Column('keywords', sa.JSON(), nullable=False),
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),

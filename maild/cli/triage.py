@@ -1,0 +1,94 @@
+"""`maild triage list|assign` and `maild explain`: the queue of undecided mail, and why a mail went where."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from maild.cli.main import AppContext, pass_app
+
+
+@click.group()
+def triage() -> None:
+    """Mail no matcher could tie to exactly one third party."""
+
+
+@triage.command("list")
+@click.option("--limit", type=int, default=200, show_default=True)
+@pass_app
+def list_(app: AppContext, limit: int) -> None:
+    """One line per waiting message: id, date, sender, subject, and why it waits."""
+    from maild.matchers import triage as t
+
+    rows = t.queue(_db(app), limit)
+    if not rows:
+        click.echo("triage is empty")
+    for row in rows:
+        click.echo(f"{row.id:>6}  {str(row.date or '')[:16]:16}  {row.from_addr or '-':30}  "
+                   f"{(row.subject or '')[:50]:50}  {row.status}: {row.reason}")
+
+
+@triage.command()
+@click.argument("message_id", type=int)
+@click.argument("thirdparty")
+@click.option("--learn", is_flag=True, help="Make the sender a contact of THIRDPARTY, so the next mail matches.")
+@pass_app
+def assign(app: AppContext, message_id: int, thirdparty: str, learn: bool) -> None:
+    """Tie MESSAGE to THIRDPARTY (id, external id or name); it is then filed like any other."""
+    from maild.directory.service import resolve_thirdparty
+    from maild.matchers import triage as t
+    from maild.matchers.stage import MatchingStage
+
+    db = _db(app)
+    try:
+        target = resolve_thirdparty(db, thirdparty)
+        assert target.id is not None
+        done = t.assign(db, MatchingStage(app.config, db), message_id, target.id, learn)
+    except LookupError as exc:
+        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
+    learned = f"; sender learned as contact {done.learned_contact_id}" if done.learned_contact_id else ""
+    click.echo(f"message {message_id} assigned to {target.name}{learned}; {done.refiled} filing task(s) planned")
+
+
+@click.command()
+@click.argument("message_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_app
+def explain(app: AppContext, message_id: int, as_json: bool) -> None:
+    """Why MESSAGE was matched (or not): the decision, every matcher's verdict, and its filing."""
+    from maild.matchers import triage as t
+
+    try:
+        data = t.explain(_db(app), message_id)
+    except LookupError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    m = data["message"]
+    click.echo(f"message {m['id']} {m['message_id'] or ''}\n  from {m['from']}  subject {m['subject']!r}")
+    d = data["decision"]
+    if d is None:
+        click.echo("not decided yet (pending matching)")
+    else:
+        who = f"{d['thirdparty']} (#{d['thirdparty_id']})" if d["thirdparty_id"] else "-"
+        click.echo(f"decision: {d['status']} -> {who} by {d['matcher'] or '-'} "
+                   f"({d['confidence']:.2f}): {d['reason']}")
+    for verdict in data["verdicts"]:
+        if verdict["candidates"]:
+            for c in verdict["candidates"]:
+                click.echo(f"  {verdict['matcher']:12} {c['confidence']:.2f}  {c['reason']}")
+        else:
+            click.echo(f"  {verdict['matcher']:12}   -   {verdict['note']}")
+    for f in data["filing"]:
+        error = f" ({f['last_error']})" if f["last_error"] else ""
+        click.echo(f"filing: {f['action']} -> {f['folder'] or '-'}: {f['status']}, {f['attempts']} attempt(s){error}")
+
+
+def _db(app: AppContext):
+    from maild.store.db import Database
+
+    db = Database(app.config.database_url)
+    db.upgrade()
+    return db

@@ -1,0 +1,117 @@
+"""The triage queue: messages no matcher could tie to one third party, and assigning them by hand.
+
+Assigning records the decision (status `assigned`), a `mail.assigned` event on the third party's
+timeline, optionally learns the sender as a contact (so the next mail matches by address), and
+re-plans filing: a move still pending is redirected to the customer's folder; a message already
+filed into the triage folder gets a task with `from_folder` set, which the folder worker carries out
+by finding the message there by its Message-ID (maild/filing/refile.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from maild.clock import utcnow
+from maild.matchers.normalize import name_key, normalize_address
+from maild.matchers.stage import MatchingStage
+from maild.store.db import Database
+from maild.store.models import Contact, Event, FilingTask, MailAddress, Message, MessageMatch, ThirdParty
+
+_m, _mm, _ft = Message.__table__, MessageMatch.__table__, FilingTask.__table__
+QUEUE = ("unmatched", "ambiguous")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    message_id: int
+    thirdparty_id: int
+    learned_contact_id: int | None
+    refiled: int
+
+
+def queue(db: Database, limit: int = 200) -> list[Any]:
+    with db.engine.connect() as conn:
+        return list(conn.execute(
+            select(_m.c.id, _m.c.date, _m.c.from_addr, _m.c.subject, _mm.c.status, _mm.c.reason)
+            .join(_mm, _mm.c.message_id == _m.c.id).where(_mm.c.status.in_(QUEUE))
+            .order_by(_m.c.id).limit(limit)))
+
+
+def assign(db: Database, stage: MatchingStage, message_id: int, thirdparty_id: int, learn: bool) -> Assignment:
+    now = utcnow()
+    with db.engine.begin() as conn:
+        message = conn.execute(select(_m).where(_m.c.id == message_id)).one_or_none()
+        if message is None:
+            raise LookupError(f"no message {message_id}")
+        name = conn.execute(select(ThirdParty.__table__.c.name)
+                            .where(ThirdParty.__table__.c.id == thirdparty_id)).scalar()
+        if name is None:
+            raise LookupError(f"no third party {thirdparty_id}")
+        contact_id = _learn(conn, message, thirdparty_id) if learn else None
+        values = {"status": "assigned", "thirdparty_id": thirdparty_id, "contact_id": contact_id,
+                  "matcher": "triage", "confidence": 1.0, "reason": f"assigned by hand to {name}", "decided_at": now}
+        if conn.execute(update(_mm).where(_mm.c.message_id == message_id).values(**values)).rowcount == 0:
+            conn.execute(_mm.insert().values(message_id=message_id, verdicts=[], **values))
+        conn.execute(Event.__table__.insert().values(
+            type="mail.assigned", occurred_at=now, recorded_at=now, thirdparty_id=thirdparty_id,
+            message_id=message_id, data={"learned_contact_id": contact_id, "subject": message.subject}))
+        refiled = _replan_filing(conn, stage, message_id)
+    return Assignment(message_id, thirdparty_id, contact_id, refiled)
+
+
+def _learn(conn: Any, message: Any, thirdparty_id: int) -> int | None:
+    address = normalize_address(message.from_addr)
+    if address is None:
+        return None
+    addr = MailAddress.__table__
+    known = conn.execute(select(addr.c.contact_id).where(addr.c.address == address,
+                                                         addr.c.thirdparty_id == thirdparty_id)).first()
+    if known is not None:
+        return known[0]
+    name = message.from_name or address
+    contact_id = conn.execute(Contact.__table__.insert().returning(Contact.__table__.c.id).values(
+        thirdparty_id=thirdparty_id, name=name, name_key=name_key(name), phones=[], created_at=utcnow())).scalar_one()
+    conn.execute(addr.insert().values(address=address, thirdparty_id=thirdparty_id, contact_id=contact_id))
+    return contact_id
+
+
+def _replan_filing(conn: Any, stage: MatchingStage, message_id: int) -> int:
+    """Pending triage moves are dropped and planned again; finished ones become `refile` tasks."""
+    tasks = conn.execute(select(_ft).where(_ft.c.message_id == message_id)).all()
+    conn.execute(_ft.delete().where(_ft.c.message_id == message_id, _ft.c.status != "done"))
+    planned = stage.plan_filing(conn, message_id, _decided_thirdparty(conn, message_id))
+    for task in tasks:
+        if task.status == "done" and task.action == "move" and task.target_folder:
+            conn.execute(update(_ft).where(_ft.c.message_id == message_id, _ft.c.location_id == task.location_id,
+                                           _ft.c.status == "pending")
+                         .values(from_folder=task.target_folder))
+    return planned
+
+
+def _decided_thirdparty(conn: Any, message_id: int) -> int | None:
+    return conn.execute(select(_mm.c.thirdparty_id).where(_mm.c.message_id == message_id)).scalar()
+
+
+def explain(db: Database, message_id: int) -> dict[str, Any]:
+    with db.engine.connect() as conn:
+        message = conn.execute(select(_m).where(_m.c.id == message_id)).one_or_none()
+        if message is None:
+            raise LookupError(f"no message {message_id}")
+        decision = conn.execute(select(_mm).where(_mm.c.message_id == message_id)).one_or_none()
+        tasks = conn.execute(select(_ft).where(_ft.c.message_id == message_id).order_by(_ft.c.id)).all()
+        names = dict(conn.execute(select(ThirdParty.__table__.c.id, ThirdParty.__table__.c.name)).all()) \
+            if decision is not None else {}
+    return {
+        "message": {"id": message.id, "message_id": message.header_message_id, "from": message.from_addr,
+                    "subject": message.subject, "date": str(message.date) if message.date else None},
+        "decision": None if decision is None else {
+            "status": decision.status, "thirdparty": names.get(decision.thirdparty_id),
+            "thirdparty_id": decision.thirdparty_id, "contact_id": decision.contact_id,
+            "matcher": decision.matcher, "confidence": decision.confidence, "reason": decision.reason},
+        "verdicts": [] if decision is None else decision.verdicts,
+        "filing": [{"action": t.action, "folder": t.target_folder, "status": t.status, "attempts": t.attempts,
+                    "last_error": t.last_error} for t in tasks],
+    }
