@@ -193,9 +193,15 @@ def _safe_url(config: Config) -> str:
 
 
 def _register_subgroups() -> None:
+    from maild.cli.directory import COMMANDS as directory_commands
     from maild.cli.quarantine import quarantine
+    from maild.cli.triage import explain, triage
 
     cli.add_command(quarantine)
+    cli.add_command(triage)
+    cli.add_command(explain)
+    for command in directory_commands:
+        cli.add_command(command)
 
 
 _register_subgroups()

@@ -1,0 +1,296 @@
+"""`maild thirdparty|contact|document|import|export`: the third-party directory from the command line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from maild.cli.main import AppContext, pass_app
+from maild.directory.fields import KINDS
+
+if TYPE_CHECKING:
+    from maild.store.db import Database
+
+ENTITIES = ("thirdparties", "contacts", "documents")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(func: F) -> F:
+    """Invalid input and unknown references end the command with their message, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ValueError, LookupError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _pairs(values: tuple[str, ...], option: str, what: str) -> dict[str, str]:
+    """KEY=VALUE options as a dict (split at the last `=` for --map, whose column names may hold one)."""
+    out = {}
+    for value in values:
+        key, eq, rest = value.rpartition("=") if option == "--map" else value.partition("=")
+        if not eq or not key.strip():
+            raise click.BadParameter(f"{value!r} is not {what}", param_hint=option)
+        out[key.strip()] = rest
+    return out
+
+
+# --- thirdparty --------------------------------------------------------------------------------
+
+
+@click.group()
+def thirdparty() -> None:
+    """Customers, suppliers and prospects: the owners of timelines."""
+
+
+@thirdparty.command("add")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(KINDS, case_sensitive=False), default="customer", show_default=True)
+@click.option("--external-id", help="Its id in your ERP/CRM (import and export match on it).")
+@click.option("--domain", "domains", multiple=True, metavar="D", help="A mail domain of the company (repeatable).")
+@click.option("--address", "addresses", multiple=True, metavar="A",
+              help="A general address such as info@ (repeatable); people's addresses go on contacts.")
+@click.option("--tag", "tags", multiple=True, metavar="T", help="A tag (repeatable).")
+@click.option("--owner", help="Who looks after this third party.")
+@click.option("--language", help="Preferred language, e.g. de or fr-CH.")
+@click.option("--field", "custom", multiple=True, metavar="KEY=VALUE", help="A custom field (repeatable).")
+@pass_app
+@_friendly
+def thirdparty_add(app: AppContext, name: str, kind: str, external_id: str | None, domains: tuple[str, ...],
+                   addresses: tuple[str, ...], tags: tuple[str, ...], owner: str | None, language: str | None,
+                   custom: tuple[str, ...]) -> None:
+    """Add a third party called NAME."""
+    from maild.directory import service
+
+    fields = _pairs(custom, "--field", "KEY=VALUE")
+    new_id = service.add_thirdparty(_db(app), name=name, kind=kind, external_id=external_id, tags=tags,
+                                    custom_fields=fields, owner=owner, language=language, domains=domains,
+                                    addresses=addresses)
+    click.echo(f"added third party #{new_id} {name.strip()}")
+
+
+@thirdparty.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_app
+@_friendly
+def thirdparty_show(app: AppContext, ref: str, as_json: bool) -> None:
+    """Everything about one third party. REF: its id, external id or exact name."""
+    from maild.directory import service
+
+    db = _db(app)
+    tp = service.resolve_thirdparty(db, ref)
+    assert tp.id is not None
+    data = service.describe_thirdparty(db, tp.id)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    _print_description(data)
+
+
+@thirdparty.command("list")
+@click.option("--kind", type=click.Choice(KINDS, case_sensitive=False), help="Only this kind.")
+@click.option("--tag", help="Only third parties with this tag.")
+@pass_app
+@_friendly
+def thirdparty_list(app: AppContext, kind: str | None, tag: str | None) -> None:
+    """One line per third party: id, kind, external id, name, tags."""
+    from maild.directory import service
+
+    found = service.list_thirdparties(_db(app), kind=kind, tag=tag)
+    if not found:
+        click.echo("no third parties" + (" match" if kind or tag else " yet: `maild thirdparty add` or `maild import`"))
+        return
+    _table([("ID", "KIND", "EXTERNAL ID", "NAME", "TAGS")],
+           [(f"#{tp.id}", tp.kind, tp.external_id or "-", tp.name, ", ".join(tp.tags or [])) for tp in found])
+
+
+# --- contact -----------------------------------------------------------------------------------
+
+
+@click.group()
+def contact() -> None:
+    """The people at a third party, with their addresses."""
+
+
+@contact.command("add")
+@click.argument("name")
+@click.option("--thirdparty", "thirdparty_ref", required=True, metavar="REF",
+              help="Their company: id, external id or exact name.")
+@click.option("--address", "addresses", multiple=True, metavar="A", help="A mail address (repeatable).")
+@click.option("--phone", "phones", multiple=True, metavar="P", help="A phone number (repeatable).")
+@click.option("--role", help="E.g. buyer, accounting.")
+@click.option("--external-id", help="Their id in your ERP/CRM.")
+@click.option("--language", help="Preferred language.")
+@pass_app
+@_friendly
+def contact_add(app: AppContext, name: str, thirdparty_ref: str, addresses: tuple[str, ...], phones: tuple[str, ...],
+                role: str | None, external_id: str | None, language: str | None) -> None:
+    """Add a contact called NAME to a third party."""
+    from maild.directory import service
+
+    db = _db(app)
+    company = service.resolve_thirdparty(db, thirdparty_ref)
+    assert company.id is not None
+    new_id = service.add_contact(db, thirdparty_id=company.id, name=name, addresses=addresses, phones=phones,
+                                 role=role, external_id=external_id, language=language)
+    click.echo(f"added contact #{new_id} {name.strip()} to #{company.id} {company.name}")
+
+
+@contact.command("list")
+@click.option("--thirdparty", "thirdparty_ref", metavar="REF", help="Only the contacts of this third party.")
+@pass_app
+@_friendly
+def contact_list(app: AppContext, thirdparty_ref: str | None) -> None:
+    """One line per contact: id, name, role, company, addresses."""
+    from maild.directory import service
+
+    db = _db(app)
+    tp_id = service.resolve_thirdparty(db, thirdparty_ref).id if thirdparty_ref else None
+    found = service.list_contacts(db, tp_id)
+    if not found:
+        click.echo("no contacts")
+        return
+    _table([("ID", "NAME", "ROLE", "THIRD PARTY", "ADDRESSES")],
+           [(f"#{c['id']}", c["name"], c["role"] or "-", f"#{c['thirdparty_id']} {c['thirdparty_name']}",
+             ", ".join(c["addresses"]) or "-") for c in found])
+
+
+# --- document ----------------------------------------------------------------------------------
+
+
+@click.group()
+def document() -> None:
+    """Business documents (invoices, proposals, orders) whose reference can appear in mail."""
+
+
+@document.command("add")
+@click.argument("ref")
+@click.option("--thirdparty", "thirdparty_ref", required=True, metavar="TP", help="Id, external id or name.")
+@click.option("--kind", default="invoice", show_default=True, help="invoice, proposal, order, ...")
+@pass_app
+@_friendly
+def document_add(app: AppContext, ref: str, thirdparty_ref: str, kind: str) -> None:
+    """Record document REF as belonging to a third party (an existing REF of that kind moves to it)."""
+    from maild.directory import service
+
+    db = _db(app)
+    company = service.resolve_thirdparty(db, thirdparty_ref)
+    assert company.id is not None
+    doc_id, created = service.upsert_document(db, ref=ref, thirdparty_id=company.id, kind=kind)
+    click.echo(f"{'added' if created else 'updated'} document #{doc_id} {kind.strip().lower()} {ref.strip()} "
+               f"of #{company.id} {company.name}")
+
+
+# --- import / export ---------------------------------------------------------------------------
+
+
+@click.command("import")
+@click.argument("entity", type=click.Choice(ENTITIES))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--map", "mapping", multiple=True, metavar="CSVCOLUMN=FIELD",
+              help="Feed a field from a differently named column (repeatable); e.g. --map Company=name.")
+@click.option("--delimiter", default=",", show_default=True, help="Cell separator; `tab` for tab-separated files.")
+@pass_app
+@_friendly
+def import_(app: AppContext, entity: str, file: Path, mapping: tuple[str, ...], delimiter: str) -> None:
+    """Import (upsert by external_id) thirdparties, contacts or documents from a CSV file.
+
+    \b
+    Fields (a column named like a field feeds it; multiple values separated by ';'):
+      thirdparties  external_id, name*, kind, tags, domains, addresses, owner, language, custom.NAME
+      contacts      external_id, thirdparty* (external id or name), name*, addresses, phones, role, language
+      documents     ref*, kind, thirdparty*
+    Bad rows are reported as FILE:LINE: reason, the others imported; exit 1 if any row was rejected.
+    """
+    from maild.directory.csv_import import import_csv
+
+    sep = "\t" if delimiter in ("tab", "\\t") else delimiter
+    report = import_csv(_db(app), entity, file, _pairs(mapping, "--map", "CSVCOLUMN=FIELD"), sep)
+    click.echo(f"inserted {report.inserted}, updated {report.updated}, rejected {len(report.rejected)}")
+    if report.ignored_columns:
+        click.echo(f"ignored columns: {', '.join(report.ignored_columns)}")
+    for line, reason in report.rejected:
+        click.echo(f"{file}:{line}: {reason}")
+    if report.rejected:
+        sys.exit(1)
+
+
+@click.command("export")
+@click.argument("entity", type=click.Choice(ENTITIES))
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@pass_app
+@_friendly
+def export_(app: AppContext, entity: str, fmt: str, output: Path | None) -> None:
+    """Export thirdparties, contacts or documents; the CSV reads back with `maild import`."""
+    from maild.directory.csv_export import export
+
+    text = export(_db(app), entity, fmt)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8", newline="")
+    click.echo(f"wrote {output}")
+
+
+COMMANDS = (thirdparty, contact, document, import_, export_)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _db(app: AppContext) -> Database:
+    from maild.store.db import Database
+
+    db = Database(app.config.database_url)
+    db.upgrade()
+    return db
+
+
+def _table(header: list[tuple[str, ...]], rows: list[tuple[str, ...]]) -> None:
+    lines = header + rows
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for line in lines:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _unicode_domain(domain: str) -> str:
+    try:
+        readable = domain.encode("ascii").decode("idna")
+    except UnicodeError:
+        return domain
+    return domain if readable == domain else f"{domain} ({readable})"
+
+
+def _print_description(data: dict[str, Any]) -> None:
+    click.echo(f"#{data['id']} {data['name']}  ({data['kind']})")
+    for label, value in (("external id", data["external_id"]), ("tags", ", ".join(data["tags"])),
+                         ("owner", data["owner"]), ("language", data["language"]),
+                         ("domains", ", ".join(_unicode_domain(d) for d in data["domains"])),
+                         ("addresses", ", ".join(data["addresses"]))):
+        if value:
+            click.echo(f"{label}: {value}")
+    for key, value in sorted(data["custom_fields"].items()):
+        click.echo(f"{key}: {value}")
+    click.echo(f"contacts: {len(data['contacts'])}")
+    for c in data["contacts"]:
+        extra = [c["role"] or "", ", ".join(c["addresses"]), ", ".join(c["phones"])]
+        click.echo(f"  #{c['id']} {c['name']}  " + "  ".join(part for part in extra if part))
+    click.echo(f"documents: {len(data['documents'])}")
+    for d in data["documents"]:
+        click.echo(f"  {d['kind']} {d['ref']}")
+    click.echo(f"events (newest {len(data['events'])}):" if data["events"] else "events: none yet")
+    for e in data["events"]:
+        message = f"  message {e['message_id']}" if e["message_id"] else ""
+        click.echo(f"  {e['occurred_at']}  {e['type']}{message}")

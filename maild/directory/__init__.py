@@ -1,0 +1,1 @@
+"""The third-party directory: customers, suppliers and prospects, their contacts, addresses, domains and documents."""

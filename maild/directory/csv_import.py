@@ -1,0 +1,173 @@
+"""Import third parties, contacts or documents from a CSV file, row by row, reporting bad rows by line."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from maild.directory import service
+from maild.directory.fields import MULTI_SEPARATOR
+from maild.store.db import Database
+
+ENTITIES = ("thirdparties", "contacts", "documents")
+FIELDS: dict[str, tuple[str, ...]] = {
+    "thirdparties": ("external_id", "name", "kind", "tags", "domains", "addresses", "owner", "language"),
+    "contacts": ("external_id", "thirdparty", "name", "addresses", "phones", "role", "language"),
+    "documents": ("ref", "kind", "thirdparty"),
+}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "thirdparties": ("name",),
+    "contacts": ("thirdparty", "name"),
+    "documents": ("ref", "thirdparty"),
+}
+CUSTOM_PREFIX = "custom."
+
+
+@dataclass
+class ImportReport:
+    inserted: int = 0
+    updated: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (physical line number, reason)
+    ignored_columns: list[str] = field(default_factory=list)
+
+
+Row = dict[str, str]
+
+
+def import_csv(db: Database, entity: str, path: str | Path, mapping: Mapping[str, str] | None = None,
+               delimiter: str = ",") -> ImportReport:
+    """Upsert every row of `path` (by external id; rows without one are inserted). Bad rows are rejected
+    with their line number while good rows are stored; a bad header or mapping raises ValueError."""
+    if entity not in ENTITIES:
+        raise ValueError(f"unknown entity {entity!r}: use {', '.join(ENTITIES)}")
+    if len(delimiter) != 1:
+        raise ValueError(f"the delimiter must be one character, not {delimiter!r}")
+    store = _STORERS[entity]
+    report = ImportReport()
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        records = _records(csv.reader(handle, delimiter=delimiter), path)
+        first = next(records, None)
+        if first is None:
+            raise ValueError(f"{path} is empty: the first line must name the columns")
+        columns = _columns(entity, [h.strip() for h in first[1]], dict(mapping or {}), path)
+        report.ignored_columns = [h.strip() for h, f in zip(first[1], columns, strict=True) if f is None and h.strip()]
+        for line, cells in records:
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) > len(columns):
+                report.rejected.append((line, f"{len(cells)} cells but the header has {len(columns)} columns "
+                                              "(check the delimiter and the quotes)"))
+                continue
+            row = {f: cell.strip() for f, cell in zip(columns, cells, strict=False) if f is not None}
+            row.update({f: "" for f in columns[len(cells):] if f is not None})
+            try:
+                created = store(db, row)
+            except (ValueError, LookupError) as exc:
+                report.rejected.append((line, str(exc)))
+                continue
+            except IntegrityError as exc:
+                report.rejected.append((line, f"refused by the database: {str(exc.orig).strip().splitlines()[0]}"))
+                continue
+            if created:
+                report.inserted += 1
+            else:
+                report.updated += 1
+    return report
+
+
+def is_field(entity: str, name: str) -> bool:
+    if entity == "thirdparties" and name.startswith(CUSTOM_PREFIX):
+        return bool(name[len(CUSTOM_PREFIX):].strip())
+    return name in FIELDS[entity]
+
+
+def _records(reader: Any, path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """(first physical line of the record, cells): a quoted cell may span several lines."""
+    line = 1
+    try:
+        for cells in reader:
+            yield line, cells
+            line = reader.line_num + 1
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: near line {line}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}:{line}: unreadable CSV: {exc}") from None
+
+
+def _columns(entity: str, header: list[str], mapping: dict[str, str], path: str | Path) -> list[str | None]:
+    """The field each column feeds (None: ignored). Explicit mappings win over same-named columns."""
+    choices = ", ".join(FIELDS[entity]) + (", custom.NAME" if entity == "thirdparties" else "")
+    for column, target in mapping.items():
+        if not is_field(entity, target.strip()):
+            raise ValueError(f"the mapping {column}={target} names an unknown field: {entity} have {choices}")
+        if column.strip() not in header:
+            raise ValueError(f"the mapping names column {column!r}, which {path} does not have "
+                             f"(its columns: {', '.join(header)})")
+    explicit = {column.strip(): target.strip() for column, target in mapping.items()}
+    mapped_fields = set(explicit.values())
+    out: list[str | None] = []
+    for name in header:
+        if name in explicit:
+            out.append(explicit[name])
+        elif is_field(entity, name) and name not in mapped_fields:
+            out.append(name)
+        else:
+            out.append(None)
+    taken = [f for f in out if f is not None]
+    for name in sorted({f for f in taken if taken.count(f) > 1}):
+        raise ValueError(f"{path}: several columns feed the field {name!r}")
+    missing = [f for f in REQUIRED[entity] if f not in taken]
+    if missing:
+        raise ValueError(f"{path}: no column for the required field(s) {', '.join(missing)} "
+                         f"(its columns: {', '.join(header)}; map one with COLUMN=FIELD)")
+    return out
+
+
+def _multi(row: Row, name: str) -> list[str] | None:
+    """A `;`-separated cell as a list; None when the file has no such column (leave the stored value)."""
+    if name not in row:
+        return None
+    return [part.strip() for part in row[name].split(MULTI_SEPARATOR) if part.strip()]
+
+
+def _store_thirdparty(db: Database, row: Row) -> bool:
+    custom = {k[len(CUSTOM_PREFIX):].strip(): v for k, v in row.items() if k.startswith(CUSTOM_PREFIX)}
+    _, created = service.upsert_thirdparty(
+        db, external_id=row.get("external_id"), name=row.get("name", ""), kind=row.get("kind"),
+        tags=_multi(row, "tags"), custom_fields=custom or None, owner=row.get("owner"),
+        language=row.get("language"), domains=_multi(row, "domains"), addresses=_multi(row, "addresses"))
+    return created
+
+
+def _store_contact(db: Database, row: Row) -> bool:
+    name = row.get("name", "")
+    if not name:
+        raise ValueError("name is missing")
+    company = service.resolve_thirdparty(db, row.get("thirdparty", ""), by_id=False)
+    assert company.id is not None
+    _, created = service.upsert_contact(
+        db, external_id=row.get("external_id"), thirdparty_id=company.id, name=name,
+        addresses=_multi(row, "addresses"), phones=_multi(row, "phones"), role=row.get("role"),
+        language=row.get("language"))
+    return created
+
+
+def _store_document(db: Database, row: Row) -> bool:
+    if not row.get("ref"):
+        raise ValueError("document reference is missing")
+    company = service.resolve_thirdparty(db, row.get("thirdparty", ""), by_id=False)
+    assert company.id is not None
+    _, created = service.upsert_document(db, ref=row["ref"], thirdparty_id=company.id, kind=row.get("kind"))
+    return created
+
+
+_STORERS: dict[str, Callable[[Database, Row], bool]] = {
+    "thirdparties": _store_thirdparty,
+    "contacts": _store_contact,
+    "documents": _store_document,
+}
