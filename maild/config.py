@@ -87,8 +87,8 @@ class MatchingConfig(_Strict):
     own_addresses: list[str] = Field(default_factory=list)
     free_mail_domains: list[str] = Field(default_factory=list, description="added to the shipped list")
     references: list[ReferencePattern] = Field(default_factory=lambda: [
-        ReferencePattern(pattern=r"\bFA\d{4}-\d{4}\b", kind="invoice"),
-        ReferencePattern(pattern=r"\bPR\d{4}-\d{4}\b", kind="proposal")])
+        ReferencePattern(pattern=r"FA\d{4}-\d{4}\b", kind="invoice"),
+        ReferencePattern(pattern=r"PR\d{4}-\d{4}\b", kind="proposal")])
 
 
 class FilingConfig(_Strict):

@@ -9,6 +9,8 @@ group): the daemon decides when they stop.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
@@ -27,11 +29,22 @@ log = logging.getLogger("maild.ingest")
 Parsed = ParsedMail | Rejected
 Submitted = tuple[ProcessPoolExecutor, list[Future[list[Parsed]]]]
 CHUNKS_PER_WORKER = 4
+PR_SET_PDEATHSIG = 1
 
 
 def _child_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the daemon dies (even by kill -9), so no parser process is orphaned."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the worker still exits when its call queue closes
 
 
 def _parse_chunk(raws: Sequence[bytes], blob_dir: str, max_bytes: int) -> list[Parsed]:

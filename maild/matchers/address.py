@@ -42,7 +42,7 @@ def roles(facts: MailFacts, settings: Settings) -> list[tuple[str, float, str]]:
 
 
 def match(facts: MailFacts, snapshot: Snapshot, settings: Settings) -> Verdict:
-    for address, confidence, how in roles(facts, settings):
+    for address, confidence, how in facts.roles:
         owners = snapshot.addresses.get(address)
         if owners:
             candidates = tuple(

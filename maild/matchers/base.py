@@ -23,6 +23,11 @@ class MailFacts:
     cc: list[str]
     subject: str
     body: str  # the first part of the text body: enough for references and forwarded headers
+    # Derived once per message by `derive()`, read by several matchers and by the snapshot loader:
+    roles: tuple[tuple[str, float, str], ...] = ()  # (normalised address, confidence, how it was found)
+    thread_refs: tuple[str, ...] = ()  # referenced Message-IDs, direct parent first
+    tokens: tuple[str, ...] = ()  # our instance's tracking tokens in the thread or plus-addresses
+    doc_refs: tuple[tuple[str, str, str], ...] = ()  # (document ref, kind, subject|body)
 
 
 @dataclass(frozen=True)

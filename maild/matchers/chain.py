@@ -7,7 +7,7 @@ equally likely is ambiguity, never a guess; weaker evidence later in the order m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from maild.matchers import address, display_name, domain, reference, thread
 from maild.matchers.base import Candidate, MailFacts, Matcher, Settings, Snapshot, Verdict
@@ -29,6 +29,13 @@ class Decision:
     matcher: str | None
     confidence: float
     reason: str
+
+
+def derive(facts: MailFacts, settings: Settings) -> MailFacts:
+    """The facts with what several matchers need computed once (addresses in their roles, refs, tokens)."""
+    return replace(facts, roles=tuple(address.roles(facts, settings)), thread_refs=tuple(thread.thread_ids(facts)),
+                   tokens=tuple(thread.tracking_tokens(facts, settings.instance_id)),
+                   doc_refs=tuple(reference.references(facts, settings)))
 
 
 def run(facts: MailFacts, snapshot: Snapshot, settings: Settings, order: Sequence[str]) -> list[Verdict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from maild.matchers.address import roles
 from maild.matchers.base import Candidate, MailFacts, Settings, Snapshot, Verdict
 from maild.matchers.normalize import domain_of
 
@@ -11,7 +10,7 @@ NAME = "domain"
 
 def match(facts: MailFacts, snapshot: Snapshot, settings: Settings) -> Verdict:
     skipped = []
-    for address, _, how in roles(facts, settings):
+    for address, _, how in facts.roles:
         domain = domain_of(address)
         if domain is None:
             continue

@@ -17,19 +17,24 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 
 def references(facts: MailFacts, settings: Settings) -> list[tuple[str, str, str]]:
-    """(ref, expected kind, where) in subject first, then body."""
+    """(ref, expected kind, where) in subject first, then body.
+
+    A match glued to a preceding letter or digit (`XFA2611-0001`) is not a reference. Checking that
+    here, instead of a leading `\\b` in the pattern, keeps the literal prefix that lets `re` skip ahead
+    (about ten times faster on long bodies).
+    """
     found = []
     for where, text in (("subject", facts.subject or ""), ("body", facts.body[:BODY_CHARS])):
         for pattern, kind in settings.reference_patterns:
-            for ref in _compiled(pattern).findall(text):
-                if isinstance(ref, tuple):  # a pattern with groups: the whole match is wanted
-                    ref = ref[0]
-                found.append((ref, kind, where))
+            for match in _compiled(pattern).finditer(text):
+                if match.start() > 0 and text[match.start() - 1].isalnum():
+                    continue
+                found.append((match.group(0), kind, where))
     return found
 
 
 def match(facts: MailFacts, snapshot: Snapshot, settings: Settings) -> Verdict:
-    for ref, kind, where in references(facts, settings):
+    for ref, kind, where in facts.doc_refs:
         owners = [tp for doc_kind, tp in snapshot.documents.get(ref, []) if doc_kind == kind]
         if owners:
             confidence = 0.8 if where == "subject" else 0.7

@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from maild.matchers import address, reference, thread
 from maild.matchers.base import MailFacts, Settings, Snapshot
 from maild.matchers.normalize import domain_of, name_key
 from maild.store.models import Contact, Document, MailAddress, MailDomain, Message, MessageMatch, ThirdParty, TrackingId
@@ -22,11 +21,11 @@ DECIDED = ("matched", "assigned")
 
 def load(conn: Connection, batch: Sequence[MailFacts], settings: Settings, with_names: bool) -> Snapshot:
     snap = Snapshot()
-    thread_refs = {ref for f in batch for ref in thread.thread_ids(f)}
-    tokens = {t for f in batch for t in thread.tracking_tokens(f, settings.instance_id)}
-    addresses = {a for f in batch for a, _, _ in address.roles(f, settings)}
+    thread_refs = {ref for f in batch for ref in f.thread_refs}
+    tokens = {t for f in batch for t in f.tokens}
+    addresses = {a for f in batch for a, _, _ in f.roles}
     domains = {d for d in (domain_of(a) for a in addresses) if d and d not in settings.free_mail_domains}
-    refs = {r for f in batch for r, _, _ in reference.references(f, settings)}
+    refs = {r for f in batch for r, _, _ in f.doc_refs}
     names = {k for k in (name_key(f.from_name) for f in batch) if k} if with_names else set()
 
     m, mm = Message.__table__, MessageMatch.__table__

@@ -59,17 +59,15 @@ class MatchingStage:
                 return 0
             query = query.where(_m.c.id.in_(list(message_ids)))
         with self.db.engine.begin() as conn:
-            facts = [_facts(row) for row in conn.execute(query)]
+            facts = [chain.derive(_facts(row), self.settings) for row in conn.execute(query)]
             if not facts:
                 return 0
             snap = snapshot.load(conn, facts, self.settings, with_names="display_name" in self.order)
-            decided = 0
+            decided = []
             for fact in facts:
                 verdicts = chain.run(fact, snap, self.settings, self.order)
-                decision = chain.decide(verdicts, self.settings, snap.thirdparty_names)
-                if self._record(conn, fact, verdicts, decision):
-                    decided += 1
-            return decided
+                decided.append((fact, verdicts, chain.decide(verdicts, self.settings, snap.thirdparty_names)))
+            return self._record(conn, decided)
 
     def run_all(self, batch: int = 500) -> int:
         total = 0
@@ -77,58 +75,61 @@ class MatchingStage:
             total += done
         return total
 
-    def _record(self, conn: Connection, fact: MailFacts, verdicts: list[Any], decision: chain.Decision) -> bool:
+    def _record(self, conn: Connection, decided: list[tuple[MailFacts, list[Any], chain.Decision]]) -> int:
+        """Decisions, events and filing plans of a batch, with a few multi-row statements."""
         now = utcnow()
-        inserted = conn.execute(
-            self.db.insert_ignore(_mm).returning(_mm.c.message_id),
-            {"message_id": fact.message_id, "status": decision.status, "thirdparty_id": decision.thirdparty_id,
-             "contact_id": decision.contact_id, "matcher": decision.matcher, "confidence": decision.confidence,
-             "reason": decision.reason, "decided_at": now, "verdicts": [_verdict_json(v) for v in verdicts]},
-        ).scalar()
-        if inserted is None:  # another daemon decided it meanwhile
-            return False
-        matched = decision.status == "matched"
-        conn.execute(Event.__table__.insert(), {
-            "type": "mail.matched" if matched else "mail.unmatched", "occurred_at": now, "recorded_at": now,
-            "thirdparty_id": decision.thirdparty_id, "message_id": fact.message_id,
-            "data": {"status": decision.status, "matcher": decision.matcher, "confidence": decision.confidence,
-                     "reason": decision.reason, "contact_id": decision.contact_id, "subject": fact.subject}})
-        log.info(decision.status, extra={"fields": {
-            "message": fact.message_id, "thirdparty": decision.thirdparty_id, "matcher": decision.matcher,
-            "reason": decision.reason}})
-        self.plan_filing(conn, fact.message_id, decision.thirdparty_id)
-        return True
+        rows = [{"message_id": f.message_id, "status": d.status, "thirdparty_id": d.thirdparty_id,
+                 "contact_id": d.contact_id, "matcher": d.matcher, "confidence": d.confidence, "reason": d.reason,
+                 "decided_at": now, "verdicts": [_verdict_json(v) for v in verdicts]} for f, verdicts, d in decided]
+        # A message another daemon decided meanwhile is skipped: its events and filing are that daemon's.
+        ours = set(conn.execute(self.db.insert_ignore(_mm).returning(_mm.c.message_id), rows).scalars())
+        decided = [item for item in decided if item[0].message_id in ours]
+        if not decided:
+            return 0
+        conn.execute(Event.__table__.insert(), [
+            {"type": "mail.matched" if d.status == "matched" else "mail.unmatched", "occurred_at": now,
+             "recorded_at": now, "thirdparty_id": d.thirdparty_id, "message_id": f.message_id,
+             "data": {"status": d.status, "matcher": d.matcher, "confidence": d.confidence, "reason": d.reason,
+                      "contact_id": d.contact_id, "subject": f.subject}} for f, _, d in decided])
+        for f, _, d in decided:
+            log.info(d.status, extra={"fields": {"message": f.message_id, "thirdparty": d.thirdparty_id,
+                                                 "matcher": d.matcher, "reason": d.reason}})
+        self.plan_filing(conn, {f.message_id: d.thirdparty_id for f, _, d in decided})
+        return len(decided)
 
-    def plan_filing(self, conn: Connection, message_id: int, thirdparty_id: int | None) -> int:
-        """Filing tasks for the message's IMAP locations, per their account's filing config."""
+    def plan_filing(self, conn: Connection, decisions: dict[int, int | None]) -> int:
+        """Filing tasks for the decided messages' IMAP locations, per their account's filing config."""
         from maild.filing.folders import folder_for
 
-        rows = conn.execute(select(_loc.c.id, _src.c.name).join(_src, _src.c.id == _loc.c.source_id)
-                            .where(_loc.c.message_id == message_id, _src.c.kind == "imap")).all()
-        if not rows:
+        if not any(f.action != "none" for f in self.filing.values()):
             return 0
-        context = {"thirdparty": _thirdparty_context(conn, thirdparty_id)} if thirdparty_id else {}
-        planned = 0
-        for location_id, source_name in rows:
+        rows = conn.execute(select(_loc.c.id, _loc.c.message_id, _src.c.name).join(_src, _src.c.id == _loc.c.source_id)
+                            .where(_loc.c.message_id.in_(list(decisions)), _src.c.kind == "imap")).all()
+        contexts = {tp: {"thirdparty": _thirdparty_context(conn, tp)} for tp in set(decisions.values()) if tp}
+        tasks = []
+        for location_id, message_id, source_name in rows:
             filing = self.filing.get(source_name)
             if filing is None or filing.action == "none":
                 continue
+            thirdparty_id = decisions[message_id]
             template = filing.matched_folder if thirdparty_id else filing.triage_folder
             task: dict[str, Any] = {"location_id": location_id, "message_id": message_id, "action": filing.action,
                                     "keywords": list(filing.keywords), "status": "pending", "attempts": 0,
-                                    "created_at": utcnow(), "target_folder": ""}
+                                    "created_at": utcnow(), "target_folder": "", "from_folder": None,
+                                    "last_error": None}
             if template is None:
                 if not filing.keywords:
                     continue
                 task["action"] = "keywords"
             else:
                 try:
-                    task["target_folder"] = folder_for(template, context)
+                    task["target_folder"] = folder_for(template, contexts.get(thirdparty_id, {}))
                 except ValueError as exc:
                     task.update(status="failed", last_error=f"folder template: {exc}")
-            conn.execute(self.db.insert_ignore(FilingTask.__table__), task)
-            planned += 1
-        return planned
+            tasks.append(task)
+        if tasks:
+            conn.execute(self.db.insert_ignore(FilingTask.__table__), tasks)
+        return len(tasks)
 
 
 def _facts(row: Any) -> MailFacts:

@@ -21,11 +21,11 @@ def tracking_tokens(facts: MailFacts, instance: str) -> list[str]:
 
 
 def match(facts: MailFacts, snapshot: Snapshot, settings: Settings) -> Verdict:
-    for token in tracking_tokens(facts, settings.instance_id):
+    for token in facts.tokens:
         owner = snapshot.tracking.get(token)
         if owner and owner[0] is not None:
             return Verdict(NAME, (Candidate(owner[0], owner[1], 0.99, f"our tracking id {token} in the thread"),))
-    for ref in thread_ids(facts):
+    for ref in facts.thread_refs:
         filed = snapshot.filed_threads.get(ref)
         if filed:
             return Verdict(NAME, (Candidate(filed[0], filed[1], 0.95, f"reply in the thread of {ref}"),))

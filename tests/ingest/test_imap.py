@@ -257,3 +257,30 @@ def test_corpus_through_imap_nothing_lost(tmp_path: Path, mailbox: Mailbox, db_k
     loc = Location.__table__
     assert _count(db, Location, loc.c.message_id.is_(None), loc.c.quarantine_id.is_(None)) == 0
     db.dispose()
+
+
+def test_connection_dropped_during_idle_without_bye_is_noticed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.dovecot import _live_children
+
+    server = Dovecot(tmp_path / "own-dovecot")
+    server.start()
+    try:
+        user, password = next(iter(server.users.items()))
+        monkeypatch.setenv("MAILD_TEST_IMAP_PASSWORD", password)
+        box = Mailbox(server, user, password)
+        config = write_config(tmp_path / "home", _sqlite(tmp_path), [box.source()], reconnect_max_delay=1,
+                              poll_interval=300)
+        with running_daemon(config) as daemon:
+            _wait_for(lambda: _wait_synced(daemon.db), 15, "the first sync")
+            time.sleep(1)  # in IDLE now
+            assert server._process is not None
+            for pid, title in _live_children(server._process.pid).items():
+                if title.endswith("/imap"):
+                    os.kill(pid, signal.SIGKILL)  # the connection dies without a BYE
+            # noticed, recorded, and (once reconnected) cleared again: the time of the error stays
+            _wait_for(lambda: status_json(config)["folders"][0]["last_error_at"] is not None, 15,
+                      "the dead IDLE connection to be noticed")
+            box.append([make_message(subject="after the drop")])
+            _wait_for(lambda: _count(daemon.db, Message) == 1, 20, "ingestion after reconnecting")
+    finally:
+        server.close()

@@ -16,6 +16,11 @@ Typical use::
             imap.select_folder("INBOX")
     finally:
         server.stop()
+
+With ``Dovecot(tmp_path, tls=True)`` the server also speaks TLS: STARTTLS on
+``port`` and implicit TLS on ``imaps_port``, with a certificate for
+127.0.0.1 / localhost signed by a private CA (``ca_file``) made for the
+instance with the ``openssl`` command.  Plain LOGIN without TLS keeps working.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import contextlib
 import grp
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -34,7 +41,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import imapclient
 from imapclient.exceptions import IMAPClientError
@@ -47,6 +54,34 @@ LOGIN_USER = "dovenull"
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+OPENSSL_TIMEOUT = 30.0
+
+# openssl(1) settings for the private CA and the server certificate of a
+# tls=True instance.  Explicit, so that the system's openssl.cnf (default
+# extensions, policies) does not matter.  The extensions also satisfy
+# VERIFY_X509_STRICT (Python >= 3.13 default contexts).
+OPENSSL_CONFIG = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = dovecot test
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+CERT_DAYS = "3650"
+
+Security = Literal["plain", "starttls", "tls"]
 
 # Chunking for MULTIAPPEND: one APPEND command carries at most this many
 # messages / bytes.
@@ -140,6 +175,47 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
             os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
 
 
+def _openssl(*args: str, cwd: Path) -> None:
+    binary = shutil.which("openssl")
+    if binary is None:
+        raise DovecotError("'openssl' not found; run scripts/install-test-deps (or apt-get install openssl)")
+    result = subprocess.run(
+        [binary, *args], cwd=cwd, capture_output=True, text=True, timeout=OPENSSL_TIMEOUT, check=False
+    )
+    if result.returncode != 0:
+        raise DovecotError(f"openssl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+
+
+def _make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A fresh private CA and a server certificate for 127.0.0.1/localhost signed by it.
+
+    Returns (CA certificate, server certificate, server key), all PEM files in *directory*.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "openssl.cnf"
+    config.write_text(OPENSSL_CONFIG)
+    for name in ("ca.key", "server.key"):  # openssl writes keys 0600 on its own; be sure of it
+        (directory / name).unlink(missing_ok=True)
+    _openssl(
+        "req", "-x509", "-config", config.name, "-extensions", "ca_ext", *EC_KEY,
+        "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=Dovecot test CA (private)",
+        "-days", CERT_DAYS, "-sha256",
+        cwd=directory,
+    )  # fmt: skip
+    _openssl(
+        "req", "-new", "-config", config.name, *EC_KEY,
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
+        cwd=directory,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-set_serial", f"0x{secrets.token_hex(8)}", "-days", CERT_DAYS, "-sha256",
+        "-extfile", config.name, "-extensions", "server_ext", "-out", "server.pem",
+        cwd=directory,
+    )  # fmt: skip
+    return directory / "ca.pem", directory / "server.pem", directory / "server.key"
+
+
 def _chunks(messages: Iterable[bytes], max_count: int, max_bytes: int) -> Iterator[list[bytes]]:
     chunk: list[bytes] = []
     size = 0
@@ -155,6 +231,11 @@ def _chunks(messages: Iterable[bytes], max_count: int, max_bytes: int) -> Iterat
 
 class Dovecot:
     """A private Dovecot 2.3 IMAP server (plain text, loopback only) under *root*.
+
+    With ``tls=True`` it also offers STARTTLS on :attr:`port` and implicit TLS
+    on :attr:`imaps_port`, using a certificate for 127.0.0.1 / localhost signed
+    by a private CA (:attr:`ca_file`); the CA and certificate are made once per
+    instance and live in *root*/``tls``.  Plain-text LOGIN stays allowed.
 
     *root* holds ``dovecot.conf``, ``dovecot.log`` (Dovecot's own log),
     ``dovecot.stderr`` (master process output) and the symlinks ``mail``
@@ -174,6 +255,7 @@ class Dovecot:
         users: dict[str, str] | None = None,
         *,
         separator: str = "/",
+        tls: bool = False,
     ) -> None:
         try:
             self._mail_uid = pwd.getpwnam(MAIL_USER).pw_uid
@@ -189,6 +271,8 @@ class Dovecot:
         self._separator = separator
         self._host = "127.0.0.1"
         self._port = _free_port(self._host)
+        self._tls = tls
+        self._imaps_port = _free_port(self._host) if tls else 0
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer = weakref.finalize(self, _kill_group, None)
         self._finalizer.detach()
@@ -205,6 +289,12 @@ class Dovecot:
         self.mail_dir = self.runtime_dir / "mail"
         self.passwd_dir = self.runtime_dir / "passwd.d"
         self.state_dir = self.runtime_dir / "state"
+        self.tls_dir = self.root / "tls"
+        self._ca_file: Path | None = None
+        self._cert_file: Path | None = None
+        self._key_file: Path | None = None
+        if tls:
+            self._ca_file, self._cert_file, self._key_file = _make_certificates(self.tls_dir)
 
     # ------------------------------------------------------------------ props
 
@@ -215,6 +305,28 @@ class Dovecot:
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def tls(self) -> bool:
+        return self._tls
+
+    @property
+    def imaps_port(self) -> int:
+        """The implicit-TLS (IMAPS) port; only with ``tls=True``."""
+        if not self._tls:
+            raise DovecotError("this Dovecot was created without tls=True: no IMAPS port")
+        return self._imaps_port
+
+    @property
+    def ca_file(self) -> Path:
+        """PEM file of the private CA that signed the server certificate; only with ``tls=True``."""
+        if self._ca_file is None:
+            raise DovecotError("this Dovecot was created without tls=True: no CA")
+        return self._ca_file
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts this server's CA (and nothing else) and checks the host name."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     @property
     def users(self) -> dict[str, str]:
@@ -244,6 +356,8 @@ class Dovecot:
             if self._started_once or "Address already in use" not in self.log_tail():
                 raise
             self._port = _free_port(self._host)
+            if self._tls:
+                self._imaps_port = _free_port(self._host)
             self._start_once()
         self._started_once = True
 
@@ -257,10 +371,14 @@ class Dovecot:
             self._process = None
             self._finalizer.detach()
             (self.base_dir / "master.pid").unlink(missing_ok=True)
-        while _port_open(self._host, self._port):
-            if time.monotonic() > deadline:
-                raise DovecotError(f"port {self._port} still open after stop\n{self.log_tail()}")
-            time.sleep(0.05)
+        for port in self._ports():
+            while _port_open(self._host, port):
+                if time.monotonic() > deadline:
+                    raise DovecotError(f"port {port} still open after stop\n{self.log_tail()}")
+                time.sleep(0.05)
+
+    def _ports(self) -> list[int]:
+        return [self._port, self._imaps_port] if self._tls else [self._port]
 
     def _terminate(self, process: subprocess.Popen[bytes], deadline: float) -> None:
         # A graceful SIGTERM shutdown of the Dovecot 2.3 master ends with a
@@ -269,16 +387,29 @@ class Dovecot:
         # but the log process is gone there is nothing left to wait for, so
         # SIGKILL the master then (the listening socket closes with it); the
         # log process sees EOF on its pipes, writes what is queued and exits.
+        #
+        # The master only sends its imap processes SIGQUIT (stop accepting)
+        # and gives them SIGTERM after several seconds; one with a client in
+        # IDLE would keep the master (and stop()) waiting that long.  SIGTERM
+        # them at once, as shutdown_clients promises: each says
+        # "* BYE Server shutting down." to its client and exits.
         process.send_signal(signal.SIGTERM)
+        told: set[int] = set()
         while process.poll() is None:
             if time.monotonic() > deadline:
                 # Something hangs; children would keep the listening socket
                 # open, so kill the whole process group.
                 _kill_group(process)
                 break
-            if all(title.endswith("/log") for title in _live_children(process.pid).values()):
+            children = _live_children(process.pid)
+            if all(title.endswith("/log") for title in children.values()):
                 process.kill()
                 break
+            for pid, title in children.items():
+                if title.endswith("/imap") and pid not in told:
+                    told.add(pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGTERM)
             time.sleep(0.02)
         process.wait(timeout=STOP_TIMEOUT)
         while _live_children(process.pid):
@@ -336,13 +467,16 @@ class Dovecot:
                 code = self._process.returncode
                 self._process = None
                 raise DovecotError(f"dovecot exited with status {code}\n{self.log_tail()}")
-            if _port_open(self._host, self._port):
+            if all(_port_open(self._host, port) for port in self._ports()):
                 try:
-                    imap = self.client(timeout=2.0)
+                    # With TLS, also make sure the certificate is served (and verifies).
+                    checks: tuple[Security, ...] = ("plain", "tls") if self._tls else ("plain",)
+                    for security in checks:
+                        imap = self.client(timeout=2.0, security=security)
+                        imap.logout()
                 except (OSError, IMAPClientError) as exc:
                     last_error = f"LOGIN failed: {exc!r}"
                 else:
-                    imap.logout()
                     return
             if time.monotonic() > deadline:
                 self.stop()
@@ -466,7 +600,7 @@ default_internal_group = {MAIL_USER}
 first_valid_uid = {self._mail_uid}
 first_valid_gid = {self._mail_gid}
 
-ssl = no
+{self._ssl_config()}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 # Usernames exactly as given (Dovecot's default, %Lu, lowercases them).
@@ -502,7 +636,7 @@ service imap-login {{
     port = {self._port}
   }}
   inet_listener imaps {{
-    port = 0
+{self._imaps_listener()}
   }}
 }}
 service anvil {{
@@ -518,6 +652,24 @@ service stats {{
 }}
 """
 
+    def _ssl_config(self) -> str:
+        if not self._tls:
+            return "ssl = no"
+        # "yes", not "required": plain-text LOGIN without STARTTLS stays allowed.
+        return f"""\
+ssl = yes
+ssl_cert = <{self._cert_file}
+ssl_key = <{self._key_file}
+ssl_min_protocol = TLSv1.2"""
+
+    def _imaps_listener(self) -> str:
+        if not self._tls:
+            return "    port = 0"
+        return f"""\
+    address = {self._host}
+    port = {self._imaps_port}
+    ssl = yes"""
+
     # ---------------------------------------------------------------- clients
 
     def client(
@@ -526,14 +678,26 @@ service stats {{
         password: str | None = None,
         *,
         timeout: float = 10.0,
+        security: Security = "plain",
     ) -> imapclient.IMAPClient:
-        """A logged-in plain-text IMAPClient (defaults: the first configured user)."""
+        """A logged-in IMAPClient (defaults: the first configured user, plain text).
+
+        ``security="tls"`` connects to :attr:`imaps_port`, ``"starttls"`` upgrades
+        the plain port first; both verify the certificate against :attr:`ca_file`.
+        """
         if user is None:
             user = next(iter(self._users))
         if password is None:
             password = self._users[user]
-        imap = imapclient.IMAPClient(self._host, port=self._port, ssl=False, timeout=timeout)
+        if security == "tls":
+            imap = imapclient.IMAPClient(
+                self._host, port=self.imaps_port, ssl=True, ssl_context=self.ssl_context(), timeout=timeout
+            )
+        else:
+            imap = imapclient.IMAPClient(self._host, port=self._port, ssl=False, timeout=timeout)
         try:
+            if security == "starttls":
+                imap.starttls(self.ssl_context())
             imap.login(user, password)
         except BaseException:
             imap.shutdown()

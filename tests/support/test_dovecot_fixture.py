@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import imapclient
 import pytest
 
-from .dovecot import DEFAULT_USER, Dovecot
+from .dovecot import DEFAULT_USER, Dovecot, DovecotError
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dovecot", path=f"{os.environ.get('PATH', '')}:/usr/sbin") is None,
@@ -188,3 +189,94 @@ def test_idle_sees_new_mail(dovecot: Dovecot) -> None:
         finally:
             imap.idle_done()
     assert (1, b"EXISTS") in responses
+
+
+def test_stop_is_fast_and_says_bye_to_idle_clients(dovecot: Dovecot) -> None:
+    # Dovecot's master alone would leave an IDLE-ing imap process running for
+    # several seconds after SIGTERM (and only then send BYE).
+    with dovecot.client() as imap:
+        imap.select_folder("INBOX", readonly=True)
+        imap.idle()
+        started = time.monotonic()
+        dovecot.stop()
+        assert time.monotonic() - started < 3
+        assert (b"BYE", b"Server", b"shutting", b"down.") in imap.idle_check(timeout=2)
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def tls_dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+    server = Dovecot(tmp_path_factory.mktemp("dovecot-tls"), tls=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_default_instance_has_no_tls(dovecot: Dovecot) -> None:
+    assert not dovecot.tls
+    with imapclient.IMAPClient(dovecot.host, port=dovecot.port, ssl=False, timeout=5) as imap:
+        assert not imap.has_capability("STARTTLS")
+    with pytest.raises(DovecotError):
+        _ = dovecot.imaps_port
+    with pytest.raises(DovecotError):
+        _ = dovecot.ca_file
+    assert "ssl = no" in dovecot.config_path.read_text()
+
+
+def test_tls_implicit_login_verified_with_ca(tls_dovecot: Dovecot) -> None:
+    assert tls_dovecot.imaps_port != tls_dovecot.port
+    assert tls_dovecot.ca_file.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    context = ssl.create_default_context(cafile=str(tls_dovecot.ca_file))
+    with imapclient.IMAPClient(
+        tls_dovecot.host, port=tls_dovecot.imaps_port, ssl=True, ssl_context=context, timeout=5
+    ) as imap:
+        imap.login(DEFAULT_USER, tls_dovecot.users[DEFAULT_USER])
+        assert imap.folder_exists("INBOX")
+    # The certificate names localhost as well as 127.0.0.1.
+    with (
+        socket.create_connection((tls_dovecot.host, tls_dovecot.imaps_port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.recv(100).startswith(b"* OK")
+
+
+def test_tls_starttls_on_plain_port(tls_dovecot: Dovecot) -> None:
+    with imapclient.IMAPClient(tls_dovecot.host, port=tls_dovecot.port, ssl=False, timeout=5) as imap:
+        assert imap.has_capability("STARTTLS")
+        imap.starttls(ssl.create_default_context(cafile=str(tls_dovecot.ca_file)))
+        assert isinstance(imap.socket(), ssl.SSLSocket)
+        imap.login(DEFAULT_USER, tls_dovecot.users[DEFAULT_USER])
+        assert imap.folder_exists("INBOX")
+
+
+def test_tls_server_still_allows_plain_login(tls_dovecot: Dovecot) -> None:
+    assert tls_dovecot.append_many(DEFAULT_USER, "INBOX", [_message(1)]) == 1
+    with tls_dovecot.client() as imap:
+        assert not isinstance(imap.socket(), ssl.SSLSocket)
+        assert imap.folder_status("INBOX", [b"MESSAGES"])[b"MESSAGES"] >= 1
+    for security in ("tls", "starttls"):
+        with tls_dovecot.client(security=security) as imap:
+            assert isinstance(imap.socket(), ssl.SSLSocket)
+
+
+def test_tls_default_trust_store_rejects_private_ca(tls_dovecot: Dovecot) -> None:
+    with pytest.raises(ssl.SSLCertVerificationError):
+        imapclient.IMAPClient(tls_dovecot.host, port=tls_dovecot.imaps_port, ssl=True, timeout=5)
+    with (
+        imapclient.IMAPClient(tls_dovecot.host, port=tls_dovecot.port, ssl=False, timeout=5) as imap,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        imap.starttls(ssl.create_default_context())
+
+
+def test_tls_restart_keeps_ports_and_certificate(tls_dovecot: Dovecot) -> None:
+    ports, ca = (tls_dovecot.port, tls_dovecot.imaps_port), tls_dovecot.ca_file.read_bytes()
+    tls_dovecot.restart()
+    assert (tls_dovecot.port, tls_dovecot.imaps_port) == ports
+    assert tls_dovecot.ca_file.read_bytes() == ca
+    with tls_dovecot.client(security="tls") as imap:
+        assert imap.folder_exists("INBOX")

@@ -138,7 +138,10 @@ class FolderWorker(ABC):
         if self.ctx.matching is None:
             return
         try:
-            self.ctx.matching.run(message_ids)
+            if message_ids is None:
+                self.ctx.matching.run_all()
+            else:
+                self.ctx.matching.run(message_ids)
         except Exception as exc:
             log.warning("matching failed; will retry", extra={"fields": {"worker": self.label, "error": str(exc)}})
 

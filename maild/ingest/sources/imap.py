@@ -29,7 +29,10 @@ SIZE_CHUNK = 2000  # UIDs per RFC822.SIZE request
 
 
 def connect(cfg: ImapSourceConfig, ctx: IngestContext) -> IMAPClient:
-    context = ssl.create_default_context(cafile=str(resolve_path(ctx.base_dir, cfg.ca_file)) if cfg.ca_file else None)
+    ca_file = resolve_path(ctx.base_dir, cfg.ca_file) if cfg.ca_file else None
+    if ca_file is not None and not ca_file.is_file():
+        raise FileNotFoundError(f"ca_file {ca_file} does not exist")
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     if not cfg.verify_tls:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -58,6 +61,7 @@ class ImapFolderWorker(FolderWorker):
 
     def open(self) -> None:
         self.client = connect(self.cfg, self.ctx)
+        self.match()  # anything a crash or an error left undecided (a scan: once per connection, not per sync)
 
     def close(self) -> None:
         if self.client is not None:
@@ -76,7 +80,6 @@ class ImapFolderWorker(FolderWorker):
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info[b"UIDNEXT"]) if b"UIDNEXT" in info else None
         last_uid = self._checkpoint_for(uidvalidity)
-        self.match()  # anything left undecided by a crash or an error
         self._file(uidvalidity)
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
         done = 0
@@ -157,14 +160,22 @@ class ImapFolderWorker(FolderWorker):
     def _idle(self, client: IMAPClient) -> None:
         client.idle()
         started = time.monotonic()
+        quick_empty = 0
         try:
             while not self.ctx.stop.is_set() and time.monotonic() - started < self.ctx.settings.idle_renew:
+                waited = time.monotonic()
                 responses = client.idle_check(timeout=1)
                 if any(not _is_keepalive(r) for r in responses):
                     break
+                # imapclient reports a connection closed without BYE as "nothing yet", at once and forever;
+                # a real quiet second takes a second.
+                quick_empty = quick_empty + 1 if not responses and time.monotonic() - waited < 0.5 else 0
+                if quick_empty >= 3:
+                    raise ConnectionError("the IMAP connection was closed during IDLE")
                 self.renew_lease_if_due()
         finally:
-            client.idle_done()
+            if quick_empty < 3:
+                client.idle_done()
 
     def _client(self) -> IMAPClient:
         if self.client is None:

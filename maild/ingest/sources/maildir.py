@@ -37,6 +37,7 @@ class MaildirFolderWorker(FolderWorker):
         missing = [sub for sub in ("new", "cur") if not (self.path / sub).is_dir()]
         if missing:
             raise FileNotFoundError(f"{self.path} is not a Maildir (missing {', '.join(missing)}/)")
+        self.match()  # anything a crash or an error left undecided
 
     def sync_once(self) -> int:
         box = mailbox.Maildir(self.path, factory=None, create=False)
