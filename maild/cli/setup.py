@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -18,7 +19,9 @@ def initialise(directory: Path, force: bool = False, samples: bool = True) -> Pa
     if config_file.exists() and not force:
         raise FileExistsError(f"{config_file} already exists (use --force to overwrite it)")
     directory.mkdir(parents=True, exist_ok=True)
-    config_file.write_text((SAMPLES / "maild.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    template = (SAMPLES / "maild.yaml").read_text(encoding="utf-8")
+    instance = secrets.token_hex(4)  # ties our tracking ids to this installation
+    config_file.write_text(template.replace("instance_id: maild0 ", f"instance_id: {instance}", 1), encoding="utf-8")
     config = load_config(config_file, environ={})
     for sub in ("new", "cur", "tmp"):
         (directory / "maildir" / sub).mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ def facts(**kw: object) -> MailFacts:
         "message_id": 1, "header_message_id": "<x@y>", "in_reply_to": None, "references": [],
         "from_addr": "someone@nowhere.example", "from_name": None, "reply_to": [], "to": ["sales@example.com"],
         "cc": [], "subject": "hello", "body": ""}
-    return MailFacts(**{**base, **kw})  # type: ignore[arg-type]
+    return chain.derive(MailFacts(**{**base, **kw}), SETTINGS)  # type: ignore[arg-type]
 
 
 def snapshot(**kw: object) -> Snapshot:
