@@ -3,8 +3,9 @@
 A parser process may die on a monster message (out of memory, a C-level crash) or be killed from
 outside. Neither may lose or wrongly quarantine a batch: the batch is parsed again in a fresh pool, one
 message at a time, and only a message that kills a fresh process on its own is quarantined.
-Parser processes ignore SIGINT and SIGTERM (a Ctrl-C or a service manager signals the whole process
-group): the daemon decides when they stop.
+Parser processes ignore SIGINT (a Ctrl-C signals the whole process group; the daemon decides what it
+means) and die with the daemon. A service manager's SIGTERM to the whole group kills them; the batch in
+hand is then parsed again in a fresh pool, so stopping still loses nothing.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ PR_SET_PDEATHSIG = 1
 
 
 def _child_init() -> None:
+    # A Ctrl-C reaches the whole process group; only the daemon decides what it means. SIGTERM keeps its
+    # default: the pool itself terminates its processes that way when it is broken or shut down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from collections import deque
 from collections.abc import Iterator
 
 from imapclient import IMAPClient
@@ -26,6 +27,7 @@ from maild.store.checkpoints import FolderRef
 log = logging.getLogger("maild.ingest")
 
 SIZE_CHUNK = 2000  # UIDs per RFC822.SIZE request
+PIPELINE_DEPTH = 2  # batches handed to the parsers ahead of the one being committed
 
 
 def connect(cfg: ImapSourceConfig, ctx: IngestContext) -> IMAPClient:
@@ -84,19 +86,19 @@ class ImapFolderWorker(FolderWorker):
         uids = sorted(uid for uid in client.search(["UID", f"{last_uid + 1}:*"]) if uid > last_uid)
         done = 0
         self.report_progress(done, len(uids))
-        pending: tuple[ParsedBatch, int] | None = None
+        # Batches in flight: parsers work on the next ones while this thread fetches and commits.
+        in_flight: deque[tuple[ParsedBatch, int]] = deque()
         for batch in self._batches(uids):
             fetched = client.fetch(batch, ["BODY.PEEK[]"])
             items = [Fetched(raw=fetched[uid].get(b"BODY[]") or b"", uid=uid, uidvalidity=uidvalidity)
                      for uid in batch if uid in fetched]
-            started = self.start(items)
-            if pending is not None:
-                done += self._commit(*pending)
-            pending = (started, batch[-1])
+            in_flight.append((self.start(items), batch[-1]))
+            if len(in_flight) > PIPELINE_DEPTH:
+                done += self._commit(*in_flight.popleft())
             if self.ctx.stop.is_set():
                 break
-        if pending is not None:
-            done += self._commit(*pending)
+        while in_flight:
+            done += self._commit(*in_flight.popleft())
         checkpoints.record_success(self.ctx.db, self.ref, server_uidnext=uidnext,
                                    server_messages=int(info.get(b"EXISTS", 0)))
         return done
