@@ -167,6 +167,49 @@ class MaildirSourceConfig(_Strict):
 SourceConfig = Annotated[ImapSourceConfig | MaildirSourceConfig, Field(discriminator="type")]
 
 
+class SmtpTransportConfig(_Strict):
+    type: Literal["smtp", "file"] = "file"
+    directory: str = "data/sent-mail"  # file transport: one .eml per message (the embedded default)
+    host: str = "localhost"
+    port: int | None = Field(default=None, gt=0, lt=65536)
+    security: Literal["tls", "starttls", "plain"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    verify_tls: bool = True
+    ca_file: str | None = None
+    timeout: float = Field(default=60.0, gt=0)
+    max_connections: int = Field(default=2, gt=0, le=50)
+    per_domain_per_minute: int = Field(default=120, gt=0)
+    max_attempts: int = Field(default=8, gt=0)
+    retry_max_delay: float = Field(default=3600.0, gt=0)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"tls": 465, "starttls": 587, "plain": 25}[self.security]
+
+
+class OutboundConfig(_Strict):
+    sender: str = "maild@localhost"  # From of maild's mail; its domain ends our Message-IDs
+    sender_name: str = ""
+    reply_to_plus: bool = False  # Reply-To sender+maild.<instance>.<token>@domain, so answers thread back
+    templates_dir: str = "templates"
+    default_language: str = "en"
+    sent_folder_source: str | None = None  # IMAP source whose Sent folder (SPECIAL-USE) gets a copy
+    transport: SmtpTransportConfig = SmtpTransportConfig()
+
+
+class TrackingConfig(_Strict):
+    enabled: bool = True
+    base_url: str = "http://127.0.0.1:8025"  # how recipients reach the tracking endpoint
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8025, ge=0, lt=65536)
+    secret_env: str | None = "MAILD_TRACKING_SECRET"
+    secret_file: str | None = None
+    truncate_ip: bool = True
+    scanner_seconds: float = Field(default=10.0, ge=0)  # a click this soon after sending is likely a scanner
+
+
 class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -180,6 +223,8 @@ class Config(_Strict):
     log: LogConfig = LogConfig()
     matching: MatchingConfig = MatchingConfig()
     filing: FilingConfig = FilingConfig()
+    outbound: OutboundConfig = OutboundConfig()
+    tracking: TrackingConfig = TrackingConfig()
     # Where relative paths are resolved from: the config file's folder.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from maild import tracking
 from maild.matchers.base import Candidate, MailFacts, Settings, Snapshot, Verdict
 from maild.matchers.normalize import plus_tag
+from maild.tracking import ids as tracking
 
 NAME = "thread"
 

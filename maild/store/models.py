@@ -241,3 +241,54 @@ class FilingTask(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = _ts(nullable=False, default=utcnow)
     done_at: datetime | None = _ts(nullable=True)
+
+
+# --- Outbound mail and tracking ------------------------------------------------------------------
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One mail to send, rendered and stored before any SMTP attempt; sent at most once per key.
+
+    status: queued -> sending -> sent | retry (-> sending ...) | failed | cancelled. A sender claims a
+    row by setting claimed_by/claimed_until; a claim that expired while `sending` is never re-sent
+    blindly: the row goes to `retry` only when the SMTP transaction is known not to have completed.
+    """
+
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True, max_length=300)
+    status: str = Field(default="queued", max_length=20, index=True)
+    template: str | None = Field(default=None, max_length=200)
+    thirdparty_id: int | None = Field(default=None, foreign_key="thirdparties.id", index=True)
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id")
+    sender: str = Field(max_length=320)
+    recipients: list[str] = Field(default_factory=list, sa_type=JSON)
+    subject: str = Field(default="", sa_type=Text)
+    header_message_id: str = Field(max_length=998, index=True)
+    tracking_token: str | None = Field(default=None, max_length=64, index=True)
+    raw_sha256: str = Field(max_length=64)
+    size: int = Field(default=0, sa_type=BigInteger)
+    transport: str = Field(default="default", max_length=100)
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts(nullable=True, index=True)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    smtp_reply: str | None = Field(default=None, sa_type=Text)
+    claimed_by: str | None = Field(default=None, max_length=200)
+    claimed_until: datetime | None = _ts(nullable=True)
+    # Set just before SMTP DATA: a claim found expired after this may have been delivered, so it is
+    # never re-sent automatically (at most once); it waits for a person (`maild outbox retry`).
+    data_started_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    sent_at: datetime | None = _ts(nullable=True)
+    sent_folder_done: bool = False
+
+
+class TrackingLink(SQLModel, table=True):
+    """A link in a sent mail: the click redirect goes to `url` and nowhere else."""
+
+    __tablename__ = "tracking_links"
+    __table_args__ = (UniqueConstraint("token", "link"),)
+    id: int | None = Field(default=None, primary_key=True)
+    token: str = Field(max_length=64, index=True)
+    link: int
+    url: str = Field(sa_type=Text)
