@@ -31,5 +31,9 @@ def initialise(directory: Path, force: bool = False, samples: bool = True) -> Pa
             if sample.name.endswith(".eml"):
                 with resources.as_file(sample) as path:
                     shutil.copyfile(path, directory / "maildir" / "new" / f"sample-{sample.name[:-4]}.maild")
+    templates = directory / "templates"
+    if not templates.exists():
+        with resources.as_file(SAMPLES / "templates") as shipped:
+            shutil.copytree(shipped, templates)
     Database(config.database_url).upgrade()
     return config_file

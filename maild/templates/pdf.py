@@ -1,0 +1,276 @@
+"""One-page invoice and dunning PDFs with fpdf2's core fonts (no font files to ship).
+
+Core fonts are WinAnsi (cp1252) encoded: umlauts, ß and € print as they are; any other character is
+replaced by a close ASCII form or '?', so no customer name can make a PDF fail. The creation date is the
+invoice date, so the same data gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+from babel import Locale
+from fpdf import FPDF
+
+from maild.templates.render import format_day, format_money, to_date, to_decimal
+
+ENCODING = "cp1252"
+_REPLACE = {"\u202f": " ", "\u2009": " ", "\u2007": " ", "\u2011": "-", "\u2212": "-", "\u00ad": "",
+            "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "\u0131": "i", "Ħ": "H", "ħ": "h", "ŀ": "l", "Ŀ": "L"}
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "invoice": "Invoice", "invoice_no": "Invoice no.", "date": "Date", "due": "Due date",
+        "customer_no": "Customer no.", "pos": "#", "description": "Description", "qty": "Qty",
+        "unit_price": "Unit price", "amount": "Amount", "net": "Net total", "vat": "VAT", "total": "Total",
+        "paid": "Paid", "due_amount": "Amount due", "vat_id": "VAT ID", "bank": "Bank details",
+        "pay_by": "Please transfer {amount} by {due} quoting the invoice number {ref}.",
+        "reminder_1": "Payment reminder", "reminder_2": "Second payment reminder", "reminder_3": "Final reminder",
+        "dunning_intro": "According to our records, invoice {ref} of {date} for {amount}, due on {due}, "
+                         "has not been paid yet.",
+        "dunning_1": "This may simply have been overlooked. Please transfer the amount within the next "
+                     "7 days. If you have already paid, please disregard this reminder.",
+        "dunning_2": "We have not yet received your payment despite our reminder. Please transfer the "
+                     "amount within 7 days.",
+        "dunning_3": "Despite our previous reminders the amount is still outstanding. Unless we receive "
+                     "payment within 7 days, we will have to take further steps.",
+        "regards": "Kind regards",
+    },
+    "de": {
+        "invoice": "Rechnung", "invoice_no": "Rechnungsnr.", "date": "Datum", "due": "Fällig am",
+        "customer_no": "Kundennr.", "pos": "Pos.", "description": "Beschreibung", "qty": "Menge",
+        "unit_price": "Einzelpreis", "amount": "Betrag", "net": "Nettobetrag", "vat": "USt.", "total": "Gesamt",
+        "paid": "Bezahlt", "due_amount": "Offener Betrag", "vat_id": "USt-IdNr.", "bank": "Bankverbindung",
+        "pay_by": "Bitte überweisen Sie {amount} bis zum {due} unter Angabe der Rechnungsnummer {ref}.",
+        "reminder_1": "Zahlungserinnerung", "reminder_2": "2. Mahnung", "reminder_3": "Letzte Mahnung",
+        "dunning_intro": "Nach unseren Unterlagen ist die Rechnung {ref} vom {date} über {amount}, "
+                         "fällig am {due}, noch nicht beglichen.",
+        "dunning_1": "Sicher handelt es sich um ein Versehen. Bitte überweisen Sie den Betrag innerhalb der "
+                     "nächsten 7 Tage. Falls Sie bereits bezahlt haben, betrachten Sie dieses Schreiben bitte "
+                     "als gegenstandslos.",
+        "dunning_2": "Trotz unserer Erinnerung ist Ihre Zahlung noch nicht eingegangen. Bitte überweisen Sie "
+                     "den Betrag innerhalb von 7 Tagen.",
+        "dunning_3": "Trotz unserer Mahnungen ist der Betrag weiterhin offen. Geht die Zahlung nicht "
+                     "innerhalb von 7 Tagen ein, sehen wir uns zu weiteren Schritten gezwungen.",
+        "regards": "Mit freundlichen Grüßen",
+    },
+}
+
+
+def pdf_text(value: Any) -> str:
+    """`value` as text the core fonts can print (cp1252); anything else becomes ASCII or '?'."""
+    out = []
+    for ch in str(value):
+        ch = _REPLACE.get(ch, ch)
+        try:
+            ch.encode(ENCODING)
+        except UnicodeEncodeError:
+            ascii_form = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+            ch = ascii_form or "?"
+        out.append(ch)
+    return "".join(out)
+
+
+def invoice_pdf(invoice: dict[str, Any], company: dict[str, Any], thirdparty: dict[str, Any], language: str,
+                compress: bool = True) -> bytes:
+    """A one-page invoice: header, addresses, ref/date/due date, line items, totals."""
+    doc = _Doc(invoice, company, thirdparty, language, compress)
+    doc.letterhead(doc.t("invoice"))
+    doc.line_items()
+    doc.totals()
+    doc.paragraph(doc.t("pay_by").format(amount=doc.money(doc.amount_due()), due=doc.day(invoice.get("due_date")),
+                                          ref=invoice.get("ref", "")))
+    doc.bank_details()
+    return doc.output()
+
+
+def dunning_pdf(invoice: dict[str, Any], company: dict[str, Any], thirdparty: dict[str, Any], level: int,
+                language: str, compress: bool = True) -> bytes:
+    """A one-page dunning letter for `invoice`; level 1 is a friendly reminder, 3 and above the last one."""
+    if level < 1:
+        raise ValueError(f"dunning level must be 1 or more, not {level}")
+    step = min(level, 3)
+    doc = _Doc(invoice, company, thirdparty, language, compress)
+    doc.letterhead(doc.t(f"reminder_{step}"))
+    doc.paragraph(doc.t("dunning_intro").format(
+        ref=invoice.get("ref", ""), date=doc.day(invoice.get("date")), amount=doc.money(doc.amount_due()),
+        due=doc.day(invoice.get("due_date"))))
+    doc.paragraph(doc.t(f"dunning_{step}"))
+    doc.totals()
+    doc.bank_details()
+    doc.paragraph(f"{doc.t('regards')}\n{company.get('name', '')}")
+    return doc.output()
+
+
+class _Doc:
+    def __init__(self, invoice: dict[str, Any], company: dict[str, Any], thirdparty: dict[str, Any],
+                 language: str, compress: bool) -> None:
+        self.invoice, self.company, self.thirdparty = invoice, company, thirdparty
+        base = (language or "en").replace("-", "_").split("_")[0]
+        self.labels = LABELS.get(base, LABELS["en"])
+        try:
+            self.locale = Locale.parse((language or "en").replace("-", "_"))
+        except (ValueError, TypeError):
+            self.locale = Locale.parse("en")
+        self.currency = str(invoice.get("currency") or "EUR")
+        pdf = FPDF(format="A4")
+        pdf.core_fonts_encoding = ENCODING  # core fonts are WinAnsi: € and umlauts print
+        pdf.set_compression(compress)
+        pdf.set_auto_page_break(auto=True, margin=15)
+        pdf.set_margins(20, 15, 20)
+        issued = invoice.get("date")
+        created = to_date(issued) if issued else date(2000, 1, 1)
+        pdf.set_creation_date(datetime.combine(created, time(0, 0), tzinfo=UTC))
+        pdf.set_title(pdf_text(f"{self.labels['invoice']} {invoice.get('ref', '')}"))
+        pdf.set_author(pdf_text(company.get("name", "")))
+        pdf.set_creator("maild")
+        pdf.set_producer("maild")
+        pdf.add_page()
+        self.pdf = pdf
+
+    def t(self, key: str) -> str:
+        return self.labels.get(key, LABELS["en"][key])
+
+    def money(self, amount: Any) -> str:
+        return format_money(amount, self.currency, self.locale)
+
+    def day(self, value: Any) -> str:
+        return format_day(value, "medium", self.locale) if value else "-"
+
+    def text(self, w: float, h: float, value: Any, **kwargs: Any) -> None:
+        self.pdf.cell(w, h, pdf_text(value), **kwargs)
+
+    def line_total(self, line: dict[str, Any]) -> Decimal:
+        if line.get("total") is not None:
+            return to_decimal(line["total"])
+        return to_decimal(line.get("quantity", 1)) * to_decimal(line.get("unit_price", 0))
+
+    def net(self) -> Decimal:
+        if self.invoice.get("total_net") is not None:
+            return to_decimal(self.invoice["total_net"])
+        return sum((self.line_total(line) for line in self.invoice.get("lines") or []), Decimal(0))
+
+    def vat(self) -> Decimal:
+        if self.invoice.get("total_vat") is not None:
+            return to_decimal(self.invoice["total_vat"])
+        vat = Decimal(0)
+        for line in self.invoice.get("lines") or []:
+            rate = to_decimal(line.get("vat_rate", self.invoice.get("vat_rate", 0)))
+            vat += self.line_total(line) * rate / 100
+        return vat.quantize(Decimal("0.01"))
+
+    def total(self) -> Decimal:
+        if self.invoice.get("total") is not None:
+            return to_decimal(self.invoice["total"])
+        return self.net() + self.vat()
+
+    def amount_due(self) -> Decimal:
+        if self.invoice.get("amount_due") is not None:
+            return to_decimal(self.invoice["amount_due"])
+        return self.total() - to_decimal(self.invoice.get("amount_paid") or 0)
+
+    def letterhead(self, title: str) -> None:
+        pdf, company, tp = self.pdf, self.company, self.thirdparty
+        pdf.set_font("helvetica", "B", 16)
+        self.text(0, 8, company.get("name", ""), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("helvetica", "", 9)
+        sender = " - ".join(str(p) for p in (company.get("name"), company.get("street"),
+                                              _town(company), company.get("country")) if p)
+        self.text(0, 5, sender, new_x="LMARGIN", new_y="NEXT")
+        contact = "  ".join(str(p) for p in (company.get("phone"), company.get("email"), company.get("website")) if p)
+        self.text(0, 5, contact, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(10)
+        top = pdf.get_y()
+        pdf.set_font("helvetica", "", 11)
+        for part in (tp.get("name"), tp.get("street"), _town(tp), tp.get("country")):
+            if part:
+                self.text(95, 6, part, new_x="LMARGIN", new_y="NEXT")
+        bottom = pdf.get_y()
+        pdf.set_xy(125, top)
+        pdf.set_font("helvetica", "", 10)
+        facts = [(self.t("invoice_no"), self.invoice.get("ref", "")),
+                 (self.t("date"), self.day(self.invoice.get("date"))),
+                 (self.t("due"), self.day(self.invoice.get("due_date")))]
+        if tp.get("external_id"):
+            facts.append((self.t("customer_no"), tp["external_id"]))
+        for label, value in facts:
+            pdf.set_x(125)
+            self.text(30, 6, label)
+            self.text(0, 6, value, align="R", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_y(max(bottom, pdf.get_y()) + 10)
+        pdf.set_font("helvetica", "B", 14)
+        self.text(0, 9, f"{title} {self.invoice.get('ref', '')}", new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(3)
+
+    def line_items(self) -> None:
+        pdf = self.pdf
+        widths = (12, 80, 18, 30, 30)
+        heads = (self.t("pos"), self.t("description"), self.t("qty"), self.t("unit_price"), self.t("amount"))
+        aligns = ("L", "L", "R", "R", "R")
+        pdf.set_font("helvetica", "B", 10)
+        pdf.set_fill_color(230, 230, 230)
+        for w, head, align in zip(widths, heads, aligns, strict=True):
+            self.text(w, 7, head, border="B", align=align, fill=True)
+        pdf.ln()
+        pdf.set_font("helvetica", "", 10)
+        for number, line in enumerate(self.invoice.get("lines") or [], start=1):
+            quantity = to_decimal(line.get("quantity", 1))
+            qty = f"{quantity.normalize():f}" if quantity == quantity.to_integral() else str(quantity)
+            cells = (str(number), _fit(pdf, str(line.get("description", "")), widths[1] - 2), qty,
+                     self.money(line.get("unit_price", 0)), self.money(self.line_total(line)))
+            for w, cell, align in zip(widths, cells, aligns, strict=True):
+                self.text(w, 7, cell, align=align)
+            pdf.ln()
+        pdf.cell(sum(widths), 0, "", border="T", new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(2)
+
+    def totals(self) -> None:
+        pdf = self.pdf
+        rows = [(self.t("net"), self.net()), (self.t("vat"), self.vat()), (self.t("total"), self.total())]
+        paid = to_decimal(self.invoice.get("amount_paid") or 0)
+        if paid:
+            rows += [(self.t("paid"), -paid), (self.t("due_amount"), self.amount_due())]
+        for i, (label, amount) in enumerate(rows):
+            last = i == len(rows) - 1
+            pdf.set_font("helvetica", "B" if last else "", 10)
+            pdf.set_x(100)
+            self.text(40, 7, label, border="T" if last else 0)
+            self.text(30, 7, self.money(amount), align="R", border="T" if last else 0, new_x="LMARGIN",
+                      new_y="NEXT")
+        pdf.ln(6)
+
+    def paragraph(self, value: str) -> None:
+        self.pdf.set_font("helvetica", "", 10)
+        self.pdf.multi_cell(0, 5, pdf_text(value), new_x="LMARGIN", new_y="NEXT")
+        self.pdf.ln(3)
+
+    def bank_details(self) -> None:
+        c = self.company
+        parts = [p for p in (c.get("bank"), c.get("iban") and f"IBAN {c['iban']}", c.get("bic") and f"BIC {c['bic']}")
+                 if p]
+        if c.get("vat_id"):
+            parts.append(f"{self.t('vat_id')} {c['vat_id']}")
+        if parts:
+            self.pdf.set_font("helvetica", "", 9)
+            self.pdf.multi_cell(0, 5, pdf_text(f"{self.t('bank')}: " + " - ".join(parts)), new_x="LMARGIN",
+                                new_y="NEXT")
+
+    def output(self) -> bytes:
+        return bytes(self.pdf.output())
+
+
+def _town(party: dict[str, Any]) -> str:
+    return " ".join(str(p) for p in (party.get("zip"), party.get("town")) if p)
+
+
+def _fit(pdf: FPDF, value: str, width: float) -> str:
+    """Shorten a description to one table cell, with an ellipsis."""
+    value = pdf_text(value)
+    if pdf.get_string_width(value) <= width:
+        return value
+    while value and pdf.get_string_width(value + "...") > width:
+        value = value[:-1]
+    return value + "..."

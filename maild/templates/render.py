@@ -1,0 +1,187 @@
+"""Render a template's files in a Jinja2 sandbox.
+
+- `ImmutableSandboxedEnvironment` (a SandboxedEnvironment that also refuses to mutate the context's lists
+  and dicts): no access to `_`-attributes, `__globals__`, `mro()` or the like; a violation is an error.
+- `StrictUndefined`: a missing placeholder is an error, never an empty string in a customer's mail.
+- Autoescape only for `body.html`; the subject and the text body are plain text.
+- Every failure is a `TemplateRenderError` whose message reads `FILE:LINE: what`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from datetime import date as date_type
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from babel import Locale
+from babel.core import UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, pass_context
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from maild.templates.loader import TemplateFiles
+
+# Characters that end a line (str.splitlines); none may appear in a subject (header injection).
+_LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+class TemplateRenderError(ValueError):
+    """A template that cannot be rendered; the message reads `FILE:LINE: what`."""
+
+    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        super().__init__(f"{self.path}:{line}: {message}" if line is not None else f"{self.path}: {message}")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+    language: str
+
+
+def _locale(ctx: Context | None, locale: str | None) -> Locale:
+    value = locale or (ctx.get("language") if ctx is not None else None) or "en"
+    try:
+        return Locale.parse(str(value).replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError) as exc:
+        raise ValueError(f"unknown locale {value!r}") from exc
+
+
+def to_decimal(amount: Any) -> Decimal:
+    if isinstance(amount, bool):
+        raise ValueError(f"not an amount: {amount!r}")
+    if isinstance(amount, float):
+        return Decimal(repr(amount))
+    try:
+        return Decimal(str(amount).strip()) if isinstance(amount, str) else Decimal(amount)
+    except (InvalidOperation, TypeError, ValueError):
+        raise ValueError(f"not an amount: {amount!r}") from None
+
+
+def to_date(value: Any) -> date_type:
+    if isinstance(value, date_type):  # datetime is a date too
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip()).date() if "T" in value else date_type.fromisoformat(
+                value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"not a date: {value!r} (use a date, a datetime or an ISO string such as 2026-11-20)")
+
+
+def format_money(amount: Any, currency: str = "EUR", locale: str | Locale = "en") -> str:
+    loc = locale if isinstance(locale, Locale) else _locale(None, locale)
+    return format_currency(to_decimal(amount), str(currency), locale=loc)
+
+
+def format_day(value: Any, format: str = "medium", locale: str | Locale = "en") -> str:
+    loc = locale if isinstance(locale, Locale) else _locale(None, locale)
+    return format_date(to_date(value), format=format, locale=loc)
+
+
+@pass_context
+def money_filter(ctx: Context, amount: Any, currency: str = "EUR", locale: str | None = None) -> str:
+    """`{{ invoice.total|money }}`, `{{ x|money("USD") }}`, `{{ x|money(locale="de") }}`: 1.234,56 € in de."""
+    return format_money(amount, currency, _locale(ctx, locale))
+
+
+@pass_context
+def date_filter(ctx: Context, value: Any, format: str = "medium", locale: str | None = None) -> str:
+    """`{{ invoice.due_date|date }}`; format is short|medium|long|full or a CLDR pattern such as 'dd.MM.yyyy'."""
+    return format_day(value, format, _locale(ctx, locale))
+
+
+MAX_POWER = 100
+MAX_REPEAT = 100_000
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus limits on `**` and on repeating strings/lists with `*` (memory, CPU)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_POWER:
+            raise SecurityError(f"exponent {right} is larger than {MAX_POWER}")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_REPEAT:
+                    raise SecurityError(f"repeating a sequence to more than {MAX_REPEAT} items")
+        return super().call_binop(context, operator, left, right)
+
+
+def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
+    env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape, trim_blocks=True, lstrip_blocks=True)
+    env.filters["money"] = money_filter
+    env.filters["date"] = date_filter
+    return env
+
+
+TEXT_ENV = _environment(autoescape=False)
+HTML_ENV = _environment(autoescape=True)
+
+
+def compile_file(path: Path, html: bool = False) -> Template:
+    """Parse one template file; TemplateRenderError on unreadable files and syntax errors (with the line)."""
+    env = HTML_ENV if html else TEXT_ENV
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateRenderError(path, None, f"cannot read template: {exc}") from None
+    try:
+        code = env.compile(source, name=path.name, filename=str(path))
+    except TemplateSyntaxError as exc:
+        raise TemplateRenderError(path, exc.lineno, f"syntax error: {exc.message}") from None
+    return env.template_class.from_code(env, code, env.make_globals(None), None)
+
+
+def render_file(path: Path, context: dict[str, Any], html: bool = False) -> str:
+    template = compile_file(path, html)
+    try:
+        return template.render(context)
+    except Exception as exc:  # undefined, sandbox, filter errors: all are the template's fault
+        raise TemplateRenderError(path, _template_line(exc, path), _describe(exc)) from None
+
+
+def render(files: TemplateFiles, context: dict[str, Any]) -> Rendered:
+    """Subject, text and (if present) HTML of a template. `language` in the context is set to the
+    language of the chosen files, so `money` and `date` format for the language the mail is written in."""
+    context = {**context, "language": files.language}
+    subject = render_file(files.subject, context).strip()
+    if any(ch in _LINE_BREAKS for ch in subject):
+        raise TemplateRenderError(files.subject, 1,
+                                  f"the subject must be a single line; rendered with a line break: {subject!r}")
+    text = render_file(files.text, context)
+    html = render_file(files.html, context, html=True) if files.html is not None else None
+    return Rendered(subject=subject, text=text, html=html, language=files.language)
+
+
+def _template_line(exc: BaseException, path: Path) -> int | None:
+    """The line of the template frame nearest the error (Jinja rewrites tracebacks to template lines)."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == str(path):
+            line = frame.lineno
+    return line
+
+
+def _describe(exc: BaseException) -> str:
+    from jinja2.exceptions import UndefinedError
+
+    if isinstance(exc, SecurityError):
+        return f"refused by the sandbox: {exc}"
+    if isinstance(exc, UndefinedError):
+        return f"undefined placeholder: {exc}"
+    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)

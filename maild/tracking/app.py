@@ -1,0 +1,122 @@
+"""The open/click endpoint: `/o/<signed>` (pixel), `/c/<signed>` (redirect), `/health`.
+
+Only values signed with our secret count. A click redirects to the URL stored for (token, link) when the
+mail was instrumented, never to anything taken from the request. Handlers are plain `def`s: Starlette runs
+them in its threadpool, so the synchronous database calls never block the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from maild.clock import as_utc, utcnow
+from maild.config import TrackingConfig
+from maild.store.db import Database
+from maild.store.models import Event, OutboxMessage, TrackingLink
+from maild.tracking.classify import is_machine
+from maild.tracking.signing import verify
+
+log = logging.getLogger("maild.tracking")
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache",
+            "Expires": "0"}
+MAX_USER_AGENT = 1000
+
+
+def truncate_ip(ip: str | None) -> str | None:
+    """IPv4 with the last octet zeroed, IPv6 cut to its /48; None for no or an unparseable address."""
+    try:
+        address = ipaddress.ip_address((ip or "").split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
+    def not_found() -> Response:
+        return PlainTextResponse("Not Found", status_code=404, headers=NO_CACHE)
+
+    def client(request: Request) -> tuple[str | None, str | None, str | None]:
+        ua = request.headers.get("user-agent")
+        ip = request.client.host if request.client else None
+        stored_ip = truncate_ip(ip) if cfg.truncate_ip else ip
+        return (ua[:MAX_USER_AGENT] if ua is not None else None), ip, stored_ip
+
+    def record(event_type: str, kind: str, outbox: OutboxMessage, request: Request, extra: dict[str, Any]) -> None:
+        ua, ip, stored_ip = client(request)
+        now = utcnow()
+        sent_at = as_utc(outbox.sent_at)
+        seconds = (now - sent_at).total_seconds() if sent_at else None
+        machine = is_machine(ua, ip, seconds, kind, cfg.scanner_seconds)
+        data = {"outbox_id": outbox.id, "user_agent": ua, "ip": stored_ip, "machine": machine, **extra}
+        with db.session() as session:
+            session.add(Event(type=event_type, occurred_at=now, thirdparty_id=outbox.thirdparty_id, data=data))
+
+    def find_outbox(token: str) -> OutboxMessage | None:
+        with db.session() as session:
+            query = select(OutboxMessage).where(OutboxMessage.tracking_token == token).order_by(OutboxMessage.id)
+            return session.exec(query.limit(1)).first()
+
+    def opened(request: Request) -> Response:
+        verified = verify(secret, request.path_params["value"])
+        if verified is None or verified[0] != "o":
+            return not_found()
+        token = verified[1]
+        try:
+            outbox = find_outbox(token)
+            if outbox is not None:
+                record("mail.opened", "o", outbox, request, {})
+        except Exception:
+            # The recipient still gets the pixel; the failure is ours to see in the log.
+            log.exception("recording an open failed", extra={"fields": {"token": token}})
+        return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
+
+    def clicked(request: Request) -> Response:
+        if request.url.query:
+            return not_found()  # our links never carry a query: nothing in the request picks the target
+        verified = verify(secret, request.path_params["value"])
+        if verified is None or verified[0] != "c":
+            return not_found()
+        _kind, token, link = verified
+        with db.session() as session:
+            query = select(TrackingLink.url).where(TrackingLink.token == token, TrackingLink.link == link)
+            url = session.exec(query).first()
+        if url is None or not url.lower().startswith(("http://", "https://")):
+            return not_found()
+        try:
+            outbox = find_outbox(token)
+            if outbox is not None:
+                record("mail.clicked", "c", outbox, request, {"url": url, "link": link})
+        except Exception:
+            log.exception("recording a click failed", extra={"fields": {"token": token, "link": link}})
+        return RedirectResponse(url, status_code=302, headers=NO_CACHE)
+
+    def health(_request: Request) -> Response:
+        try:
+            with db.engine.connect() as connection:
+                ok = connection.execute(text("SELECT 1")).scalar() == 1
+        except Exception:
+            log.warning("tracking health check: database unreachable", exc_info=True)
+            ok = False
+        return JSONResponse({"status": "ok" if ok else "error", "database": ok}, status_code=200 if ok else 503,
+                            headers=NO_CACHE)
+
+    return Starlette(routes=[
+        Route("/o/{value}", opened, methods=["GET"]),
+        Route("/c/{value}", clicked, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ])
