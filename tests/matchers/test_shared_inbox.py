@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from maild import tracking
 from maild.daemon import Daemon
 from maild.directory.service import add_contact, add_document, add_thirdparty
 from maild.store.db import Database
 from maild.store.models import Event, MessageMatch, TrackingId
+from maild.tracking import ids as tracking
 from tests.conftest import Mailbox
 from tests.helpers import config_at, maild, write_config
 
