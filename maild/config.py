@@ -196,6 +196,7 @@ class OutboundConfig(_Strict):
     templates_dir: str = "templates"
     default_language: str = "en"
     sent_folder_source: str | None = None  # IMAP source whose Sent folder (SPECIAL-USE) gets a copy
+    company: dict[str, Any] = Field(default_factory=dict)  # `company` in templates: name, address, bank...
     transport: SmtpTransportConfig = SmtpTransportConfig()
 
 

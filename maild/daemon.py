@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from maild.config import Config, ImapSourceConfig, MaildirSourceConfig
 from maild.ingest.context import IngestContext
@@ -22,6 +24,9 @@ from maild.ingest.sources.maildir import MAILDIR_FOLDER, MaildirFolderWorker
 from maild.matchers.stage import MatchingStage
 from maild.store import checkpoints
 from maild.store.db import Database
+
+if TYPE_CHECKING:
+    from maild.tracking.server import TrackingServer
 
 log = logging.getLogger("maild.daemon")
 
@@ -76,14 +81,51 @@ class Daemon:
             threads = [threading.Thread(target=w.run, name=f"worker:{w.label}", daemon=True) for w in workers]
             for thread in threads:
                 thread.start()
+            threads.append(self._start_outbox(ctx.owner))
+            tracking = self._start_tracking()
             log.info("maild running", extra={"fields": {"folders": len(workers), "owner": ctx.owner}})
             self.stop.wait()
             log.info("stopping: finishing the batch in hand")
+            if tracking is not None:
+                tracking.stop()
             for thread in threads:
                 thread.join(timeout=30)
         finally:
             self.shutdown()
         log.info("stopped")
+
+    def _start_outbox(self, owner: str) -> threading.Thread:
+        """The outbox sender: its own asyncio loop in a thread, stopped by the same flag."""
+        from maild.outbound.sender import build_sender
+
+        sender = build_sender(self.config, self.db, owner)
+        thread = threading.Thread(target=lambda: asyncio.run(sender.run(self.stop)), name="outbox", daemon=True)
+        thread.start()
+        return thread
+
+    def _start_tracking(self) -> TrackingServer | None:
+        """The open/click endpoint, when tracking is on; a missing secret is reported, not fatal."""
+        from maild.config import ConfigError
+        from maild.tracking.app import create_app
+        from maild.tracking.server import TrackingServer
+        from maild.tracking.signing import load_secret
+
+        cfg = self.config.tracking
+        if not cfg.enabled:
+            return None
+        try:
+            secret = load_secret(cfg, self.config.base_dir)
+        except ConfigError as exc:
+            log.error("tracking endpoint not started: %s", exc)
+            return None
+        server = TrackingServer(create_app(self.db, secret, cfg), cfg.listen_host, cfg.listen_port)
+        try:
+            server.start()
+        except OSError as exc:
+            log.error("tracking endpoint not started: %s", exc)
+            return None
+        log.info("tracking endpoint listening", extra={"fields": {"url": f"http://{cfg.listen_host}:{server.port}"}})
+        return server
 
     def ingest_once(self, progress: Callable[[str, int, int], None] | None = None) -> PassReport:
         """One pass over every folder, folders in parallel; per-folder errors are reported, not raised."""

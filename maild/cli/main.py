@@ -195,12 +195,16 @@ def _safe_url(config: Config) -> str:
 def _register_subgroups() -> None:
     from maild.cli.directory import COMMANDS as directory_commands
     from maild.cli.quarantine import quarantine
+    from maild.cli.outbox import outbox
+    from maild.cli.send import send
     from maild.cli.templates import templates
     from maild.cli.triage import explain, triage
 
     cli.add_command(quarantine)
     cli.add_command(triage)
     cli.add_command(templates)
+    cli.add_command(send)
+    cli.add_command(outbox)
     cli.add_command(explain)
     for command in directory_commands:
         cli.add_command(command)

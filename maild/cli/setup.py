@@ -31,6 +31,11 @@ def initialise(directory: Path, force: bool = False, samples: bool = True) -> Pa
             if sample.name.endswith(".eml"):
                 with resources.as_file(sample) as path:
                     shutil.copyfile(path, directory / "maildir" / "new" / f"sample-{sample.name[:-4]}.maild")
+    secret = directory / "data" / "tracking.secret"
+    if not secret.exists():
+        secret.parent.mkdir(parents=True, exist_ok=True)
+        secret.touch(mode=0o600)
+        secret.write_text(secrets.token_urlsafe(32))
     templates = directory / "templates"
     if not templates.exists():
         with resources.as_file(SAMPLES / "templates") as shipped:

@@ -1,0 +1,1 @@
+"""Outbound mail: compose, a durable outbox in the database, SMTP/file transports and the sender loop."""

@@ -1,0 +1,80 @@
+"""Build an outbound message with the stdlib, refusing anything that could inject headers.
+
+Every header value that comes from data (subject, display names, addresses, ids) is checked for CR/LF
+first: a third party named "ACME\\r\\nBcc: victim@x" raises ValueError instead of adding a recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+
+from maild.clock import utcnow
+
+_FORBIDDEN = ("\r", "\n", "\x00")
+
+
+def _clean(field: str, value: str) -> str:
+    if any(ch in value for ch in _FORBIDDEN):
+        raise ValueError(f"{field} must not contain CR, LF or NUL: {value!r}")
+    return value
+
+
+def parse_address(field: str, value: str, name: str = "") -> Address:
+    """One mailbox, validated: exactly `local@domain`, no CR/LF, no display-name tricks."""
+    _clean(field, value)
+    _clean(field + " name", name)
+    shown, addr = parseaddr(value)
+    if not addr or (addr != value.strip() and not shown):
+        raise ValueError(f"{field}: not a single mail address: {value!r}")
+    if addr.count("@") != 1:
+        raise ValueError(f"{field}: not a mail address: {value!r}")
+    local, domain = addr.split("@")
+    if not local or not domain or any(ch.isspace() for ch in addr) or any(ch in addr for ch in "<>,;\"()"):
+        raise ValueError(f"{field}: not a mail address: {value!r}")
+    try:
+        return Address(display_name=name or shown, username=local, domain=domain)
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"{field}: not a mail address: {value!r}: {exc}") from None
+
+
+def _msgid(field: str, value: str) -> str:
+    _clean(field, value)
+    value = value.strip()
+    if not (value.startswith("<") and value.endswith(">") and "@" in value) or any(c.isspace() for c in value):
+        raise ValueError(f"{field}: not a Message-ID (<local@domain>): {value!r}")
+    return value
+
+
+def compose(*, sender: str, sender_name: str, to: list[str], subject: str, text: str, html: str | None = None,
+            attachments: Iterable[tuple[str, str, bytes]] = (), message_id: str, in_reply_to: str | None = None,
+            references: Sequence[str] = (), reply_to: str | None = None) -> bytes:
+    """The message's bytes (CRLF line ends, ready for SMTP DATA). Raises ValueError on unsafe input."""
+    if not to:
+        raise ValueError("at least one recipient is needed")
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = parse_address("sender", sender, sender_name)
+    msg["To"] = [parse_address("to", addr) for addr in to]
+    if reply_to:
+        msg["Reply-To"] = parse_address("reply_to", reply_to)
+    msg["Subject"] = _clean("subject", subject)
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = _msgid("message_id", message_id)
+    if in_reply_to:
+        msg["In-Reply-To"] = _msgid("in_reply_to", in_reply_to)
+    refs = [_msgid("references", ref) for ref in references]
+    if refs:
+        msg["References"] = " ".join(refs)
+    msg.set_content(text)
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+    for filename, content_type, data in attachments:
+        _clean("attachment filename", filename)
+        maintype, _, subtype = _clean("attachment content type", content_type).partition("/")
+        if not maintype or not subtype:
+            maintype, subtype = "application", "octet-stream"
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return msg.as_bytes(policy=policy.SMTP)

@@ -1,0 +1,236 @@
+"""The durable outbox: one row per mail to send, sent at most once per idempotency key.
+
+Life of a row: queued -> sending (claimed) -> sent | retry | failed; retry -> sending ...; a person can
+`retry` a failed/cancelled row or `cancel` a queued/retry one. Every state change is a compare-and-set
+UPDATE (WHERE status = expected), so several senders on one PostgreSQL never act on the same row twice.
+
+At most once: `data_started_at` is set (and committed) just before SMTP DATA. A claim that expired after
+that point may have been delivered, so `recover_stale` fails it visibly instead of sending it again.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from maild.clock import as_utc, utcnow
+from maild.store.blobs import BlobStore
+from maild.store.checkpoints import _is_dead_local_process
+from maild.store.db import Database
+from maild.store.models import Event, OutboxMessage
+
+T = OutboxMessage.__table__
+INTERRUPTED = ("interrupted after SMTP DATA began; not re-sent automatically to avoid a duplicate; "
+               "check the recipient and use `maild outbox retry`")
+STATUSES = ("queued", "sending", "sent", "retry", "failed", "cancelled")
+
+
+def enqueue(db: Database, blobs: BlobStore, *, key: str, raw: bytes, sender: str, recipients: list[str],
+            subject: str, header_message_id: str, thirdparty_id: int | None = None, contact_id: int | None = None,
+            template: str | None = None, tracking_token: str | None = None,
+            transport: str = "default") -> tuple[int, bool]:
+    """Store the rendered mail and queue it. The same key again returns (existing id, False)."""
+    if not key:
+        raise ValueError("an idempotency key is required")
+    if not recipients:
+        raise ValueError("at least one recipient is required")
+    digest = blobs.put(raw)
+    blobs.flush()  # the blob is on disk before the row that names it commits
+    values: dict[str, Any] = {
+        "idempotency_key": key, "status": "queued", "template": template, "thirdparty_id": thirdparty_id,
+        "contact_id": contact_id, "sender": sender, "recipients": list(recipients), "subject": subject,
+        "header_message_id": header_message_id, "tracking_token": tracking_token, "raw_sha256": digest,
+        "size": len(raw), "transport": transport, "attempts": 0, "created_at": utcnow(), "sent_folder_done": False,
+    }
+    with db.engine.begin() as conn:
+        inserted = conn.execute(db.insert_ignore(T).values(**values).returning(T.c.id)).scalar()
+        if inserted is not None:
+            return int(inserted), True
+        existing = conn.execute(select(T.c.id).where(T.c.idempotency_key == key)).scalar_one()
+        return int(existing), False
+
+
+def get(db: Database, outbox_id: int) -> OutboxMessage | None:
+    with db.session() as session:
+        return session.get(OutboxMessage, outbox_id)
+
+
+def by_key(db: Database, key: str) -> OutboxMessage | None:
+    with db.session() as session:
+        return session.exec(select(OutboxMessage).where(T.c.idempotency_key == key)).scalars().first()
+
+
+def listing(db: Database, status: str | None = None, limit: int | None = None) -> list[OutboxMessage]:
+    query = select(OutboxMessage).order_by(T.c.id)
+    if status:
+        query = query.where(T.c.status == status)
+    if limit:
+        query = query.limit(limit)
+    with db.session() as session:
+        return list(session.exec(query).scalars())
+
+
+def _due(now: datetime) -> Any:
+    return or_(T.c.status == "queued",
+               and_(T.c.status == "retry", or_(T.c.next_attempt_at.is_(None), T.c.next_attempt_at <= now)))
+
+
+def claim(db: Database, owner: str, limit: int, lease_seconds: float) -> list[OutboxMessage]:
+    """Move up to `limit` due rows to `sending` for `owner`; a row another sender took first is skipped."""
+    now = utcnow()
+    until = now + timedelta(seconds=lease_seconds)
+    with db.engine.connect() as conn:
+        candidates = conn.execute(
+            select(T.c.id, T.c.status).where(_due(now)).order_by(T.c.id).limit(limit * 2)).all()
+    claimed: list[int] = []
+    for row_id, status in candidates:
+        if len(claimed) >= limit:
+            break
+        with db.engine.begin() as conn:
+            result = conn.execute(update(T).where(T.c.id == row_id, T.c.status == status, _due(now)).values(
+                status="sending", claimed_by=owner, claimed_until=until))
+            if result.rowcount == 1:
+                claimed.append(row_id)
+    if not claimed:
+        return []
+    with db.session() as session:
+        rows = session.exec(select(OutboxMessage).where(T.c.id.in_(claimed)).order_by(T.c.id)).scalars()
+        return list(rows)
+
+
+def recover_stale(db: Database, now: datetime | None = None) -> dict[str, int]:
+    """Claims that expired (or whose holder died on this host): retry if DATA never began, else fail."""
+    now = now or utcnow()
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(T.c.id, T.c.claimed_by, T.c.claimed_until, T.c.data_started_at)
+                            .where(T.c.status == "sending")).all()
+    counts = {"retry": 0, "failed": 0}
+    for row_id, owner, until, started in rows:
+        expired = until is None or as_utc(until) <= now or (owner is not None and _is_dead_local_process(owner))
+        if not expired:
+            continue
+        if started is None:
+            values: dict[str, Any] = {"status": "retry", "next_attempt_at": now, "claimed_by": None,
+                                      "claimed_until": None, "last_error": "claim expired before SMTP DATA"}
+            outcome = "retry"
+        else:
+            values = {"status": "failed", "claimed_by": None, "claimed_until": None, "last_error": INTERRUPTED}
+            outcome = "failed"
+        with db.engine.begin() as conn:
+            guard = T.c.claimed_by.is_(None) if owner is None else T.c.claimed_by == owner
+            result = conn.execute(update(T).where(T.c.id == row_id, T.c.status == "sending", guard)
+                                  .values(**values))
+            counts[outcome] += result.rowcount
+    return counts
+
+
+class ClaimLost(Exception):
+    """The row is no longer `sending` under this owner (its claim expired and was recovered): do not send."""
+
+
+def _mine(outbox_id: int, owner: str | None) -> Any:
+    """The fence for a sender's updates: the row is still `sending` (and, given an owner, still ours)."""
+    guard = and_(T.c.id == outbox_id, T.c.status == "sending")
+    return guard if owner is None else and_(guard, T.c.claimed_by == owner)
+
+
+def mark_data_started(db: Database, outbox_id: int, owner: str | None = None) -> None:
+    """Commit that DATA is about to begin; raises ClaimLost if the row is no longer ours."""
+    with db.engine.begin() as conn:
+        result = conn.execute(update(T).where(_mine(outbox_id, owner)).values(data_started_at=utcnow()))
+    if result.rowcount != 1:
+        raise ClaimLost(f"outbox row {outbox_id} is no longer claimed by {owner or 'a sender'}")
+
+
+def mark_sent(db: Database, outbox_id: int, smtp_reply: str) -> bool:
+    """Record the delivery (even if the claim was meanwhile recovered: the server's 250 is the truth).
+
+    Appends one `mail.sent` event; returns False if the row was already sent (no second event).
+    """
+    now = utcnow()
+    with db.session() as session:
+        result = session.execute(update(T).where(T.c.id == outbox_id, T.c.status != "sent").values(
+            status="sent", sent_at=now, smtp_reply=smtp_reply, last_error=None, claimed_by=None,
+            claimed_until=None, next_attempt_at=None))
+        if result.rowcount != 1:
+            return False
+        row = session.get(OutboxMessage, outbox_id)
+        assert row is not None
+        session.add(_sent_event(row, now))
+    return True
+
+
+def _sent_event(row: OutboxMessage, now: datetime) -> Event:
+    return Event(type="mail.sent", occurred_at=now, thirdparty_id=row.thirdparty_id, message_id=None,
+                 data={"outbox_id": row.id, "key": row.idempotency_key, "to": list(row.recipients),
+                       "subject": row.subject, "message_id": row.header_message_id})
+
+
+def backoff_delay(attempts: int, *, base: float = 60.0, max_delay: float = 3600.0) -> float:
+    """Capped exponential backoff with full jitter in the upper half: attempt 1 ~ base, doubling."""
+    ceiling = min(max_delay, base * (2 ** max(0, attempts - 1)))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def mark_retry(db: Database, outbox_id: int, error: str, delay: float | None = None, *, max_attempts: int = 8,
+               max_delay: float = 3600.0, owner: str | None = None) -> str:
+    """A temporary failure: attempts+1 and wait (backoff unless `delay`); `failed` after max_attempts.
+
+    Returns the new status ("retry" or "failed"), or "" if the row was no longer ours to update.
+    """
+    with db.engine.begin() as conn:
+        attempts = conn.execute(select(T.c.attempts).where(_mine(outbox_id, owner))).scalar()
+        if attempts is None:
+            return ""
+        attempts += 1
+        common = {"attempts": attempts, "claimed_by": None, "claimed_until": None, "data_started_at": None}
+        if attempts >= max_attempts:
+            values: dict[str, Any] = {**common, "status": "failed",
+                                      "last_error": f"gave up after {attempts} attempts: {error}"}
+        else:
+            wait = backoff_delay(attempts, max_delay=max_delay) if delay is None else delay
+            values = {**common, "status": "retry", "last_error": error,
+                      "next_attempt_at": utcnow() + timedelta(seconds=wait)}
+        result = conn.execute(update(T).where(_mine(outbox_id, owner)).values(**values))
+        return str(values["status"]) if result.rowcount == 1 else ""
+
+
+def mark_failed(db: Database, outbox_id: int, error: str, smtp_reply: str | None = None,
+                owner: str | None = None) -> bool:
+    with db.engine.begin() as conn:
+        result = conn.execute(update(T).where(_mine(outbox_id, owner)).values(
+            status="failed", last_error=error, smtp_reply=smtp_reply, attempts=T.c.attempts + 1,
+            claimed_by=None, claimed_until=None))
+        return result.rowcount == 1
+
+
+def mark_sent_folder_done(db: Database, outbox_id: int) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(update(T).where(T.c.id == outbox_id).values(sent_folder_done=True))
+
+
+def pending_sent_folder(db: Database, limit: int = 50) -> list[OutboxMessage]:
+    query = (select(OutboxMessage).where(T.c.status == "sent", T.c.sent_folder_done.is_(False))
+             .order_by(T.c.id).limit(limit))
+    with db.session() as session:
+        return list(session.exec(query).scalars())
+
+
+def retry(db: Database, outbox_id: int) -> bool:
+    """A person's decision: send a failed or cancelled mail again (now)."""
+    with db.engine.begin() as conn:
+        result = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("failed", "cancelled"))).values(
+            status="queued", data_started_at=None, next_attempt_at=None, claimed_by=None, claimed_until=None,
+            attempts=0))
+        return result.rowcount == 1
+
+
+def cancel(db: Database, outbox_id: int) -> bool:
+    """Withdraw a mail that is not being sent (queued or waiting for a retry)."""
+    with db.engine.begin() as conn:
+        result = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("queued", "retry"))).values(
+            status="cancelled", next_attempt_at=None))
+        return result.rowcount == 1

@@ -1,0 +1,220 @@
+"""The sending loop: claim due outbox rows, hand them to a transport, record each outcome.
+
+A TempFail after DATA began (dropped connection, timeout waiting for the final reply) may have been
+delivered: it is failed with the "interrupted" reason, never retried automatically (at most once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import imapclient
+from imapclient.imapclient import SEEN, SENT
+
+from maild.config import Config, ConfigError, resolve_path
+from maild.outbound import outbox
+from maild.outbound.smtp import Delivered, FileTransport, PermFail, SmtpTransport, TempFail, Transport
+from maild.store.blobs import BlobStore
+from maild.store.db import Database
+from maild.store.models import OutboxMessage
+
+log = logging.getLogger("maild.outbound")
+
+SentFolder = Callable[[bytes], Any]
+RECOVER_EVERY = 30.0
+SENT_FOLDER_SWEEP_EVERY = 60.0
+
+
+class OutboxSender:
+    def __init__(self, db: Database, blobs: BlobStore, transport: Transport, owner: str,
+                 sent_folder: SentFolder | None = None, *, max_attempts: int = 8, retry_max_delay: float = 3600.0,
+                 lease_seconds: float = 900.0, concurrency: int = 4) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.transport = transport
+        self.owner = owner
+        self.sent_folder = sent_folder
+        self.max_attempts = max_attempts
+        self.retry_max_delay = retry_max_delay
+        self.lease_seconds = lease_seconds
+        self.concurrency = concurrency
+
+    async def send_due(self, limit: int = 100) -> dict[str, int]:
+        """One pass: claim up to `limit` due rows and send them, at most `concurrency` at a time."""
+        counts = {"sent": 0, "retry": 0, "failed": 0}
+        rows = outbox.claim(self.db, self.owner, limit, self.lease_seconds)
+        if not rows:
+            return counts
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(row: OutboxMessage) -> None:
+            async with gate:
+                outcome = await self._send_one(row)
+                if outcome:
+                    counts[outcome] += 1
+
+        await asyncio.gather(*(one(row) for row in rows))
+        return counts
+
+    async def _send_one(self, row: OutboxMessage) -> str:
+        assert row.id is not None
+        outbox_id = row.id
+        try:
+            raw = self.blobs.get(row.raw_sha256)
+        except OSError as exc:
+            outbox.mark_failed(self.db, outbox_id, f"raw message missing from the blob store: {exc}", owner=self.owner)
+            return "failed"
+        started = False
+
+        def on_data_started(which: int) -> None:
+            nonlocal started
+            outbox.mark_data_started(self.db, which, self.owner)  # raises ClaimLost: the transport aborts
+            started = True
+
+        try:
+            result = await self.transport.send(outbox_id, row.sender, row.recipients, raw, on_data_started)
+        except outbox.ClaimLost as exc:
+            log.warning("not sent: %s", exc, extra={"fields": {"outbox_id": outbox_id}})
+            return ""
+        except Exception as exc:  # a transport bug must not leave the row claimed until the lease runs out
+            log.exception("transport failed unexpectedly", extra={"fields": {"outbox_id": outbox_id}})
+            result = TempFail(f"{type(exc).__name__}: {exc}")
+        fields = {"outbox_id": outbox_id, "key": row.idempotency_key}
+        if isinstance(result, Delivered):
+            outbox.mark_sent(self.db, outbox_id, result.reply)
+            log.info("sent", extra={"fields": {**fields, "reply": result.reply}})
+            await self._copy_to_sent(outbox_id, raw)
+            return "sent"
+        if isinstance(result, PermFail):
+            outbox.mark_failed(self.db, outbox_id, result.reason, result.reply, owner=self.owner)
+            log.warning("refused: %s", result.reason, extra={"fields": fields})
+            return "failed"
+        if started:
+            outbox.mark_failed(self.db, outbox_id, f"{outbox.INTERRUPTED} ({result.reason})", owner=self.owner)
+            log.warning("interrupted after DATA began: %s", result.reason, extra={"fields": fields})
+            return "failed"
+        status = outbox.mark_retry(self.db, outbox_id, result.reason, max_attempts=self.max_attempts,
+                                   max_delay=self.retry_max_delay, owner=self.owner)
+        log.info("temporary failure (%s): %s", status or "?", result.reason, extra={"fields": fields})
+        return status if status in ("retry", "failed") else ""
+
+    async def _copy_to_sent(self, outbox_id: int, raw: bytes) -> bool:
+        if self.sent_folder is None:
+            return False
+        try:
+            await asyncio.to_thread(self.sent_folder, raw)
+        except Exception as exc:  # the mail is sent; the copy is retried by the next sweep
+            log.warning("could not copy to the Sent folder: %s", exc, extra={"fields": {"outbox_id": outbox_id}})
+            return False
+        outbox.mark_sent_folder_done(self.db, outbox_id)
+        return True
+
+    async def sweep_sent_folder(self, limit: int = 50) -> int:
+        """Copy sent mail whose Sent-folder APPEND failed before."""
+        if self.sent_folder is None:
+            return 0
+        done = 0
+        for row in outbox.pending_sent_folder(self.db, limit):
+            assert row.id is not None
+            try:
+                raw = self.blobs.get(row.raw_sha256)
+            except OSError:
+                continue
+            if not await self._copy_to_sent(row.id, raw):
+                break  # the IMAP server is unreachable: try again at the next sweep
+            done += 1
+        return done
+
+    async def run(self, stop: threading.Event | asyncio.Event, poll: float = 1.0, limit: int = 50) -> None:
+        """Send until `stop` is set: poll every `poll` seconds; recover stale claims at start and periodically."""
+        last_recover = last_sweep = float("-inf")
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if now - last_recover >= RECOVER_EVERY:
+                    recovered = outbox.recover_stale(self.db)
+                    if any(recovered.values()):
+                        log.warning("recovered stale outbox claims", extra={"fields": recovered})
+                    last_recover = now
+                if now - last_sweep >= SENT_FOLDER_SWEEP_EVERY:
+                    await self.sweep_sent_folder()
+                    last_sweep = now
+                try:
+                    counts = await self.send_due(limit)
+                except Exception:
+                    log.exception("outbox pass failed")
+                    counts = {}
+                if sum(counts.values()) >= limit:
+                    continue  # more may be due right away
+                await asyncio.sleep(poll)
+        finally:
+            await self.transport.close()
+
+
+def sent_folder_append(imap_client: imapclient.IMAPClient, raw: bytes) -> str:
+    """APPEND `raw` (flagged \\Seen) to the folder with SPECIAL-USE \\Sent; returns that folder's name."""
+    folder = imap_client.find_special_folder(SENT)
+    if folder is None:
+        raise LookupError("the IMAP account has no folder with SPECIAL-USE \\Sent")
+    imap_client.append(folder, raw, flags=[SEEN])
+    return folder
+
+
+def build_transport(config: Config) -> Transport:
+    """The configured transport: SMTP (password from password_env/password_file) or .eml files."""
+    cfg = config.outbound.transport
+    if cfg.type == "file":
+        return FileTransport(resolve_path(config.base_dir, cfg.directory))
+    password = None
+    if cfg.password_env:
+        password = os.environ.get(cfg.password_env)
+        if password is None:
+            raise ConfigError(f"outbound.transport: environment variable {cfg.password_env} is not set")
+    elif cfg.password_file:
+        path = resolve_path(config.base_dir, cfg.password_file)
+        try:
+            password = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"outbound.transport: cannot read password_file {path}: {exc}") from exc
+    ca_file = str(resolve_path(config.base_dir, cfg.ca_file)) if cfg.ca_file else None
+    return SmtpTransport(cfg, password, ca_file=ca_file)
+
+
+def build_sent_folder(config: Config) -> SentFolder | None:
+    """A callable that copies a raw sent mail into the Sent folder of `outbound.sent_folder_source`."""
+    name = config.outbound.sent_folder_source
+    if not name:
+        return None
+    from maild.config import ImapSourceConfig
+    from maild.ingest.sources.imap import _quietly_logout, connect
+
+    source = next((s for s in config.sources if s.name == name), None)
+    if not isinstance(source, ImapSourceConfig):
+        raise ConfigError(f"outbound.sent_folder_source: no IMAP source named {name!r}")
+    ctx: Any = SimpleNamespace(base_dir=Path(config.base_dir))
+
+    def append(raw: bytes) -> str:
+        client = connect(source, ctx)
+        try:
+            return sent_folder_append(client, raw)
+        finally:
+            _quietly_logout(client)
+
+    return append
+
+
+def build_sender(config: Config, db: Database, owner: str) -> OutboxSender:
+    cfg = config.outbound.transport
+    concurrency = cfg.max_connections if cfg.type == "smtp" else 1
+    lease = max(300.0, cfg.timeout * 4)
+    return OutboxSender(db, BlobStore(config.blob_dir), build_transport(config), owner, build_sent_folder(config),
+                        max_attempts=cfg.max_attempts, retry_max_delay=cfg.retry_max_delay, lease_seconds=lease,
+                        concurrency=concurrency)
