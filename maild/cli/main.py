@@ -194,8 +194,8 @@ def _safe_url(config: Config) -> str:
 
 def _register_subgroups() -> None:
     from maild.cli.directory import COMMANDS as directory_commands
-    from maild.cli.quarantine import quarantine
     from maild.cli.outbox import outbox
+    from maild.cli.quarantine import quarantine
     from maild.cli.send import send
     from maild.cli.templates import templates
     from maild.cli.triage import explain, triage
