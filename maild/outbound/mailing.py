@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy import select
 
 from maild.config import Config, resolve_path
@@ -91,10 +92,11 @@ def prepare(config: Config, db: Database, *, template: str, to: str, invoice_ref
     for path in attach:
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         attachments.append((path.name, ctype, path.read_bytes()))
-    files = find(resolve_path(config.base_dir, outbound.templates_dir), template, language, outbound.default_language)
+    templates_dir = resolve_path(config.base_dir, outbound.templates_dir)
+    files = find(templates_dir, template, language, outbound.default_language)
     rendered = render(files, context)
     html = rendered.html
-    if html and config.tracking.enabled and _tracks(config):
+    if html and config.tracking.enabled and _template_tracks(templates_dir / template) and _tracks(config):
         from maild.tracking.links import instrument
         from maild.tracking.signing import load_secret
 
@@ -120,6 +122,17 @@ def queue(config: Config, db: Database, mail: PreparedMail, *, key: str, templat
             conn.execute(db.insert_ignore(TrackingId.__table__),
                          {"token": mail.token, "thirdparty_id": tp_id, "contact_id": contact_id})
     return outbox_id, created
+
+
+def _template_tracks(folder: Path) -> bool:
+    """`tracking: false` in the template's options.yaml turns tracking off for that template alone."""
+    options = folder / "options.yaml"
+    if not options.is_file():
+        return True
+    data = yaml.safe_load(options.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("tracking", True), bool):
+        raise ValueError(f"{options}: expected a mapping like `tracking: false`")
+    return bool(data.get("tracking", True))
 
 
 def _tracks(config: Config) -> bool:

@@ -92,3 +92,21 @@ def test_send_track_and_thread_back(tmp_path: Path, smtp_sink: Sink, mailbox: Ma
                                 .order_by(Event.__table__.c.id)).scalars().all()
     assert (decision.status, decision.thirdparty_id, decision.matcher) == ("matched", tp, "thread")
     assert timeline == ["mail.sent", "mail.clicked", "mail.opened", "mail.matched"]
+
+
+def test_tracking_can_be_off_per_template(tmp_path: Path) -> None:
+    config_file = initialise(tmp_path / "home")
+    db = Database(config_at(config_file).database_url)
+    add_contact(db, thirdparty_id=add_thirdparty(db, name="ACME"), name="John", addresses=["john@acme.example"])
+    for name, options in (("tracked", None), ("private", "tracking: false\n")):
+        folder = tmp_path / "home" / "templates" / name
+        folder.mkdir()
+        (folder / "subject.txt").write_text("Hi\n")
+        (folder / "body.txt").write_text("Hi {{ contact.name }}\n")
+        (folder / "body.html").write_text('<p>Hi <a href="https://acme.example/x">x</a></p>')
+        if options:
+            (folder / "options.yaml").write_text(options)
+    tracked = maild(config_file, "send", "tracked", "--to", "ACME", "--dry-run").stdout
+    private = maild(config_file, "send", "private", "--to", "ACME", "--dry-run").stdout
+    assert "/o/o." in tracked and "/c/c." in tracked
+    assert "/o/" not in private and "https://acme.example/x" in private
