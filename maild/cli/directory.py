@@ -15,7 +15,7 @@ from maild.cli.main import AppContext, pass_app
 from maild.directory.fields import KINDS
 
 if TYPE_CHECKING:
-    from maild.store.db import Database
+    pass
 
 ENTITIES = ("thirdparties", "contacts", "documents")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,7 +73,7 @@ def thirdparty_add(app: AppContext, name: str, kind: str, external_id: str | Non
     from maild.directory import service
 
     fields = _pairs(custom, "--field", "KEY=VALUE")
-    new_id = service.add_thirdparty(_db(app), name=name, kind=kind, external_id=external_id, tags=tags,
+    new_id = service.add_thirdparty(app.database(), name=name, kind=kind, external_id=external_id, tags=tags,
                                     custom_fields=fields, owner=owner, language=language, domains=domains,
                                     addresses=addresses)
     click.echo(f"added third party #{new_id} {name.strip()}")
@@ -88,7 +88,7 @@ def thirdparty_show(app: AppContext, ref: str, as_json: bool) -> None:
     """Everything about one third party. REF: its id, external id or exact name."""
     from maild.directory import service
 
-    db = _db(app)
+    db = app.database()
     tp = service.resolve_thirdparty(db, ref)
     assert tp.id is not None
     data = service.describe_thirdparty(db, tp.id)
@@ -107,7 +107,7 @@ def thirdparty_list(app: AppContext, kind: str | None, tag: str | None) -> None:
     """One line per third party: id, kind, external id, name, tags."""
     from maild.directory import service
 
-    found = service.list_thirdparties(_db(app), kind=kind, tag=tag)
+    found = service.list_thirdparties(app.database(), kind=kind, tag=tag)
     if not found:
         click.echo("no third parties" + (" match" if kind or tag else " yet: `maild thirdparty add` or `maild import`"))
         return
@@ -139,7 +139,7 @@ def contact_add(app: AppContext, name: str, thirdparty_ref: str, addresses: tupl
     """Add a contact called NAME to a third party."""
     from maild.directory import service
 
-    db = _db(app)
+    db = app.database()
     company = service.resolve_thirdparty(db, thirdparty_ref)
     assert company.id is not None
     new_id = service.add_contact(db, thirdparty_id=company.id, name=name, addresses=addresses, phones=phones,
@@ -155,7 +155,7 @@ def contact_list(app: AppContext, thirdparty_ref: str | None) -> None:
     """One line per contact: id, name, role, company, addresses."""
     from maild.directory import service
 
-    db = _db(app)
+    db = app.database()
     tp_id = service.resolve_thirdparty(db, thirdparty_ref).id if thirdparty_ref else None
     found = service.list_contacts(db, tp_id)
     if not found:
@@ -184,7 +184,7 @@ def document_add(app: AppContext, ref: str, thirdparty_ref: str, kind: str) -> N
     """Record document REF as belonging to a third party (an existing REF of that kind moves to it)."""
     from maild.directory import service
 
-    db = _db(app)
+    db = app.database()
     company = service.resolve_thirdparty(db, thirdparty_ref)
     assert company.id is not None
     doc_id, created = service.upsert_document(db, ref=ref, thirdparty_id=company.id, kind=kind)
@@ -216,7 +216,7 @@ def import_(app: AppContext, entity: str, file: Path, mapping: tuple[str, ...], 
     from maild.directory.csv_import import import_csv
 
     sep = "\t" if delimiter in ("tab", "\\t") else delimiter
-    report = import_csv(_db(app), entity, file, _pairs(mapping, "--map", "CSVCOLUMN=FIELD"), sep)
+    report = import_csv(app.database(), entity, file, _pairs(mapping, "--map", "CSVCOLUMN=FIELD"), sep)
     click.echo(f"inserted {report.inserted}, updated {report.updated}, rejected {len(report.rejected)}")
     if report.ignored_columns:
         click.echo(f"ignored columns: {', '.join(report.ignored_columns)}")
@@ -236,7 +236,7 @@ def export_(app: AppContext, entity: str, fmt: str, output: Path | None) -> None
     """Export thirdparties, contacts or documents; the CSV reads back with `maild import`."""
     from maild.directory.csv_export import export
 
-    text = export(_db(app), entity, fmt)
+    text = export(app.database(), entity, fmt)
     if output is None:
         click.echo(text, nl=False)
         return
@@ -248,14 +248,6 @@ COMMANDS = (thirdparty, contact, document, import_, export_)
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def _db(app: AppContext) -> Database:
-    from maild.store.db import Database
-
-    db = Database(app.config.database_url)
-    db.upgrade()
-    return db
 
 
 def _table(header: list[tuple[str, ...]], rows: list[tuple[str, ...]]) -> None:

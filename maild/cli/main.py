@@ -16,6 +16,7 @@ from maild.log import setup_logging
 
 if TYPE_CHECKING:
     from maild.daemon import Daemon
+    from maild.store.db import Database
 
 
 class AppContext:
@@ -25,6 +26,7 @@ class AppContext:
         self.config_path = config_path
         self.verbose = verbose
         self._config: Config | None = None
+        self._database: Database | None = None
 
     @property
     def config(self) -> Config:
@@ -35,6 +37,15 @@ class AppContext:
                 raise click.ClickException(str(exc)) from None
             setup_logging("debug" if self.verbose else self._config.log.level, self._config.log.format)
         return self._config
+
+    def database(self) -> Database:
+        """The database of the config, schema brought up to date; opened once per command."""
+        from maild.store.db import Database
+
+        if self._database is None:
+            self._database = Database(self.config.database_url)
+            self._database.upgrade()
+        return self._database
 
     def with_sources(self, urls: tuple[str, ...]) -> Config:
         """The config, with its sources replaced by --source URLs when any were given."""
@@ -153,11 +164,8 @@ def status(app: AppContext, as_json: bool) -> None:
     """Show each folder's checkpoint, counts, lag and last error, and the totals."""
     from maild.cli.render import print_status
     from maild.status import collect
-    from maild.store.db import Database
 
-    db = Database(app.config.database_url)
-    db.upgrade()
-    data = collect(db)
+    data = collect(app.database())
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

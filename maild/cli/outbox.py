@@ -25,7 +25,7 @@ def list_(app: AppContext, status: str | None, limit: int | None) -> None:
     """One line per outbox row: id, status, attempts, recipients, subject, last error."""
     from maild.outbound import outbox as ob
 
-    rows = ob.listing(_db(app), status, limit)
+    rows = ob.listing(app.database(), status, limit)
     if not rows:
         click.echo("outbox is empty" if status is None else f"no outbox rows with status {status}")
     for row in rows:
@@ -42,7 +42,7 @@ def retry(app: AppContext, ids: tuple[int, ...]) -> None:
     """Queue failed or cancelled mail again (check first that an "interrupted" one did not arrive)."""
     from maild.outbound import outbox as ob
 
-    db = _db(app)
+    db = app.database()
     bad = 0
     for outbox_id in ids:
         if ob.retry(db, outbox_id):
@@ -61,7 +61,7 @@ def cancel(app: AppContext, ids: tuple[int, ...]) -> None:
     """Withdraw queued mail (or mail waiting for a retry)."""
     from maild.outbound import outbox as ob
 
-    db = _db(app)
+    db = app.database()
     bad = 0
     for outbox_id in ids:
         if ob.cancel(db, outbox_id):
@@ -82,7 +82,7 @@ def send_due(app: AppContext, limit: int) -> None:
     from maild.outbound import outbox as ob
     from maild.outbound.sender import build_sender
 
-    db = _db(app)
+    db = app.database()
     try:
         sender = build_sender(app.config, db, new_owner_id())
     except ConfigError as exc:
@@ -101,10 +101,3 @@ def send_due(app: AppContext, limit: int) -> None:
     if counts["failed"]:
         sys.exit(1)
 
-
-def _db(app: AppContext):
-    from maild.store.db import Database
-
-    db = Database(app.config.database_url)
-    db.upgrade()
-    return db

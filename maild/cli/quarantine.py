@@ -21,7 +21,7 @@ def list_(app: AppContext, include_resolved: bool) -> None:
     """One line per quarantined message: id, size, where it came from, why."""
     from maild.ingest import quarantine as q
 
-    items = q.entries(_db(app), include_resolved)
+    items = q.entries(app.database(), include_resolved)
     if not items:
         click.echo("quarantine is empty")
     for item in items:
@@ -38,7 +38,7 @@ def show(app: AppContext, entry_id: int, raw: bool) -> None:
     from maild.ingest import quarantine as q
     from maild.store.blobs import BlobStore
 
-    item = q.entry(_db(app), entry_id)
+    item = q.entry(app.database(), entry_id)
     if item is None:
         raise click.ClickException(f"no quarantine entry {entry_id}")
     blobs = BlobStore(app.config.blob_dir)
@@ -62,7 +62,7 @@ def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_byte
     from maild.matchers.stage import MatchingStage
     from maild.store.blobs import BlobStore
 
-    db = _db(app)
+    db = app.database()
     ids = q.pending_ids(db) if retry_all else list(entry_ids)
     if not ids:
         raise click.UsageError("name entry ids or use --all")
@@ -84,10 +84,3 @@ def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_byte
     if failed:
         sys.exit(1)
 
-
-def _db(app: AppContext):
-    from maild.store.db import Database
-
-    db = Database(app.config.database_url)
-    db.upgrade()
-    return db

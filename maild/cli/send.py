@@ -27,10 +27,8 @@ def send(app: AppContext, template: str, to: str, invoice_ref: str | None, attac
     """Send TEMPLATE to a third party or address, through the outbox (once per --key)."""
     from maild.config import ConfigError
     from maild.outbound import mailing
-    from maild.store.db import Database
 
-    db = Database(app.config.database_url)
-    db.upgrade()
+    db = app.database()
     try:
         mail = mailing.prepare(app.config, db, template=template, to=to, invoice_ref=invoice_ref, attach=attach,
                                language=language)

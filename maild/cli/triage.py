@@ -21,7 +21,7 @@ def list_(app: AppContext, limit: int) -> None:
     """One line per waiting message: id, date, sender, subject, and why it waits."""
     from maild.matchers import triage as t
 
-    rows = t.queue(_db(app), limit)
+    rows = t.queue(app.database(), limit)
     if not rows:
         click.echo("triage is empty")
     for row in rows:
@@ -40,7 +40,7 @@ def assign(app: AppContext, message_id: int, thirdparty: str, learn: bool) -> No
     from maild.matchers import triage as t
     from maild.matchers.stage import MatchingStage
 
-    db = _db(app)
+    db = app.database()
     try:
         target = resolve_thirdparty(db, thirdparty)
         assert target.id is not None
@@ -60,7 +60,7 @@ def explain(app: AppContext, message_id: int, as_json: bool) -> None:
     from maild.matchers import triage as t
 
     try:
-        data = t.explain(_db(app), message_id)
+        data = t.explain(app.database(), message_id)
     except LookupError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     if as_json:
@@ -85,10 +85,3 @@ def explain(app: AppContext, message_id: int, as_json: bool) -> None:
         error = f" ({f['last_error']})" if f["last_error"] else ""
         click.echo(f"filing: {f['action']} -> {f['folder'] or '-'}: {f['status']}, {f['attempts']} attempt(s){error}")
 
-
-def _db(app: AppContext):
-    from maild.store.db import Database
-
-    db = Database(app.config.database_url)
-    db.upgrade()
-    return db
