@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date as date_type
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,21 @@ HTML_ENV = _environment(autoescape=True)
 
 
 def compile_file(path: Path, html: bool = False) -> Template:
-    """Parse one template file; TemplateRenderError on unreadable files and syntax errors (with the line)."""
+    """Parse one template file; TemplateRenderError on unreadable files and syntax errors (with the line).
+
+    Compiled templates are cached by path, size and modification time: a bulk send compiles once, an
+    edited template is picked up at the next render.
+    """
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise TemplateRenderError(path, None, f"cannot read template: {exc}") from None
+    return _compile_cached(str(path), stat.st_mtime_ns, stat.st_size, html)
+
+
+@lru_cache(maxsize=256)
+def _compile_cached(path_text: str, _mtime_ns: int, _size: int, html: bool) -> Template:
+    path = Path(path_text)
     env = HTML_ENV if html else TEXT_ENV
     try:
         source = path.read_text(encoding="utf-8")
