@@ -46,6 +46,9 @@ def truncate_ip(ip: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
+_outbox, _events, _links = OutboxMessage.__table__, Event.__table__, TrackingLink.__table__
+
+
 def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
     def not_found() -> Response:
         return PlainTextResponse("Not Found", status_code=404, headers=NO_CACHE)
@@ -56,20 +59,21 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
         stored_ip = truncate_ip(ip) if cfg.truncate_ip else ip
         return (ua[:MAX_USER_AGENT] if ua is not None else None), ip, stored_ip
 
-    def record(event_type: str, kind: str, outbox: OutboxMessage, request: Request, extra: dict[str, Any]) -> None:
+    def record(event_type: str, kind: str, token: str, request: Request, extra: dict[str, Any]) -> None:
+        """One connection, one transaction: find the sent mail of the token, append the event."""
         ua, ip, stored_ip = client(request)
         now = utcnow()
-        sent_at = as_utc(outbox.sent_at)
-        seconds = (now - sent_at).total_seconds() if sent_at else None
-        machine = is_machine(ua, ip, seconds, kind, cfg.scanner_seconds)
-        data = {"outbox_id": outbox.id, "user_agent": ua, "ip": stored_ip, "machine": machine, **extra}
-        with db.session() as session:
-            session.add(Event(type=event_type, occurred_at=now, thirdparty_id=outbox.thirdparty_id, data=data))
-
-    def find_outbox(token: str) -> OutboxMessage | None:
-        with db.session() as session:
-            query = select(OutboxMessage).where(OutboxMessage.tracking_token == token).order_by(OutboxMessage.id)
-            return session.exec(query.limit(1)).first()
+        with db.engine.begin() as conn:
+            outbox = conn.execute(select(_outbox.c.id, _outbox.c.thirdparty_id, _outbox.c.sent_at)
+                                  .where(_outbox.c.tracking_token == token).order_by(_outbox.c.id).limit(1)).first()
+            if outbox is None:
+                return
+            sent_at = as_utc(outbox.sent_at)
+            seconds = (now - sent_at).total_seconds() if sent_at else None
+            machine = is_machine(ua, ip, seconds, kind, cfg.scanner_seconds)
+            data = {"outbox_id": outbox.id, "user_agent": ua, "ip": stored_ip, "machine": machine, **extra}
+            conn.execute(_events.insert().values(type=event_type, occurred_at=now, recorded_at=now,
+                                                 thirdparty_id=outbox.thirdparty_id, data=data))
 
     def opened(request: Request) -> Response:
         verified = verify(secret, request.path_params["value"])
@@ -77,9 +81,7 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
             return not_found()
         token = verified[1]
         try:
-            outbox = find_outbox(token)
-            if outbox is not None:
-                record("mail.opened", "o", outbox, request, {})
+            record("mail.opened", "o", token, request, {})
         except Exception:
             # The recipient still gets the pixel; the failure is ours to see in the log.
             log.exception("recording an open failed", extra={"fields": {"token": token}})
@@ -92,15 +94,12 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
         if verified is None or verified[0] != "c":
             return not_found()
         _kind, token, link = verified
-        with db.session() as session:
-            query = select(TrackingLink.url).where(TrackingLink.token == token, TrackingLink.link == link)
-            url = session.exec(query).first()
+        with db.engine.connect() as conn:
+            url = conn.execute(select(_links.c.url).where(_links.c.token == token, _links.c.link == link)).scalar()
         if url is None or not url.lower().startswith(("http://", "https://")):
             return not_found()
         try:
-            outbox = find_outbox(token)
-            if outbox is not None:
-                record("mail.clicked", "c", outbox, request, {"url": url, "link": link})
+            record("mail.clicked", "c", token, request, {"url": url, "link": link})
         except Exception:
             log.exception("recording a click failed", extra={"fields": {"token": token, "link": link}})
         return RedirectResponse(url, status_code=302, headers=NO_CACHE)
