@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 import click
 
 from maild.cli.main import AppContext, pass_app
 from maild.config import ConfigError
+from maild.store.db import Database
 
 
 @click.group()
@@ -42,16 +44,7 @@ def retry(app: AppContext, ids: tuple[int, ...]) -> None:
     """Queue failed or cancelled mail again (check first that an "interrupted" one did not arrive)."""
     from maild.outbound import outbox as ob
 
-    db = app.database()
-    bad = 0
-    for outbox_id in ids:
-        if ob.retry(db, outbox_id):
-            click.echo(f"{outbox_id}: queued")
-        else:
-            bad += 1
-            click.echo(f"{outbox_id}: not failed or cancelled (or no such row); unchanged", err=True)
-    if bad:
-        sys.exit(1)
+    _each(app, ids, ob.retry, "queued", "not failed or cancelled")
 
 
 @outbox.command()
@@ -61,14 +54,20 @@ def cancel(app: AppContext, ids: tuple[int, ...]) -> None:
     """Withdraw queued mail (or mail waiting for a retry)."""
     from maild.outbound import outbox as ob
 
+    _each(app, ids, ob.cancel, "cancelled", "not queued or waiting for a retry")
+
+
+def _each(app: AppContext, ids: tuple[int, ...], change: Callable[[Database, int], bool], done: str,
+          refused: str) -> None:
+    """Apply `change` to each outbox row; exit 1 if any row was left unchanged."""
     db = app.database()
     bad = 0
     for outbox_id in ids:
-        if ob.cancel(db, outbox_id):
-            click.echo(f"{outbox_id}: cancelled")
+        if change(db, outbox_id):
+            click.echo(f"{outbox_id}: {done}")
         else:
             bad += 1
-            click.echo(f"{outbox_id}: not queued or waiting for a retry (or no such row); unchanged", err=True)
+            click.echo(f"{outbox_id}: {refused} (or no such row); unchanged", err=True)
     if bad:
         sys.exit(1)
 
