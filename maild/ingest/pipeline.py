@@ -56,9 +56,6 @@ class Pipeline:
     def start(self, items: Sequence[Fetched]) -> ParsedBatch:
         return ParsedBatch(items, self.pool)
 
-    def process(self, ref: FolderRef, items: Sequence[Fetched], ack: Ack | None = None) -> list[Result]:
-        return self.commit(ref, self.start(items), ack)
-
     def commit(self, ref: FolderRef, batch: ParsedBatch, ack: Ack | None = None) -> list[Result]:
         parsed = batch.results()
         BlobStore.flush()

@@ -21,7 +21,7 @@ def references(facts: MailFacts, settings: Settings) -> list[tuple[str, str, str
 
     A match glued to a preceding letter or digit (`XFA2611-0001`) is not a reference. Checking that
     here, instead of a leading `\\b` in the pattern, keeps the literal prefix that lets `re` skip ahead
-    (about ten times faster on long bodies).
+    to candidate positions instead of trying every one (the matching figures are in bench/match.py).
     """
     found = []
     for where, text in (("subject", facts.subject or ""), ("body", facts.body[:BODY_CHARS])):

@@ -6,6 +6,7 @@ anything is queued; what is queued is exactly the bytes that will be sent.
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from maild.templates.loader import find
 from maild.templates.pdf import invoice_pdf
 from maild.templates.render import render
 from maild.tracking import ids
+
+log = logging.getLogger("maild.outbound")
 
 
 @dataclass
@@ -96,11 +99,8 @@ def prepare(config: Config, db: Database, *, template: str, to: str, invoice_ref
     files = find(templates_dir, template, language, outbound.default_language)
     rendered = render(files, context)
     html = rendered.html
-    if html and config.tracking.enabled and _template_tracks(templates_dir / template) and _tracks(config):
-        from maild.tracking.links import instrument
-        from maild.tracking.signing import load_secret
-
-        html = instrument(db, html, token, config.tracking.base_url, load_secret(config.tracking, config.base_dir))
+    if html and config.tracking.enabled and _template_tracks(templates_dir / template):
+        html = _instrument(config, db, html, token)
     reply_to = ids.plus_address(outbound.sender, config.matching.instance_id, token) if outbound.reply_to_plus else None
     raw = compose(sender=outbound.sender, sender_name=outbound.sender_name, to=[recipient.address],
                   subject=rendered.subject, text=rendered.text, html=html, attachments=attachments,
@@ -135,14 +135,18 @@ def _template_tracks(folder: Path) -> bool:
     return bool(data.get("tracking", True))
 
 
-def _tracks(config: Config) -> bool:
-    return bool(config.tracking.secret_file or (config.tracking.secret_env and _env(config.tracking.secret_env)))
+def _instrument(config: Config, db: Database, html: str, token: str) -> str:
+    """Tracked links and pixel; without a usable secret the mail goes out untracked, and the log says why."""
+    from maild.config import ConfigError
+    from maild.tracking.links import instrument
+    from maild.tracking.signing import load_secret
 
-
-def _env(name: str) -> str | None:
-    import os
-
-    return os.environ.get(name)
+    try:
+        secret = load_secret(config.tracking, config.base_dir)
+    except ConfigError as exc:
+        log.warning("sending without tracking: %s", exc)
+        return html
+    return instrument(db, html, token, config.tracking.base_url, secret)
 
 
 def _invoice(db: Database, ref: str, recipient: Recipient) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from sqlalchemy import and_, or_, select, update
 
 from maild.clock import as_utc, utcnow
 from maild.store.blobs import BlobStore
-from maild.store.checkpoints import _is_dead_local_process
+from maild.store.checkpoints import is_dead_local_process
 from maild.store.db import Database
 from maild.store.models import Event, OutboxMessage
 
@@ -109,7 +109,7 @@ def recover_stale(db: Database, now: datetime | None = None) -> dict[str, int]:
                             .where(T.c.status == "sending")).all()
     counts = {"retry": 0, "failed": 0}
     for row_id, owner, until, started in rows:
-        expired = until is None or as_utc(until) <= now or (owner is not None and _is_dead_local_process(owner))
+        expired = until is None or as_utc(until) <= now or (owner is not None and is_dead_local_process(owner))
         if not expired:
             continue
         if started is None:

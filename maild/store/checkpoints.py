@@ -75,7 +75,7 @@ def take_over_dead_lease(db: Database, ref: FolderRef, owner: str, ttl: float) -
     other hosts are never second-guessed: their lease simply expires.
     """
     holder, _ = lease_holder(db, ref)
-    if holder is None or not _is_dead_local_process(holder):
+    if holder is None or not is_dead_local_process(holder):
         return False
     with db.engine.begin() as conn:
         result = conn.execute(
@@ -85,7 +85,8 @@ def take_over_dead_lease(db: Database, ref: FolderRef, owner: str, ttl: float) -
         return result.rowcount == 1
 
 
-def _is_dead_local_process(holder: str) -> bool:
+def is_dead_local_process(holder: str) -> bool:
+    """Whether an owner id (`host:pid:nonce`, see `new_owner_id`) names a process of this host that is gone."""
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
