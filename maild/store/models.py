@@ -5,10 +5,25 @@ The `events` table is append-only: it is each third party's timeline and the rul
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    LargeBinary,
+    Numeric,
+    Table,
+    Text,
+    Unicode,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from maild.clock import utcnow
@@ -292,3 +307,146 @@ class TrackingLink(SQLModel, table=True):
     token: str = Field(max_length=64, index=True)
     link: int
     url: str = Field(sa_type=Text)
+
+
+# --- Business records: invoices, payments, meetings, tasks ---------------------------------------
+
+
+def _money(**kw: Any) -> Any:
+    return Field(sa_column=Column(Numeric(14, 2), **kw))
+
+
+class Invoice(SQLModel, table=True):
+    """An invoice of a third party, with its dunning state (the dunning rules read and advance it).
+
+    status: open | paid | disputed | paused | cancelled. `amount` is the total due (VAT included).
+    """
+
+    __tablename__ = "invoices"
+    __table_args__ = (Index("ix_invoices_status_due_on", "status", "due_on"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(unique=True, max_length=100)
+    thirdparty_id: int = Field(foreign_key="thirdparties.id", index=True)
+    contact_id: int | None = Field(default=None, foreign_key="contacts.id")
+    issued_on: date = Field(sa_column=Column(Date, nullable=False))
+    due_on: date = Field(sa_column=Column(Date, nullable=False))
+    currency: str = Field(default="EUR", max_length=3)
+    amount: Decimal = _money(nullable=False)
+    paid_amount: Decimal = _money(nullable=False, default=Decimal("0"))
+    status: str = Field(default="open", max_length=20)
+    lines: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    dunning_level: int = 0
+    dunning_repeats: int = 0
+    last_dunned_at: datetime | None = _ts(nullable=True)
+    late_fees: Decimal = _money(nullable=False, default=Decimal("0"))
+    paid_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    updated_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class Payment(SQLModel, table=True):
+    __tablename__ = "payments"
+    __table_args__ = (UniqueConstraint("invoice_id", "reference"),)
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: int = Field(foreign_key="invoices.id", index=True)
+    amount: Decimal = _money(nullable=False)
+    paid_on: date = Field(sa_column=Column(Date, nullable=False))
+    reference: str = Field(default="", max_length=200, description="bank reference; unique per invoice")
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class Meeting(SQLModel, table=True):
+    """An agenda event with attendees, entered by hand, imported, or read from a text/calendar invitation.
+
+    attendees: [{"name", "address", "contact_id", "thirdparty_id", "internal"}]; internal = one of us.
+    """
+
+    __tablename__ = "meetings"
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(unique=True, max_length=500, description="iCalendar UID, or generated")
+    sequence: int = 0
+    thirdparty_id: int | None = Field(default=None, foreign_key="thirdparties.id", index=True)
+    subject: str = Field(default="", sa_type=Text)
+    location: str = Field(default="", sa_type=Text)
+    start_at: datetime = _ts(nullable=False)
+    end_at: datetime = _ts(nullable=False, index=True)
+    organizer: str | None = Field(default=None, max_length=320)
+    attendees: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)
+    next_steps: list[str] = Field(default_factory=list, sa_type=JSON)
+    status: str = Field(default="confirmed", max_length=20)
+    owner: str | None = Field(default=None, max_length=200)
+    message_id: int | None = Field(default=None, foreign_key="messages.id")
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    updated_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class Task(SQLModel, table=True):
+    """Something a person must do (kind=task) or an agenda entry (kind=agenda), often created by a rule."""
+
+    __tablename__ = "tasks"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(default="task", max_length=20)
+    title: str = Field(sa_type=Text)
+    thirdparty_id: int | None = Field(default=None, foreign_key="thirdparties.id", index=True)
+    owner: str | None = Field(default=None, max_length=200, index=True)
+    due_at: datetime | None = _ts(nullable=True)
+    status: str = Field(default="open", max_length=20, index=True)
+    invoice_id: int | None = Field(default=None, foreign_key="invoices.id")
+    meeting_id: int | None = Field(default=None, foreign_key="meetings.id")
+    message_id: int | None = Field(default=None, foreign_key="messages.id")
+    rule: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    done_at: datetime | None = _ts(nullable=True)
+
+
+# --- Rules engine ----------------------------------------------------------------------------------
+
+
+class RuleCursor(SQLModel, table=True):
+    """How far the rules engine has consumed the events table (durable across restarts)."""
+
+    __tablename__ = "rule_cursors"
+    name: str = Field(primary_key=True, max_length=100)
+    last_event_id: int = Field(default=0, sa_type=BigInteger)
+    updated_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class RuleLedger(SQLModel, table=True):
+    """One row per rule action taken (or attempted): its idempotency key makes it happen once.
+
+    status: running -> done | failed. `reason` says why the rule fired (trigger and conditions).
+    """
+
+    __tablename__ = "rule_ledger"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=500)
+    rule: str = Field(max_length=200, index=True)
+    file: str = Field(default="", max_length=500)
+    trigger: str = Field(default="", max_length=200)
+    subject: str = Field(default="", max_length=200, index=True, description="e.g. invoice:12, event:345")
+    step: int = 0
+    action: str = Field(max_length=40)
+    status: str = Field(default="running", max_length=20, index=True)
+    reason: str = Field(default="", sa_type=Text)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    thirdparty_id: int | None = Field(default=None, index=True)
+    created_at: datetime = _ts(nullable=False, default=utcnow, index=True)
+    finished_at: datetime | None = _ts(nullable=True)
+
+
+class Lease(SQLModel, table=True):
+    """A named, expiring lock in the database: e.g. the one active scheduler per database."""
+
+    __tablename__ = "leases"
+    name: str = Field(primary_key=True, max_length=100)
+    owner: str = Field(max_length=200)
+    expires_at: datetime = _ts(nullable=False)
+
+
+# APScheduler 3's SQLAlchemyJobStore table, declared here so the migrations create it and it matches the models.
+apscheduler_jobs = Table(
+    "apscheduler_jobs", SQLModel.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
