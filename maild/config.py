@@ -211,6 +211,34 @@ class TrackingConfig(_Strict):
     scanner_seconds: float = Field(default=10.0, ge=0)  # a click this soon after sending is likely a scanner
 
 
+class BusinessHoursConfig(_Strict):
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["mon", "tue", "wed", "thu", "fri"]
+    start: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(default="18:00", pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
+
+
+class RulesConfig(_Strict):
+    enabled: bool = True
+    dir: str = "rules"  # every *.yaml in it, in name order; relative to the config file's folder
+    timezone: str = "UTC"  # for cron schedules, business hours, `today`
+    business_hours: BusinessHoursConfig = BusinessHoursConfig()
+    sweep_interval: float = Field(default=300.0, gt=0)  # seconds between date-offset sweeps (also run at start)
+    event_interval: float = Field(default=5.0, gt=0)  # seconds between looks at new timeline events
+    misfire_grace: float = Field(default=3600.0, gt=0)  # a schedule missed by more than this is skipped
+    lease_ttl: float = Field(default=60.0, gt=5)  # the active scheduler's lease; another daemon takes over after it
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
+        return value
+
+
 class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -226,6 +254,7 @@ class Config(_Strict):
     filing: FilingConfig = FilingConfig()
     outbound: OutboundConfig = OutboundConfig()
     tracking: TrackingConfig = TrackingConfig()
+    rules: RulesConfig = RulesConfig()
     # Where relative paths are resolved from: the config file's folder.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -254,6 +283,10 @@ class Config(_Strict):
     @property
     def blob_dir(self) -> Path:
         return resolve_path(self.base_dir, self.storage.blob_dir)
+
+    @property
+    def rules_dir(self) -> Path:
+        return resolve_path(self.base_dir, self.rules.dir)
 
     def with_sources(self, sources: list[Any]) -> Config:
         return self.model_copy(update={"sources": sources})
