@@ -12,10 +12,12 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from maild.clock import utcnow
 from maild.config import Config, ImapSourceConfig, MaildirSourceConfig
-from maild.ingest.context import IngestContext
+from maild.ingest.context import IngestContext, new_owner_id
 from maild.ingest.parser_pool import ParserPool
 from maild.ingest.pipeline import Pipeline
 from maild.ingest.sources.base import FolderWorker
@@ -26,6 +28,7 @@ from maild.store import checkpoints
 from maild.store.db import Database
 
 if TYPE_CHECKING:
+    from maild.rules.scheduler import RulesRunner
     from maild.tracking.server import TrackingServer
 
 log = logging.getLogger("maild.daemon")
@@ -38,11 +41,15 @@ class PassReport:
 
 
 class Daemon:
-    def __init__(self, config: Config, db: Database | None = None) -> None:
+    def __init__(self, config: Config, db: Database | None = None, *,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.config = config
+        self.clock = clock  # the rules' time (tests move it; ingestion and sending keep real time)
         self.db = db or Database(config.database_url)
         self.stop = threading.Event()
         self._pool: ParserPool | None = None
+        self.rules: RulesRunner | None = None
+        self._workers: list[FolderWorker] | None = None
 
     def start_pool(self) -> Pipeline:
         settings = self.config.ingest
@@ -70,12 +77,17 @@ class Daemon:
                              matching=MatchingStage(self.config, self.db))
 
     def run(self) -> None:
-        """Supervise every folder until `self.stop` is set; then finish the batch in hand and return."""
+        """Supervise every folder until `self.stop` is set; then finish the batch in hand and return.
+
+        Invalid rules (RuleErrors) stop the start before anything runs.
+        """
         self.db.upgrade()
-        pipeline = self.start_pool()
+        owner = new_owner_id()
+        self._start_rules(owner)
         try:
-            ctx = self.context(pipeline)
-            workers = self.workers(ctx)
+            ctx = self.context(self.start_pool())
+            ctx.owner = owner
+            workers = self._workers = self.workers(ctx)
             if not workers:
                 log.warning("no sources configured; nothing to ingest (add sources: to the config)")
             threads = [threading.Thread(target=w.run, name=f"worker:{w.label}", daemon=True) for w in workers]
@@ -88,11 +100,35 @@ class Daemon:
             log.info("stopping: finishing the batch in hand")
             if tracking is not None:
                 tracking.stop()
+            if self.rules is not None:
+                self.rules.stop()
+                self.rules = None
             for thread in threads:
                 thread.join(timeout=30)
         finally:
             self.shutdown()
         log.info("stopped")
+
+    def _start_rules(self, owner: str) -> None:
+        """Read and check the rules before anything else starts (invalid rules: RuleErrors), then compete for
+        the scheduler lease."""
+        from maild.rules.scheduler import RulesRunner
+
+        if not self.config.rules.enabled:
+            return
+        runner = RulesRunner(self.config, self.db, owner, clock=self.clock)
+        runner.start(ready=self._caught_up)
+        self.rules = runner
+
+    def _caught_up(self) -> bool:
+        """Every folder had its first pass: mail that came while maild was down is in before the rules run
+        (a reply that arrived meanwhile must pause a reminder, not follow it)."""
+        workers = self._workers
+        return workers is not None and all(w.first_pass.is_set() for w in workers)
+
+    def reload_rules(self) -> bool:
+        """SIGHUP: re-read the rules; an invalid set is reported and the last good one stays."""
+        return self.rules.reload() if self.rules is not None else False
 
     def _start_outbox(self, owner: str) -> threading.Thread:
         """The outbox sender: its own asyncio loop in a thread, stopped by the same flag."""
@@ -152,6 +188,9 @@ class Daemon:
             self.shutdown()
 
     def shutdown(self) -> None:
+        if self.rules is not None:
+            self.rules.stop()
+            self.rules = None
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None

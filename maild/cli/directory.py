@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from maild.business import ENTITIES as BUSINESS_ENTITIES
 from maild.cli.main import AppContext, pass_app
 from maild.directory.fields import KINDS
 
@@ -196,7 +197,7 @@ def document_add(app: AppContext, ref: str, thirdparty_ref: str, kind: str) -> N
 
 
 @click.command("import")
-@click.argument("entity", type=click.Choice(ENTITIES))
+@click.argument("entity", type=click.Choice(ENTITIES + BUSINESS_ENTITIES))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--map", "mapping", multiple=True, metavar="CSVCOLUMN=FIELD",
               help="Feed a field from a differently named column (repeatable); e.g. --map Company=name.")
@@ -204,19 +205,32 @@ def document_add(app: AppContext, ref: str, thirdparty_ref: str, kind: str) -> N
 @pass_app
 @_friendly
 def import_(app: AppContext, entity: str, file: Path, mapping: tuple[str, ...], delimiter: str) -> None:
-    """Import (upsert by external_id) thirdparties, contacts or documents from a CSV file.
+    """Import (upsert) thirdparties, contacts, documents, invoices, payments or meetings from a CSV file.
 
     \b
     Fields (a column named like a field feeds it; multiple values separated by ';'):
       thirdparties  external_id, name*, kind, tags, domains, addresses, owner, language, custom.NAME
       contacts      external_id, thirdparty* (external id or name), name*, addresses, phones, role, language
       documents     ref*, kind, thirdparty*
-    Bad rows are reported as FILE:LINE: reason, the others imported; exit 1 if any row was rejected.
+      invoices      ref*, thirdparty*, issued_on*, due_on* (YYYY-MM-DD), amount*, currency, status
+      payments      invoice* (ref), amount*, paid_on*, reference (unique per invoice: a re-run pays once)
+      meetings      uid, subject*, start*, end* (ISO 8601; without offset: rules.timezone), thirdparty,
+                    location, attendees, organizer, owner, next_steps, status
+    Upsert by external_id, invoice ref or meeting uid. Bad rows are reported as FILE:LINE: reason, the others
+    imported; exit 1 if any row was rejected.
     """
-    from maild.directory.csv_import import import_csv
-
     sep = "\t" if delimiter in ("tab", "\\t") else delimiter
-    report = import_csv(app.database(), entity, file, _pairs(mapping, "--map", "CSVCOLUMN=FIELD"), sep)
+    columns = _pairs(mapping, "--map", "CSVCOLUMN=FIELD")
+    if entity in BUSINESS_ENTITIES:
+        from maild.business import csv_import as business_import
+        from maild.business.meetings import OwnMail
+
+        settings = business_import.ImportSettings(OwnMail.from_config(app.config), app.config.rules.timezone)
+        report = business_import.import_csv(app.database(), entity, file, columns, sep, settings)
+    else:
+        from maild.directory.csv_import import import_csv
+
+        report = import_csv(app.database(), entity, file, columns, sep)
     click.echo(f"inserted {report.inserted}, updated {report.updated}, rejected {len(report.rejected)}")
     if report.ignored_columns:
         click.echo(f"ignored columns: {', '.join(report.ignored_columns)}")

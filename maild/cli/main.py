@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,15 +125,26 @@ def config_check(app: AppContext) -> None:
 @click.option("--source", "sources", multiple=True, metavar="URL", help=SOURCE_HELP)
 @pass_app
 def run(app: AppContext, sources: tuple[str, ...]) -> None:
-    """Run the daemon: watch every configured folder (IDLE or polling) and ingest new mail.
+    """Run the daemon: watch every configured folder (IDLE or polling) and ingest new mail, send the outbox,
+    serve tracking, and run the rules (rules/*.yaml) on their scheduler.
 
-    Stops cleanly on SIGTERM or SIGINT: the batch in hand is committed, nothing is lost.
+    Refuses to start when a rule file is invalid (each problem as file:line:column). SIGHUP re-reads the
+    rules, keeping the last good set when the new one is invalid. Stops cleanly on SIGTERM or SIGINT: the
+    batch in hand is committed, nothing is lost.
     """
     from maild.daemon import Daemon
+    from maild.rules.model import RuleErrors
 
     daemon = Daemon(app.with_sources(sources))
     _stop_on_signals(daemon)
-    daemon.run()
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(
+        target=daemon.reload_rules, name="rules-reload", daemon=True).start())
+    try:
+        daemon.run()
+    except RuleErrors as exc:
+        click.echo(f"maild: not started, the rules are invalid ({len(exc.errors)} problem(s)):", err=True)
+        click.echo(str(exc), err=True)
+        sys.exit(1)
 
 
 @cli.command()
@@ -204,6 +216,7 @@ def _register_subgroups() -> None:
     from maild.cli.directory import COMMANDS as directory_commands
     from maild.cli.outbox import outbox
     from maild.cli.quarantine import quarantine
+    from maild.cli.rules import rules
     from maild.cli.send import send
     from maild.cli.templates import templates
     from maild.cli.triage import explain, triage
@@ -214,7 +227,11 @@ def _register_subgroups() -> None:
     cli.add_command(send)
     cli.add_command(outbox)
     cli.add_command(explain)
+    cli.add_command(rules)
     for command in directory_commands:
+        cli.add_command(command)
+    from maild.cli.business import COMMANDS as business_commands  # invoice, meeting, task
+    for command in business_commands:
         cli.add_command(command)
 
 

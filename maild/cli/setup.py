@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import shutil
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from maild.config import DEFAULT_CONFIG_NAME, load_config
@@ -21,6 +22,8 @@ def initialise(directory: Path, force: bool = False, samples: bool = True) -> Pa
     directory.mkdir(parents=True, exist_ok=True)
     template = (SAMPLES / "maild.yaml").read_text(encoding="utf-8")
     instance = secrets.token_hex(4)  # ties our tracking ids to this installation
+    while instance.isdigit():  # all digits would read as a YAML number, not the string instance_id must be
+        instance = secrets.token_hex(4)
     config_file.write_text(template.replace("instance_id: maild0 ", f"instance_id: {instance}", 1), encoding="utf-8")
     config = load_config(config_file, environ={})
     for sub in ("new", "cur", "tmp"):
@@ -36,9 +39,21 @@ def initialise(directory: Path, force: bool = False, samples: bool = True) -> Pa
         secret.parent.mkdir(parents=True, exist_ok=True)
         secret.touch(mode=0o600)
         secret.write_text(secrets.token_urlsafe(32))
-    templates = directory / "templates"
-    if not templates.exists():
-        with resources.as_file(SAMPLES / "templates") as shipped:
-            shutil.copytree(shipped, templates)
+    _install_missing(SAMPLES / "templates", directory / "templates")
+    _install_missing(SAMPLES / "rules", config.rules_dir)
     Database(config.database_url).upgrade()
     return config_file
+
+
+def _install_missing(shipped: Traversable, target: Path) -> None:
+    """Copy each shipped template folder / rule file that `target` does not have yet; never overwrite."""
+    target.mkdir(parents=True, exist_ok=True)
+    with resources.as_file(shipped) as source:
+        for item in sorted(source.iterdir()):
+            destination = target / item.name
+            if destination.exists() or item.name.startswith((".", "__")):
+                continue
+            if item.is_dir():
+                shutil.copytree(item, destination)
+            else:
+                shutil.copyfile(item, destination)

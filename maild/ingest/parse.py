@@ -102,6 +102,7 @@ def _with_mailparser(raw: bytes, digest: str, blobs: BlobStore, errors: list[str
                 sha256=blobs.put(data),
             )
         )
+    attachments += _inline_calendars(mail.message, len(attachments), blobs)
     defects = sorted({str(d) for d in mail.defects_categories})
     sender = mail.from_[0] if mail.from_ else ("", "")
     date = mail.date.replace(tzinfo=UTC) if isinstance(mail.date, datetime) and mail.date.tzinfo is None else mail.date
@@ -124,6 +125,22 @@ def _with_mailparser(raw: bytes, digest: str, blobs: BlobStore, errors: list[str
         defects=defects,
         attachments=attachments,
     )
+
+
+def _inline_calendars(message: StdMessage, first_position: int, blobs: BlobStore) -> list[ParsedAttachment]:
+    """Inline text/calendar parts (Outlook's invitations), which mail-parser drops: kept as attachments so
+    meetings can be read from them; parts with a filename or Content-ID are already among the attachments."""
+    found = []
+    for part in message.walk():
+        if part.get_content_type() != "text/calendar" or part.get_filename() or part.get("Content-ID") \
+                or part.get_content_disposition() == "attachment":
+            continue
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        found.append(ParsedAttachment(position=first_position + len(found), filename=None,
+                                      content_type="text/calendar", content_id=None, size=len(data),
+                                      sha256=blobs.put(data)))
+    return found
 
 
 def _with_stdlib(raw: bytes, digest: str, blobs: BlobStore, errors: list[str]) -> ParsedMail:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from maild.business.invitations import InvitationReader
 from maild.clock import utcnow
 from maild.config import Config, FilingConfig, ImapSourceConfig
 from maild.matchers import chain, snapshot
@@ -49,6 +50,7 @@ class MatchingStage:
         self.order = list(config.matching.order)
         self.filing: dict[str, FilingConfig] = {
             s.name: s.filing or config.filing for s in config.sources if isinstance(s, ImapSourceConfig)}
+        self.invitations = InvitationReader.from_config(config)  # meetings from text/calendar parts
 
     def run(self, message_ids: Sequence[int] | None = None, limit: int = 500) -> int:
         """Decide up to `limit` pending messages (only those among `message_ids` when given)."""
@@ -95,6 +97,7 @@ class MatchingStage:
             log.info(d.status, extra={"fields": {"message": f.message_id, "thirdparty": d.thirdparty_id,
                                                  "matcher": d.matcher, "reason": d.reason}})
         self.plan_filing(conn, {f.message_id: d.thirdparty_id for f, _, d in decided})
+        self.invitations.record(conn, {f.message_id: d.thirdparty_id for f, _, d in decided})
         return len(decided)
 
     def plan_filing(self, conn: Connection, decisions: dict[int, int | None]) -> int:

@@ -69,8 +69,10 @@ def resolve_recipient(db: Database, target: str) -> Recipient:
             if row is None:
                 raise ValueError(f"{tp.name} has no mail address; add one with `maild contact add`")
             address, contact_id = row[0], row[1]
-        thirdparty = _row(conn, tp_table, tp_id) if tp_id else None
-        contact = _row(conn, c_table, contact_id) if contact_id else None
+        from maild.business.people import contact_view, thirdparty_view
+
+        thirdparty = thirdparty_view(conn, _row(conn, tp_table, tp_id)) if tp_id else None
+        contact = contact_view(conn, _row(conn, c_table, contact_id)) if contact_id else None
     return Recipient(address, thirdparty, contact)
 
 
@@ -86,7 +88,8 @@ def prepare(config: Config, db: Database, *, template: str, to: str, invoice_ref
     message_id = ids.message_id(config.matching.instance_id, token, sender_domain)
     context: dict[str, Any] = {
         "company": dict(outbound.company), "thirdparty": recipient.thirdparty or {}, "contact": recipient.contact or {},
-        "sender": {"address": outbound.sender, "name": outbound.sender_name}, "links": {}, **(extra or {})}
+        "sender": {"address": outbound.sender, "email": outbound.sender, "name": outbound.sender_name},
+        "links": {}, **(extra or {})}
     attachments: list[tuple[str, str, bytes]] = []
     if invoice_ref:
         context["invoice"] = _invoice(db, invoice_ref, recipient)
@@ -150,15 +153,22 @@ def _instrument(config: Config, db: Database, html: str, token: str) -> str:
 
 
 def _invoice(db: Database, ref: str, recipient: Recipient) -> dict[str, Any]:
-    doc = Document.__table__
+    from maild.business.invoices import invoice_context
+    from maild.store.models import Invoice
+
+    doc, inv = Document.__table__, Invoice.__table__
     with db.engine.connect() as conn:
-        row = conn.execute(select(doc).where(doc.c.ref == ref, doc.c.kind == "invoice")).first()
-    if row is None:
-        raise ValueError(f"no invoice {ref} (add it with `maild document add {ref} --thirdparty ...`)")
-    tp_id = (recipient.thirdparty or {}).get("id")
-    if tp_id is not None and row.thirdparty_id != tp_id:
-        raise ValueError(f"invoice {ref} belongs to another third party than the recipient")
-    return {"ref": ref, "lines": [], "currency": "EUR"}
+        row = conn.execute(select(inv).where(inv.c.ref == ref)).first()
+        if row is None:  # a document number without invoice data (`maild document add`): only its ref is known
+            row = conn.execute(select(doc).where(doc.c.ref == ref, doc.c.kind == "invoice")).first()
+        if row is None:
+            raise ValueError(f"no invoice {ref} (add it with `maild invoice add {ref} --thirdparty ...`)")
+        tp_id = (recipient.thirdparty or {}).get("id")
+        if tp_id is not None and row.thirdparty_id != tp_id:
+            raise ValueError(f"invoice {ref} belongs to another third party than the recipient")
+        if "amount" not in row._fields:
+            return {"ref": ref, "lines": [], "currency": "EUR"}
+        return invoice_context(conn, row)
 
 
 def _row(conn: Any, table: Any, row_id: int) -> dict[str, Any] | None:

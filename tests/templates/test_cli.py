@@ -27,7 +27,7 @@ def test_check_and_render_the_samples(tmp_path: Path) -> None:
     config = config_with(tmp_path, str(SAMPLES))
     result = run(config, "check", "--lang", "de")
     assert result.exit_code == 0, result.output
-    assert "3 template(s) OK" in result.output
+    assert "8 template(s) OK" in result.output
     result = run(config, "render", "dunning-reminder", "--lang", "de")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Subject: Zahlungserinnerung: Rechnung FA2611-0007 vom 03.11.2026\n\nHallo")

@@ -7,6 +7,7 @@ checkpoint for `maild status`, logged, and followed by a reconnect after a cappe
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ class FolderWorker(ABC):
         self.label = f"{ref.source_name}/{ref.folder}" if ref.folder else ref.source_name
         self._last_renew = 0.0
         self._waiting_for_lease = False
+        # Set once the folder was synced (or tried) after start: the rules' catch-up sweep waits for it.
+        self.first_pass = threading.Event()
 
     # --- what a source implements -------------------------------------------------------------
     @abstractmethod
@@ -62,8 +65,10 @@ class FolderWorker(ABC):
                         if self.take_lease():
                             self.sync_once()
                             attempt = 0
+                            self.first_pass.set()
                             self.wait_for_change()
                         else:
+                            self.first_pass.set()  # another daemon ingests this folder
                             stop.wait(self.ctx.settings.lock_ttl / 3)
                 finally:
                     self.close()
@@ -72,6 +77,7 @@ class FolderWorker(ABC):
                 attempt += 1
                 delay = backoff_delay(attempt, self.ctx.settings.reconnect_max_delay)
                 self.record_error(exc, retry_in=delay)
+                self.first_pass.set()  # tried: an unreachable server must not hold up the rest
                 stop.wait(delay)
 
     def run_once(self) -> int:

@@ -1,0 +1,179 @@
+"""Import invoices, payments or meetings from a CSV file, row by row, like maild.directory.csv_import:
+a column named like a field feeds it (or --map COLUMN=FIELD), bad rows are reported by line, others stored.
+
+Re-running a file changes nothing: invoices upsert by ref, payments are unique per (invoice, reference),
+meetings upsert by uid (a row without one gets a uid derived from its subject and start).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from maild.business import ENTITIES, fields, invoices, meetings
+from maild.directory.csv_import import ImportReport
+from maild.directory.fields import MULTI_SEPARATOR
+from maild.directory.service import resolve_thirdparty
+from maild.store.db import Database
+
+FIELDS: dict[str, tuple[str, ...]] = {
+    "invoices": ("ref", "thirdparty", "issued_on", "due_on", "amount", "currency", "status"),
+    "payments": ("invoice", "amount", "paid_on", "reference"),
+    "meetings": ("uid", "subject", "start", "end", "thirdparty", "location", "attendees", "organizer", "owner",
+                 "next_steps", "status"),
+}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "invoices": ("ref", "thirdparty", "issued_on", "due_on", "amount"),
+    "payments": ("invoice", "amount", "paid_on"),
+    "meetings": ("subject", "start", "end"),
+}
+Row = dict[str, str]
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    own: meetings.OwnMail = field(default_factory=meetings.OwnMail)
+    zone: str = "UTC"  # for meeting times without an offset (config.rules.timezone)
+
+
+def import_csv(db: Database, entity: str, path: str | Path, mapping: Mapping[str, str] | None = None,
+               delimiter: str = ",", settings: ImportSettings | None = None) -> ImportReport:
+    """Store every row of `path`; bad rows are rejected with their line number, a bad header raises ValueError."""
+    if entity not in ENTITIES:
+        raise ValueError(f"unknown entity {entity!r}: use {', '.join(ENTITIES)}")
+    if len(delimiter) != 1:
+        raise ValueError(f"the delimiter must be one character, not {delimiter!r}")
+    store = _STORERS[entity]
+    options = settings or ImportSettings()
+    report = ImportReport()
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        records = _records(csv.reader(handle, delimiter=delimiter), path)
+        first = next(records, None)
+        if first is None:
+            raise ValueError(f"{path} is empty: the first line must name the columns")
+        header = [h.strip() for h in first[1]]
+        columns = _columns(entity, header, dict(mapping or {}), path)
+        report.ignored_columns = [h for h, f in zip(header, columns, strict=True) if f is None and h]
+        for line, cells in records:
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) > len(columns):
+                report.rejected.append((line, f"{len(cells)} cells but the header has {len(columns)} columns "
+                                              "(check the delimiter and the quotes)"))
+                continue
+            row = {f: cell.strip() for f, cell in zip(columns, cells, strict=False) if f is not None}
+            row.update({f: "" for f in columns[len(cells):] if f is not None})
+            try:
+                created = store(db, row, options)
+            except (ValueError, LookupError) as exc:
+                report.rejected.append((line, str(exc)))
+                continue
+            except IntegrityError as exc:
+                report.rejected.append((line, f"refused by the database: {str(exc.orig).strip().splitlines()[0]}"))
+                continue
+            if created:
+                report.inserted += 1
+            else:
+                report.updated += 1
+    return report
+
+
+def _records(reader: Any, path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    line = 1
+    try:
+        for cells in reader:
+            yield line, cells
+            line = reader.line_num + 1
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: near line {line}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}:{line}: unreadable CSV: {exc}") from None
+
+
+def _columns(entity: str, header: list[str], mapping: dict[str, str], path: str | Path) -> list[str | None]:
+    known = FIELDS[entity]
+    for column, target in mapping.items():
+        if target.strip() not in known:
+            raise ValueError(f"the mapping {column}={target} names an unknown field: {entity} have {', '.join(known)}")
+        if column.strip() not in header:
+            raise ValueError(f"the mapping names column {column!r}, which {path} does not have "
+                             f"(its columns: {', '.join(header)})")
+    explicit = {column.strip(): target.strip() for column, target in mapping.items()}
+    mapped = set(explicit.values())
+    out: list[str | None] = []
+    for name in header:
+        if name in explicit:
+            out.append(explicit[name])
+        elif name in known and name not in mapped:
+            out.append(name)
+        else:
+            out.append(None)
+    taken = [f for f in out if f is not None]
+    for name in sorted({f for f in taken if taken.count(f) > 1}):
+        raise ValueError(f"{path}: several columns feed the field {name!r}")
+    missing = [f for f in REQUIRED[entity] if f not in taken]
+    if missing:
+        raise ValueError(f"{path}: no column for the required field(s) {', '.join(missing)} "
+                         f"(its columns: {', '.join(header)}; map one with COLUMN=FIELD)")
+    return out
+
+
+def _multi(row: Row, name: str) -> list[str]:
+    return [part.strip() for part in row.get(name, "").split(MULTI_SEPARATOR) if part.strip()]
+
+
+def _thirdparty_id(db: Database, ref: str) -> int:
+    found = resolve_thirdparty(db, ref, by_id=False).id
+    assert found is not None
+    return found
+
+
+def _store_invoice(db: Database, row: Row, _options: ImportSettings) -> bool:
+    if not row.get("ref"):
+        raise ValueError("invoice reference is missing")
+    if not row.get("thirdparty"):
+        raise ValueError("thirdparty is missing")
+    _, created = invoices.upsert_invoice(
+        db, ref=row["ref"], thirdparty_id=_thirdparty_id(db, row["thirdparty"]), issued_on=row.get("issued_on"),
+        due_on=row.get("due_on"), amount=row.get("amount"), currency=row.get("currency"), status=row.get("status"))
+    return created
+
+
+def _store_payment(db: Database, row: Row, _options: ImportSettings) -> bool:
+    if not row.get("invoice"):
+        raise ValueError("invoice is missing")
+    result = invoices.record_payment(db, row["invoice"], amount=row.get("amount"), paid_on=row.get("paid_on", ""),
+                                     reference=row.get("reference"))
+    return result.created  # the same payment again counts as updated (and changes nothing)
+
+
+def _store_meeting(db: Database, row: Row, options: ImportSettings) -> bool:
+    subject = row.get("subject", "")
+    start = fields.moment(row.get("start"), "start", options.zone)
+    end = fields.moment(row.get("end"), "end", options.zone)
+    uid = row.get("uid") or "import-" + hashlib.sha256(f"{subject}\n{start.isoformat()}".encode()).hexdigest()[:32]
+    people = [meetings.parse_attendee(a) for a in _multi(row, "attendees")]
+    status = (row.get("status") or "confirmed").lower()
+    named_tp = _thirdparty_id(db, row["thirdparty"]) if row.get("thirdparty") else None
+    with db.engine.begin() as conn:
+        attendees = meetings.resolve_attendees(conn, people, options.own)
+        tp_id = named_tp if named_tp is not None else meetings.external_thirdparty(attendees)
+        organizer = meetings.parse_attendee(row["organizer"])[1] if row.get("organizer") else None
+        change = meetings.upsert_meeting_in(
+            conn, uid=uid, subject=subject, start_at=start, end_at=end, thirdparty_id=tp_id,
+            location=row.get("location"), attendees=attendees, organizer=organizer, owner=row.get("owner"),
+            next_steps=_multi(row, "next_steps"), status=status, force=True)
+    return change.action == "created"
+
+
+_STORERS: dict[str, Callable[[Database, Row, ImportSettings], bool]] = {
+    "invoices": _store_invoice,
+    "payments": _store_payment,
+    "meetings": _store_meeting,
+}

@@ -1,0 +1,127 @@
+"""`maild rules log` (what each rule did, when, why, with what outcome) and `maild rules simulate` (what the rules
+would do over recent history, without doing anything). Added to the `rules` group by maild/cli/rules.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import date, datetime, time
+from typing import Any
+
+import click
+
+from maild.cli.main import AppContext, pass_app
+
+
+def _since(value: str, now: datetime) -> datetime:
+    """`7d`, `12h`, `2w` ago, or an ISO date/time."""
+    from maild.rules.durations import parse_duration
+
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            moment = datetime.combine(date.fromisoformat(value), time(0))
+        except ValueError:
+            raise click.BadParameter(f"expected a duration such as 7d or a date such as 2026-11-01; got {value!r}",
+                                     param_hint="--since") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)
+
+
+@click.command("log")
+@click.option("--rule", "rule_name", metavar="NAME", help="Only this rule.")
+@click.option("--subject", metavar="SUBJECT", help="Only this subject, e.g. invoice:12 or event:345.")
+@click.option("--since", metavar="AGE", help="Only actions since then: 7d, 12h, or a date (2026-11-01).")
+@click.option("--status", type=click.Choice(["running", "done", "failed"]), help="Only actions in this state.")
+@click.option("--limit", type=int, default=200, show_default=True, help="At most this many (the newest).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: a list of actions.")
+@pass_app
+def log_command(app: AppContext, rule_name: str | None, subject: str | None, since: str | None, status: str | None,
+                limit: int, as_json: bool) -> None:
+    """What the rules did: one line per action (time, status, rule, subject, action, what) and why."""
+    from sqlalchemy import select
+
+    from maild.clock import as_utc, utcnow
+    from maild.store.models import RuleLedger
+
+    table = RuleLedger.__table__
+    query = select(table).order_by(table.c.id.desc()).limit(limit)
+    if rule_name:
+        query = query.where(table.c.rule == rule_name)
+    if subject:
+        query = query.where(table.c.subject == subject)
+    if status:
+        query = query.where(table.c.status == status)
+    if since:
+        query = query.where(table.c.created_at >= _since(since, utcnow()))
+    with app.database().engine.connect() as conn:
+        rows = list(conn.execute(query))[::-1]
+    items = [_entry(row, as_utc) for row in rows]
+    if as_json:
+        click.echo(json.dumps(items, indent=2, ensure_ascii=False, default=str))
+        return
+    if not items:
+        click.echo("no rule actions recorded" + (" for that selection" if rule_name or subject or since or status
+                                                  else ""))
+        return
+    for item in items:
+        click.echo(f"{item['at'][:19]}  {item['status']:<7} {item['rule']}  {item['subject']}  "
+                   f"{item['action']}: {item['summary']}")
+        click.echo(f"    why: {item['reason']}")
+        if item["error"]:
+            click.echo(f"    error: {item['error']}")
+
+
+def _entry(row: Any, as_utc: Any) -> dict[str, Any]:
+    detail = row.detail or {}
+    when = as_utc(row.created_at)
+    return {"id": row.id, "at": when.isoformat() if when else "", "rule": row.rule, "file": row.file,
+            "subject": row.subject, "step": row.step, "action": row.action, "status": row.status, "key": row.key,
+            "summary": detail.get("summary") or row.action, "reason": row.reason, "error": detail.get("error"),
+            "attempts": detail.get("attempts"), "thirdparty_id": row.thirdparty_id,
+            "finished_at": (as_utc(row.finished_at) or row.finished_at) if row.finished_at else None}
+
+
+@click.command("simulate")
+@click.option("--since", default="30d", show_default=True, metavar="AGE",
+              help="Replay the timeline events since then (7d, 12h, or a date); the sweeps run at now.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: a list of planned actions.")
+@pass_app
+def simulate_command(app: AppContext, since: str, as_json: bool) -> None:
+    """What the rules would do over recent history, without doing anything: no mail, no change, no ledger.
+
+    Actions already in the ledger show as "already done".
+    """
+    from maild.clock import utcnow
+    from maild.rules.engine import RulesEngine
+    from maild.rules.loader import load_rules
+    from maild.rules.model import RuleErrors
+
+    config = app.config
+    try:
+        ruleset = load_rules(config.rules_dir, timezone=config.rules.timezone)
+    except RuleErrors as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    now = utcnow()
+    engine = RulesEngine(config, app.database(), ruleset, clock=lambda: now, simulate=True)
+    planned = engine.simulate(_since(since, now))
+    if as_json:
+        click.echo(json.dumps([asdict(p) for p in planned], indent=2, ensure_ascii=False, default=str))
+        return
+    if not planned:
+        click.echo(f"no rule would act (events since {since}, sweeps at now; {len(ruleset.rules)} rule(s))")
+        return
+    for item in planned:
+        click.echo(f"{item.status:<12} {item.rule}  {item.subject}  {item.action}: {item.summary}")
+        click.echo(f"    why: {item.reason}")
+    todo = sum(1 for p in planned if p.status == "planned")
+    click.echo(f"{todo} action(s) would run; {len(planned) - todo} already done or blocked")
+
+
+COMMANDS = (log_command, simulate_command)

@@ -1,0 +1,474 @@
+"""Rule actions, one function per kind: `plan_*` evaluates the action's values for one subject (no writes),
+`apply_*` carries out a DB-only action inside the caller's transaction (the ledger row's), and `send` /
+`post_webhook` do the two actions with an outside effect from their stored plan (so a retry or a takeover
+after a crash does exactly the same thing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Connection, delete, select, update
+
+from maild.business.invoices import invoice_context, set_status_in
+from maild.business.notes import add_note
+from maild.business.tasks import create_task
+from maild.clock import as_utc
+from maild.config import Config, resolve_path
+from maild.filing.folders import folder_for
+from maild.rules.context import Evaluator, address_of
+from maild.rules.expressions import Expression, TextTemplate
+from maild.rules.ledger import jsonable
+from maild.rules.model import (
+    Action,
+    AssignAction,
+    MoveAction,
+    NoteAction,
+    SendAction,
+    SetAction,
+    TagAction,
+    TaskAction,
+    WebhookAction,
+)
+from maild.store.db import Database
+from maild.store.models import FilingTask, Invoice, Location, Meeting, Source, ThirdParty
+
+_inv, _tp, _mt = Invoice.__table__, ThirdParty.__table__, Meeting.__table__
+_ft, _loc, _src = FilingTask.__table__, Location.__table__, Source.__table__
+DB_ONLY = frozenset({"move", "tag", "set", "assign", "task", "note", "stop"})
+INT_FIELDS = frozenset({"invoice.dunning_level", "invoice.dunning_repeats"})
+# Names a folder template sees (the helpers are functions; folder templates take plain data).
+FOLDER_NAMES = ("thirdparty", "contact", "message", "event", "invoice", "meeting", "owner", "now", "today", "rule")
+
+
+@dataclass
+class Run:
+    """One rule run for one subject: the names its expressions see and the ids its actions act on."""
+
+    rule_name: str
+    subject: str
+    reason: str
+    names: dict[str, Any]
+    thirdparty_id: int | None = None
+    message_id: int | None = None
+    invoice_id: int | None = None
+    meeting_id: int | None = None
+    event: dict[str, Any] | None = None
+    record: dict[str, Any] | None = None  # the swept invoice/meeting
+    evaluator: Evaluator = field(default_factory=Evaluator)
+
+    def value(self, expression: Expression) -> Any:
+        return self.evaluator.value(expression, self.names)
+
+    def text(self, template: TextTemplate) -> str:
+        return self.evaluator.text(template, self.names)
+
+
+@dataclass
+class Planned:
+    data: dict[str, Any]
+    summary: str
+    effects: dict[str, Any] = field(default_factory=dict)  # what an apply changed, for the log
+
+
+class ActionError(ValueError):
+    """An action that cannot be done for this subject (no third party, no message, a bad value)."""
+
+
+# --- planning (evaluation, no writes) -------------------------------------------------------------------
+
+
+def plan(action: Action, run: Run, key: str) -> Planned:
+    planner: Callable[[Any, Run, str], Planned] = _PLANNERS[action.name]
+    return planner(action.spec, run, key)
+
+
+def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
+    value = run.value(spec.to)
+    targets = list(value) if isinstance(value, list | tuple) else ([] if value in (None, "") else [value])
+    addresses: list[str] = []
+    for target in targets:
+        if isinstance(target, dict) and target.get("internal"):
+            continue  # an attendee who is one of us
+        address = address_of(target)
+        if address is None:
+            raise ActionError(f"send: `to: {spec.to.source}` gave {_short(target)}, not a mail address")
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise ActionError(f"send: `to: {spec.to.source}` gave no recipient")
+    data: dict[str, Any] = {"template": spec.template, "to": addresses, "invoice_ref": None, "files": [],
+                            "invoice_id": run.invoice_id, "meeting_id": run.meeting_id, "language": None}
+    for name in spec.attach:
+        if name == "invoice_pdf":
+            invoice = run.names.get("invoice")
+            if not invoice:
+                raise ActionError("send: attach invoice_pdf, but this subject has no invoice")
+            data["invoice_ref"] = invoice["ref"]
+        else:
+            data["files"].append(name)
+    if spec.language is not None:
+        language = run.value(spec.language)
+        data["language"] = str(language) if language else None
+    pdf = f" with {data['invoice_ref']}.pdf" if data["invoice_ref"] else ""
+    return Planned(data, f"send {spec.template} to {', '.join(addresses)}{pdf}")
+
+
+def plan_move(spec: MoveAction, run: Run, key: str) -> Planned:
+    if run.message_id is None:
+        raise ActionError("move: this subject has no message")
+    if spec.folder is None:
+        return Planned({"message_id": run.message_id, "folder": None, "thirdparty_id": run.thirdparty_id},
+                       f"file message {run.message_id} per the filing config")
+    names = {name: run.names[name] for name in FOLDER_NAMES if name in run.names}
+    try:
+        folder = folder_for(spec.folder.source, names)
+    except ValueError as exc:
+        raise ActionError(f"move: {exc}") from None
+    return Planned({"message_id": run.message_id, "folder": folder}, f"move message {run.message_id} to {folder}")
+
+
+def plan_tag(spec: TagAction, run: Run, key: str) -> Planned:
+    if spec.target == "message":
+        if run.message_id is None:
+            raise ActionError("tag: target message, but this subject has no message")
+        if spec.remove:
+            raise ActionError("tag: removing IMAP keywords from a message is not supported")
+        return Planned({"target": "message", "message_id": run.message_id, "add": list(spec.add), "remove": []},
+                       f"keywords {', '.join(spec.add)} on message {run.message_id}")
+    if run.thirdparty_id is None:
+        raise ActionError("tag: this subject has no third party")
+    parts = [f"+{t}" for t in spec.add] + [f"-{t}" for t in spec.remove]
+    return Planned({"target": "thirdparty", "thirdparty_id": run.thirdparty_id, "add": list(spec.add),
+                    "remove": list(spec.remove)}, f"tag third party {run.thirdparty_id}: {' '.join(parts)}")
+
+
+def plan_set(spec: SetAction, run: Run, key: str) -> Planned:
+    values: dict[str, Any] = {}
+    for name, expression in spec.assignments:
+        value = run.value(expression)
+        record = name.split(".", 1)[0]
+        if record == "invoice" and run.invoice_id is None:
+            raise ActionError(f"set {name}: this subject has no invoice")
+        if record == "meeting" and run.meeting_id is None:
+            raise ActionError(f"set {name}: this subject has no meeting")
+        if record == "thirdparty" and run.thirdparty_id is None:
+            raise ActionError(f"set {name}: this subject has no third party")
+        values[name] = _coerce(name, value)
+    shown = ", ".join(f"{name}={_short(jsonable(value))}" for name, value in values.items())
+    return Planned({"values": values}, f"set {shown}")
+
+
+def plan_assign(spec: AssignAction, run: Run, key: str) -> Planned:
+    if run.thirdparty_id is None:
+        raise ActionError("assign: this subject has no third party")
+    owner = run.value(spec.owner)
+    owner = address_of(owner) if isinstance(owner, dict) else (str(owner).strip() if owner is not None else None)
+    return Planned({"thirdparty_id": run.thirdparty_id, "owner": owner or None},
+                   f"assign third party {run.thirdparty_id} to {owner or 'nobody'}")
+
+
+def plan_task(spec: TaskAction, run: Run, key: str) -> Planned:
+    title = run.text(spec.title).strip()
+    owner = run.value(spec.owner) if spec.owner is not None else run.names.get("owner")
+    owner = address_of(owner) if isinstance(owner, dict) else (str(owner) if owner else None)
+    now: datetime = run.names["now"]
+    due = now + spec.due if spec.due is not None else None
+    data = {"title": title, "kind": spec.kind, "owner": owner, "due_at": due}
+    when = f", due {due:%Y-%m-%d %H:%M}" if due else ""
+    return Planned(data, f"{spec.kind} {title!r} for {owner or 'nobody'}{when}")
+
+
+def plan_note(spec: NoteAction, run: Run, key: str) -> Planned:
+    if run.thirdparty_id is None:
+        raise ActionError("note: this subject has no third party")
+    text = run.text(spec.text).strip()
+    return Planned({"text": text}, f"note {_short(text)}")
+
+
+def plan_webhook(spec: WebhookAction, run: Run, key: str) -> Planned:
+    body = {"rule": run.rule_name, "key": key, "subject": run.subject, "reason": run.reason,
+            "thirdparty_id": run.thirdparty_id, "message_id": run.message_id, "event": run.event,
+            "record": run.record, "thirdparty": run.names.get("thirdparty")}
+    text = json.dumps(jsonable(body), sort_keys=True, ensure_ascii=False)
+    data = {"url": spec.url, "body": text, "secret_env": spec.secret_env, "secret_file": spec.secret_file,
+            "timeout": spec.timeout}
+    return Planned(data, f"POST {spec.url}")
+
+
+def plan_stop(spec: Any, run: Run, key: str) -> Planned:
+    return Planned({}, f"stop: no later rule runs for {run.subject}")
+
+
+_PLANNERS: dict[str, Callable[[Any, Run, str], Planned]] = {
+    "send": plan_send, "move": plan_move, "tag": plan_tag, "set": plan_set, "assign": plan_assign,
+    "task": plan_task, "note": plan_note, "webhook": plan_webhook, "stop": plan_stop,
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in INT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, int | str | Decimal | float):
+            raise ActionError(f"set {name}: {value!r} is not a whole number")
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ActionError(f"set {name}: {value!r} is not a whole number") from None
+        if number != number.to_integral_value() or number < 0:
+            raise ActionError(f"set {name}: {value!r} is not a whole number >= 0")
+        return int(number)
+    if name == "invoice.last_dunned_at":
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ActionError(f"set {name}: {value!r} is not a time with a time zone (use `now`)")
+        return as_utc(value)
+    if name == "invoice.late_fees":
+        try:
+            fees = Decimal(str(value)).quantize(Decimal("0.01"))
+        except InvalidOperation:
+            raise ActionError(f"set {name}: {value!r} is not an amount") from None
+        if fees < 0:
+            raise ActionError(f"set {name}: {value!r} is negative")
+        return fees
+    if name in ("invoice.status", "meeting.status", "thirdparty.kind", "thirdparty.owner"):
+        return None if value is None and name == "thirdparty.owner" else str(value)
+    return value  # thirdparty.fields.NAME: any JSON value
+
+
+# --- DB-only actions, in the ledger row's transaction -----------------------------------------------
+
+
+@dataclass
+class Env:
+    config: Config
+    db: Database
+    plan_filing: Callable[[Connection, dict[int, int | None]], int]
+
+
+def apply(conn: Connection, env: Env, name: str, planned: Planned, run: Run, now: datetime) -> dict[str, Any]:
+    """Carry out a DB-only action; returns what it did (for the ledger and the timeline)."""
+    data = planned.data
+    if name == "stop":
+        return {}
+    if name == "set":
+        return _apply_set(conn, data["values"], run, now)
+    if name == "tag":
+        return _apply_tag(conn, data) if data["target"] == "thirdparty" else _tag_message(conn, data, now)
+    if name == "assign":
+        conn.execute(update(_tp).where(_tp.c.id == data["thirdparty_id"]).values(owner=data["owner"], updated_at=now))
+        _update_view(run.names.get("thirdparty"), run.thirdparty_id, "owner", data["owner"])
+        _owner_changed(run, data["owner"])
+        return {"owner": data["owner"]}
+    if name == "task":
+        task_id = create_task(conn, title=data["title"], kind=data["kind"], thirdparty_id=run.thirdparty_id,
+                              owner=data["owner"], due_at=data["due_at"], invoice_id=run.invoice_id,
+                              meeting_id=run.meeting_id, message_id=run.message_id, rule=run.rule_name,
+                              reason=run.reason)
+        return {"task_id": task_id}
+    if name == "note":
+        assert run.thirdparty_id is not None
+        event_id = add_note(conn, thirdparty_id=run.thirdparty_id, text=data["text"], rule=run.rule_name,
+                            message_id=run.message_id)
+        return {"note_event_id": event_id}
+    if name == "move":
+        return _apply_move(conn, env, data, now)
+    raise ActionError(f"{name} is not a DB-only action")
+
+
+def _apply_set(conn: Connection, values: dict[str, Any], run: Run, now: datetime) -> dict[str, Any]:
+    invoice_values: dict[str, Any] = {}
+    tp_values: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    done: dict[str, Any] = {}
+    for name, value in values.items():
+        record, _, column = name.partition(".")
+        if name == "invoice.status":
+            ref = conn.execute(select(_inv.c.ref).where(_inv.c.id == run.invoice_id)).scalar_one()
+            set_status_in(conn, ref, value, reason=f"rule {run.rule_name}")
+        elif record == "invoice":
+            invoice_values[column] = value
+        elif name == "meeting.status":
+            conn.execute(update(_mt).where(_mt.c.id == run.meeting_id).values(status=value, updated_at=now))
+        elif column.startswith("fields."):
+            custom[column.removeprefix("fields.")] = value
+        else:
+            tp_values[column] = value
+        done[name] = value
+        if name == "thirdparty.owner":
+            _owner_changed(run, value)
+        view = run.names.get(record)
+        if isinstance(view, dict):
+            if column.startswith("fields."):
+                view.setdefault("fields", {})[column.removeprefix("fields.")] = value
+            else:
+                view[column] = value
+    if invoice_values:
+        conn.execute(update(_inv).where(_inv.c.id == run.invoice_id).values(**invoice_values, updated_at=now))
+        invoice = run.names.get("invoice")
+        if isinstance(invoice, dict) and "late_fees" in invoice_values:
+            invoice["amount_due"] = invoice["amount"] - invoice["paid_amount"] + invoice["late_fees"]
+    if custom:
+        current = conn.execute(select(_tp.c.custom_fields).where(_tp.c.id == run.thirdparty_id)).scalar_one()
+        tp_values["custom_fields"] = {**(current or {}), **jsonable(custom)}
+    if tp_values:
+        conn.execute(update(_tp).where(_tp.c.id == run.thirdparty_id).values(**tp_values, updated_at=now))
+    return {"values": done}
+
+
+def _apply_tag(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+    tp_id = data["thirdparty_id"]
+    tags = list(conn.execute(select(_tp.c.tags).where(_tp.c.id == tp_id)).scalar_one() or [])
+    removed = {t.casefold() for t in data["remove"]}
+    result = [t for t in tags if str(t).casefold() not in removed]
+    for tag in data["add"]:
+        if tag.casefold() not in {str(t).casefold() for t in result}:
+            result.append(tag)
+    if result != tags:
+        conn.execute(update(_tp).where(_tp.c.id == tp_id).values(tags=result))
+    return {"tags": result, "before": tags}
+
+
+def _tag_message(conn: Connection, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """IMAP keywords through filing tasks: added to a pending move of the message (keywords go first), else a
+    keywords task per IMAP location (a finished one is reopened with the new keywords)."""
+    message_id, keywords = data["message_id"], list(data["add"])
+    locations = _imap_locations(conn, message_id)
+    touched = 0
+    for location_id in locations:
+        tasks = conn.execute(select(_ft).where(_ft.c.location_id == location_id)).all()
+        pending = next((t for t in tasks if t.status == "pending" and t.action in ("move", "copy", "keywords")
+                        and t.from_folder is None), None)
+        if pending is not None:
+            merged = sorted(set(pending.keywords or []) | set(keywords))
+            conn.execute(update(_ft).where(_ft.c.id == pending.id).values(keywords=merged))
+        elif any(t.target_folder == "" for t in tasks):
+            conn.execute(update(_ft).where(_ft.c.location_id == location_id, _ft.c.target_folder == "")
+                         .values(action="keywords", keywords=keywords, status="pending", attempts=0,
+                                 last_error=None, done_at=None))
+        else:
+            conn.execute(_ft.insert().values(location_id=location_id, message_id=message_id, target_folder="",
+                                             keywords=keywords, action="keywords", status="pending", attempts=0,
+                                             created_at=now))
+        touched += 1
+    return {"keywords": keywords, "locations": touched}
+
+
+def _apply_move(conn: Connection, env: Env, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    message_id, folder = data["message_id"], data["folder"]
+    if folder is None:  # the filing config's folder, as the matching stage plans it
+        return {"filing_tasks": env.plan_filing(conn, {message_id: data.get("thirdparty_id")})}
+    locations = _imap_locations(conn, message_id)
+    done_moves = {t.location_id: t.target_folder for t in conn.execute(
+        select(_ft.c.location_id, _ft.c.target_folder).where(
+            _ft.c.message_id == message_id, _ft.c.status == "done", _ft.c.action == "move",
+            _ft.c.target_folder != "").order_by(_ft.c.id))}
+    # A move still pending elsewhere would race this one: it is replaced (as triage does on assignment).
+    conn.execute(delete(_ft).where(_ft.c.message_id == message_id, _ft.c.status != "done",
+                                   _ft.c.action.in_(("move",)), _ft.c.target_folder != folder))
+    planned = 0
+    for location_id in locations:
+        if done_moves.get(location_id) == folder:
+            continue
+        values = {"location_id": location_id, "message_id": message_id, "target_folder": folder, "action": "move",
+                  "keywords": [], "status": "pending", "attempts": 0, "from_folder": done_moves.get(location_id),
+                  "created_at": now, "last_error": None}
+        conn.execute(_insert_ignore(env.db, _ft).values(**values))
+        planned += 1
+    return {"folder": folder, "filing_tasks": planned}
+
+
+def _imap_locations(conn: Connection, message_id: int) -> list[int]:
+    return [row[0] for row in conn.execute(
+        select(_loc.c.id).join(_src, _src.c.id == _loc.c.source_id)
+        .where(_loc.c.message_id == message_id, _src.c.kind == "imap").order_by(_loc.c.id))]
+
+
+def _insert_ignore(db: Database, table: Any) -> Any:
+    return db.insert_ignore(table)
+
+
+def _owner_changed(run: Run, owner: str | None) -> None:
+    """`owner` is the meeting's owner, else the third party's: a new third-party owner shows in later steps."""
+    if not (run.names.get("meeting") or {}).get("owner"):
+        run.names["owner"] = owner
+
+
+def _update_view(view: Any, thirdparty_id: int | None, key: str, value: Any) -> None:
+    if isinstance(view, dict) and view.get("id") == thirdparty_id:
+        view[key] = value
+
+
+# --- send and webhook: from the stored plan ---------------------------------------------------------
+
+
+def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
+    """Prepare and queue one mail per recipient; the outbox key is the ledger key (per recipient when several),
+    so doing this again after a crash queues nothing new."""
+    from maild.outbound.mailing import prepare, queue
+
+    extra: dict[str, Any] = {}
+    with env.db.engine.connect() as conn:
+        if data.get("invoice_id") is not None:
+            extra["invoice"] = invoice_context(conn, int(data["invoice_id"]))
+        if data.get("meeting_id") is not None:
+            row = conn.execute(select(_mt).where(_mt.c.id == data["meeting_id"])).first()
+            if row is not None:
+                from maild.rules.context import meeting_view
+
+                extra["meeting"] = meeting_view(row)
+    files = tuple(resolve_path(env.config.base_dir, name) for name in data.get("files") or [])
+    outbox: list[dict[str, Any]] = []
+    recipients = list(data["to"])
+    for address in recipients:
+        mail = prepare(env.config, env.db, template=data["template"], to=address, invoice_ref=data.get("invoice_ref"),
+                       attach=files, language=data.get("language"), extra=extra)
+        outbox_key = key if len(recipients) == 1 else f"{key}/{address.lower()}"
+        outbox_id, created = queue(env.config, env.db, mail, key=outbox_key, template=data["template"])
+        outbox.append({"to": address, "outbox_id": outbox_id, "queued": created, "key": outbox_key})
+    return {"outbox": outbox}
+
+
+def post_webhook(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
+    """POST the stored body, signed; raises on a transport error or a non-2xx answer."""
+    secret = _secret(env.config, data)
+    body = data["body"].encode("utf-8")
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key, "User-Agent": "maild-rules"}
+    if secret is not None:
+        headers["X-Maild-Signature"] = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    response = httpx.post(data["url"], content=body, headers=headers, timeout=float(data.get("timeout") or 10.0))
+    if not 200 <= response.status_code < 300:
+        raise ActionError(f"webhook answered {response.status_code}: {response.text[:200]}")
+    return {"status_code": response.status_code}
+
+
+def _secret(config: Config, data: dict[str, Any]) -> bytes | None:
+    if data.get("secret_env"):
+        value = os.environ.get(data["secret_env"])
+        if value is None:
+            raise ActionError(f"webhook: environment variable {data['secret_env']} is not set")
+        return value.encode()
+    if data.get("secret_file"):
+        path: Path = resolve_path(config.base_dir, data["secret_file"])
+        try:
+            return path.read_text(encoding="utf-8").strip().encode()
+        except OSError as exc:
+            raise ActionError(f"webhook: cannot read secret_file {path}: {exc}") from None
+    return None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -1,0 +1,478 @@
+"""The rules engine: runs event, sweep and schedule rules; every action once, through the ledger.
+
+- `process_events`: timeline events after the durable cursor (`maild.rules.cursor`), in id order; each event
+  is one subject (`event:<id>`); a thread-matched `mail.matched` is also a `mail.replied`.
+- `sweep`: each sweep rule's due records (`maild.rules.sweep`: the date window and simple conditions in SQL),
+  subjects `invoice:<id>` / `meeting:<id>`; rules run in file order, rule by rule, and `stop` ends the later
+  rules for that subject in this pass. It first completes what earlier passes left unfinished (`retry_pending`).
+- `run_schedule`: a schedule rule at its fire time, subject `schedule:<ISO time>`.
+
+For each subject the conditions are evaluated (the reason lists the trigger and the conditions that held),
+then the actions in order, each with the key `rule:subject:step[:once_per]`; a step that is done is skipped,
+a step that failed or is still running elsewhere blocks the later ones. With `simulate=True` nothing is
+written: every action becomes a `PlannedAction`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import OperationalError
+
+from maild.clock import as_utc, utcnow
+from maild.config import Config
+from maild.ingest.context import new_owner_id
+from maild.rules import actions, ledger, sweep
+from maild.rules.context import (
+    Clock,
+    Directory,
+    Evaluator,
+    OwnMail,
+    Replies,
+    Scope,
+    event_view,
+    helpers,
+    invoice_view,
+    meeting_view,
+    message_view,
+    rule_view,
+)
+from maild.rules.cursor import EventCursor
+from maild.rules.expressions import ExpressionError
+from maild.rules.model import Action, EventTrigger, Rule, RuleSet, ScheduleTrigger, SweepTrigger
+from maild.store.checkpoints import is_dead_local_process
+from maild.store.db import Database
+from maild.store.models import Event, Invoice, Meeting, Message
+
+log = logging.getLogger("maild.rules")
+_ev, _inv, _mt, _m = Event.__table__, Invoice.__table__, Meeting.__table__, Message.__table__
+REPLIED = "mail.replied"
+EVENT_BATCH_ADVANCE = 100  # the cursor is written at least every this many events
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """What an action would do (simulate), or did: status planned | already done | failed | running | error."""
+
+    rule: str
+    key: str
+    subject: str
+    action: str
+    reason: str
+    summary: str
+    status: str = "planned"
+    thirdparty_id: int | None = None
+
+
+@dataclass
+class _Pass:
+    """What one pass (an event batch, a sweep) shares: the clock reading and the loaded directory."""
+
+    clock: Clock
+    directory: Directory
+    replies: Replies
+
+
+class RulesEngine:
+    def __init__(self, config: Config, db: Database, rules: RuleSet, *, clock: Callable[[], datetime] = utcnow,
+                 simulate: bool = False, owner: str | None = None) -> None:
+        self.config = config
+        self.db = db
+        self.clock = clock
+        self.simulating = simulate
+        self.owner = owner or new_owner_id()
+        self.own = OwnMail.from_config(config)
+        self.cursor = EventCursor(db, clock)
+        self.planned: list[PlannedAction] = []
+        self._stage: Any = None
+        self.env = actions.Env(config, db, self._plan_filing)
+        self.replace_rules(rules)
+        if not simulate:
+            self.cursor.ensure()
+
+    def replace_rules(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.evaluator = Evaluator()
+        enabled = [rule for rule in rules.rules if rule.enabled]
+        self._event_rules = [r for r in enabled if isinstance(r.trigger, EventTrigger)]
+        self._sweep_rules = [r for r in enabled if isinstance(r.trigger, SweepTrigger)]
+        self._compiled = {r.name: sweep.compile_rule(r) for r in self._sweep_rules}
+
+    def _new_pass(self) -> _Pass:
+        return _Pass(Clock.of(self.config, self.clock(), self.rules.timezone), Directory(), Replies(self.own))
+
+    # --- events -----------------------------------------------------------------------------------------
+
+    def process_events(self, limit: int = 500) -> int:
+        """Run the event rules over the events after the cursor (at most `limit`); returns actions taken."""
+        rows = self.cursor.read(limit)
+        taken = 0
+        for index, row in enumerate(rows, start=1):
+            taken += self._on_event(self._new_pass(), row)
+            if not self.simulating and index % EVENT_BATCH_ADVANCE == 0:
+                self.cursor.advance(row.id)
+        if rows and not self.simulating:
+            self.cursor.advance(rows[-1].id)
+        return taken
+
+    def _rules_for(self, row: Any) -> list[tuple[Rule, str]]:
+        data = row.data or {}
+        replied = row.type == "mail.matched" and data.get("matcher") == "thread"
+        out = []
+        for rule in self._event_rules:
+            types = rule.trigger.types  # type: ignore[union-attr]
+            if data.get("rule") == rule.name:
+                continue  # never react to what this rule itself did (a task or note it created)
+            if row.type in types:
+                out.append((rule, row.type))
+            elif replied and REPLIED in types:
+                out.append((rule, REPLIED))
+        return out
+
+    def _on_event(self, p: _Pass, row: Any) -> int:
+        matching = self._rules_for(row)
+        if not matching:
+            return 0
+        data = row.data or {}
+        subject = f"event:{row.id}"
+        taken = 0
+        with self.db.engine.connect() as conn:
+            tp_id = row.thirdparty_id
+            p.directory.load(conn, [tp_id])
+            thirdparty = p.directory.thirdparty(tp_id)
+            contact = p.directory.contact(tp_id, data.get("contact_id"))
+            message = invoice = meeting = None
+            if row.message_id is not None:
+                found = conn.execute(select(_m).where(_m.c.id == row.message_id)).first()
+                message = message_view(found) if found is not None else None
+            invoice_id = _int(data.get("invoice_id"))
+            if invoice_id is not None:
+                found = conn.execute(select(_inv).where(_inv.c.id == invoice_id)).first()
+                invoice = invoice_view(conn, found) if found is not None else None
+            meeting_id = _int(data.get("meeting_id"))
+            if meeting_id is not None:
+                found = conn.execute(select(_mt).where(_mt.c.id == meeting_id)).first()
+                meeting = meeting_view(found) if found is not None else None
+            owner = (meeting or {}).get("owner") or (thirdparty or {}).get("owner")
+            for rule, seen_as in matching:
+                event = event_view(row, seen_as)
+                head = f"event {seen_as} #{row.id}"
+                if seen_as != row.type:
+                    head += f" ({row.type} by the thread matcher)"
+                if thirdparty:
+                    head += f" of {thirdparty['name']}"
+                names = {"event": event, "message": message, "thirdparty": thirdparty, "contact": contact,
+                         "invoice": invoice, "meeting": meeting, "owner": owner}
+                run = actions.Run(rule.name, subject, head, {}, evaluator=self.evaluator, thirdparty_id=tp_id,
+                                  message_id=row.message_id, invoice_id=invoice["id"] if invoice else None,
+                                  meeting_id=meeting["id"] if meeting else None, event=event)
+                run.names = self._names(p, conn, rule, names)
+                done, stop = self._run(conn, rule, run, head)
+                taken += done
+                if stop:
+                    break
+        return taken
+
+    # --- sweeps -----------------------------------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Every enabled sweep rule once, at clock(); first, what earlier passes left unfinished."""
+        taken = 0 if self.simulating else self.retry_pending()
+        p = self._new_pass()
+        stopped: set[str] = set()
+        for rule in self._sweep_rules:
+            taken += self._sweep_rule(p, rule, stopped)
+        return taken
+
+    def _sweep_rule(self, p: _Pass, rule: Rule, stopped: set[str]) -> int:
+        trigger = rule.trigger
+        assert isinstance(trigger, SweepTrigger)
+        compiled = self._compiled[rule.name]
+        record = trigger.record
+        taken = 0
+        with self.db.engine.connect() as conn:
+            rows = [r for r in conn.execute(sweep.candidates(rule, compiled, p.clock)).all()
+                    if f"{record}:{r.id}" not in stopped]
+            if not rows:
+                return 0
+            tp_ids = [r.thirdparty_id for r in rows]
+            p.directory.load(conn, tp_ids)
+            if _uses(rule, "replied_since"):
+                p.replies.load(conn, tp_ids)
+            known = ledger.statuses(conn, rule.name, [f"{record}:{r.id}" for r in rows])
+            label = sweep.describe(trigger)
+            for row in rows:
+                subject = f"{record}:{row.id}"
+                thirdparty = p.directory.thirdparty(row.thirdparty_id)
+                if record == "invoice":
+                    view = invoice_view(conn, row)
+                    names = {"invoice": view, "thirdparty": thirdparty,
+                             "contact": p.directory.contact(row.thirdparty_id, row.contact_id),
+                             "owner": (thirdparty or {}).get("owner")}
+                    what = f"invoice {row.ref}"
+                    run = actions.Run(rule.name, subject, "", {}, evaluator=self.evaluator,
+                                      thirdparty_id=row.thirdparty_id, invoice_id=row.id, record=view)
+                else:
+                    view = meeting_view(row)
+                    names = {"meeting": view, "thirdparty": thirdparty,
+                             "attendees": [a for a in view["attendees"] if not a.get("internal")],
+                             "owner": view["owner"] or (thirdparty or {}).get("owner")}
+                    what = f"meeting #{row.id}"
+                    run = actions.Run(rule.name, subject, "", {}, evaluator=self.evaluator,
+                                      thirdparty_id=row.thirdparty_id, meeting_id=row.id, record=view)
+                when = sweep.fire_moment(trigger, getattr(row, trigger.date) if record == "invoice"
+                                         and sweep.is_date(trigger) else view[trigger.date], p.clock)
+                head = f"sweep {what} {label} ({when} <= now)"
+                run.names = self._names(p, conn, rule, names)
+                done, stop = self._run(conn, rule, run, head, known, compiled.in_python)
+                taken += done
+                if stop:
+                    stopped.add(subject)
+        return taken
+
+    # --- schedules --------------------------------------------------------------------------------------
+
+    def run_schedule(self, rule_name: str, fire_time: datetime) -> int:
+        rule = self.rules.by_name(rule_name)
+        if rule is None or not rule.enabled or not isinstance(rule.trigger, ScheduleTrigger):
+            log.warning("no enabled schedule rule %r; nothing run", rule_name)
+            return 0
+        fire = as_utc(fire_time) or fire_time
+        p = self._new_pass()
+        subject = f"schedule:{fire.isoformat()}"
+        trigger = rule.trigger
+        what = trigger.cron if trigger.cron else f"every {trigger.every}"
+        head = f"schedule {what} at {fire.isoformat()}"
+        with self.db.engine.connect() as conn:
+            run = actions.Run(rule.name, subject, head, {}, evaluator=self.evaluator)
+            run.names = self._names(p, conn, rule, {})
+            return self._run(conn, rule, run, head)[0]
+
+    # --- simulate ---------------------------------------------------------------------------------------
+
+    def simulate(self, since: datetime) -> list[PlannedAction]:
+        """What the rules would do: events since `since` replayed, then the sweeps at now. Writes nothing."""
+        if not self.simulating:
+            return RulesEngine(self.config, self.db, self.rules, clock=self.clock, simulate=True).simulate(since)
+        self.planned = []
+        after = 0
+        while True:
+            with self.db.engine.connect() as conn:
+                rows = conn.execute(select(_ev).where(_ev.c.occurred_at >= as_utc(since), _ev.c.id > after)
+                                    .order_by(_ev.c.id).limit(1000)).all()
+            if not rows:
+                break
+            for row in rows:
+                self._on_event(self._new_pass(), row)
+            after = rows[-1].id
+        self.sweep()
+        return list(self.planned)
+
+    # --- one rule, one subject --------------------------------------------------------------------------
+
+    def _names(self, p: _Pass, conn: Connection, rule: Rule, records: dict[str, Any]) -> dict[str, Any]:
+        scope = Scope(p.clock, conn, self.own, p.replies, p.directory, thirdparty=records.get("thirdparty"),
+                      invoice=records.get("invoice"))
+        return {"now": p.clock.now, "today": p.clock.today, "rule": rule_view(rule), **records, **helpers(scope)}
+
+    def _run(self, conn: Connection, rule: Rule, run: actions.Run, head: str,
+             known: dict[str, str] | None = None, in_python: tuple[bool, ...] | None = None) -> tuple[int, bool]:
+        """Conditions, then the actions in order. Returns (actions taken, stop)."""
+        names = run.names
+        held = []
+        try:
+            for index, condition in enumerate(rule.conditions):
+                if (in_python is None or in_python[index]) and not self.evaluator.value(condition, names):
+                    return 0, False
+                held.append(condition.source)
+            once = self.evaluator.value(rule.once_per, names) if rule.once_per is not None else None
+        except ExpressionError as exc:
+            run.reason = head
+            self._failed_early(rule, run, "if", str(exc))
+            return 0, False
+        run.reason = "; ".join([head, *held])
+        keys = [ledger.make_key(rule.name, run.subject, step, once) for step in range(len(rule.actions))]
+        if known is None:
+            known = ledger.statuses(conn, rule.name, [run.subject])
+        taken, stop = 0, False
+        for step, action in enumerate(rule.actions):
+            key = keys[step]
+            status = known.get(key)
+            if status == "done":
+                stop = stop or action.name == "stop"
+                self._note(rule, run, action, key, "", "already done")
+                continue
+            if status is not None:  # failed, or running elsewhere: the later steps wait
+                self._note(rule, run, action, key, "", status)
+                break
+            entry = ledger.Entry(key=key, rule=rule.name, file=rule.file, trigger=head.split(" (")[0], step=step,
+                                 subject=run.subject, action=action.name, reason=run.reason,
+                                 thirdparty_id=run.thirdparty_id, message_id=run.message_id)
+            try:
+                planned = actions.plan(action, run, key)
+            except (ExpressionError, actions.ActionError, ValueError, TypeError, LookupError) as exc:
+                self._failed_early(rule, run, step, str(exc), entry)
+                break
+            if self.simulating:
+                stop = stop or action.name == "stop"
+                self._note(rule, run, action, key, planned.summary, "planned")
+                continue
+            if not self._execute(rule, entry, action, planned, run):
+                break
+            known[key] = "done"
+            taken += 1
+            stop = stop or action.name == "stop"
+        return taken, stop
+
+    def _note(self, rule: Rule, run: actions.Run, action: Action, key: str, summary: str, status: str) -> None:
+        if self.simulating:
+            self.planned.append(PlannedAction(rule.name, key, run.subject, action.name, run.reason,
+                                              summary or action.name, status, run.thirdparty_id))
+
+    def _failed_early(self, rule: Rule, run: actions.Run, step: int | str, error: str,
+                      entry: ledger.Entry | None = None) -> None:
+        """A condition, once_per or action value that did not evaluate: one failed row per key, logged."""
+        if entry is None:
+            entry = ledger.Entry(key=ledger.make_key(rule.name, run.subject, step), rule=rule.name, file=rule.file,
+                                 trigger=run.reason.split(" (")[0], subject=run.subject, step=-1, action="if",
+                                 reason=run.reason, thirdparty_id=run.thirdparty_id)
+        if self.simulating:
+            self.planned.append(PlannedAction(rule.name, entry.key, run.subject, entry.action, run.reason,
+                                              error, "error", run.thirdparty_id))
+            return
+        log.warning("rule %s, %s: %s", rule.name, run.subject, error)
+        with self.db.engine.begin() as conn:
+            ledger.record_failed(self.db, conn, entry, self.clock(), error)
+
+    # --- doing it ---------------------------------------------------------------------------------------
+
+    def _execute(self, rule: Rule, entry: ledger.Entry, action: Action, planned: actions.Planned,
+                 run: actions.Run) -> bool:
+        now = self.clock()
+        detail: dict[str, Any] = {"plan": planned.data, "summary": planned.summary, "owner": self.owner,
+                                  "claimed_at": now, "message_id": run.message_id}
+        if action.name in actions.DB_ONLY:
+            try:
+                with self.db.engine.begin() as conn:
+                    if not ledger.claim(self.db, conn, entry, now, detail):
+                        return False  # another engine did it (and goes on with the later steps)
+                    effects = actions.apply(conn, self.env, action.name, planned, run, now)
+                    ledger.finish(conn, entry, now, {**detail, "effects": effects}, summary=planned.summary)
+                log.info("rule %s: %s (%s)", entry.rule, planned.summary, entry.key)
+                return True
+            except OperationalError:
+                raise
+            except Exception as exc:
+                self._failed_early(rule, run, entry.step, f"{type(exc).__name__}: {exc}", entry)
+                return False
+        with self.db.engine.begin() as conn:
+            if not ledger.claim(self.db, conn, entry, now, {**detail, "attempts": 0}):
+                return False
+        if action.name == "send":
+            return self._complete_send(entry, detail)
+        return self._complete_webhook(entry, {**detail, "attempts": 0})
+
+    def _complete_send(self, entry: ledger.Entry, detail: dict[str, Any]) -> bool:
+        try:
+            result = actions.send(self.env, detail["plan"], entry.key)
+        except OperationalError:
+            raise  # left running: a later pass takes it over
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("rule %s: send failed for %s: %s", entry.rule, entry.subject, error)
+            with self.db.engine.begin() as conn:
+                ledger.fail(conn, entry.key, self.clock(), {**detail, "error": error[:2000]})
+            return False
+        with self.db.engine.begin() as conn:
+            ledger.finish(conn, entry, self.clock(), {**detail, **result}, summary=detail.get("summary", ""))
+        log.info("rule %s: %s (%s)", entry.rule, detail.get("summary"), entry.key)
+        return True
+
+    def _complete_webhook(self, entry: ledger.Entry, detail: dict[str, Any]) -> bool:
+        attempts = int(detail.get("attempts") or 0) + 1
+        try:
+            result = actions.post_webhook(self.env, detail["plan"], entry.key)
+        except Exception as exc:
+            now = self.clock()
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            again = attempts < ledger.WEBHOOK_ATTEMPTS
+            failed = {**detail, "attempts": attempts, "error": error,
+                      "next_attempt_at": now + ledger.webhook_delay(attempts) if again else None, "gave_up": not again}
+            log.warning("rule %s: webhook failed for %s (attempt %d%s): %s", entry.rule, entry.subject, attempts,
+                        "" if again else ", giving up", error)
+            with self.db.engine.begin() as conn:
+                ledger.fail(conn, entry.key, now, failed)
+            return False
+        with self.db.engine.begin() as conn:
+            ledger.finish(conn, entry, self.clock(), {**detail, "attempts": attempts, "error": None, **result},
+                          summary=detail.get("summary", ""))
+        return True
+
+    def retry_pending(self) -> int:
+        """Complete sends left running by a dead (or long silent) holder; retry failed webhooks when due."""
+        if self.simulating:
+            return 0
+        now = self.clock()
+        with self.db.engine.connect() as conn:
+            rows = ledger.unfinished(conn)
+        done = 0
+        for row in rows:
+            detail = dict(row.detail or {})
+            if "plan" not in detail:
+                continue
+            if row.status == "running":
+                holder = detail.get("owner") or ""
+                claimed = _when(detail.get("claimed_at")) or as_utc(row.created_at) or now
+                if not (holder == self.owner or is_dead_local_process(holder) or now - claimed >= ledger.STALE_AFTER):
+                    continue
+            else:
+                due = _when(detail.get("next_attempt_at"))
+                if int(detail.get("attempts") or 0) >= ledger.WEBHOOK_ATTEMPTS or (due is not None and due > now):
+                    continue
+            detail.update(owner=self.owner, claimed_at=now.isoformat())
+            with self.db.engine.begin() as conn:
+                if not ledger.take_over(conn, row.key, row.status, now, detail):
+                    continue
+            entry = ledger.entry_of(row, _int(detail.get("message_id")))
+            ok = self._complete_send(entry, detail) if row.action == "send" else self._complete_webhook(entry, detail)
+            done += ok
+        return done
+
+    def _plan_filing(self, conn: Connection, decisions: dict[int, int | None]) -> int:
+        """Filing per the config's folders, as the matching stage plans it; an account whose filing action is
+        `none` moves (a rule that says `move` means it)."""
+        if self._stage is None:
+            from maild.matchers.stage import MatchingStage
+
+            stage = MatchingStage(self.config, self.db)
+            stage.filing = {name: f if f.action != "none" else f.model_copy(update={"action": "move"})
+                            for name, f in stage.filing.items()}
+            self._stage = stage
+        return int(self._stage.plan_filing(conn, decisions))
+
+
+def _uses(rule: Rule, function: str) -> bool:
+    return any(function in c.functions for c in rule.conditions)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, str) and value:
+        try:
+            return as_utc(datetime.fromisoformat(value))
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,80 @@
+"""Meetings from invitations in ingested mail: through a real Maildir, ingestion and the matching stage."""
+
+from __future__ import annotations
+
+import mailbox
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from maild.business.meetings import list_meetings
+from maild.daemon import Daemon
+from maild.directory import service
+from maild.store.db import Database
+from maild.store.models import Message, MessageMatch
+from tests.business.helpers import events
+from tests.business.invites import ics, invitation_mail
+from tests.helpers import config_at, make_message, write_config
+
+
+def _setup(tmp_path: Path, db_url: str) -> tuple[mailbox.Maildir, Daemon, Database, int]:
+    box = mailbox.Maildir(str(tmp_path / "mail"), create=True)
+    config_path = write_config(tmp_path / "home", db_url, [{"name": "local", "type": "maildir",
+                                                            "path": str(tmp_path / "mail")}])
+    config_path.write_text(config_path.read_text() + "matching:\n  own_domains: [nordlicht.example]\n"
+                           "rules:\n  timezone: Europe/Berlin\n")
+    config = config_at(config_path)
+    db = Database(config.database_url)
+    db.upgrade()
+    tp = service.add_thirdparty(db, name="Müller & Söhne", domains=["mueller-soehne.example"])
+    service.add_contact(db, thirdparty_id=tp, name="Jürgen Weiß", addresses=["j.weiss@mueller-soehne.example"])
+    return box, Daemon(config, db), db, tp
+
+
+def _ingest(daemon: Daemon, box: mailbox.Maildir, *messages: bytes) -> None:
+    for raw in messages:
+        box.add(raw)
+    report = daemon.ingest_once()
+    assert not report.errors, report.errors
+
+
+def test_request_update_and_cancel_from_mail(tmp_path: Path, db_url: str) -> None:
+    box, daemon, db, tp = _setup(tmp_path, db_url)
+    _ingest(daemon, box, invitation_mail(ics()))
+    [meeting] = list_meetings(db)
+    assert meeting["thirdparty_id"] == tp and meeting["subject"] == "Rollout der Version 4.2"
+    assert meeting["start_at"].isoformat() == "2026-11-19T13:00:00+00:00"
+    assert meeting["organizer"] == "j.weiss@mueller-soehne.example" and meeting["message_id"] is not None
+    by_address = {a["address"]: a for a in meeting["attendees"]}
+    assert by_address["lena@nordlicht.example"]["internal"] is True
+    assert by_address["j.weiss@mueller-soehne.example"]["thirdparty_id"] == tp
+    assert by_address["guest@elsewhere.example"] == {"name": "Unknown Person", "address": "guest@elsewhere.example",
+                                                     "contact_id": None, "thirdparty_id": None, "internal": False}
+    [created] = events(db, "meeting.created")
+    assert created.thirdparty_id == tp and created.message_id == meeting["message_id"]
+
+    moved = ics(sequence=1, start="20261120T090000", end="20261120T100000")
+    _ingest(daemon, box, invitation_mail(moved, subject="Aktualisiert: Rollout"),
+            invitation_mail(ics(sequence=0, summary="stale copy"), subject="old copy"))
+    [meeting] = list_meetings(db)
+    assert meeting["sequence"] == 1 and meeting["subject"] == "Rollout der Version 4.2"
+    assert meeting["start_at"].isoformat() == "2026-11-20T08:00:00+00:00"
+    assert len(events(db, "meeting.updated")) == 1 and len(events(db, "meeting.created")) == 1
+
+    _ingest(daemon, box, invitation_mail(ics(method="CANCEL", sequence=2), method="CANCEL", subject="Abgesagt"))
+    [meeting] = list_meetings(db)
+    assert meeting["status"] == "cancelled"
+    assert len(events(db, "meeting.cancelled")) == 1
+
+
+def test_broken_calendar_never_stops_ingestion(tmp_path: Path, db_url: str) -> None:
+    box, daemon, db, _tp = _setup(tmp_path, db_url)
+    broken = ics().replace("DTSTART;TZID=Europe/Berlin:20261119T140000", "DTSTART:yesterday")
+    _ingest(daemon, box, invitation_mail(broken), invitation_mail("not a calendar at all"),
+            make_message(subject="plain", sender="j.weiss@mueller-soehne.example"),
+            invitation_mail(ics(uid="good@example.com")))
+    with db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Message.__table__)).scalar() == 4
+        decided = conn.execute(select(MessageMatch.__table__.c.status)).scalars().all()
+    assert decided == ["matched"] * 4  # every message decided: the batch went through
+    assert [m["uid"] for m in list_meetings(db)] == ["good@example.com"]

@@ -1,0 +1,338 @@
+"""Each action kind's effect, its ledger row and its one `rule.action` event; send through the outbox (file
+transport) including a crash between queueing and the ledger; signed webhooks against a real HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from maild.rules import ledger
+from maild.rules.engine import RulesEngine
+from maild.rules.model import (
+    AssignAction,
+    MoveAction,
+    NoteAction,
+    ScheduleTrigger,
+    TagAction,
+    WebhookAction,
+)
+from maild.store.db import Database
+from maild.store.models import FilingTask, Location, Message, MessageMatch, Source, Task, ThirdParty
+from tests.rules.test_engine_support import (
+    FakeClock,
+    add_event,
+    at,
+    customer,
+    events,
+    expr,
+    invoice,
+    invoice_row,
+    ledger_rows,
+    make_config,
+    on_event,
+    on_sweep,
+    outbox_rows,
+    rule,
+    rules,
+    send,
+    set_,
+    task,
+    text,
+)
+
+D = timedelta(days=1)
+DUE = date(2026, 11, 3)
+NOW = datetime(2026, 11, 26, 9, tzinfo=UTC)
+
+
+def test_db_actions_change_records_and_each_appears_once_on_the_timeline(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db, tags=("old",))
+    ruleset = rules(rule("welcome", on_event("mail.matched"), [
+        ("tag", TagAction(add=("customer", "Active"), remove=("OLD",))),
+        set_(thirdparty__fields__segment='"smb"', thirdparty__kind='"prospect"'),
+        ("assign", AssignAction(owner=expr('"carla@ourco.example"'))),
+        task("Answer {{ message.subject }}", owner=None, due=2 * D),
+        ("note", NoteAction(text("{{ thirdparty.name }} wrote; owner now {{ thirdparty.owner }}")))],
+        conditions=('not has_tag("customer")',)))
+    clock = FakeClock(NOW)
+    engine = RulesEngine(config, db, ruleset, clock=clock)
+    message = _message(db, tp, "Quote please")
+    add_event(db, "mail.matched", tp, message, matcher="address")
+    assert engine.process_events() == 5
+    add_event(db, "mail.matched", tp, message, matcher="address")
+    assert engine.process_events() == 0  # has the tag now
+    with db.engine.connect() as conn:
+        row = conn.execute(select(ThirdParty.__table__).where(ThirdParty.__table__.c.id == tp)).one()
+        tasks = list(conn.execute(select(Task.__table__)))
+    assert row.tags == ["customer", "Active"] and row.custom_fields == {"segment": "smb"}
+    assert (row.kind, row.owner) == ("prospect", "carla@ourco.example")
+    assert len(tasks) == 1 and tasks[0].title == "Answer Quote please" and tasks[0].rule == "welcome"
+    assert tasks[0].owner == "carla@ourco.example"  # the owner the rule just assigned
+    assert tasks[0].message_id == message and tasks[0].due_at is not None
+    notes = events(db, "note.added")
+    assert [n.data["text"] for n in notes] == ["Müller Bau GmbH wrote; owner now carla@ourco.example"]
+    actions = events(db, "rule.action")
+    assert [a.data["action"] for a in actions] == ["tag", "set", "assign", "task", "note"]
+    assert all(a.thirdparty_id == tp and a.message_id == message for a in actions)
+    assert all('not has_tag("customer")' in a.data["reason"] for a in actions)
+    assert [r.status for r in ledger_rows(db)] == ["done"] * 5
+
+
+def test_send_queues_once_with_the_ledger_key_and_the_invoice_pdf(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    inv = invoice(db, tp, "FA2611-0007", DUE)
+    ruleset = rules(rule("level-2", on_sweep("invoice", "due_on", 21 * D), [send(attach=("invoice_pdf",))]))
+    engine = RulesEngine(config, db, ruleset, clock=FakeClock(at(DUE + 22 * D)))
+    assert engine.sweep() == 1
+    assert engine.sweep() == 0
+    mails = outbox_rows(db)
+    assert len(mails) == 1 and mails[0].idempotency_key == f"level-2:invoice:{inv}:0"
+    assert mails[0].subject == "Reminder FA2611-0007" and mails[0].thirdparty_id == tp
+    done = ledger_rows(db)[0]
+    assert done.status == "done" and done.detail["outbox"][0]["outbox_id"] == mails[0].id
+    assert done.detail["plan"]["invoice_ref"] == "FA2611-0007"
+
+
+def test_a_send_interrupted_after_queueing_is_completed_not_sent_twice(db: Database, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    inv = invoice(db, tp, "FA-50", DUE)
+    ruleset = rules(rule("level-1", on_sweep("invoice", "due_on", 7 * D), [
+        send(), set_(invoice__dunning_level="1")], conditions=("invoice.dunning_level < 1",)))
+    clock = FakeClock(at(DUE + 8 * D))
+    real_finish = ledger.finish
+
+    def crash(*args: Any, **kwargs: Any) -> bool:
+        raise KeyboardInterrupt("killed after queueing, before the ledger said done")
+
+    monkeypatch.setattr(ledger, "finish", crash)
+    with pytest.raises(KeyboardInterrupt):
+        RulesEngine(config, db, ruleset, clock=clock, owner="elsewhere:1:a").sweep()
+    monkeypatch.setattr(ledger, "finish", real_finish)
+    assert [r.status for r in ledger_rows(db)] == ["running"] and len(outbox_rows(db)) == 1
+    other = RulesEngine(config, db, ruleset, clock=clock, owner="other:2:b")
+    assert other.sweep() == 0  # held by a live daemon elsewhere, not stale yet
+    clock.advance(minutes=6)
+    assert other.sweep() == 2  # the send completed from its plan, then the next step
+    assert len(outbox_rows(db)) == 1
+    assert [r.status for r in ledger_rows(db)] == ["done", "done"]
+    assert invoice_row(db, inv).dunning_level == 1
+    assert [e.data["action"] for e in events(db, "rule.action")] == ["send", "set"]
+
+
+def test_a_send_that_cannot_be_prepared_is_a_failed_row_and_blocks_its_later_steps(db: Database,
+                                                                                   tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    broken = tmp_path / "templates" / "broken"
+    broken.mkdir()
+    (broken / "subject.txt").write_text("{{ no_such_placeholder.x }}\n")
+    (broken / "body.txt").write_text("x\n")
+    tp, _ = customer(db)
+    customer(db, "Nomail AG")
+    inv = invoice(db, tp, "FA-60", DUE)
+    ruleset = rules(
+        rule("broken-template", on_sweep("invoice", "due_on", 7 * D),
+             [send("broken"), set_(invoice__dunning_level="1")]),
+        rule("no-recipient", on_sweep("invoice", "due_on", 7 * D), [send(to="none")]),
+        rule("still-runs", on_sweep("invoice", "due_on", 7 * D), [send()]))
+    engine = RulesEngine(config, db, ruleset, clock=FakeClock(at(DUE + 8 * D)))
+    assert engine.sweep() == 1
+    assert engine.sweep() == 0
+    rows = {r.rule: r for r in ledger_rows(db)}
+    broken_row = rows["broken-template"]
+    assert broken_row.status == "failed" and "no_such_placeholder" in broken_row.detail["error"]
+    assert rows["no-recipient"].status == "failed" and "no recipient" in rows["no-recipient"].detail["error"]
+    assert rows["still-runs"].status == "done"
+    assert invoice_row(db, inv).dunning_level == 0  # the step after the failed send did not run
+    assert len(outbox_rows(db)) == 1
+
+
+class Hook:
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.fail_next = 0
+        self.server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    state = Hook()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.requests.append(({k: v for k, v in self.headers.items()}, body))
+            expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+            if state.fail_next:
+                state.fail_next -= 1
+                code = 503
+            else:
+                code = 204 if hmac.compare_digest(self.headers.get("X-Maild-Signature", ""), expected) else 401
+            self.send_response(code)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.server = server
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_is_signed_and_a_failure_is_retried_with_backoff(db: Database, tmp_path: Path, hook: Hook,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILD_TEST_HOOK_SECRET", "s3cret")
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    inv = invoice(db, tp, "FA-70", DUE)
+    ruleset = rules(rule("tell-erp", on_sweep("invoice", "due_on", 7 * D), [
+        ("webhook", WebhookAction(url=hook.url, secret_env="MAILD_TEST_HOOK_SECRET", timeout=5)),
+        set_(invoice__dunning_level="1")]))
+    clock = FakeClock(at(DUE + 8 * D))
+    engine = RulesEngine(config, db, ruleset, clock=clock)
+    hook.fail_next = 1
+    assert engine.sweep() == 0
+    row = ledger_rows(db)[0]
+    assert row.status == "failed" and row.detail["attempts"] == 1 and "503" in row.detail["error"]
+    assert engine.sweep() == 0 and len(hook.requests) == 1  # not before the backoff is over
+    clock.advance(minutes=2)
+    assert engine.sweep() == 2  # the retry, then the step after it
+    assert len(hook.requests) == 2 and hook.requests[0][1] == hook.requests[1][1]
+    headers, body = hook.requests[1]
+    key = f"tell-erp:invoice:{inv}:0"
+    assert headers["Idempotency-Key"] == key
+    assert headers["X-Maild-Signature"] == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    payload = json.loads(body)
+    assert payload["rule"] == "tell-erp" and payload["key"] == key and payload["subject"] == f"invoice:{inv}"
+    assert payload["record"]["ref"] == "FA-70" and payload["thirdparty"]["id"] == tp
+    assert [r.status for r in ledger_rows(db)] == ["done", "done"]
+    assert ledger_rows(db)[0].detail["attempts"] == 2
+    assert [e.data["action"] for e in events(db, "rule.action")] == ["webhook", "set"]
+
+
+def test_webhook_gives_up_after_a_few_attempts(db: Database, tmp_path: Path, hook: Hook,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILD_TEST_HOOK_SECRET", "wrong")  # the server answers 401 every time
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    invoice(db, tp, "FA-71", DUE)
+    ruleset = rules(rule("tell-erp", on_sweep("invoice", "due_on", 7 * D), [
+        ("webhook", WebhookAction(url=hook.url, secret_env="MAILD_TEST_HOOK_SECRET", timeout=5))]))
+    clock = FakeClock(at(DUE + 8 * D))
+    engine = RulesEngine(config, db, ruleset, clock=clock)
+    for _ in range(10):
+        engine.sweep()
+        clock.advance(hours=2)
+    assert len(hook.requests) == ledger.WEBHOOK_ATTEMPTS
+    row = ledger_rows(db)[0]
+    assert row.status == "failed" and row.detail["gave_up"] is True and "401" in row.detail["error"]
+
+
+def test_move_and_message_keywords_become_filing_tasks(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db, "Müller / Söhne")
+    message = _message(db, tp, "Invoice question", imap=True)
+    with db.engine.begin() as conn:  # the matching stage's move, still pending, goes to the rule's folder instead
+        location = conn.execute(select(Location.__table__.c.id)).scalar_one()
+        conn.execute(FilingTask.__table__.insert().values(
+            location_id=location, message_id=message, target_folder="Customers/Müller - Söhne", action="move",
+            keywords=[], status="pending", attempts=0, created_at=NOW))
+    ruleset = rules(rule("file-billing", on_event("mail.matched"), [
+        ("tag", TagAction(add=("billing",), target="message")),
+        ("move", MoveAction(folder=text("Billing/{{ thirdparty.name }}")))],
+        conditions=('"invoice" in message.subject.lower()',)))
+    engine = RulesEngine(config, db, ruleset, clock=FakeClock(NOW))
+    add_event(db, "mail.matched", tp, message, matcher="address")
+    assert engine.process_events() == 2
+    with db.engine.connect() as conn:
+        tasks = list(conn.execute(select(FilingTask.__table__).order_by(FilingTask.__table__.c.id)))
+    assert [(t.action, t.target_folder, t.keywords, t.status) for t in tasks] == [
+        ("move", "Billing/Müller - Söhne", [], "pending")]
+    # the keywords were put on the pending move first, which the rule's move then replaced: tag again later
+    add_event(db, "mail.matched", tp, message, matcher="address")
+    engine.replace_rules(rules(rule("mark", on_event("mail.matched"), [
+        ("tag", TagAction(add=("billing",), target="message"))])))
+    assert engine.process_events() == 1
+    with db.engine.connect() as conn:
+        tasks = list(conn.execute(select(FilingTask.__table__).order_by(FilingTask.__table__.c.id)))
+    assert [(t.action, t.target_folder, t.keywords) for t in tasks] == [("move", "Billing/Müller - Söhne", ["billing"])]
+
+
+def test_move_without_folder_follows_the_filing_config(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db, filing={"action": "none", "matched_folder": "Kunden/{{ thirdparty.name }}"})
+    config = config.model_copy(update={"sources": [_imap_source()]})
+    tp, _ = customer(db)
+    message = _message(db, tp, "hello", imap=True)
+    ruleset = rules(rule("file-matched-mail", on_event("mail.matched"), [("move", MoveAction())]))
+    engine = RulesEngine(config, db, ruleset, clock=FakeClock(NOW))
+    add_event(db, "mail.matched", tp, message, matcher="address")
+    assert engine.process_events() == 1
+    with db.engine.connect() as conn:
+        tasks = list(conn.execute(select(FilingTask.__table__)))
+    assert [(t.action, t.target_folder) for t in tasks] == [("move", "Kunden/Müller Bau GmbH")]
+
+
+def test_schedule_rule_runs_once_per_fire_time(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    ruleset = rules(rule("weekly-review", ScheduleTrigger(cron="0 8 * * mon", every=None, timezone="Europe/Berlin"),
+                         [task("Review open invoices ({{ today }})", owner='"boss@ourco.example"')],
+                         conditions=("business_hours()",)))
+    clock = FakeClock(datetime(2026, 11, 30, 7, 0, 5, tzinfo=UTC))  # Monday 08:00:05 in Berlin
+    engine = RulesEngine(config, db, ruleset, clock=clock)
+    fire = datetime(2026, 11, 30, 7, tzinfo=UTC)
+    assert engine.run_schedule("weekly-review", fire) == 1
+    assert RulesEngine(config, db, ruleset, clock=clock).run_schedule("weekly-review", fire) == 0
+    assert engine.run_schedule("no-such-rule", fire) == 0
+    rows = ledger_rows(db)
+    assert [r.subject for r in rows] == ["schedule:2026-11-30T07:00:00+00:00"]
+    with db.engine.connect() as conn:
+        titles = [t.title for t in conn.execute(select(Task.__table__))]
+    assert titles == ["Review open invoices (2026-11-30)"]
+
+
+# --- builders ------------------------------------------------------------------------------------------
+
+
+def _imap_source() -> Any:
+    from maild.config import ImapSourceConfig
+
+    return ImapSourceConfig(type="imap", name="shared", host="imap.example", username="u", password_env="X")
+
+
+def _message(db: Database, tp: int, subject: str, imap: bool = False) -> int:
+    with db.engine.begin() as conn:
+        message = conn.execute(Message.__table__.insert().returning(Message.__table__.c.id).values(
+            raw_sha256=hashlib.sha256(subject.encode() + str(tp).encode()).hexdigest(), size=10,
+            from_addr="anna@mueller.example", subject=subject, date=NOW, ingested_at=NOW, references=[],
+            to_addrs=[], cc_addrs=[], reply_to=[], defects=[])).scalar_one()
+        conn.execute(MessageMatch.__table__.insert().values(
+            message_id=message, status="matched", thirdparty_id=tp, matcher="address", confidence=1.0, reason="t",
+            verdicts=[], decided_at=NOW))
+        if imap:
+            source = conn.execute(Source.__table__.insert().returning(Source.__table__.c.id).values(
+                name="shared", kind="imap", address="imap.example")).scalar_one()
+            conn.execute(Location.__table__.insert().values(source_id=source, folder="INBOX", uidvalidity=1, uid=7,
+                                                            key="", message_id=message, seen_at=NOW))
+    return int(message)

@@ -1,0 +1,333 @@
+"""The rules engine on real SQLite and PostgreSQL, with a clock the tests move (no sleeping for rule timing)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import select, update
+
+from maild.rules.engine import RulesEngine
+from maild.rules.model import NoteAction, RuleSet, TagAction
+from maild.store.db import Database
+from maild.store.models import Event, Invoice, OutboxMessage, RuleCursor, RuleLedger, Task
+from tests.rules.test_engine_support import (
+    FakeClock,
+    add_event,
+    at,
+    count,
+    customer,
+    events,
+    inbound_mail,
+    invoice,
+    invoice_row,
+    ledger_rows,
+    make_config,
+    on_event,
+    on_sweep,
+    outbox_rows,
+    rule,
+    rules,
+    send,
+    set_,
+    stop,
+    task,
+    text,
+)
+
+D = timedelta(days=1)
+DUE = date(2026, 11, 3)
+
+
+def note_rule(name: str = "note-new-mail", types: tuple[str, ...] = ("mail.matched",)) -> RuleSet:
+    return rules(rule(name, on_event(*types), [
+        ("note", NoteAction(text("mail {{ event.data.subject }} ({{ event.type }})"))),
+        ("tag", TagAction(add=("active",)))]))
+
+
+def test_event_rule_fires_once_per_event_across_engines_and_restart(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
+    tp, _ = customer(db)
+    old = add_event(db, "mail.matched", tp, subject="before the first start")  # history is not replayed
+    first = RulesEngine(config, db, note_rule(), clock=clock)
+    second = RulesEngine(config, db, note_rule(), clock=clock)
+    add_event(db, "mail.matched", tp, subject="hello", matcher="address")
+    add_event(db, "mail.unmatched", None, subject="spam")
+    assert first.process_events() == 2  # note + tag
+    assert second.process_events() == 0  # the cursor moved on
+    # An engine that read before the cursor moved (cursor put back) finds every key in the ledger.
+    with db.engine.begin() as conn:
+        conn.execute(update(RuleCursor.__table__).values(last_event_id=old))
+    assert second.process_events() == 0
+    restarted = RulesEngine(config, db, note_rule(), clock=clock)
+    assert restarted.process_events() == 0
+    add_event(db, "mail.matched", tp, subject="again", matcher="thread")
+    assert restarted.process_events() == 2
+    assert first.process_events() == 0
+    notes = events(db, "note.added")
+    assert [n.data["text"] for n in notes] == ["mail hello (mail.matched)", "mail again (mail.matched)"]
+    actions = events(db, "rule.action")
+    assert len(actions) == 4 and len({a.data["key"] for a in actions}) == 4
+    assert all(row.status == "done" for row in ledger_rows(db))
+    assert actions[0].data["reason"].startswith("event mail.matched #")
+    assert actions[0].data["action"] == "note" and actions[0].thirdparty_id == tp
+
+
+def test_mail_replied_is_a_thread_matched_mail(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    engine = RulesEngine(config, db, note_rule("on-reply", ("mail.replied",)),
+                         clock=FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC)))
+    tp, _ = customer(db)
+    add_event(db, "mail.matched", tp, subject="by address", matcher="address")
+    add_event(db, "mail.matched", tp, subject="an answer", matcher="thread")
+    assert engine.process_events() == 2
+    assert [n.data["text"] for n in events(db, "note.added")] == ["mail an answer (mail.replied)"]
+    assert "mail.matched by the thread matcher" in ledger_rows(db)[0].reason
+
+
+def test_sweep_fires_on_or_after_its_date_exactly_once(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    clock = FakeClock(datetime(2026, 11, 9, 22, 30, tzinfo=UTC))  # 23:30 in Berlin on due + 6
+    tp, _ = customer(db)
+    inv = invoice(db, tp, "FA-1", DUE)
+    ruleset = rules(rule("level-1", on_sweep("invoice", "due_on", 7 * D, 21 * D), [
+        send(), set_(invoice__dunning_level="1", invoice__last_dunned_at="now")],
+        conditions=('invoice.status == "open"', "invoice.dunning_level < 1")))
+    engine = RulesEngine(config, db, ruleset, clock=clock)
+    assert engine.sweep() == 0
+    clock.set(datetime(2026, 11, 9, 23, 10, tzinfo=UTC))  # 00:10 in Berlin on due + 7: calendar days there
+    assert engine.sweep() == 2
+    assert engine.sweep() == 0
+    clock.advance(days=3)
+    assert RulesEngine(config, db, ruleset, clock=clock).sweep() == 0
+    mails = outbox_rows(db)
+    assert [m.idempotency_key for m in mails] == [f"level-1:invoice:{inv}:0"]
+    assert mails[0].recipients == ["anna@müller.example"] or mails[0].recipients[0].startswith("anna@")
+    row = invoice_row(db, inv)
+    assert row.dunning_level == 1 and row.last_dunned_at is not None
+    reasons = {r.reason for r in ledger_rows(db)}
+    assert reasons == {'sweep invoice FA-1 due_on+7d..+21d (2026-11-10 <= now); invoice.status == "open"; '
+                       'invoice.dunning_level < 1'}
+
+
+def dunning_ladder() -> RuleSet:
+    """The ladder of issue 5: reminder at -3d, level 1 at +7d..+21d, level 2 at +21d..+35d (with the PDF),
+    level 3 at +35d (accounting contact, a task for the owner), repeated every 14 days at most 3 times; no level
+    when the invoice is not open or the customer wrote since the last level."""
+    quiet = "not replied_since(invoice.last_dunned_at or invoice.due_on)"
+    return rules(
+        rule("reminder", on_sweep("invoice", "due_on", -3 * D, 0 * D), [send()],
+             conditions=('invoice.status == "open"', "invoice.dunning_level == 0", "amount_due() > 0")),
+        rule("level-1", on_sweep("invoice", "due_on", 7 * D, 21 * D), [
+            send(), set_(invoice__dunning_level="1", invoice__last_dunned_at="now")],
+            conditions=('invoice.status == "open"', "invoice.dunning_level < 1", quiet)),
+        rule("level-2", on_sweep("invoice", "due_on", 21 * D, 35 * D), [
+            send(attach=("invoice_pdf",)), set_(invoice__dunning_level="2", invoice__last_dunned_at="now",
+                                                invoice__late_fees="invoice.late_fees + 5")],
+            conditions=('invoice.status == "open"', "invoice.dunning_level < 2", quiet)),
+        rule("level-3", on_sweep("invoice", "due_on", 35 * D), [
+            send(to='contact_with_role("accounting") or contact', attach=("invoice_pdf",)),
+            task("Call {{ thirdparty.name }} about {{ invoice.ref }}", due=3 * D),
+            set_(invoice__dunning_level="3", invoice__last_dunned_at="now")],
+            conditions=('invoice.status == "open"', "invoice.dunning_level < 3", quiet)),
+        rule("level-3-repeat", on_sweep("invoice", "last_dunned_at", 14 * D), [
+            send(to='contact_with_role("accounting") or contact'),
+            set_(invoice__dunning_repeats="invoice.dunning_repeats + 1", invoice__last_dunned_at="now")],
+            conditions=('invoice.status == "open"', "invoice.dunning_level == 3 and invoice.dunning_repeats < 3",
+                        "not replied_since(invoice.last_dunned_at)"),
+            once_per="invoice.dunning_repeats"),
+    )
+
+
+def sent_levels(db: Database) -> list[str]:
+    return [m.idempotency_key.split(":invoice:")[0] for m in outbox_rows(db)]
+
+
+def test_dunning_after_ten_days_down_sends_only_the_level_now_due(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    inv = invoice(db, tp, "FA-7", DUE)
+    clock = FakeClock(at(DUE - 2 * D))
+    engine = RulesEngine(config, db, dunning_ladder(), clock=clock)
+    engine.sweep()
+    assert sent_levels(db) == ["reminder"]
+    clock.set(at(DUE + 12 * D))  # level 1 due since +7
+    engine.sweep()
+    assert sent_levels(db) == ["reminder", "level-1"]
+    clock.set(at(DUE + 22 * D))  # down for ten days
+    restarted = RulesEngine(config, db, dunning_ladder(), clock=clock)
+    restarted.sweep()
+    restarted.sweep()
+    assert sent_levels(db) == ["reminder", "level-1", "level-2"]
+    # Down from +22 to +46: level 3 is due now, nothing in between is sent late.
+    clock.set(at(DUE + 46 * D))
+    restarted.sweep()
+    assert sent_levels(db) == ["reminder", "level-1", "level-2", "level-3"]
+    with db.engine.connect() as conn:
+        tasks = list(conn.execute(select(Task.__table__)))
+    assert len(tasks) == 1 and tasks[0].owner == "owner@ourco.example" and tasks[0].rule == "level-3"
+    # The repeats: 14 days after each, at most three, even when the daemon sleeps through some of them.
+    for days in (50, 59, 60, 61, 75, 76, 90, 120, 200):
+        clock.set(at(DUE + days * D))
+        restarted.sweep()
+    assert sent_levels(db) == ["reminder", "level-1", "level-2", "level-3"] + ["level-3-repeat"] * 3
+    keys = [m.idempotency_key for m in outbox_rows(db)]
+    assert len(set(keys)) == len(keys)
+    assert keys[-3:] == [f"level-3-repeat:invoice:{inv}:0:{n}" for n in range(3)]
+    row = invoice_row(db, inv)
+    assert (row.dunning_level, row.dunning_repeats, str(row.late_fees)) == (3, 3, "5.00")
+    assert len(events(db, "rule.action")) == len(ledger_rows(db, status="done"))
+
+
+def test_daily_dunning_sends_every_level_once(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    invoice(db, tp, "FA-8", DUE)
+    clock = FakeClock(at(DUE - 5 * D))
+    engine = RulesEngine(config, db, dunning_ladder(), clock=clock)
+    for _ in range(110):
+        engine.sweep()
+        clock.advance(hours=12)
+        engine.sweep()
+        clock.advance(hours=12)
+    assert sent_levels(db) == ["reminder", "level-1", "level-2", "level-3"] + ["level-3-repeat"] * 3
+
+
+@pytest.mark.parametrize("status", ["paid", "disputed", "paused"])
+def test_dunning_stops_when_the_invoice_is_not_open(db: Database, tmp_path: Path, status: str) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    inv = invoice(db, tp, "FA-9", DUE)
+    clock = FakeClock(at(DUE + 8 * D))
+    engine = RulesEngine(config, db, dunning_ladder(), clock=clock)
+    engine.sweep()
+    assert sent_levels(db) == ["level-1"]
+    with db.engine.begin() as conn:
+        conn.execute(update(Invoice.__table__).where(Invoice.__table__.c.id == inv).values(status=status))
+    for days in (22, 36, 50, 64):
+        clock.set(at(DUE + days * D))
+        engine.sweep()
+    assert sent_levels(db) == ["level-1"]
+
+
+def test_a_reply_since_the_last_level_pauses_dunning(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    other, _ = customer(db, "Schmidt AG")
+    paused = invoice(db, tp, "FA-10", DUE)
+    invoice(db, other, "FA-11", DUE)
+    clock = FakeClock(at(DUE + 8 * D))
+    engine = RulesEngine(config, db, dunning_ladder(), clock=clock)
+    engine.sweep()
+    assert sent_levels(db) == ["level-1", "level-1"]
+    last = invoice_row(db, paused).last_dunned_at
+    inbound_mail(db, other, "anna@schmidt.example", clock.now - 3 * D)  # before the level: no pause
+    inbound_mail(db, tp, "billing@ourco.example", clock.now + 2 * D)  # our own mail is no reply
+    clock.set(at(DUE + 22 * D))
+    engine.sweep()
+    assert sent_levels(db) == ["level-1", "level-1", "level-2", "level-2"]
+    inbound_mail(db, tp, "anna@mueller.example", clock.now + 1 * D)  # the customer answers after level 2
+    clock.set(at(DUE + 36 * D))
+    engine.sweep()
+    levels = [(m.thirdparty_id, m.idempotency_key.split(":")[0]) for m in outbox_rows(db)]
+    assert (other, "level-3") in levels and (tp, "level-3") not in levels
+    assert last is not None
+
+
+def test_stop_action_ends_later_rules_for_the_subject(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    vip, _ = customer(db, "Vip GmbH", tags=("vip",))
+    normal, _ = customer(db, "Normal KG")
+    invoice(db, vip, "FA-20", DUE)
+    invoice(db, normal, "FA-21", DUE)
+    ruleset = rules(
+        rule("vip-guard", on_sweep("invoice", "due_on", 0 * D), [stop()], conditions=('has_tag("vip")',)),
+        rule("level-1", on_sweep("invoice", "due_on", 7 * D), [send()]))
+    clock = FakeClock(at(DUE + 8 * D))
+    engine = RulesEngine(config, db, ruleset, clock=clock)
+    engine.sweep()
+    engine.sweep()  # the stop is in the ledger once, and still stops
+    assert [m.thirdparty_id for m in outbox_rows(db)] == [normal]
+    stops = ledger_rows(db, rule="vip-guard")
+    assert len(stops) == 1 and stops[0].action == "stop" and stops[0].status == "done"
+    assert len(events(db, "rule.action")) == 2
+
+
+def test_an_expression_error_fails_one_subject_and_the_others_go_on(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    bad = invoice(db, tp, "FA-30", DUE)
+    good = invoice(db, tp, "FA-31", DUE)
+    ruleset = rules(rule("level-1", on_sweep("invoice", "due_on", 7 * D), [send()],
+                         conditions=("days_since(invoice.last_dunned_at) > 3 if invoice.ref == 'FA-30' else true",)))
+    engine = RulesEngine(config, db, ruleset, clock=FakeClock(at(DUE + 8 * D)))
+    engine.sweep()
+    engine.sweep()
+    assert [m.idempotency_key for m in outbox_rows(db)] == [f"level-1:invoice:{good}:0"]
+    failed = ledger_rows(db, status="failed")
+    assert len(failed) == 1 and failed[0].subject == f"invoice:{bad}" and "days_since" in failed[0].detail["error"]
+
+
+def test_simulate_writes_nothing_and_shows_what_is_done(db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    invoice(db, tp, "FA-40", DUE)
+    done = invoice(db, tp, "FA-41", DUE)
+    clock = FakeClock(at(DUE + 8 * D))
+    ruleset = RuleSet(rules=(*dunning_ladder().rules, *note_rule().rules), timezone="Europe/Berlin")
+    real = RulesEngine(config, db, ruleset, clock=clock)
+    with db.engine.begin() as conn:  # FA-41 was dunned before (its level-1 send is in the ledger)
+        conn.execute(RuleLedger.__table__.insert().values(
+            key=f"level-1:invoice:{done}:0", rule="level-1", subject=f"invoice:{done}", action="send", step=0,
+            status="done", detail={}, created_at=clock.now))
+    add_event(db, "mail.matched", tp, when=clock.now - 2 * D, subject="old news")
+    tables = (OutboxMessage.__table__, RuleLedger.__table__, Event.__table__, RuleCursor.__table__)
+    before = [count(db, t) for t in tables]
+    cursor = real.cursor.position()
+    planned = RulesEngine(config, db, ruleset, clock=clock, simulate=True).simulate(clock.now - 30 * D)
+    assert [count(db, t) for t in tables] == before and real.cursor.position() == cursor
+    by_key = {p.key: p for p in planned}
+    assert by_key[f"level-1:invoice:{done}:0"].status == "already done"
+    assert {p.action for p in planned} >= {"send", "set", "note", "tag"}
+    sends = [p for p in planned if p.action == "send" and p.status == "planned"]
+    assert len(sends) == 1 and sends[0].summary.startswith("send reminder to anna@")
+    assert "due_on+7d..+21d" in sends[0].reason
+    assert any(p.summary.startswith("note ") and p.subject.startswith("event:") for p in planned)
+
+
+def test_postgresql_event_committed_late_with_a_lower_id_is_not_skipped(pg_url: str, tmp_path: Path) -> None:
+    db = Database(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    db.upgrade()
+    try:
+        config = make_config(tmp_path, db)
+        clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
+        engine = RulesEngine(config, db, note_rule(), clock=clock)
+        tp, _ = customer(db)
+        insert = ("INSERT INTO events (type, occurred_at, recorded_at, thirdparty_id, data) "
+                  "VALUES ('mail.matched', now(), now(), %s, %s) RETURNING id")
+        with psycopg.connect(pg_url) as slow, psycopg.connect(pg_url) as fast:
+            low = slow.execute(insert, (tp, '{"subject": "slow"}')).fetchone()[0]  # type: ignore[index]
+            high = fast.execute(insert, (tp, '{"subject": "fast"}')).fetchone()[0]  # type: ignore[index]
+            fast.commit()
+            assert low < high
+            assert engine.process_events() == 0  # holds at the gap: `low` is not committed yet
+            clock.advance(seconds=30)
+            assert engine.process_events() == 0  # still in progress, however long
+            slow.commit()
+        assert engine.process_events() == 4
+        assert sorted(n.data["text"] for n in events(db, "note.added")) == ["mail fast (mail.matched)",
+                                                                           "mail slow (mail.matched)"]
+        # A rolled-back id is a permanent gap: passed once its transaction is over (and the gap a moment old).
+        with psycopg.connect(pg_url) as aborted:
+            aborted.execute(insert, (tp, '{"subject": "never"}'))
+            aborted.rollback()
+        add_event(db, "mail.matched", tp, subject="after the gap")
+        assert engine.process_events() == 0
+        clock.advance(seconds=3)
+        assert engine.process_events() == 2
+        assert engine.cursor.position() == events(db, "mail.matched")[-1].id
+    finally:
+        db.dispose()

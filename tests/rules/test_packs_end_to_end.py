@@ -1,0 +1,241 @@
+"""The shipped rule packs, run unattended by the real daemon (`Daemon.run` with its scheduler) with the rules'
+clock moved by the test: on the embedded default (SQLite, file transport, local Maildir) and against the real
+servers (PostgreSQL, an SMTP server, Dovecot)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from maild.business.invoices import upsert_invoice
+from maild.cli.setup import initialise
+from maild.config import Config
+from maild.daemon import Daemon
+from maild.directory.service import add_contact, add_thirdparty
+from maild.store.db import Database
+from maild.store.models import Event, Invoice, RuleLedger
+from tests.conftest import Mailbox
+from tests.helpers import config_at, maild
+from tests.outbound.conftest import Sink
+
+
+class Clock:
+    """The rules' time, moved by the test while the daemon is stopped."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 40.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def run_daemon() -> Iterator[Callable[..., None]]:
+    """Run the real daemon in a thread until `until()` holds (then `settle` seconds more), then SIGTERM-like stop."""
+    def run(config: Config, clock: Clock, until: Callable[[], bool], settle: float = 0.0, what: str = "") -> None:
+        daemon = Daemon(config, clock=clock)
+        thread = threading.Thread(target=daemon.run, name="daemon-under-test")
+        thread.start()
+        try:
+            wait_for(until, what=what or "the daemon")
+            time.sleep(settle)
+        finally:
+            daemon.stop.set()
+            thread.join(timeout=60)
+        assert not thread.is_alive(), "the daemon stops cleanly"
+
+    yield run
+
+
+class Home:
+    """A `maild init` home whose config the test adjusts, and a view of the mail it sent."""
+
+    def __init__(self, root: Path, database_url: str | None, sink: Sink | None) -> None:
+        self.file = initialise(root, samples=False)
+        self.sink = sink
+        data = yaml.safe_load(self.file.read_text())
+        if database_url:
+            data["database"]["url"] = database_url
+        data["matching"].update({"own_domains": ["nordlicht.example"]})
+        data["outbound"].update({"sender": "billing@nordlicht.example", "sender_name": "Nordlicht Billing"})
+        if sink is not None:
+            data["outbound"]["transport"] = {"type": "smtp", "host": sink.host, "port": sink.port,
+                                             "security": "plain", "timeout": 5}
+        data["tracking"]["enabled"] = False
+        data["rules"].update({"event_interval": 0.3, "sweep_interval": 1, "lease_ttl": 6})
+        data["sources"][0]["poll_interval"] = 0.5
+        self.file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        self.config = config_at(self.file)
+        self.db = Database(self.config.database_url)
+        self.db.upgrade()
+        self.root = root
+
+    def sent(self) -> list[EmailMessage]:
+        if self.sink is not None:
+            raws = [m.data for m in self.sink.handler.received]
+        else:
+            raws = [p.read_bytes() for p in sorted((self.root / "data" / "sent-mail").glob("**/*.eml"))]
+        return [email.message_from_bytes(raw, policy=email.policy.default) for raw in raws]  # type: ignore[misc]
+
+    def drop_mail(self, message: EmailMessage, name: str) -> None:
+        (self.root / "maildir" / "new" / name).write_bytes(message.as_bytes())
+
+    def invoice(self, ref: str) -> Any:
+        with self.db.engine.connect() as conn:
+            return conn.execute(select(Invoice.__table__).where(Invoice.__table__.c.ref == ref)).one()
+
+    def ledger(self) -> list[Any]:
+        with self.db.engine.connect() as conn:
+            return list(conn.execute(select(RuleLedger.__table__).order_by(RuleLedger.__table__.c.id)))
+
+    def rule_events(self) -> list[Any]:
+        ev = Event.__table__
+        with self.db.engine.connect() as conn:
+            return list(conn.execute(select(ev).where(ev.c.type == "rule.action").order_by(ev.c.id)))
+
+
+@pytest.fixture(params=["embedded", "servers"])
+def home(request: pytest.FixtureRequest, tmp_path: Path) -> Home:
+    if request.param == "embedded":
+        return Home(tmp_path / "home", None, None)
+    pg_url = request.getfixturevalue("pg_url")
+    return Home(tmp_path / "home", pg_url, request.getfixturevalue("smtp_sink"))
+
+
+def test_dunning_pack_sends_each_level_once_only_the_one_now_due_and_pauses_on_a_reply(
+        home: Home, run_daemon: Callable[..., None]) -> None:
+    db = home.db
+    tp = add_thirdparty(db, name="Müller & Söhne KG", language="de")
+    with db.engine.begin() as conn:
+        from maild.store.models import ThirdParty
+        conn.execute(ThirdParty.__table__.update().where(ThirdParty.__table__.c.id == tp)
+                     .values(owner="lena@nordlicht.example"))
+    buyer = add_contact(db, thirdparty_id=tp, name="Jürgen Weiß", addresses=["j.weiss@mueller.example"])
+    add_contact(db, thirdparty_id=tp, name="Buchhaltung", addresses=["buchhaltung@mueller.example"],
+                role="accounting")
+    upsert_invoice(db, ref="FA2611-0007", thirdparty_id=tp, contact_id=buyer, issued_on=date(2026, 10, 18),
+                   due_on=date(2026, 11, 1), currency="EUR",
+                   lines=[{"description": "Wartungsvertrag Q4", "quantity": "1", "unit_price": "1300.00",
+                           "vat_rate": "19"}])
+    clock = Clock(datetime(2026, 11, 9, 9, 0, tzinfo=UTC))  # due + 8 days: level 1
+
+    run_daemon(home.config, clock, lambda: len(home.sent()) >= 1, settle=2.5, what="the level-1 reminder")
+    first = home.sent()
+    assert len(first) == 1
+    assert first[0]["To"].addresses[0].addr_spec == "j.weiss@mueller.example"
+    assert "FA2611-0007" in first[0]["Subject"]
+    assert not [p for p in first[0].walk() if p.get_filename()], "level 1 carries no PDF"
+    assert "1.547,00" in first[0].get_body(("plain",)).get_content(), "the amount due, formatted in German"
+    assert home.invoice("FA2611-0007").dunning_level == 1
+
+    clock.now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # down for three weeks: due + 31 days, level 2 only
+    run_daemon(home.config, clock, lambda: len(home.sent()) >= 2, settle=2.5, what="the level-2 reminder")
+    sent = home.sent()
+    assert len(sent) == 2, "only the level now due, not every missed one"
+    assert [p.get_filename() for p in sent[1].walk() if p.get_filename()] == ["FA2611-0007.pdf"]
+    assert home.invoice("FA2611-0007").dunning_level == 2
+
+    reply = EmailMessage()
+    reply["From"] = "Jürgen Weiß <j.weiss@mueller.example>"
+    reply["To"] = "billing@nordlicht.example"
+    reply["Subject"] = "Re: FA2611-0007"
+    reply["Date"] = "Thu, 03 Dec 2026 10:00:00 +0000"
+    reply["Message-ID"] = "<reply-1@mueller.example>"
+    reply.set_content("Wir prüfen das und melden uns.")
+    home.drop_mail(reply, "reply.eml")
+    clock.now = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)  # due + 37: level 3 would be due, but they replied
+
+    def replied_and_swept() -> bool:
+        ev = Event.__table__
+        with db.engine.connect() as conn:
+            return conn.execute(select(ev.c.id).where(ev.c.type == "mail.matched")).first() is not None
+    run_daemon(home.config, clock, replied_and_swept, settle=4.0, what="the reply to be matched")
+    assert len(home.sent()) == 2, "a reply pauses dunning"
+    assert home.invoice("FA2611-0007").dunning_level == 2
+
+    ledger = [row for row in home.ledger() if row.status == "done"]
+    assert sorted({row.rule for row in ledger}) == ["dunning-level-1", "dunning-level-2"]
+    assert len({row.key for row in ledger}) == len(ledger)
+    events = home.rule_events()
+    assert sorted(e.data["key"] for e in events) == sorted(row.key for row in ledger), \
+        "every action once on the timeline"
+    assert all(e.data["reason"] and e.thirdparty_id == tp for e in events)
+    log = maild(home.file, "rules", "log").stdout
+    assert "dunning-level-1" in log and "dunning-level-2" in log
+
+
+def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
+        tmp_path: Path, pg_url: str, smtp_sink: Sink, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch,
+        run_daemon: Callable[..., None]) -> None:
+    from tests.business.invites import ics, invitation_mail
+
+    monkeypatch.setenv("MAILD_TEST_IMAP_PASSWORD", mailbox.password)
+    home = Home(tmp_path / "home", pg_url, smtp_sink)
+    data = yaml.safe_load(home.file.read_text())
+    data["sources"] = [mailbox.source(name="shared")]
+    home.file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    home.config = config_at(home.file)
+    db = home.db
+    tp = add_thirdparty(db, name="Müller & Söhne KG", language="de")
+    with db.engine.begin() as conn:
+        from maild.store.models import ThirdParty
+        conn.execute(ThirdParty.__table__.update().where(ThirdParty.__table__.c.id == tp)
+                     .values(owner="lena@nordlicht.example"))
+    add_contact(db, thirdparty_id=tp, name="Jürgen Weiß", addresses=["j.weiss@mueller-soehne.example"])
+
+    # An Outlook-style invitation (the calendar inline, no .ics file) from the customer, and a stranger's mail.
+    calendar = ics(attendees=("CN=Lena Hoffmann;PARTSTAT=ACCEPTED:mailto:lena@nordlicht.example",
+                              "CN=Jürgen Weiß;PARTSTAT=ACCEPTED:mailto:j.weiss@mueller-soehne.example"))
+    stranger = EmailMessage()
+    stranger["From"] = "someone@unknown-company.example"
+    stranger["To"] = "info@nordlicht.example"
+    stranger["Subject"] = "Question"
+    stranger["Message-ID"] = "<q-1@unknown-company.example>"
+    stranger.set_content("Do you sell spare parts?")
+    mailbox.append([invitation_mail(calendar, attach_file=False), stranger.as_bytes()])
+    clock = Clock(datetime(2026, 11, 19, 12, 0, tzinfo=UTC))  # the meeting is 14:00-15:30 Berlin (13:00-14:30 UTC)
+
+    def sorted_and_told() -> bool:
+        if mailbox.uids("INBOX")[1] or len(home.sent()) < 1:
+            return False
+        clock.now = datetime(2026, 11, 19, 17, 0, tzinfo=UTC)  # the meeting ended 2.5 hours ago
+        return len(home.sent()) >= 2
+
+    run_daemon(home.config, clock, sorted_and_told, settle=2.5, what="filing, the owner's notice and the follow-up")
+    with mailbox.server.client(mailbox.user, mailbox.password) as imap:
+        folders = [name for _flags, _delim, name in imap.list_folders()]
+    customer = next(f for f in folders if f.startswith("Customers"))
+    assert "Müller" in customer
+    assert len(mailbox.uids(customer)[1]) == 1 and len(mailbox.uids("Triage")[1]) == 1
+    assert mailbox.uids("INBOX")[1] == []
+
+    sent = home.sent()
+    assert len(sent) == 2, [m["Subject"] for m in sent]
+    notice, followup = sent
+    assert notice["To"].addresses[0].addr_spec == "lena@nordlicht.example"
+    assert followup["To"].addresses[0].addr_spec == "j.weiss@mueller-soehne.example", "external attendees only"
+    assert "Rollout der Version 4.2" in followup["Subject"]
+    ev = Event.__table__
+    with db.engine.connect() as conn:
+        types = conn.execute(select(ev.c.type).where(ev.c.thirdparty_id == tp).order_by(ev.c.id)).scalars().all()
+    assert "meeting.created" in types and types.count("mail.sent") == 1  # the follow-up (the notice is internal)
