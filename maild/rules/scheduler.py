@@ -51,6 +51,18 @@ SWEEP_JOB = "maild:sweep"
 # Interval schedules count from a fixed origin, so every daemon computes the same fire times.
 INTERVAL_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)  # a Monday
 
+
+
+class _SkipBusyRuns(logging.Filter):
+    """APScheduler warns each time a job is due while its previous run still goes on (a long sweep delays
+    the event job): expected with one worker thread, so not worth a warning every few seconds."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_SkipBusyRuns())
+
 # The runner whose scheduler is active in this process, per database (jobs are stored by reference, with
 # only this key as argument: no URL, no secret in the job table).
 _ACTIVE: dict[str, RulesRunner] = {}
