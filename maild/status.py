@@ -8,8 +8,20 @@ from typing import Any
 from sqlalchemy import func, select
 
 from maild.clock import as_utc, utcnow
+from maild.rules.scheduler import LEASE_NAME
+from maild.store import leases
 from maild.store.db import Database
-from maild.store.models import Event, FolderCheckpoint, Location, Message, Quarantine, Source
+from maild.store.models import (
+    Event,
+    FolderCheckpoint,
+    Location,
+    Message,
+    OutboxMessage,
+    Quarantine,
+    RuleCursor,
+    RuleLedger,
+    Source,
+)
 
 
 @dataclass
@@ -62,7 +74,20 @@ def collect(db: Database) -> dict[str, Any]:
             "locations": sum(c[0] for c in counts.values()),
             "events": conn.execute(select(func.count()).select_from(Event.__table__)).scalar_one(),
         }
-    return {"totals": totals, "folders": [asdict(f) for f in folders]}
+        work = _work(conn)
+    work["rules"]["scheduler"] = leases.holder(db, LEASE_NAME)
+    return {"totals": totals, "folders": [asdict(f) for f in folders], **work}
+
+
+def _work(conn: Any) -> dict[str, Any]:
+    """The outbox by status, and the rules: ledger rows by status, events not yet seen by the engine."""
+    out, ledger, cursor = OutboxMessage.__table__, RuleLedger.__table__, RuleCursor.__table__
+    outbox = dict(conn.execute(select(out.c.status, func.count()).group_by(out.c.status)).all())
+    actions = dict(conn.execute(select(ledger.c.status, func.count()).group_by(ledger.c.status)).all())
+    position = conn.execute(select(cursor.c.last_event_id).where(cursor.c.name == "events")).scalar()
+    newest = conn.execute(select(func.max(Event.__table__.c.id))).scalar() or 0
+    behind = None if position is None else max(0, newest - position)
+    return {"outbox": outbox, "rules": {"actions": actions, "events_behind": behind}}
 
 
 def _lag(row: Any, locations: int) -> int | None:

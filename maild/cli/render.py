@@ -11,6 +11,15 @@ def print_status(data: dict[str, Any]) -> None:
     totals = data["totals"]
     click.echo(f"messages {totals['messages']}   locations {totals['locations']}   "
                f"quarantined {totals['quarantined']}   events {totals['events']}")
+    outbox = data.get("outbox") or {}
+    if outbox:
+        click.echo("outbox   " + "   ".join(f"{status} {count}" for status, count in sorted(outbox.items())))
+    rules = data.get("rules") or {}
+    if rules:
+        actions = "   ".join(f"{status} {count}" for status, count in sorted(rules["actions"].items())) or "none yet"
+        behind = "-" if rules["events_behind"] is None else rules["events_behind"]
+        click.echo(f"rules    actions: {actions}   events not yet seen: {behind}   "
+                   f"scheduler: {rules['scheduler'] or 'not running'}")
     if not data["folders"]:
         click.echo("no folders yet: configure sources and run `maild run` or `maild ingest --once`")
         return
