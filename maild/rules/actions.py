@@ -51,7 +51,7 @@ INT_FIELDS = frozenset({"invoice.dunning_level", "invoice.dunning_repeats"})
 FOLDER_NAMES = ("thirdparty", "contact", "message", "event", "invoice", "meeting", "owner", "now", "today", "rule")
 
 
-@dataclass
+@dataclass(slots=True)
 class Run:
     """One rule run for one subject: the names its expressions see and the ids its actions act on."""
 
@@ -74,11 +74,10 @@ class Run:
         return self.evaluator.text(template, self.names)
 
 
-@dataclass
+@dataclass(slots=True)
 class Planned:
     data: dict[str, Any]
     summary: str
-    effects: dict[str, Any] = field(default_factory=dict)  # what an apply changed, for the log
 
 
 class ActionError(ValueError):
@@ -88,6 +87,22 @@ class ActionError(ValueError):
 # --- planning (evaluation, no writes) -------------------------------------------------------------------
 
 
+# What is the same for every subject of a pass: its clock (`now`, `today`) and the rule; the helpers that read
+# only the clock.
+PASS_NAMES = frozenset({"now", "today", "rule"})
+PASS_FUNCTIONS = frozenset({"duration", "business_hours", "days_since", "days_until"})
+
+
+def same_for_every_subject(action: Action) -> bool:
+    """A `set` whose values read only the pass's clock and the rule (`invoice.dunning_level: 1`, `last_dunned_at:
+    now`): its plan is the same for every subject of a pass that has the same kinds of records (`plan_set` checks
+    only that), so the engine plans it once per pass."""
+    if not isinstance(action.spec, SetAction):
+        return False
+    return all(expression.names <= PASS_NAMES and expression.functions <= PASS_FUNCTIONS
+               for _, expression in action.spec.assignments)
+
+
 def plan(action: Action, run: Run, key: str) -> Planned:
     planner: Callable[[Any, Run, str], Planned] = _PLANNERS[action.name]
     return planner(action.spec, run, key)
@@ -95,7 +110,7 @@ def plan(action: Action, run: Run, key: str) -> Planned:
 
 def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
     value = run.value(spec.to)
-    targets = list(value) if isinstance(value, list | tuple) else ([] if value in (None, "") else [value])
+    targets = value if isinstance(value, list | tuple) else ([] if value in (None, "") else (value,))
     addresses: list[str] = []
     for target in targets:
         if isinstance(target, dict) and target.get("internal"):
@@ -107,7 +122,8 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
             addresses.append(address)
     if not addresses:
         raise ActionError(f"send: `to: {spec.to.source}` gave no recipient")
-    data: dict[str, Any] = {"template": spec.template, "to": addresses, "invoice_ref": None, "files": [],
+    files: list[str] = []
+    data: dict[str, Any] = {"template": spec.template, "to": addresses, "invoice_ref": None, "files": files,
                             "invoice_id": run.invoice_id, "meeting_id": run.meeting_id, "language": None}
     for name in spec.attach:
         if name == "invoice_pdf":
@@ -116,7 +132,7 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
                 raise ActionError("send: attach invoice_pdf, but this subject has no invoice")
             data["invoice_ref"] = invoice["ref"]
         else:
-            data["files"].append(name)
+            files.append(name)
     if spec.language is not None:
         language = run.value(spec.language)
         data["language"] = str(language) if language else None
@@ -153,20 +169,21 @@ def plan_tag(spec: TagAction, run: Run, key: str) -> Planned:
                     "remove": list(spec.remove)}, f"tag third party {run.thirdparty_id}: {' '.join(parts)}")
 
 
+_SET_NEEDS = {"invoice": ("invoice_id", "invoice"), "meeting": ("meeting_id", "meeting"),
+              "thirdparty": ("thirdparty_id", "third party")}
+
+
 def plan_set(spec: SetAction, run: Run, key: str) -> Planned:
     values: dict[str, Any] = {}
+    shown: list[str] = []
     for name, expression in spec.assignments:
         value = run.value(expression)
-        record = name.split(".", 1)[0]
-        if record == "invoice" and run.invoice_id is None:
-            raise ActionError(f"set {name}: this subject has no invoice")
-        if record == "meeting" and run.meeting_id is None:
-            raise ActionError(f"set {name}: this subject has no meeting")
-        if record == "thirdparty" and run.thirdparty_id is None:
-            raise ActionError(f"set {name}: this subject has no third party")
-        values[name] = _coerce(name, value)
-    shown = ", ".join(f"{name}={_short(jsonable(value))}" for name, value in values.items())
-    return Planned({"values": values}, f"set {shown}")
+        needs = _SET_NEEDS.get(name.partition(".")[0])
+        if needs is not None and getattr(run, needs[0]) is None:
+            raise ActionError(f"set {name}: this subject has no {needs[1]}")
+        value = values[name] = _coerce(name, value)
+        shown.append(f"{name}={_short(jsonable(value))}")
+    return Planned({"values": values}, f"set {', '.join(shown)}")
 
 
 def plan_assign(spec: AssignAction, run: Run, key: str) -> Planned:
@@ -218,6 +235,8 @@ _PLANNERS: dict[str, Callable[[Any, Run, str], Planned]] = {
 
 def _coerce(name: str, value: Any) -> Any:
     if name in INT_FIELDS:
+        if type(value) is int and value >= 0:
+            return value  # what the general path below gives for it
         if isinstance(value, bool) or not isinstance(value, int | str | Decimal | float):
             raise ActionError(f"set {name}: {value!r} is not a whole number")
         try:

@@ -8,15 +8,19 @@ closures over one subject (`Scope`); time comes from the engine's clock, never f
 
 from __future__ import annotations
 
+import json
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import nodes
-from sqlalchemy import Connection, Text, cast, func, select
+from sqlalchemy import ARRAY, Connection, Text, any_, bindparam, cast, func, literal_column, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from maild.business.invoices import invoice_context
 from maild.clock import as_utc
@@ -50,35 +54,113 @@ ZERO = Decimal("0.00")
 
 
 def thirdparty_view(row: Any, addresses: list[str]) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "kind": row.kind, "external_id": row.external_id,
-            "tags": list(row.tags or []), "fields": dict(row.custom_fields or {}), "owner": row.owner,
-            "language": row.language, "address": addresses[0] if addresses else None, "addresses": addresses}
+    return _thirdparty(row.id, row.name, row.kind, row.external_id, row.tags, row.custom_fields, row.owner,
+                       row.language, addresses)
+
+
+def _thirdparty(id_: int, name: str, kind: str, external_id: str | None, tags: Any, fields: Any, owner: str | None,
+                language: str | None, addresses: list[str]) -> dict[str, Any]:
+    return {"id": id_, "name": name, "kind": kind, "external_id": external_id, "tags": list(tags or []),
+            "fields": dict(fields or {}), "owner": owner, "language": language,
+            "address": addresses[0] if addresses else None, "addresses": addresses}
 
 
 def contact_view(row: Any, addresses: list[str]) -> dict[str, Any]:
-    return {"id": row.id, "thirdparty_id": row.thirdparty_id, "name": row.name, "role": row.role,
-            "language": row.language, "phones": list(row.phones or []), "external_id": row.external_id,
+    return _contact(row.id, row.thirdparty_id, row.name, row.role, row.language, row.phones, row.external_id,
+                    addresses)
+
+
+def _contact(id_: int, thirdparty_id: int, name: str, role: str | None, language: str | None, phones: Any,
+             external_id: str | None, addresses: list[str]) -> dict[str, Any]:
+    return {"id": id_, "thirdparty_id": thirdparty_id, "name": name, "role": role, "language": language,
+            "phones": list(phones or []), "external_id": external_id,
             "address": addresses[0] if addresses else None, "addresses": addresses}
+
+
+def _json(text: str | None) -> Any:
+    """A JSON column selected as text, decoded as the column type would (most are `[]` or `{}`)."""
+    if text is None:
+        return None
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    return json.loads(text)
+
+
+def _as_text(column: Any) -> Any:
+    return cast(column, Text).label(column.name)
+
+
+# What `Directory.load` selects, in the order of `_thirdparty` / `_contact`: JSON as text (see `_json`), no
+# timestamps (parsed for nothing).
+_THIRDPARTY_COLUMNS = (_tp.c.id, _tp.c.name, _tp.c.kind, _tp.c.external_id, _as_text(_tp.c.tags),
+                       _as_text(_tp.c.custom_fields), _tp.c.owner, _tp.c.language)
+_CONTACT_COLUMNS = (_c.c.id, _c.c.thirdparty_id, _c.c.name, _c.c.role, _c.c.language, _as_text(_c.c.phones),
+                    _c.c.external_id)
 
 
 def invoice_view(conn: Connection, row: Any) -> dict[str, Any]:
     """The business module's view (`invoice_context`: amount_due, lines, totals ...), so templates and rules read
     the same names. An invoice without lines gets the same dict built directly from the row (a sweep builds
     thousands; tests/rules/test_context.py keeps the two equal)."""
-    if row.lines:
-        view = invoice_context(conn, row)
-    else:
-        amount, paid, fees = row.amount, row.paid_amount or ZERO, row.late_fees or ZERO
-        issued, due = row.issued_on, row.due_on
-        view = {"id": row.id, "ref": row.ref, "thirdparty_id": row.thirdparty_id, "contact_id": row.contact_id,
-                "date": issued, "issued_on": issued, "due_on": due, "due_date": due, "currency": row.currency,
-                "amount": amount, "paid_amount": paid, "amount_paid": paid, "late_fees": fees,
-                "amount_due": amount - paid + fees, "total": amount, "total_net": amount, "total_vat": ZERO,
-                "lines": [], "status": row.status, "dunning_level": row.dunning_level or 0,
-                "dunning_repeats": row.dunning_repeats or 0, "last_dunned_at": as_utc(row.last_dunned_at),
-                "paid_at": as_utc(row.paid_at)}
+    view = invoice_context(conn, row) if row.lines else _plain_invoice_view(row)
     view["created_at"] = as_utc(row.created_at)
     return view
+
+
+# What a sweep selects of an invoice, in this order (`swept_invoice_view` unpacks it): every column
+# `invoice_view` reads but `lines` (JSON, decoded for nothing when an invoice has none), then `has_lines`
+# (whether it may have some: then the full view is loaded).
+INVOICE_SWEEP_COLUMNS = ("id", "ref", "thirdparty_id", "contact_id", "issued_on", "due_on", "currency", "amount",
+                         "paid_amount", "status", "dunning_level", "dunning_repeats", "last_dunned_at", "late_fees",
+                         "paid_at", "created_at")
+
+
+def swept_invoice_view(conn: Connection, row: Any) -> dict[str, Any]:
+    """`invoice_view` of a row of INVOICE_SWEEP_COLUMNS and `has_lines`: the same dict (built from the row's
+    tuple: a sweep builds thousands)."""
+    (id_, ref, tp_id, contact_id, issued, due, currency, amount, paid, status, level, repeats, last, fees, paid_at,
+     created, has_lines) = row
+    if has_lines:
+        view = invoice_context(conn, int(id_))
+    else:
+        paid = paid or ZERO
+        fees = fees or ZERO
+        view = {"id": id_, "ref": ref, "thirdparty_id": tp_id, "contact_id": contact_id, "date": issued,
+                "issued_on": issued, "due_on": due, "due_date": due, "currency": currency, "amount": amount,
+                "paid_amount": paid, "amount_paid": paid, "late_fees": fees, "amount_due": amount - paid + fees,
+                "total": amount, "total_net": amount, "total_vat": ZERO, "lines": [], "status": status,
+                "dunning_level": level or 0, "dunning_repeats": repeats or 0, "last_dunned_at": _utc(last),
+                "paid_at": _utc(paid_at)}
+    view["created_at"] = _utc(created)
+    return view
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    """`as_utc` of a datetime column's value, also when read as SQLite's stored text (`candidates(text_times=
+    True)`): SQLAlchemy would parse it with `datetime.fromisoformat` and `as_utc` would add UTC; parsed here with
+    the offset at once (the same value, a third of the time); text that has an offset already goes the long way."""
+    if value is None:
+        return None
+    if type(value) is str:
+        try:
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            return as_utc(datetime.fromisoformat(value))
+    return as_utc(value)  # type: ignore[arg-type]
+
+
+def _plain_invoice_view(row: Any) -> dict[str, Any]:
+    amount, paid, fees = row.amount, row.paid_amount or ZERO, row.late_fees or ZERO
+    issued, due = row.issued_on, row.due_on
+    return {"id": row.id, "ref": row.ref, "thirdparty_id": row.thirdparty_id, "contact_id": row.contact_id,
+            "date": issued, "issued_on": issued, "due_on": due, "due_date": due, "currency": row.currency,
+            "amount": amount, "paid_amount": paid, "amount_paid": paid, "late_fees": fees,
+            "amount_due": amount - paid + fees, "total": amount, "total_net": amount, "total_vat": ZERO,
+            "lines": [], "status": row.status, "dunning_level": row.dunning_level or 0,
+            "dunning_repeats": row.dunning_repeats or 0, "last_dunned_at": as_utc(row.last_dunned_at),
+            "paid_at": as_utc(row.paid_at)}
 
 
 def meeting_view(row: Any) -> dict[str, Any]:
@@ -114,6 +196,16 @@ def chunks(values: Iterable[Any], size: int = CHUNK) -> Iterable[list[Any]]:
         yield items[start:start + size]
 
 
+def any_of(conn: Connection, column: Any, values: list[Any]) -> ColumnElement[bool]:
+    """`column IN (values)` as ONE bound parameter, for the id lists of a sweep (thousands; SQLAlchemy binds an
+    IN list value by value): `= ANY(array)` on PostgreSQL, `IN (SELECT value FROM json_each(json))` on SQLite.
+    `values`: ints or strings."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+    listed = select(literal_column("value")).select_from(func.json_each(bindparam(None, json.dumps(list(values)))))
+    return column.in_(listed)  # type: ignore[no-any-return]
+
+
 @dataclass
 class Directory:
     """Third parties with their contacts (and addresses) for a set of ids, loaded in bulk, kept for one pass.
@@ -126,26 +218,36 @@ class Directory:
     contact_by_id: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def load(self, conn: Connection, thirdparty_ids: Iterable[int | None]) -> None:
-        wanted = sorted({i for i in thirdparty_ids if i is not None and i not in self.thirdparties})
+        known = self.thirdparties
+        wanted = sorted({i for i in thirdparty_ids if i is not None and i not in known})
         if not wanted:
             return
-        for ids in chunks(wanted):
-            addresses: dict[tuple[int, int | None], list[str]] = {}
-            for tp_id, contact_id, address in conn.execute(
-                    select(_a.c.thirdparty_id, _a.c.contact_id, _a.c.address)
-                    .where(_a.c.thirdparty_id.in_(ids)).order_by(_a.c.id)):
-                addresses.setdefault((tp_id, contact_id), []).append(address)
-            for tp_id in ids:
-                self.contacts[tp_id] = []
-            for row in conn.execute(select(_c).where(_c.c.thirdparty_id.in_(ids)).order_by(_c.c.id)):
-                view = contact_view(row, addresses.get((row.thirdparty_id, row.id), []))
-                self.contacts[row.thirdparty_id].append(view)
-                self.contact_by_id[row.id] = view
-            for row in conn.execute(select(_tp).where(_tp.c.id.in_(ids))):
-                general = addresses.get((row.id, None), [])
-                first_contact = next((c["address"] for c in self.contacts[row.id] if c["address"]), None)
-                view = thirdparty_view(row, general or ([first_contact] if first_contact else []))
-                self.thirdparties[row.id] = view
+        addresses: dict[tuple[int, int | None], list[str]] = {}
+        for tp_id, contact_id, address in conn.execute(
+                select(_a.c.thirdparty_id, _a.c.contact_id, _a.c.address)
+                .where(any_of(conn, _a.c.thirdparty_id, wanted)).order_by(_a.c.id)).all():
+            found = addresses.get((tp_id, contact_id))
+            if found is None:
+                addresses[(tp_id, contact_id)] = [address]
+            else:
+                found.append(address)
+        contacts, by_id = self.contacts, self.contact_by_id
+        for tp_id in wanted:
+            contacts[tp_id] = []
+        for id_, tp_id, name, role, language, phones, external_id in conn.execute(
+                select(*_CONTACT_COLUMNS).where(any_of(conn, _c.c.thirdparty_id, wanted)).order_by(_c.c.id)).all():
+            view = _contact(id_, tp_id, name, role, language, _json(phones), external_id,
+                            addresses.get((tp_id, id_), []))
+            contacts[tp_id].append(view)
+            by_id[id_] = view
+        for id_, name, kind, external_id, tags, fields, owner, language in conn.execute(
+                select(*_THIRDPARTY_COLUMNS).where(any_of(conn, _tp.c.id, wanted))).all():
+            general = addresses.get((id_, None))
+            if not general:
+                first = next((c["address"] for c in contacts[id_] if c["address"]), None)
+                general = [first] if first else []
+            known[id_] = _thirdparty(id_, name, kind, external_id, _json(tags), _json(fields), owner, language,
+                                     general)
 
     def thirdparty(self, thirdparty_id: int | None) -> dict[str, Any] | None:
         return self.thirdparties.get(thirdparty_id) if thirdparty_id is not None else None
@@ -156,8 +258,13 @@ class Directory:
             return self.contact_by_id[contact_id]
         if thirdparty_id is None:
             return None
-        contacts = self.contacts.get(thirdparty_id, [])
-        return next((c for c in contacts if c["address"]), contacts[0] if contacts else None)
+        contacts = self.contacts.get(thirdparty_id)
+        if not contacts:
+            return None
+        for contact in contacts:
+            if contact["address"]:
+                return contact
+        return contacts[0]
 
 
 @dataclass
@@ -192,21 +299,21 @@ class Replies:
         if not wanted:
             return
         when = func.coalesce(_m.c.date, _m.c.ingested_at)
-        for ids in chunks(wanted):
-            for tp_id in ids:
-                self.latest[tp_id] = None
-            rows = conn.execute(
-                select(_mm.c.thirdparty_id, _m.c.from_addr, func.max(when).label("at"))
-                .select_from(_mm.join(_m, _m.c.id == _mm.c.message_id))
-                .where(_mm.c.thirdparty_id.in_(ids), _mm.c.status.in_(DECIDED))
-                .group_by(_mm.c.thirdparty_id, _m.c.from_addr))
-            for tp_id, sender, at in rows:
-                if at is None or self.own.is_ours(sender):
-                    continue
-                at = _as_datetime(at)
-                best = self.latest.get(tp_id)
-                if best is None or at > best:
-                    self.latest[tp_id] = at
+        latest = self.latest
+        for tp_id in wanted:
+            latest[tp_id] = None
+        rows = conn.execute(
+            select(_mm.c.thirdparty_id, _m.c.from_addr, func.max(when).label("at"))
+            .select_from(_mm.join(_m, _m.c.id == _mm.c.message_id))
+            .where(any_of(conn, _mm.c.thirdparty_id, wanted), _mm.c.status.in_(DECIDED))
+            .group_by(_mm.c.thirdparty_id, _m.c.from_addr)).all()
+        for tp_id, sender, at in rows:
+            if at is None or self.own.is_ours(sender):
+                continue
+            at = _as_datetime(at)
+            best = latest.get(tp_id)
+            if best is None or at > best:
+                latest[tp_id] = at
 
     def since(self, thirdparty_id: int | None, moment: datetime | None) -> bool:
         if thirdparty_id is None:
@@ -226,15 +333,17 @@ def _as_datetime(value: Any) -> datetime:
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Clock:
-    """`now` (UTC) and the rules' time zone, for `today`, day counts and business hours."""
+    """`now` (UTC) and the rules' time zone, for `today`, day counts and business hours (one reading per pass:
+    `local` and `today` are worked out once)."""
 
     now: datetime
     zone: ZoneInfo
     days: frozenset[str]
     start: time
     end: time | None  # None: 24:00
+    _midnights: dict[date, datetime] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, config: Config, now: datetime, timezone: str | None = None) -> Clock:
@@ -243,11 +352,11 @@ class Clock:
         return cls(as_utc(now) or now, ZoneInfo(timezone or config.rules.timezone), frozenset(hours.days),
                    time.fromisoformat(hours.start), end)
 
-    @property
+    @cached_property
     def local(self) -> datetime:
         return self.now.astimezone(self.zone)
 
-    @property
+    @cached_property
     def today(self) -> date:
         return self.local.date()
 
@@ -259,7 +368,10 @@ class Clock:
             value = datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
         if isinstance(value, datetime):
             return as_utc(value)
-        return datetime.combine(value, time(0), self.zone).astimezone(self.now.tzinfo)
+        found = self._midnights.get(value)
+        if found is None:
+            found = self._midnights[value] = datetime.combine(value, time(0), self.zone).astimezone(self.now.tzinfo)
+        return found
 
     def days_since(self, value: date | datetime | None) -> int:
         if value is None:
@@ -317,7 +429,8 @@ def helpers(scope: Scope) -> dict[str, Callable[..., Any]]:
         tp = scope.thirdparty
         if tp is None:
             return False
-        scope.replies.load(scope.conn, [tp["id"]])
+        if tp["id"] not in scope.replies.latest:
+            scope.replies.load(scope.conn, [tp["id"]])
         return scope.replies.since(tp["id"], clock.moment(moment))
 
     def wrote_to_(address: Any, moment: date | datetime | None = None) -> bool:
@@ -332,10 +445,13 @@ def helpers(scope: Scope) -> dict[str, Callable[..., Any]]:
         tp = scope.thirdparty
         if tp is None:
             return None
-        scope.directory.load(scope.conn, [tp["id"]])
+        if tp["id"] not in scope.directory.contacts:
+            scope.directory.load(scope.conn, [tp["id"]])
         wanted = str(role).casefold()
-        return next((c for c in scope.directory.contacts.get(tp["id"], [])
-                     if (c["role"] or "").casefold() == wanted), None)
+        for contact in scope.directory.contacts.get(tp["id"], ()):
+            if (contact["role"] or "").casefold() == wanted:
+                return contact
+        return None
 
     def duration(text: str) -> timedelta:
         return parse_duration(text)
@@ -396,9 +512,8 @@ class _Fallback(Exception):
 
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b, "lteq": lambda a, b: a <= b,
-    "gt": lambda a, b: a > b, "gteq": lambda a, b: a >= b, "in": lambda a, b: a in b,
-    "notin": lambda a, b: a not in b,
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lteq": operator.le, "gt": operator.gt,
+    "gteq": operator.ge, "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
 }
 # Not `*` or `**`: the sandbox limits those (a huge repeated string), so they stay with Jinja.
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {nodes.Add: lambda a, b: a + b, nodes.Sub: lambda a, b: a - b}
@@ -419,26 +534,34 @@ class Evaluator:
     def __init__(self) -> None:
         self._cache: dict[int, tuple[Any, Compiled | None, tuple[str, ...]]] = {}
 
-    def _entry(self, item: Expression | TextTemplate) -> tuple[Compiled | None, tuple[str, ...]]:
+    def _entry(self, item: Expression | TextTemplate) -> tuple[Any, Compiled | None, tuple[str, ...]]:
         found = self._cache.get(id(item))
         if found is None or found[0] is not item:
             used = set(item.names) | set(getattr(item, "functions", ()))
-            fast = _compile(item.source) if isinstance(item, Expression) else None
+            fast = _compile(item.source) if isinstance(item, Expression) else _compile_text(item.source)
             found = (item, fast, tuple(sorted(used)))
             self._cache[id(item)] = found
-        return found[1], found[2]
+        return found
 
     def value(self, expression: Expression, names: Mapping[str, Any]) -> Any:
-        fast, used = self._entry(expression)
+        found = self._cache.get(id(expression))
+        if found is None or found[0] is not expression:
+            found = self._entry(expression)
+        fast = found[1]
         if fast is not None:
             try:
                 return fast(names)
             except Exception:
                 pass
-        return expression.evaluate({name: names[name] for name in used if name in names})
+        return expression.evaluate({name: names[name] for name in found[2] if name in names})
 
     def text(self, template: TextTemplate, names: Mapping[str, Any]) -> str:
-        _, used = self._entry(template)
+        _, fast, used = self._entry(template)
+        if fast is not None:
+            try:
+                return fast(names)  # type: ignore[no-any-return]
+            except Exception:
+                pass
         return template.render({name: names[name] for name in used if name in names})
 
 
@@ -452,6 +575,32 @@ def _compile(source: str) -> Compiled | None:
     return _closure(body[0].nodes[0])
 
 
+def _compile_text(source: str) -> Compiled | None:
+    """A text template of plain text and `{{ expression }}` outputs (no tags, no filters): what Jinja renders
+    for it (`str()` of each value, autoescape off), as a closure; None for anything else."""
+    try:
+        body = TEXT_ENV.parse(source).body
+    except Exception:
+        return None
+    parts: list[str | Compiled] = []
+    for output in body:
+        if not isinstance(output, nodes.Output):
+            return None
+        for node in output.nodes:
+            if isinstance(node, nodes.TemplateData):
+                parts.append(node.data)
+                continue
+            closure = _closure(node)
+            if closure is None:
+                return None
+            parts.append(closure)
+    pieces = tuple(parts)
+
+    def render(names: Mapping[str, Any]) -> str:
+        return "".join([part if type(part) is str else str(part(names)) for part in pieces])  # type: ignore[operator]
+    return render
+
+
 def _closure(node: nodes.Node) -> Compiled | None:
     if isinstance(node, nodes.Const):
         constant = node.value
@@ -460,13 +609,29 @@ def _closure(node: nodes.Node) -> Compiled | None:
         name = node.name
 
         def load(names: Mapping[str, Any]) -> Any:
-            if name not in names:
-                raise _Fallback(name)
-            return names[name]
+            try:
+                return names[name]
+            except KeyError:
+                raise _Fallback(name) from None
         return load
     if isinstance(node, nodes.Getattr):
-        inner, attr = _closure(node.node), node.attr
-        if inner is None or attr.startswith("_") or attr in _DICT_ATTRIBUTES:
+        attr = node.attr
+        if attr.startswith("_") or attr in _DICT_ATTRIBUTES:
+            return None
+        if isinstance(node.node, nodes.Name) and node.node.ctx == "load":  # `record.field`, the common case
+            name = node.node.name
+
+            def field_of(names: Mapping[str, Any]) -> Any:
+                try:
+                    value = names[name]
+                    if type(value) is dict:
+                        return value[attr]
+                except KeyError:
+                    pass
+                raise _Fallback(attr)
+            return field_of
+        inner = _closure(node.node)
+        if inner is None:
             return None
 
         def get(names: Mapping[str, Any]) -> Any:
@@ -507,6 +672,9 @@ def _closure(node: nodes.Node) -> Compiled | None:
         compare = _COMPARE[node.ops[0].op]
         if left is None or right is None:
             return None
+        if isinstance(node.ops[0].expr, nodes.Const):
+            constant = node.ops[0].expr.value
+            return lambda names: compare(left(names), constant)
         return lambda names: compare(left(names), right(names))
     if (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and not node.kwargs
             and node.dyn_args is None and node.dyn_kwargs is None):
@@ -514,9 +682,17 @@ def _closure(node: nodes.Node) -> Compiled | None:
         args = [_closure(arg) for arg in node.args]
         if function not in FUNCTIONS or any(arg is None for arg in args):
             return None
-        arguments = tuple(args)
-
-        def call(names: Mapping[str, Any]) -> Any:
-            return names[function](*(arg(names) for arg in arguments))  # type: ignore[misc]
-        return call
+        return _call(function, tuple(args))  # type: ignore[arg-type]
     return None
+
+
+def _call(function: str, arguments: tuple[Compiled, ...]) -> Compiled:
+    if not arguments:
+        return lambda names: names[function]()
+    if len(arguments) == 1:
+        only = arguments[0]
+        return lambda names: names[function](only(names))
+
+    def call(names: Mapping[str, Any]) -> Any:
+        return names[function](*[arg(names) for arg in arguments])
+    return call

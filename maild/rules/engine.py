@@ -41,6 +41,7 @@ from maild.rules.context import (
     meeting_view,
     message_view,
     rule_view,
+    swept_invoice_view,
 )
 from maild.rules.cursor import EventCursor
 from maild.rules.expressions import ExpressionError
@@ -55,7 +56,7 @@ REPLIED = "mail.replied"
 EVENT_BATCH_ADVANCE = 100  # the cursor is written at least every this many events
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedAction:
     """What an action would do (simulate), or did: status planned | already done | failed | running | error."""
 
@@ -102,8 +103,11 @@ class RulesEngine:
         self._event_rules = [r for r in enabled if isinstance(r.trigger, EventTrigger)]
         self._sweep_rules = [r for r in enabled if isinstance(r.trigger, SweepTrigger)]
         self._compiled = {r.name: sweep.compile_rule(r) for r in self._sweep_rules}
+        self._pass_constant = {id(a) for r in enabled for a in r.actions if actions.same_for_every_subject(a)}
+        self._pass_plans: dict[tuple[int, bool, bool, bool], actions.Planned] = {}
 
     def _new_pass(self) -> _Pass:
+        self._pass_plans = {}
         return _Pass(Clock.of(self.config, self.clock(), self.rules.timezone), Directory(), Replies(self.own))
 
     # --- events -----------------------------------------------------------------------------------------
@@ -190,46 +194,80 @@ class RulesEngine:
         return taken
 
     def _sweep_rule(self, p: _Pass, rule: Rule, stopped: set[str]) -> int:
+        """One sweep rule over its candidates: the conditions SQL could not check, then the actions of each
+        subject that passed, in id order (as `_run` does for one subject, with what is the same for every
+        subject of the rule worked out once)."""
         trigger = rule.trigger
         assert isinstance(trigger, SweepTrigger)
         compiled = self._compiled[rule.name]
         record = trigger.record
         taken = 0
         with self.db.engine.connect() as conn:
-            rows = [r for r in conn.execute(sweep.candidates(rule, compiled, p.clock)).all()
-                    if f"{record}:{r.id}" not in stopped]
+            scan = sweep.prefer_scan(conn, rule, compiled)
+            rows = conn.execute(sweep.candidates(rule, compiled, p.clock, scan=scan,
+                                                 text_times=conn.dialect.name == "sqlite")).all()
+            if stopped:
+                rows = [r for r in rows if f"{record}:{r.id}" not in stopped]
             if not rows:
                 return 0
             tp_ids = [r.thirdparty_id for r in rows]
-            p.directory.load(conn, tp_ids)
-            if _uses(rule, "replied_since"):
+            directory = p.directory
+            directory.load(conn, tp_ids)
+            if compiled.replies:
                 p.replies.load(conn, tp_ids)
             known = ledger.statuses(conn, rule.name, [f"{record}:{r.id}" for r in rows])
+            scope = Scope(p.clock, conn, self.own, p.replies, directory)
+            base = {"now": p.clock.now, "today": p.clock.today, "rule": rule_view(rule), **helpers(scope)}
+            checks = [c for c, python in zip(rule.conditions, compiled.in_python, strict=True) if python]
+            held = [c.source for c in rule.conditions]
             label = sweep.describe(trigger)
+            evaluate = self.evaluator.value
             for row in rows:
-                subject = f"{record}:{row.id}"
-                thirdparty = p.directory.thirdparty(row.thirdparty_id)
+                names = base.copy()
                 if record == "invoice":
-                    view = invoice_view(conn, row)
-                    names = {"invoice": view, "thirdparty": thirdparty,
-                             "contact": p.directory.contact(row.thirdparty_id, row.contact_id),
-                             "owner": (thirdparty or {}).get("owner")}
-                    what = f"invoice {row.ref}"
-                    run = actions.Run(rule.name, subject, "", {}, evaluator=self.evaluator,
-                                      thirdparty_id=row.thirdparty_id, invoice_id=row.id, record=view)
+                    view = swept_invoice_view(conn, row)
+                    tp_id = view["thirdparty_id"]
+                    thirdparty = directory.thirdparty(tp_id)
+                    names["invoice"] = view
+                    names["thirdparty"] = thirdparty
+                    names["contact"] = directory.contact(tp_id, view["contact_id"])
+                    names["owner"] = thirdparty.get("owner") if thirdparty else None
+                    scope.invoice = view
                 else:
                     view = meeting_view(row)
-                    names = {"meeting": view, "thirdparty": thirdparty,
-                             "attendees": [a for a in view["attendees"] if not a.get("internal")],
-                             "owner": view["owner"] or (thirdparty or {}).get("owner")}
-                    what = f"meeting #{row.id}"
-                    run = actions.Run(rule.name, subject, "", {}, evaluator=self.evaluator,
-                                      thirdparty_id=row.thirdparty_id, meeting_id=row.id, record=view)
-                when = sweep.fire_moment(trigger, getattr(row, trigger.date) if record == "invoice"
-                                         and sweep.is_date(trigger) else view[trigger.date], p.clock)
+                    tp_id = view["thirdparty_id"]
+                    thirdparty = directory.thirdparty(tp_id)
+                    names["meeting"] = view
+                    names["thirdparty"] = thirdparty
+                    names["attendees"] = [a for a in view["attendees"] if not a.get("internal")]
+                    names["owner"] = view["owner"] or (thirdparty or {}).get("owner")
+                    scope.invoice = None
+                scope.thirdparty = thirdparty
+                error = once = None
+                try:
+                    passed = True
+                    for condition in checks:
+                        if not evaluate(condition, names):
+                            passed = False
+                            break
+                    if not passed:
+                        continue
+                    once = evaluate(rule.once_per, names) if rule.once_per is not None else None
+                except ExpressionError as exc:
+                    error = str(exc)
+                record_id = view["id"]
+                subject = f"{record}:{record_id}"
+                what = f"invoice {view['ref']}" if record == "invoice" else f"meeting #{record_id}"
+                when = sweep.fire_moment(trigger, view[trigger.date], p.clock)
                 head = f"sweep {what} {label} ({when} <= now)"
-                run.names = self._names(p, conn, rule, names)
-                done, stop = self._run(conn, rule, run, head, known, compiled.in_python)
+                run = actions.Run(rule.name, subject, head, names, evaluator=self.evaluator, thirdparty_id=tp_id,
+                                  invoice_id=record_id if record == "invoice" else None,
+                                  meeting_id=record_id if record == "meeting" else None, record=view)
+                if error is not None:
+                    self._failed_early(rule, run, "if", error)
+                    continue
+                run.reason = "; ".join([head, *held])
+                done, stop = self._act(conn, rule, run, head, once, known)
                 taken += done
                 if stop:
                     stopped.add(subject)
@@ -296,12 +334,17 @@ class RulesEngine:
             self._failed_early(rule, run, "if", str(exc))
             return 0, False
         run.reason = "; ".join([head, *held])
-        keys = [ledger.make_key(rule.name, run.subject, step, once) for step in range(len(rule.actions))]
         if known is None:
             known = ledger.statuses(conn, rule.name, [run.subject])
+        return self._act(conn, rule, run, head, once, known)
+
+    def _act(self, conn: Connection, rule: Rule, run: actions.Run, head: str, once: Any,
+             known: dict[str, str]) -> tuple[int, bool]:
+        """The actions of a subject whose conditions held, in order. Returns (actions taken, stop)."""
         taken, stop = 0, False
+        trigger = head.split(" (")[0]
         for step, action in enumerate(rule.actions):
-            key = keys[step]
+            key = ledger.make_key(rule.name, run.subject, step, once)
             status = known.get(key)
             if status == "done":
                 stop = stop or action.name == "stop"
@@ -310,24 +353,36 @@ class RulesEngine:
             if status is not None:  # failed, or running elsewhere: the later steps wait
                 self._note(rule, run, action, key, "", status)
                 break
-            entry = ledger.Entry(key=key, rule=rule.name, file=rule.file, trigger=head.split(" (")[0], step=step,
-                                 subject=run.subject, action=action.name, reason=run.reason,
-                                 thirdparty_id=run.thirdparty_id, message_id=run.message_id)
             try:
-                planned = actions.plan(action, run, key)
+                planned = self._plan(action, run, key)
             except (ExpressionError, actions.ActionError, ValueError, TypeError, LookupError) as exc:
-                self._failed_early(rule, run, step, str(exc), entry)
+                self._failed_early(rule, run, step, str(exc), self._entry(rule, run, trigger, step, action, key))
                 break
             if self.simulating:
                 stop = stop or action.name == "stop"
                 self._note(rule, run, action, key, planned.summary, "planned")
                 continue
-            if not self._execute(rule, entry, action, planned, run):
+            if not self._execute(rule, self._entry(rule, run, trigger, step, action, key), action, planned, run):
                 break
             known[key] = "done"
             taken += 1
             stop = stop or action.name == "stop"
         return taken, stop
+
+    def _plan(self, action: Action, run: actions.Run, key: str) -> actions.Planned:
+        if id(action) not in self._pass_constant:
+            return actions.plan(action, run, key)
+        same = (id(action), run.invoice_id is None, run.meeting_id is None, run.thirdparty_id is None)
+        planned = self._pass_plans.get(same)
+        if planned is None:
+            planned = self._pass_plans[same] = actions.plan(action, run, key)
+        return planned
+
+    @staticmethod
+    def _entry(rule: Rule, run: actions.Run, trigger: str, step: int, action: Action, key: str) -> ledger.Entry:
+        return ledger.Entry(key=key, rule=rule.name, file=rule.file, trigger=trigger, step=step, subject=run.subject,
+                            action=action.name, reason=run.reason, thirdparty_id=run.thirdparty_id,
+                            message_id=run.message_id)
 
     def _note(self, rule: Rule, run: actions.Run, action: Action, key: str, summary: str, status: str) -> None:
         if self.simulating:

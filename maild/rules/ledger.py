@@ -23,6 +23,7 @@ from sqlalchemy import Connection, select, update
 
 from maild.business.timeline import append_event
 from maild.clock import as_utc
+from maild.rules.context import any_of
 from maild.store.db import Database
 from maild.store.models import RuleLedger
 
@@ -122,12 +123,10 @@ def take_over(conn: Connection, key: str, expected: str, now: datetime, detail: 
 def statuses(conn: Connection, rule: str, subjects: Iterable[str]) -> dict[str, str]:
     """key -> status of every ledger row of `rule` for these subjects."""
     wanted = sorted(set(subjects))
-    out: dict[str, str] = {}
-    for start in range(0, len(wanted), 900):
-        for key, status in conn.execute(select(T.c.key, T.c.status).where(
-                T.c.rule == rule, T.c.subject.in_(wanted[start:start + 900]))):
-            out[key] = status
-    return out
+    if not wanted:
+        return {}
+    query = select(T.c.key, T.c.status).where(T.c.rule == rule, any_of(conn, T.c.subject, wanted))
+    return {key: status for key, status in conn.execute(query)}
 
 
 def get(conn: Connection, key: str) -> Any:

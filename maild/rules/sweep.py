@@ -18,11 +18,31 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from jinja2 import nodes
-from sqlalchemy import Date, Integer, String, Table, TypeDecorator, and_, not_, or_, select
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import (
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    and_,
+    cast,
+    func,
+    not_,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList, ColumnElement
 from sqlalchemy.sql.selectable import Select
+from sqlalchemy.sql.visitors import InternalTraversal, replacement_traverse
 
-from maild.rules.context import Clock
+from maild.rules.context import INVOICE_SWEEP_COLUMNS, Clock
 from maild.rules.durations import format_duration
 from maild.rules.model import Rule, SweepTrigger
 from maild.store.models import Invoice, Meeting
@@ -39,6 +59,12 @@ class SweepQuery:
 
     pushed: tuple[ColumnElement[bool], ...]
     in_python: tuple[bool, ...]  # per condition: True = evaluate in Python
+    replies: bool = False  # a condition calls replied_since(): the pass loads the candidates' latest replies
+    # When no index serves the window but pushed equalities lead one (`status = 'open'` on (status, due_on) for a
+    # sweep on last_dunned_at): those equalities (`walk`), and `pushed` with their columns out of SQLite's reach
+    # (`scan`). See `prefer_scan`.
+    walk: ColumnElement[bool] | None = None
+    scan: tuple[ColumnElement[bool], ...] = ()
 
 
 def compile_rule(rule: Rule) -> SweepQuery:
@@ -52,7 +78,84 @@ def compile_rule(rule: Rule) -> SweepQuery:
         if clause is not None:
             pushed.append(clause)
         in_python.append(not whole)
-    return SweepQuery(tuple(pushed), tuple(in_python))
+    replies = any("replied_since" in c.functions for c in rule.conditions)
+    walk, scan = _index_walk(table, table.c[rule.trigger.date], pushed)
+    return SweepQuery(tuple(pushed), tuple(in_python), replies, walk, scan)
+
+
+def _index_walk(table: Table, date_column: Any, pushed: list[ColumnElement[bool]]) \
+        -> tuple[ColumnElement[bool] | None, tuple[ColumnElement[bool], ...]]:
+    equal: dict[Any, ColumnElement[bool]] = {}
+    for clause in _conjuncts(pushed):
+        if isinstance(clause, BinaryExpression) and clause.operator is operators.eq \
+                and isinstance(clause.left, Column) and clause.left.table is table \
+                and isinstance(clause.right, BindParameter):
+            equal.setdefault(clause.left, clause)
+    walked: list[Any] = []
+    for index in table.indexes:
+        for column in index.columns:
+            if column is date_column:
+                return None, ()  # an index serves the window: the planner takes it
+            if column not in equal:
+                break
+            if column not in walked:
+                walked.append(column)
+    if not walked:
+        return None, ()
+    swap = {id(column): _Unindexed(column) for column in walked}
+    scan = tuple(replacement_traverse(clause, {}, lambda element: swap.get(id(element))) for clause in pushed)
+    return and_(*(equal[column] for column in walked)), scan
+
+
+def _conjuncts(clauses: list[ColumnElement[bool]]) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
+    for clause in clauses:
+        if isinstance(clause, BooleanClauseList) and clause.operator is operators.and_:
+            out += _conjuncts(list(clause.clauses))
+        else:
+            out.append(clause)
+    return out
+
+
+class _Unindexed(ColumnElement[Any]):
+    """A column that SQLite may not look up through an index here: `+column` (a no-op on any value, and SQLite's
+    documented way to keep a term from an index); the plain column elsewhere."""
+
+    inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: Any) -> None:
+        self.column = column
+        self.type = column.type
+
+
+@compiles(_Unindexed)
+def _plain(element: _Unindexed, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.column, **kw))
+
+
+@compiles(_Unindexed, "sqlite")
+def _plus(element: _Unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + str(compiler.process(element.column, **kw))
+
+
+# On SQLite, a sweep walks an index that does not serve its window only while its equalities select less than
+# 1/SCAN_SHARE of the table: a walk reads each row out of order (about ten times a row of a scan, measured), a
+# scan reads them in id order (the order the sweep wants). SQLite keeps no statistics to decide this unless
+# ANALYZE ran, and then walks whatever the equality; PostgreSQL has statistics and decides alone.
+SCAN_SHARE = 8
+
+
+def prefer_scan(conn: Connection, rule: Rule, compiled: SweepQuery) -> bool:
+    """SQLite: should this sweep scan the table rather than walk the index of its equalities? (Two cheap counts:
+    the index entries the walk would read, and the table's highest id as its size.)"""
+    if compiled.walk is None or conn.dialect.name != "sqlite":
+        return False
+    assert isinstance(rule.trigger, SweepTrigger)
+    table = TABLES[rule.trigger.record]
+    walked = conn.execute(select(func.count()).select_from(table).where(compiled.walk)).scalar() or 0
+    size = conn.execute(select(func.max(table.c.id))).scalar() or 0
+    return walked * SCAN_SHARE > size
 
 
 def translate(source: str, record: str, table: Table) -> tuple[ColumnElement[bool] | None, bool]:
@@ -156,18 +259,33 @@ def window(trigger: SweepTrigger, clock: Clock) -> list[ColumnElement[bool]]:
     return clauses
 
 
-def candidates(rule: Rule, compiled: SweepQuery, clock: Clock) -> Select[Any]:
+def candidates(rule: Rule, compiled: SweepQuery, clock: Clock, *, scan: bool = False,
+               text_times: bool = False) -> Select[Any]:
+    """The candidate rows, in id order. Invoices: INVOICE_SWEEP_COLUMNS and `has_lines` (false when `lines` is
+    empty or null; true otherwise, then the engine loads the full view), so no row's lines are decoded for
+    nothing; meetings: every column (the view reads them all). `scan`: see `prefer_scan`. `text_times`
+    (SQLite): the invoice's datetimes as their stored text, for `swept_invoice_view` to read as UTC at once."""
     trigger = rule.trigger
     assert isinstance(trigger, SweepTrigger)
     table = TABLES[trigger.record]
-    return select(table).where(*window(trigger, clock), *compiled.pushed).order_by(table.c.id)
+    columns: list[Any] = [table]
+    if trigger.record == "invoice":
+        lines = table.c.lines
+        has_lines = and_(lines.is_not(None), cast(lines, Text).not_in(("[]", "null"))).label("has_lines")
+        columns = [type_coerce(column, String).label(name)
+                   if text_times and isinstance(column.type, DateTime) else column
+                   for name, column in ((name, table.c[name]) for name in INVOICE_SWEEP_COLUMNS)]
+        columns.append(has_lines)
+    pushed = compiled.scan if scan and compiled.scan else compiled.pushed
+    return select(*columns).where(*window(trigger, clock), *pushed).order_by(table.c.id)
+
+
+_DAY = timedelta(days=1)
 
 
 def fire_moment(trigger: SweepTrigger, value: date | datetime, clock: Clock) -> str:
     """When the record became due, for the reason: `2026-11-24` or an ISO instant."""
-    if isinstance(value, datetime):
-        return (value + trigger.offset).isoformat()
-    if trigger.offset % timedelta(days=1) == timedelta(0):
+    if isinstance(value, datetime) or not trigger.offset % _DAY:
         return (value + trigger.offset).isoformat()
     return (datetime.combine(value, time(0)) + trigger.offset).replace(tzinfo=clock.zone).isoformat()
 
