@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from maild.business.invoices import invoice_context, set_status_in
 from maild.business.notes import add_note
@@ -334,8 +334,8 @@ def _apply_set(conn: Connection, values: dict[str, Any], run: Run, now: datetime
                 view.setdefault("fields", {})[column.removeprefix("fields.")] = value
             else:
                 view[column] = value
-    if invoice_values:
-        conn.execute(update(_inv).where(_inv.c.id == run.invoice_id).values(**invoice_values, updated_at=now))
+    if invoice_values:  # the SET clause from the parameters' keys: one compiled statement per set of fields
+        conn.execute(_UPDATE_INVOICE, {**invoice_values, "updated_at": now, "invoice_key": run.invoice_id})
         invoice = run.names.get("invoice")
         if isinstance(invoice, dict) and "late_fees" in invoice_values:
             invoice["amount_due"] = invoice["amount"] - invoice["paid_amount"] + invoice["late_fees"]
@@ -345,6 +345,9 @@ def _apply_set(conn: Connection, values: dict[str, Any], run: Run, now: datetime
     if tp_values:
         conn.execute(update(_tp).where(_tp.c.id == run.thirdparty_id).values(**tp_values, updated_at=now))
     return {"values": done}
+
+
+_UPDATE_INVOICE = update(_inv).where(_inv.c.id == bindparam("invoice_key"))
 
 
 def _apply_tag(conn: Connection, data: dict[str, Any]) -> dict[str, Any]:

@@ -79,6 +79,29 @@ class _Pass:
     replies: Replies
 
 
+class _Batch:
+    """Consecutive DB-only steps of one subject in ONE transaction: each step's ledger row, effect and
+    `rule.action` event still commit together, all of the batch at once."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.transaction = conn.begin()
+        self.steps: list[tuple[ledger.Entry, Action, actions.Planned]] = []  # done in the transaction
+        self.closed = False
+
+    def close(self, *, commit: bool) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if commit:
+                self.transaction.commit()
+            else:
+                self.transaction.rollback()
+        finally:
+            self.conn.close()
+
+
 class RulesEngine:
     def __init__(self, config: Config, db: Database, rules: RuleSet, *, clock: Callable[[], datetime] = utcnow,
                  simulate: bool = False, owner: str | None = None) -> None:
@@ -340,34 +363,85 @@ class RulesEngine:
 
     def _act(self, conn: Connection, rule: Rule, run: actions.Run, head: str, once: Any,
              known: dict[str, str]) -> tuple[int, bool]:
-        """The actions of a subject whose conditions held, in order. Returns (actions taken, stop)."""
+        """The actions of a subject whose conditions held, in order. Returns (actions taken, stop).
+
+        Consecutive DB-only steps share one transaction (`_Batch`); sends and webhooks commit what came before."""
         taken, stop = 0, False
         trigger = head.split(" (")[0]
-        for step, action in enumerate(rule.actions):
-            key = ledger.make_key(rule.name, run.subject, step, once)
-            status = known.get(key)
-            if status == "done":
+        batch: _Batch | None = None
+        try:
+            for step, action in enumerate(rule.actions):
+                key = ledger.make_key(rule.name, run.subject, step, once)
+                status = known.get(key)
+                if status == "done":
+                    stop = stop or action.name == "stop"
+                    self._note(rule, run, action, key, "", "already done")
+                    continue
+                if status is not None:  # failed, or running elsewhere: the later steps wait
+                    self._note(rule, run, action, key, "", status)
+                    break
+                try:
+                    planned = self._plan(action, run, key)
+                except (ExpressionError, actions.ActionError, ValueError, TypeError, LookupError) as exc:
+                    self._commit(batch)  # the steps before are done, as they would be one by one
+                    batch = None
+                    self._failed_early(rule, run, step, str(exc), self._entry(rule, run, trigger, step, action, key))
+                    break
+                if self.simulating:
+                    stop = stop or action.name == "stop"
+                    self._note(rule, run, action, key, planned.summary, "planned")
+                    continue
+                entry = self._entry(rule, run, trigger, step, action, key)
+                if action.name in actions.DB_ONLY:
+                    if batch is None:
+                        batch = _Batch(self.db.engine.connect())
+                    done, replayed = self._batched(batch, rule, entry, action, planned, run)
+                    if replayed is not None:  # it failed: the batch was rolled back and replayed step by step
+                        taken -= len(batch.steps) - replayed
+                        batch = None
+                    if not done:
+                        break
+                else:
+                    self._commit(batch)
+                    batch = None
+                    if not self._execute(rule, entry, action, planned, run):
+                        break
+                known[key] = "done"
+                taken += 1
                 stop = stop or action.name == "stop"
-                self._note(rule, run, action, key, "", "already done")
-                continue
-            if status is not None:  # failed, or running elsewhere: the later steps wait
-                self._note(rule, run, action, key, "", status)
-                break
-            try:
-                planned = self._plan(action, run, key)
-            except (ExpressionError, actions.ActionError, ValueError, TypeError, LookupError) as exc:
-                self._failed_early(rule, run, step, str(exc), self._entry(rule, run, trigger, step, action, key))
-                break
-            if self.simulating:
-                stop = stop or action.name == "stop"
-                self._note(rule, run, action, key, planned.summary, "planned")
-                continue
-            if not self._execute(rule, self._entry(rule, run, trigger, step, action, key), action, planned, run):
-                break
-            known[key] = "done"
-            taken += 1
-            stop = stop or action.name == "stop"
+        except BaseException:
+            if batch is not None:
+                batch.close(commit=False)
+            raise
+        self._commit(batch)
         return taken, stop
+
+    def _batched(self, batch: _Batch, rule: Rule, entry: ledger.Entry, action: Action, planned: actions.Planned,
+                 run: actions.Run) -> tuple[bool, int | None]:
+        """A DB-only step in the batch's transaction: (done, None), or (False, None) when another engine claimed
+        it. When it raises, the batch is rolled back and its steps done one by one, each in its own transaction
+        (`_execute`: the step that fails is recorded as failed): (all done?, how many earlier steps got done)."""
+        try:
+            done = self._apply(batch.conn, entry, action, planned, run, self.clock())
+        except OperationalError:
+            raise
+        except Exception:
+            batch.close(commit=False)
+            replayed = 0
+            for earlier in batch.steps:
+                if not self._execute(rule, *earlier, run):
+                    return False, replayed
+                replayed += 1
+            return self._execute(rule, entry, action, planned, run), replayed
+        if done:
+            batch.steps.append((entry, action, planned))
+        return done, None
+
+    def _commit(self, batch: _Batch | None) -> None:
+        if batch is not None and not batch.closed:
+            batch.close(commit=True)
+            for entry, _, planned in batch.steps:
+                log.info("rule %s: %s (%s)", entry.rule, planned.summary, entry.key)
 
     def _plan(self, action: Action, run: actions.Run, key: str) -> actions.Planned:
         if id(action) not in self._pass_constant:
@@ -414,10 +488,8 @@ class RulesEngine:
         if action.name in actions.DB_ONLY:
             try:
                 with self.db.engine.begin() as conn:
-                    if not ledger.claim(self.db, conn, entry, now, detail):
+                    if not self._apply(conn, entry, action, planned, run, now):
                         return False  # another engine did it (and goes on with the later steps)
-                    effects = actions.apply(conn, self.env, action.name, planned, run, now)
-                    ledger.finish(conn, entry, now, {**detail, "effects": effects}, summary=planned.summary)
                 log.info("rule %s: %s (%s)", entry.rule, planned.summary, entry.key)
                 return True
             except OperationalError:
@@ -431,6 +503,18 @@ class RulesEngine:
         if action.name == "send":
             return self._complete_send(entry, detail)
         return self._complete_webhook(entry, {**detail, "attempts": 0})
+
+    def _apply(self, conn: Connection, entry: ledger.Entry, action: Action, planned: actions.Planned,
+               run: actions.Run, now: datetime) -> bool:
+        """A DB-only step in the caller's transaction: its ledger row, its effect and its `rule.action` event;
+        False when another engine has the row (and so did it)."""
+        detail: dict[str, Any] = {"plan": planned.data, "summary": planned.summary, "owner": self.owner,
+                                  "claimed_at": now, "message_id": run.message_id}
+        if not ledger.claim(self.db, conn, entry, now, detail):
+            return False
+        effects = actions.apply(conn, self.env, action.name, planned, run, now)
+        ledger.finish(conn, entry, now, {**detail, "effects": effects}, summary=planned.summary)
+        return True
 
     def _complete_send(self, entry: ledger.Entry, detail: dict[str, Any]) -> bool:
         try:

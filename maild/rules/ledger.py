@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from maild.business.timeline import append_event
 from maild.clock import as_utc
@@ -83,9 +83,24 @@ def _row(entry: Entry, status: str, now: datetime, detail: dict[str, Any]) -> di
             "created_at": now, "finished_at": None if status == "running" else now}
 
 
+# The ledger's statements are built once, their values bound at execution: SQLAlchemy then reuses the compiled
+# statement (building one with the values in it costs more than running it, thousands of times in a sweep).
+_INSERT_IGNORE: dict[bool, Any] = {}
+_FINISH = update(T).where(T.c.key == bindparam("entry_key"), T.c.status == "running").values(
+    status="done", finished_at=bindparam("when", type_=T.c.finished_at.type),
+    detail=bindparam("new_detail", type_=T.c.detail.type))
+
+
+def _insert_ignore(db: Database) -> Any:
+    statement = _INSERT_IGNORE.get(db.is_sqlite)
+    if statement is None:
+        statement = _INSERT_IGNORE[db.is_sqlite] = db.insert_ignore(T).returning(T.c.id)
+    return statement
+
+
 def claim(db: Database, conn: Connection, entry: Entry, now: datetime, detail: dict[str, Any]) -> bool:
     """Insert the row as `running`; True when this call inserted it (and so must act)."""
-    inserted = conn.execute(db.insert_ignore(T).values(**_row(entry, "running", now, detail)).returning(T.c.id))
+    inserted = conn.execute(_insert_ignore(db), _row(entry, "running", now, detail))
     return inserted.scalar() is not None
 
 
@@ -93,13 +108,12 @@ def record_failed(db: Database, conn: Connection, entry: Entry, now: datetime, e
                   detail: dict[str, Any] | None = None) -> bool:
     """A failure before anything ran (a condition or value that did not evaluate): one row per key."""
     values = _row(entry, "failed", now, {**(detail or {}), "error": error[:2000]})
-    return conn.execute(db.insert_ignore(T).values(**values).returning(T.c.id)).scalar() is not None
+    return conn.execute(_insert_ignore(db), values).scalar() is not None
 
 
 def finish(conn: Connection, entry: Entry, now: datetime, detail: dict[str, Any], *, summary: str = "") -> bool:
     """`running -> done` and the `rule.action` timeline event, once (only the compare-and-set winner writes it)."""
-    changed = conn.execute(update(T).where(T.c.key == entry.key, T.c.status == "running")
-                           .values(status="done", finished_at=now, detail=jsonable(detail))).rowcount
+    changed = conn.execute(_FINISH, {"entry_key": entry.key, "when": now, "new_detail": jsonable(detail)}).rowcount
     if changed != 1:
         return False
     append_event(conn, "rule.action", thirdparty_id=entry.thirdparty_id, message_id=entry.message_id,

@@ -331,3 +331,32 @@ def test_postgresql_event_committed_late_with_a_lower_id_is_not_skipped(pg_url: 
         assert engine.cursor.position() == events(db, "mail.matched")[-1].id
     finally:
         db.dispose()
+
+
+def test_db_only_steps_commit_together_and_a_failing_one_leaves_the_earlier_done(db: Database,
+                                                                                  tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    first = invoice(db, tp, "FA-50", DUE)
+    ruleset = rules(rule("level-1", on_sweep("invoice", "due_on", 7 * D), [
+        set_(invoice__dunning_level="1"), task("call about {{ invoice.ref }}"),
+        set_(invoice__status='"lost"')]))  # not a status: fails when applied
+    clock = FakeClock(at(DUE + 8 * D))
+    engine = RulesEngine(config, db, ruleset, clock=clock)
+    assert engine.sweep() == 2
+    assert engine.sweep() == 0  # the failed step blocks; nothing is done twice
+    rows = {row.step: row.status for row in ledger_rows(db)}
+    assert rows == {0: "done", 1: "done", 2: "failed"}
+    assert invoice_row(db, first).dunning_level == 1
+    with db.engine.connect() as conn:
+        assert [t.title for t in conn.execute(select(Task.__table__))] == ["call about FA-50"]
+    assert [e.data["key"] for e in events(db, "rule.action")] == [f"level-1:invoice:{first}:0",
+                                                                  f"level-1:invoice:{first}:1"]
+    # without a failing step, the steps of a subject go in one transaction, each with its ledger row and event
+    second = invoice(db, tp, "FA-51", DUE)
+    ok = rules(rule("level-1b", on_sweep("invoice", "due_on", 7 * D), [
+        set_(invoice__dunning_level="2"), task("call about {{ invoice.ref }}")]))
+    assert RulesEngine(config, db, ok, clock=clock).sweep() == 4
+    assert invoice_row(db, second).dunning_level == 2 and invoice_row(db, first).dunning_level == 2
+    assert len([r for r in ledger_rows(db, rule="level-1b") if r.status == "done"]) == 4
+    assert second in {int(r.subject.split(":")[1]) for r in ledger_rows(db, rule="level-1b")}
