@@ -19,32 +19,14 @@ from sqlalchemy import Connection, select, update
 
 from maild.business.timeline import append_event
 from maild.clock import as_utc, utcnow
-from maild.config import Config
 from maild.directory import fields
-from maild.matchers.normalize import domain_of, normalize_address, normalize_domain
+from maild.matchers.normalize import normalize_address
+from maild.own_mail import OwnMail
 from maild.store.db import Database
 from maild.store.models import Contact, MailAddress, Meeting, ThirdParty
 
 _meet, _addr, _contact, _tp = Meeting.__table__, MailAddress.__table__, Contact.__table__, ThirdParty.__table__
 STATUSES = ("confirmed", "tentative", "cancelled")
-
-
-@dataclass(frozen=True)
-class OwnMail:
-    """Our own domains and addresses: an attendee at one of them is internal."""
-
-    domains: frozenset[str] = frozenset()
-    addresses: frozenset[str] = frozenset()
-
-    @classmethod
-    def from_config(cls, config: Config) -> OwnMail:
-        matching = config.matching
-        return cls(frozenset(d for d in (normalize_domain(x) for x in matching.own_domains) if d),
-                   frozenset(a for a in (normalize_address(x) for x in matching.own_addresses) if a))
-
-    def is_own(self, address: str | None) -> bool:
-        normal = normalize_address(address)
-        return normal is not None and (normal in self.addresses or domain_of(normal) in self.domains)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,15 @@ def run_pending(db: Database, client: IMAPClient, ref: FolderRef, uidvalidity: i
     return report
 
 
+def has_pending(db: Database, ref: FolderRef) -> bool:
+    """Whether a filing task waits for this folder (one planned by a rule while the worker idles, say)."""
+    query = (select(_task.c.id).select_from(_task.join(_loc, _loc.c.id == _task.c.location_id))
+             .where(_task.c.status == "pending", _loc.c.source_id == ref.source_id, _loc.c.folder == ref.folder,
+                    _task.c.from_folder.is_(None)).limit(1))
+    with db.engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
 def _load(db: Database, ref: FolderRef, uidvalidity: int) -> dict[_Group, list[_Task]]:
     query = (
         select(_task.c.id, _task.c.message_id, _task.c.action, _task.c.target_folder, _task.c.keywords,

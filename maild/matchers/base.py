@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from maild.matchers.normalize import domain_of, normalize_address
+from maild.own_mail import OwnMail
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,13 @@ class Verdict:
 @dataclass(frozen=True)
 class Settings:
     instance_id: str
-    own_domains: frozenset[str]
-    own_addresses: frozenset[str]
+    own: OwnMail
     free_mail_domains: frozenset[str]
     reference_patterns: tuple[tuple[str, str], ...]  # (regex, document kind)
     min_confidence: float
 
     def is_own(self, address: str | None) -> bool:
-        normal = normalize_address(address)
-        return normal is not None and (normal in self.own_addresses or domain_of(normal) in self.own_domains)
+        return self.own.is_own(address)
 
 
 @dataclass

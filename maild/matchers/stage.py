@@ -21,7 +21,7 @@ from maild.config import Config, FilingConfig, ImapSourceConfig
 from maild.matchers import chain, snapshot
 from maild.matchers.base import MailFacts, Settings
 from maild.matchers.freemail import shipped
-from maild.matchers.normalize import normalize_address, normalize_domain
+from maild.own_mail import OwnMail
 from maild.store.db import Database
 from maild.store.models import Event, FilingTask, Location, Message, MessageMatch, Source, ThirdParty
 
@@ -35,8 +35,7 @@ def settings_from(config: Config) -> Settings:
     matching = config.matching
     return Settings(
         instance_id=matching.instance_id,
-        own_domains=frozenset(d for d in (normalize_domain(x) for x in matching.own_domains) if d),
-        own_addresses=frozenset(a for a in (normalize_address(x) for x in matching.own_addresses) if a),
+        own=OwnMail.from_config(config),
         free_mail_domains=shipped() | frozenset(d.lower() for d in matching.free_mail_domains),
         reference_patterns=tuple((r.pattern, r.kind) for r in matching.references),
         min_confidence=matching.min_confidence,

@@ -41,10 +41,11 @@ from maild.rules.model import (
     WebhookAction,
 )
 from maild.store.db import Database
-from maild.store.models import FilingTask, Invoice, Location, Meeting, Source, ThirdParty
+from maild.store.models import FilingTask, Invoice, Location, Meeting, Message, Source, ThirdParty
 
 _inv, _tp, _mt = Invoice.__table__, ThirdParty.__table__, Meeting.__table__
 _ft, _loc, _src = FilingTask.__table__, Location.__table__, Source.__table__
+_msg = Message.__table__
 DB_ONLY = frozenset({"move", "tag", "set", "assign", "task", "note", "stop"})
 INT_FIELDS = frozenset({"invoice.dunning_level", "invoice.dunning_repeats"})
 # Names a folder template sees (the helpers are functions; folder templates take plain data).
@@ -124,7 +125,8 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
         raise ActionError(f"send: `to: {spec.to.source}` gave no recipient")
     files: list[str] = []
     data: dict[str, Any] = {"template": spec.template, "to": addresses, "invoice_ref": None, "files": files,
-                            "invoice_id": run.invoice_id, "meeting_id": run.meeting_id, "language": None}
+                            "invoice_id": run.invoice_id, "meeting_id": run.meeting_id, "language": None,
+                            "thirdparty_id": run.thirdparty_id, "message_id": run.message_id}
     for name in spec.attach:
         if name == "invoice_pdf":
             invoice = run.names.get("invoice")
@@ -447,10 +449,24 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
             extra["invoice"] = invoice_context(conn, int(data["invoice_id"]))
         if data.get("meeting_id") is not None:
             row = conn.execute(select(_mt).where(_mt.c.id == data["meeting_id"])).first()
-            if row is not None:
-                from maild.rules.context import meeting_view
+            if row is not None:  # the templates' view (date, attendees' names...), like invoice_context
+                from maild.business.meetings import meeting_context
 
-                extra["meeting"] = meeting_view(row)
+                extra["meeting"] = meeting_context(conn, row, env.config.rules.timezone)
+        # The mail is about the rule's subject: its third party (also for a notice to an owner, who is none of
+        # its contacts) and the message that triggered it.
+        if data.get("thirdparty_id") is not None:
+            row = conn.execute(select(_tp).where(_tp.c.id == data["thirdparty_id"])).first()
+            if row is not None:
+                from maild.business.people import thirdparty_view
+
+                extra["thirdparty"] = thirdparty_view(conn, dict(row._mapping))
+        if data.get("message_id") is not None:
+            row = conn.execute(select(_msg).where(_msg.c.id == data["message_id"])).first()
+            if row is not None:
+                from maild.rules.context import message_view
+
+                extra["message"] = message_view(row)
     files = tuple(resolve_path(env.config.base_dir, name) for name in data.get("files") or [])
     outbox: list[dict[str, Any]] = []
     recipients = list(data["to"])

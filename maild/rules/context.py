@@ -25,7 +25,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from maild.business.invoices import invoice_context
 from maild.clock import as_utc
 from maild.config import Config
-from maild.matchers.normalize import normalize_address, normalize_domain
+from maild.matchers.normalize import normalize_address
+from maild.own_mail import OwnMail
 from maild.rules.durations import parse_duration
 from maild.rules.expressions import Expression, TextTemplate
 from maild.rules.model import FUNCTIONS, Rule
@@ -175,7 +176,7 @@ def message_view(row: Any) -> dict[str, Any]:
     return {"id": row.id, "message_id": row.header_message_id, "subject": row.subject or "",
             "from": row.from_addr, "from_name": row.from_name, "to": [p[1] for p in row.to_addrs or []],
             "cc": [p[1] for p in row.cc_addrs or []], "date": as_utc(row.date), "in_reply_to": row.in_reply_to,
-            "body": row.text_body or ""}
+            "references": list(row.references or []), "body": row.text_body or ""}
 
 
 def event_view(row: Any, type_: str | None = None) -> dict[str, Any]:
@@ -268,26 +269,6 @@ class Directory:
 
 
 @dataclass
-class OwnMail:
-    """Which senders are us: the outbound sender and matching.own_addresses / own_domains."""
-
-    addresses: frozenset[str]
-    domains: frozenset[str]
-
-    @classmethod
-    def from_config(cls, config: Config) -> OwnMail:
-        addresses = {normalize_address(a) for a in [*config.matching.own_addresses, config.outbound.sender]}
-        domains = {normalize_domain(d) for d in config.matching.own_domains}
-        return cls(frozenset(a for a in addresses if a), frozenset(d for d in domains if d))
-
-    def is_ours(self, address: str | None) -> bool:
-        normal = normalize_address(address)
-        if normal is None:
-            return False
-        return normal in self.addresses or normal.rpartition("@")[2] in self.domains
-
-
-@dataclass
 class Replies:
     """The newest inbound mail (matched or assigned to the third party, not from us) per third party."""
 
@@ -308,7 +289,7 @@ class Replies:
             .where(any_of(conn, _mm.c.thirdparty_id, wanted), _mm.c.status.in_(DECIDED))
             .group_by(_mm.c.thirdparty_id, _m.c.from_addr)).all()
         for tp_id, sender, at in rows:
-            if at is None or self.own.is_ours(sender):
+            if at is None or self.own.is_own(sender):
                 continue
             at = _as_datetime(at)
             best = latest.get(tp_id)
@@ -498,7 +479,7 @@ def wrote_to(conn: Connection, own: OwnMail, target: Any, moment: datetime | Non
     if moment is not None:
         query = query.where(when > moment)
     for sender, to, cc in conn.execute(query):
-        if own.is_ours(sender) and any(normalize_address(p[1]) == address for p in [*(to or []), *(cc or [])]):
+        if own.is_own(sender) and any(normalize_address(p[1]) == address for p in [*(to or []), *(cc or [])]):
             return True
     return False
 

@@ -27,12 +27,12 @@ from sqlalchemy.exc import OperationalError
 from maild.clock import as_utc, utcnow
 from maild.config import Config
 from maild.ingest.context import new_owner_id
+from maild.own_mail import OwnMail
 from maild.rules import actions, ledger, sweep
 from maild.rules.context import (
     Clock,
     Directory,
     Evaluator,
-    OwnMail,
     Replies,
     Scope,
     event_view,
@@ -177,6 +177,8 @@ class RulesEngine:
             if row.message_id is not None:
                 found = conn.execute(select(_m).where(_m.c.id == row.message_id)).first()
                 message = message_view(found) if found is not None else None
+                if message is not None:
+                    message["outbound"] = self.own.is_own(message["from"])  # our own mail (a sent copy, a colleague)
             invoice_id = _int(data.get("invoice_id"))
             if invoice_id is not None:
                 found = conn.execute(select(_inv).where(_inv.c.id == invoice_id)).first()
@@ -373,7 +375,7 @@ class RulesEngine:
             for step, action in enumerate(rule.actions):
                 key = ledger.make_key(rule.name, run.subject, step, once)
                 status = known.get(key)
-                if status == "done":
+                if status in ("done", "skipped"):
                     stop = stop or action.name == "stop"
                     self._note(rule, run, action, key, "", "already done")
                     continue
@@ -513,6 +515,9 @@ class RulesEngine:
         if not ledger.claim(self.db, conn, entry, now, detail):
             return False
         effects = actions.apply(conn, self.env, action.name, planned, run, now)
+        if action.name == "move" and not effects.get("filing_tasks"):  # in no IMAP folder, or filed already
+            ledger.skip(conn, entry, now, {**detail, "effects": effects})
+            return True
         ledger.finish(conn, entry, now, {**detail, "effects": effects}, summary=planned.summary)
         return True
 

@@ -123,6 +123,13 @@ def finish(conn: Connection, entry: Entry, now: datetime, detail: dict[str, Any]
     return True
 
 
+def skip(conn: Connection, entry: Entry, now: datetime, detail: dict[str, Any]) -> bool:
+    """`running -> skipped`: the action had nothing to do (e.g. a move of mail that is in no IMAP folder); it
+    counts as done for the rule, but is no event on the timeline (nothing happened)."""
+    return conn.execute(update(T).where(T.c.key == entry.key, T.c.status == "running")
+                        .values(status="skipped", finished_at=now, detail=jsonable(detail))).rowcount == 1
+
+
 def fail(conn: Connection, key: str, now: datetime, detail: dict[str, Any]) -> bool:
     return conn.execute(update(T).where(T.c.key == key, T.c.status == "running")
                         .values(status="failed", finished_at=now, detail=jsonable(detail))).rowcount == 1

@@ -62,6 +62,8 @@ class _SkipBusyRuns(logging.Filter):
 
 
 logging.getLogger("apscheduler.scheduler").addFilter(_SkipBusyRuns())
+# "Running job ... executed successfully" every few seconds says nothing; failures still log as errors.
+logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
 
 # The runner whose scheduler is active in this process, per database (jobs are stored by reference, with
 # only this key as argument: no URL, no secret in the job table).

@@ -161,6 +161,7 @@ def test_dunning_pack_sends_each_level_once_only_the_one_now_due_and_pauses_on_a
     reply["Subject"] = "Re: FA2611-0007"
     reply["Date"] = "Thu, 03 Dec 2026 10:00:00 +0000"
     reply["Message-ID"] = "<reply-1@mueller.example>"
+    reply["In-Reply-To"] = sent[1]["Message-ID"]
     reply.set_content("Wir prüfen das und melden uns.")
     home.drop_mail(reply, "reply.eml")
     clock.now = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)  # due + 37: level 3 would be due, but they replied
@@ -224,8 +225,7 @@ def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
     run_daemon(home.config, clock, sorted_and_told, settle=2.5, what="filing, the owner's notice and the follow-up")
     with mailbox.server.client(mailbox.user, mailbox.password) as imap:
         folders = [name for _flags, _delim, name in imap.list_folders()]
-    customer = next(f for f in folders if f.startswith("Customers"))
-    assert "Müller" in customer
+    customer = next(f for f in folders if f.startswith("Customers") and "Müller" in f)
     assert len(mailbox.uids(customer)[1]) == 1 and len(mailbox.uids("Triage")[1]) == 1
     assert mailbox.uids("INBOX")[1] == []
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from imapclient import IMAPClient
 
 from maild.config import FilingConfig, ImapSourceConfig, resolve_path
+from maild.filing.runner import has_pending
 from maild.ingest.context import IngestContext
 from maild.ingest.pipeline import ParsedBatch
 from maild.ingest.sources.base import FolderWorker
@@ -28,6 +29,7 @@ log = logging.getLogger("maild.ingest")
 
 SIZE_CHUNK = 2000  # UIDs per RFC822.SIZE request
 PIPELINE_DEPTH = 2  # batches handed to the parsers ahead of the one being committed
+FILING_CHECK_SECONDS = 5.0  # while idling, how often to look for filing tasks planned by rules
 
 
 def connect(cfg: ImapSourceConfig, ctx: IngestContext) -> IMAPClient:
@@ -73,8 +75,9 @@ class ImapFolderWorker(FolderWorker):
     def sync_once(self) -> int:
         client = self._client()
         settings = self.ctx.settings
-        files = self.filing.action != "none" and self.ctx.matching is not None
-        if files:
+        # Read-write when maild may file here: by the filing config, or by a rule's `move` (filing `none`).
+        files = self.ctx.matching is not None
+        if files and self.filing.action != "none":
             from maild.filing.refile import run_refiles
 
             run_refiles(self.ctx.db, client, self.ref, self.filing.max_attempts)
@@ -113,8 +116,9 @@ class ImapFolderWorker(FolderWorker):
         return len(batch.items)
 
     def _file(self, uidvalidity: int) -> None:
-        """Carry out pending filing tasks of this folder (moves, copies, keywords) over this connection."""
-        if self.filing.action == "none" or self.ctx.matching is None:
+        """Carry out pending filing tasks of this folder (moves, copies, keywords) over this connection: planned
+        by the filing config, or by rules (which may move mail even when the config's action is `none`)."""
+        if self.ctx.matching is None:
             return
         from maild.filing.runner import run_pending
 
@@ -162,6 +166,7 @@ class ImapFolderWorker(FolderWorker):
     def _idle(self, client: IMAPClient) -> None:
         client.idle()
         started = time.monotonic()
+        next_filing_check = started + FILING_CHECK_SECONDS
         quick_empty = 0
         try:
             while not self.ctx.stop.is_set() and time.monotonic() - started < self.ctx.settings.idle_renew:
@@ -175,6 +180,10 @@ class ImapFolderWorker(FolderWorker):
                 if quick_empty >= 3:
                     raise ConnectionError("the IMAP connection was closed during IDLE")
                 self.renew_lease_if_due()
+                if time.monotonic() >= next_filing_check:  # a rule may have planned a move meanwhile
+                    next_filing_check = time.monotonic() + FILING_CHECK_SECONDS
+                    if self.ctx.matching is not None and has_pending(self.ctx.db, self.ref):
+                        break
         finally:
             if quick_empty < 3:
                 client.idle_done()
