@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -71,6 +72,7 @@ def _prepare_in_worker(requests: Sequence[MailRequest]) -> list[PreparedMail]:
 
 
 def _pid(_: int) -> int:
+    time.sleep(0.05)  # long enough for every process to take one
     return os.getpid()
 
 

@@ -168,18 +168,25 @@ class _Doc:
             pdf.line(x, y + h, x + w, y + h)
         value = pdf_text(value)
         if value:
-            dx = w - pdf.c_margin - pdf.get_string_width(value) if align == "R" else pdf.c_margin
+            dx = w - pdf.c_margin - self.width(value) if align == "R" else pdf.c_margin
             pdf.text(x + dx, y + 0.5 * h + 0.3 * pdf.font_size, value)
         if newline:
             pdf.set_xy(pdf.l_margin, y + h)
         else:
             pdf.set_xy(x + w, y)
 
+    def width(self, value: str) -> float:
+        """pdf.get_string_width(value) for a core font (no stretching or spacing), from its width table."""
+        pdf = self.pdf
+        widths = pdf.current_font.cw  # indexed like fpdf2's normalize_text: cp1252 bytes read as latin-1
+        text = value if value.isascii() else value.encode(ENCODING).decode("latin-1")
+        return sum(widths[ch] for ch in text) * pdf.font_size_pt / 1000 / pdf.k
+
     def fits(self, value: str) -> bool:
         """One line of `value` fits between the margins (what multi_cell would not have to break)."""
         pdf = self.pdf
         room = pdf.w - pdf.r_margin - pdf.l_margin - 2 * pdf.c_margin
-        return "\n" not in value and pdf.get_string_width(value) <= room
+        return "\n" not in value and self.width(value) <= room
 
     def line_total(self, line: dict[str, Any]) -> Decimal:
         if line.get("total") is not None:
