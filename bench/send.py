@@ -367,7 +367,9 @@ async def baseline_send(port: int, sender: str, messages: list[tuple[str, bytes]
 
 
 def bare_app() -> Starlette:
-    def pixel(_request: Request) -> Response:
+    """The same GIF from an `async def` endpoint, like maild's open handler (no threadpool hop for either)."""
+
+    async def pixel(_request: Request) -> Response:
         return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
     return Starlette(routes=[Route("/o/{value}", pixel, methods=["GET"])])
