@@ -1,0 +1,89 @@
+"""The event recorder behind the tracking endpoint: hits written in groups, each answered once committed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from maild.clock import utcnow
+from maild.config import TrackingConfig
+from maild.store.db import Database
+from maild.store.models import Event, OutboxMessage
+from maild.tracking.app import create_app
+from maild.tracking.links import instrument
+from maild.tracking.recorder import EventRecorder, Hit
+from maild.tracking.server import TrackingServer
+from maild.tracking.signing import sign
+from tests.tracking.test_app import HTML, HUMAN, SECRET, TOKEN, Endpoint
+
+
+@pytest.fixture
+def endpoint(db: Database) -> Iterator[Endpoint]:
+    server = TrackingServer(create_app(db, SECRET, TrackingConfig(listen_port=0, scanner_seconds=10)), "127.0.0.1", 0)
+    server.start()
+    ep = Endpoint(db, server, f"http://127.0.0.1:{server.port}")
+    try:
+        yield ep
+    finally:
+        ep.http.close()
+        server.stop()
+
+
+def test_concurrent_opens_are_each_recorded_before_their_answer(endpoint: Endpoint) -> None:
+    endpoint.add_outbox(TOKEN)
+    path = f"/o/{sign(SECRET, 'o', TOKEN, None)}"
+    answered: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def opener() -> None:
+        with httpx.Client(base_url=endpoint.base_url, timeout=10, headers={"User-Agent": HUMAN}) as http:
+            barrier.wait()
+            for _ in range(10):
+                assert http.get(path).status_code == 200
+                answered.append(len(endpoint.events("mail.opened")))  # already committed when answered
+
+    threads = [threading.Thread(target=opener) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answered) == 80 and min(answered) >= 1
+    assert len(endpoint.events("mail.opened")) == 80
+
+
+def test_a_mail_not_sent_yet_is_looked_up_again_once_sent(endpoint: Endpoint) -> None:
+    """Only sent mails are cached: a click before sending must not pin sent_at to None."""
+    row = endpoint.add_outbox(TOKEN)
+    table = OutboxMessage.__table__
+    with endpoint.db.engine.begin() as conn:
+        conn.execute(update(table).where(table.c.id == row.id).values(sent_at=None, status="sending"))
+    instrument(endpoint.db, HTML, TOKEN, endpoint.base_url, SECRET)
+    click = f"/c/{sign(SECRET, 'c', TOKEN, 1)}"
+    assert endpoint.http.get(click).status_code == 302
+    with endpoint.db.engine.begin() as conn:
+        conn.execute(update(table).where(table.c.id == row.id).values(sent_at=utcnow() - timedelta(seconds=2),
+                                                                     status="sent"))
+    assert endpoint.http.get(click).status_code == 302
+    before, after = endpoint.events("mail.clicked")
+    assert before.data["machine"] is None
+    assert after.data["machine"] == "within-10s-of-sending"
+
+
+def test_close_writes_the_hits_still_queued(db: Database) -> None:
+    with db.session() as session:
+        row = OutboxMessage(idempotency_key="k", sender="a@example.test", recipients=["b@example.test"],
+                            header_message_id="<k@example.test>", raw_sha256="x" * 64, tracking_token="tokQ",
+                            status="sent", sent_at=utcnow() - timedelta(hours=1))
+        session.add(row)
+    recorder = EventRecorder(db, TrackingConfig())
+    futures = [recorder.submit(Hit("mail.opened", "o", token, utcnow(), HUMAN, "192.0.2.1", "192.0.2.0"))
+               for token in ["tokQ"] * 20 + ["unknown"]]
+    recorder.close()
+    assert [f.result(0) for f in futures] == [True] * 20 + [False]
+    with db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Event.__table__)).scalar_one() == 20
