@@ -71,6 +71,13 @@ def pdf_text(value: Any) -> str:
     text = str(value)
     if text.isascii():
         return text  # cp1252 agrees with ASCII, and no key of _REPLACE is ASCII
+    try:
+        text.encode(ENCODING)
+    except UnicodeEncodeError:
+        pass
+    else:
+        if "\u00ad" not in text:  # the one key of _REPLACE that cp1252 can encode
+            return text
     out = []
     for ch in text:
         ch = _REPLACE.get(ch, ch)
