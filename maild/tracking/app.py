@@ -1,10 +1,11 @@
 """The open/click endpoint: `/o/<signed>` (pixel), `/c/<signed>` (redirect), `/health`.
 
 Only values signed with our secret count. A click redirects to the URL stored for (token, link) when the
-mail was instrumented, never to anything taken from the request. Events are written by one EventRecorder
-thread (maild/tracking/recorder.py), a group of hits per transaction; a hit is answered once its event is
-committed. The open pixel is an `async def` that awaits that; the click and health handlers are plain
-`def`s (Starlette runs them in its threadpool), so no synchronous database call blocks the event loop.
+mail was instrumented, never to anything taken from the request. Events are written by an EventRecorder
+(maild/tracking/recorder.py), a group of hits per transaction in its writer thread; a hit is answered once
+its event is committed. The open pixel is an `async def` that awaits that; the click (which reads its
+URL) and health handlers are plain `def`s (Starlette runs them in its threadpool), so no synchronous
+database call blocks the event loop.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import ipaddress
 import logging
 from typing import Any
 
+import anyio.from_thread
 from sqlalchemy import text
 from sqlmodel import select
 from starlette.applications import Starlette
@@ -75,8 +77,8 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
             return not_found()
         token = verified[1]
         try:
-            await asyncio.wait_for(asyncio.wrap_future(recorder.submit(hit("mail.opened", "o", token, request, {}))),
-                                   RECORD_TIMEOUT)
+            async with asyncio.timeout(RECORD_TIMEOUT):
+                await recorder.record(hit("mail.opened", "o", token, request, {}))
         except Exception:
             # The recipient still gets the pixel; the failure is ours to see in the log.
             log.exception("recording an open failed", extra={"fields": {"token": token}})
@@ -93,8 +95,8 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
             url = conn.execute(select(_links.c.url).where(_links.c.token == token, _links.c.link == link)).scalar()
         if url is None or not url.lower().startswith(("http://", "https://")):
             return not_found()
-        try:
-            recorder.submit(hit("mail.clicked", "c", token, request, {"url": url, "link": link})).result(RECORD_TIMEOUT)
+        try:  # this handler runs in Starlette's threadpool: the recorder lives on the event loop
+            anyio.from_thread.run(recorder.record, hit("mail.clicked", "c", token, request, {"url": url, "link": link}))
         except Exception:
             log.exception("recording a click failed", extra={"fields": {"token": token, "link": link}})
         return RedirectResponse(url, status_code=302, headers=NO_CACHE)

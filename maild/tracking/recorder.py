@@ -1,19 +1,19 @@
-"""Writes open/click events for the tracking endpoint: one thread, one transaction per group of hits.
+"""Writes open/click events for the tracking endpoint: a group of hits per transaction, one writer thread.
 
-A request hands its hit to `EventRecorder.submit` and answers only once the returned future says the event
-is committed (so an answered hit is durable, as before), but hits that arrive together share one look-up
-of their tokens and one INSERT transaction. The mails' (outbox id, third party, sent_at) are cached per token
-once the mail is sent (none of the three changes after that). Writing from one thread also means the
-endpoint never has two of its own write transactions competing for SQLite's single writer.
+A request awaits `EventRecorder.record(hit)` and answers once its event is committed (an answered hit is
+durable, as before). Hits that arrive while a transaction is running wait together and go into the next
+one: one look-up of their tokens, one INSERT, one hop to the writer thread and back for the whole group,
+instead of a threadpool hop and a transaction per request. The mails' (outbox id, third party, sent_at)
+are cached per token once the mail is sent (none of the three changes after that). Writing from one
+thread also means the endpoint never has two write transactions competing for SQLite's single writer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
-import threading
 from collections import OrderedDict
-from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,87 +43,65 @@ class Hit:
     ip: str | None  # as seen (for the classifier)
     stored_ip: str | None  # as recorded (maybe truncated)
     extra: dict[str, Any] = field(default_factory=dict)
-    done: Future[bool] = field(default_factory=Future)  # True: recorded, False: no sent mail has this token
 
 
 class EventRecorder:
     def __init__(self, db: Database, cfg: TrackingConfig) -> None:
         self.db = db
         self.cfg = cfg
-        self._queue: queue.SimpleQueue[Hit | None] = queue.SimpleQueue()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="maild-tracking-events")
+        self._pending: list[tuple[Hit, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._mails: OrderedDict[str, tuple[int, int | None, datetime | None]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._closed = False
 
-    def submit(self, hit: Hit) -> Future[bool]:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the event recorder is closed")
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="maild-tracking-events", daemon=True)
-                self._thread.start()
-            self._queue.put(hit)
-        return hit.done
+    async def record(self, hit: Hit) -> bool:
+        """Returns once the event is committed: True, or False if no mail has this token (no event)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        self._pending.append((hit, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return await done
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then stop the thread."""
-        with self._lock:
-            self._closed = True
-            thread = self._thread
-            if thread is not None:
-                self._queue.put(None)
-        if thread is not None:
-            thread.join(timeout)
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+            try:
+                recorded = await loop.run_in_executor(self._writer, self._write, [hit for hit, _ in group])
+            except Exception as exc:
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), ok in zip(group, recorded, strict=True):
+                if not done.done():
+                    done.set_result(ok)
 
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            group: list[Hit] = []
-            if first is None:
-                stop = True
-            else:
-                group.append(first)
-            while len(group) < MAX_GROUP:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                else:
-                    group.append(more)
-            if group:
-                self._write(group)
+    def close(self) -> None:
+        """Wait for the transaction in progress (answered requests are already committed)."""
+        self._writer.shutdown(wait=True)
 
-    def _write(self, group: list[Hit]) -> None:
-        try:
-            mails = self._lookup({hit.token for hit in group})
-            rows, recorded = [], []
-            for hit in group:
-                mail = mails.get(hit.token)
-                if mail is None:
-                    continue
-                outbox_id, thirdparty_id, sent_at = mail
-                seconds = (hit.at - sent_at).total_seconds() if sent_at else None
-                machine = is_machine(hit.user_agent, hit.ip, seconds, hit.kind, self.cfg.scanner_seconds)
-                data = {"outbox_id": outbox_id, "user_agent": hit.user_agent, "ip": hit.stored_ip,
-                        "machine": machine, **hit.extra}
-                rows.append({"type": hit.event_type, "occurred_at": hit.at, "recorded_at": hit.at,
-                             "thirdparty_id": thirdparty_id, "message_id": None, "data": data})
-                recorded.append(hit)
-            if rows:
-                with self.db.engine.begin() as conn:  # a write-only transaction: it never waits on a snapshot
-                    conn.execute(_events.insert(), rows)
-        except BaseException as exc:
-            for hit in group:
-                hit.done.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+    def _write(self, group: list[Hit]) -> list[bool]:
+        """In the writer thread: one look-up of the group's tokens, one write-only transaction."""
+        mails = self._lookup({hit.token for hit in group})
+        rows, recorded = [], []
         for hit in group:
-            hit.done.set_result(hit in recorded)
+            mail = mails.get(hit.token)
+            recorded.append(mail is not None)
+            if mail is None:
+                continue
+            outbox_id, thirdparty_id, sent_at = mail
+            seconds = (hit.at - sent_at).total_seconds() if sent_at else None
+            machine = is_machine(hit.user_agent, hit.ip, seconds, hit.kind, self.cfg.scanner_seconds)
+            data = {"outbox_id": outbox_id, "user_agent": hit.user_agent, "ip": hit.stored_ip, "machine": machine,
+                    **hit.extra}
+            rows.append({"type": hit.event_type, "occurred_at": hit.at, "recorded_at": hit.at,
+                         "thirdparty_id": thirdparty_id, "message_id": None, "data": data})
+        if rows:
+            with self.db.engine.begin() as conn:  # write-only: never waits to upgrade a read snapshot
+                conn.execute(_events.insert(), rows)
+        return recorded
 
     def _lookup(self, tokens: set[str]) -> dict[str, tuple[int, int | None, datetime | None]]:
         found = {token: self._mails[token] for token in tokens if token in self._mails}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -74,16 +75,23 @@ def test_a_mail_not_sent_yet_is_looked_up_again_once_sent(endpoint: Endpoint) ->
     assert after.data["machine"] == "within-10s-of-sending"
 
 
-def test_close_writes_the_hits_still_queued(db: Database) -> None:
+def test_hits_arriving_together_share_a_transaction(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     with db.session() as session:
-        row = OutboxMessage(idempotency_key="k", sender="a@example.test", recipients=["b@example.test"],
-                            header_message_id="<k@example.test>", raw_sha256="x" * 64, tracking_token="tokQ",
-                            status="sent", sent_at=utcnow() - timedelta(hours=1))
-        session.add(row)
+        session.add(OutboxMessage(idempotency_key="k", sender="a@example.test", recipients=["b@example.test"],
+                                  header_message_id="<k@example.test>", raw_sha256="x" * 64, tracking_token="tokQ",
+                                  status="sent", sent_at=utcnow() - timedelta(hours=1)))
     recorder = EventRecorder(db, TrackingConfig())
-    futures = [recorder.submit(Hit("mail.opened", "o", token, utcnow(), HUMAN, "192.0.2.1", "192.0.2.0"))
-               for token in ["tokQ"] * 20 + ["unknown"]]
+    groups: list[int] = []
+    write = recorder._write
+    monkeypatch.setattr(recorder, "_write", lambda group: groups.append(len(group)) or write(group))
+
+    async def hits() -> list[bool]:
+        return await asyncio.gather(*(recorder.record(Hit("mail.opened", "o", token, utcnow(), HUMAN, "192.0.2.1",
+                                                          "192.0.2.0"))
+                                      for token in ["tokQ"] * 20 + ["unknown"]))
+
+    assert asyncio.run(hits()) == [True] * 20 + [False]
     recorder.close()
-    assert [f.result(0) for f in futures] == [True] * 20 + [False]
+    assert sum(groups) == 21 and len(groups) <= 2  # the first hit alone at most, then the rest together
     with db.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Event.__table__)).scalar_one() == 20
