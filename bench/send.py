@@ -14,9 +14,10 @@ of 200 third parties (each its own domain, one contact, one invoice document):
                 K concurrent clients, each one connection and sendmail() for its share.
       The SMTP sink is `smtp-sink` (postfix) when installed, else an aiosmtpd Controller that only counts,
       in a separate process so it does not compete for this process's GIL.
-  (B) tracking pixel: maild's create_app() and a bare Starlette app returning the same 1x1 GIF, each served by
-      TrackingServer on port 0, each hit with R requests (valid signed open URLs of the queued mails, so opens
-      are recorded) from an httpx client in another process (a few keep-alive connections).
+  (B) tracking pixel: maild's create_app() and a bare Starlette app (an async endpoint, like maild's open pixel)
+      returning the same 1x1 GIF, each served by TrackingServer on port 0 (same uvicorn settings), each hit
+      with R requests (valid signed open URLs of the queued mails, so opens are recorded) from an httpx client
+      in another process (a few keep-alive connections), in 3 alternating rounds (bare, maild, bare, ...).
 The last line printed is JSON: rate, baseline_rate, ratio (target >= 0.5), pixel_rate, pixel_baseline_rate,
 pixel_ratio (target >= 0.7), sink, connections, ...
 
@@ -75,6 +76,7 @@ SEND_LIMIT = 100  # rows claimed per send_due pass
 CHUNK = 25  # requests per PreparePool task
 CLIENT_CONNECTIONS = 4
 WARMUP_REQUESTS = 100
+PIXEL_ROUNDS = 3
 SUBJECT = "Invoice {{ invoice.ref }} for {{ contact.name }}\n"
 TEXT = """Dear {{ contact.name }},
 
@@ -375,34 +377,47 @@ def bare_app() -> Starlette:
     return Starlette(routes=[Route("/o/{value}", pixel, methods=["GET"])])
 
 
-def hit(server: TrackingServer, paths: list[str], workdir: Path) -> tuple[float, int]:
+def hit(server: TrackingServer, paths: list[str], workdir: Path, warmup: int) -> tuple[float, int]:
+    """(seconds, requests) for GETting paths[warmup:] after the warm-up requests paths[:warmup]."""
     urls = workdir / f"urls-{server.port}.txt"
     urls.write_text("\n".join(f"http://127.0.0.1:{server.port}{path}" for path in paths))
-    proc = subprocess.run([sys.executable, "-c", CLIENT, str(urls), str(CLIENT_CONNECTIONS), str(WARMUP_REQUESTS)],
+    proc = subprocess.run([sys.executable, "-c", CLIENT, str(urls), str(CLIENT_CONNECTIONS), str(warmup)],
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"pixel client failed:\n{proc.stderr}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["bad"]:
         raise SystemExit(f"pixel client: {result['bad']} bad responses")
-    return result["requests"] / result["seconds"], result["requests"]
+    return result["seconds"], result["requests"]
 
 
 def pixel_bench(config: Config, db: Database, requests: int, workdir: Path) -> tuple[float, float, int]:
+    """Both servers run side by side; PIXEL_ROUNDS alternating rounds (bare, maild, bare, ...) of
+    requests / PIXEL_ROUNDS each, so a change in the machine's load hits both alike; rate = all / time."""
     secret = load_secret(config.tracking, config.base_dir)
     with db.engine.connect() as conn:
         tokens = list(conn.execute(select(OutboxMessage.tracking_token).order_by(OutboxMessage.id)).scalars())
-    total = requests + WARMUP_REQUESTS
-    paths = [f"/o/{sign(secret, 'o', tokens[i % len(tokens)], None)}" for i in range(total)]
-    maild_server = TrackingServer(create_app(db, secret, config.tracking), "127.0.0.1", 0)
-    bare_server = TrackingServer(bare_app(), "127.0.0.1", 0)
-    rates = {}
-    for name, server in (("bare", bare_server), ("maild", maild_server)):
+    per_round = requests // PIXEL_ROUNDS
+    servers = {"bare": TrackingServer(bare_app(), "127.0.0.1", 0),
+               "maild": TrackingServer(create_app(db, secret, config.tracking), "127.0.0.1", 0)}
+    spent = {name: [0.0, 0] for name in servers}
+    for server in servers.values():
         server.start()
-        try:
-            rates[name], count = hit(server, paths, workdir)
-        finally:
+    try:
+        for index in range(PIXEL_ROUNDS):
+            warmup = WARMUP_REQUESTS if index == 0 else 0
+            first = index * per_round
+            paths = [f"/o/{sign(secret, 'o', tokens[i % len(tokens)], None)}"
+                     for i in range(first, first + per_round + warmup)]
+            for name, server in servers.items():
+                seconds, count = hit(server, paths, workdir, warmup)
+                spent[name][0] += seconds
+                spent[name][1] += int(count)
+    finally:
+        for server in servers.values():
             server.stop()
+    rates = {name: count / seconds for name, (seconds, count) in spent.items()}
+    for name, (_seconds, count) in spent.items():
         print(f"pixel {name:5s}: {count} requests = {rates[name]:.0f}/s", flush=True)
     with db.engine.connect() as conn:
         opened = conn.execute(select(func.count()).select_from(Event).where(Event.type == "mail.opened")).scalar()
