@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -35,26 +36,64 @@ def endpoint(db: Database) -> Iterator[Endpoint]:
         server.stop()
 
 
-def test_concurrent_opens_are_each_recorded_before_their_answer(endpoint: Endpoint) -> None:
+def test_concurrent_opens_are_all_recorded_by_the_time_the_server_stops(endpoint: Endpoint,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opens are written behind the answer, in groups; stopping the server writes whatever is pending."""
     endpoint.add_outbox(TOKEN)
-    path = f"/o/{sign(SECRET, 'o', TOKEN, None)}"
-    answered: list[int] = []
-    barrier = threading.Barrier(8)
+    recorder = endpoint.server.app.state.recorder
+    write = recorder._write
 
-    def opener() -> None:
+    def slow_write(group: list[Hit]) -> list[bool]:
+        time.sleep(1.0)  # a slow disk: answered opens pile up behind the transaction in progress
+        return write(group)
+
+    monkeypatch.setattr(recorder, "_write", slow_write)
+    path = f"/o/{sign(SECRET, 'o', TOKEN, None)}"
+
+    def burst() -> None:
+        barrier = threading.Barrier(8)
+
+        def opener() -> None:
+            with httpx.Client(base_url=endpoint.base_url, timeout=10, headers={"User-Agent": HUMAN}) as http:
+                barrier.wait()
+                for _ in range(5):
+                    assert http.get(path).status_code == 200
+
+        threads = [threading.Thread(target=opener) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+
+    burst()  # its first hits are being written (slowly) ...
+    time.sleep(0.1)
+    burst()  # ... while these wait for the next group
+    assert len(endpoint.events("mail.opened")) < 80  # answered before written
+    endpoint.server.stop()  # the event loop ends with hits still pending: close() writes them
+    assert len(endpoint.events("mail.opened")) == 80
+
+
+def test_a_click_is_committed_before_its_redirect(endpoint: Endpoint) -> None:
+    endpoint.add_outbox(TOKEN)
+    instrument(endpoint.db, HTML, TOKEN, endpoint.base_url, SECRET)
+    path = f"/c/{sign(SECRET, 'c', TOKEN, 0)}"
+    barrier = threading.Barrier(4)
+    seen: list[tuple[int, int]] = []
+
+    def clicker() -> None:
         with httpx.Client(base_url=endpoint.base_url, timeout=10, headers={"User-Agent": HUMAN}) as http:
             barrier.wait()
-            for _ in range(10):
-                assert http.get(path).status_code == 200
-                answered.append(len(endpoint.events("mail.opened")))  # already committed when answered
+            for mine in range(1, 6):
+                assert http.get(path).status_code == 302
+                seen.append((mine, len(endpoint.events("mail.clicked"))))
 
-    threads = [threading.Thread(target=opener) for _ in range(8)]
+    threads = [threading.Thread(target=clicker) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert len(answered) == 80 and min(answered) >= 1
-    assert len(endpoint.events("mail.opened")) == 80
+    assert len(seen) == 20 and all(count >= mine for mine, count in seen)
+    assert len(endpoint.events("mail.clicked")) == 20
 
 
 def test_a_mail_not_sent_yet_is_looked_up_again_once_sent(endpoint: Endpoint) -> None:
