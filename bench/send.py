@@ -2,20 +2,26 @@
 
 In one run, against a fresh SQLite home (`initialise()`, then transport smtp to a local sink) with a directory
 of 200 third parties (each its own domain, one contact, one invoice document):
-  (A) maild:    N mails of a bench template (subject + text + HTML with two links; contact.name, invoice.ref):
-                prepare() (render + one-page invoice PDF + tracking links/pixel + compose), queue() (enqueue)
-                and OutboxSender.send_due() until nothing is due, over K = max_connections connections;
+  (A) maild:    N mails of a bench template (subject + text + HTML with two links; contact.name, invoice.ref),
+                as a pipeline timed from the first request to the last mail recorded as sent:
+                prepare_many() in a PreparePool of W worker processes (recipient look-up, render, one-page invoice
+                PDF, tracking links/pixel, compose; chunks of 25), queue_many() as each chunk arrives (its blobs,
+                one sync, one transaction: outbox rows + tracking ids + links) and, meanwhile, OutboxSender.send_due()
+                over K = max_connections connections until all N are sent. The pool is started (forked) before
+                the timing, like the warm-up below; with --workers 0 the three steps run one after the other
+                in this process (prepare_many, queue_many, send_due), for profiling;
       baseline: the same N composed messages (the very bytes maild queued) sent with raw aiosmtplib:
                 K concurrent clients, each one connection and sendmail() for its share.
       The SMTP sink is `smtp-sink` (postfix) when installed, else an aiosmtpd Controller that only counts,
       in a separate process so it does not compete for this process's GIL.
-  (B) tracking pixel: maild's create_app() and a bare Starlette app returning the same 1x1 GIF, each served by
-      TrackingServer on port 0, each hit with R requests (valid signed open URLs of the queued mails, so opens
-      are recorded) from an httpx client in another process (a few keep-alive connections).
+  (B) tracking pixel: maild's create_app() and a bare Starlette app (an async endpoint, like maild's open pixel)
+      returning the same 1x1 GIF, each served by TrackingServer on port 0 (same uvicorn settings), each hit
+      with R requests (valid signed open URLs of the queued mails, so opens are recorded) from an httpx client
+      in another process (a few keep-alive connections), in 3 alternating rounds (bare, maild, bare, ...).
 The last line printed is JSON: rate, baseline_rate, ratio (target >= 0.5), pixel_rate, pixel_baseline_rate,
 pixel_ratio (target >= 0.7), sink, connections, ...
 
-    .venv/bin/python bench/send.py [--mails 2000] [--requests 3000] [--connections 2] [--profile]
+    .venv/bin/python bench/send.py [--mails 2000] [--requests 3000] [--connections 2] [--workers 2] [--profile]
 """
 
 from __future__ import annotations
@@ -54,7 +60,8 @@ import maild.tracking.links  # noqa: E402, F401
 from maild.cli.setup import initialise  # noqa: E402
 from maild.config import Config, load_config  # noqa: E402
 from maild.directory.service import add_contact, add_document, add_thirdparty  # noqa: E402
-from maild.outbound.mailing import PreparedMail, prepare, queue  # noqa: E402
+from maild.outbound.batch import PreparePool, prepare_many, queue_many  # noqa: E402
+from maild.outbound.mailing import MailRequest, PreparedMail, prepare  # noqa: E402
 from maild.outbound.sender import build_sender  # noqa: E402
 from maild.store.blobs import BlobStore  # noqa: E402
 from maild.store.db import Database  # noqa: E402
@@ -66,8 +73,10 @@ from maild.tracking.signing import load_secret, sign  # noqa: E402
 PARTIES = 200
 TEMPLATE = "bench-invoice"
 SEND_LIMIT = 100  # rows claimed per send_due pass
+CHUNK = 25  # requests per PreparePool task
 CLIENT_CONNECTIONS = 4
 WARMUP_REQUESTS = 100
+PIXEL_ROUNDS = 3
 SUBJECT = "Invoice {{ invoice.ref }} for {{ contact.name }}\n"
 TEXT = """Dear {{ contact.name }},
 
@@ -178,6 +187,10 @@ class Sink:
             raise RuntimeError("aiosmtpd sink did not start")
 
     @property
+    def pid(self) -> int:
+        return self._proc.pid if self._proc is not None else self._mp.pid
+
+    @property
     def count(self) -> int | None:
         return self._count.value if self._count is not None else None
 
@@ -190,6 +203,15 @@ class Sink:
             self._mp.join(5)
             if self._mp.is_alive():
                 self._mp.kill()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 # --- the maild home ----------------------------------------------------------------------------------
@@ -231,7 +253,7 @@ def fill_directory(db: Database) -> list[tuple[str, str]]:
 
 
 class SyncTimer:
-    """Wraps BlobStore.flush (os.sync per enqueue) to measure its share; behaviour unchanged."""
+    """Wraps BlobStore.flush (one os.sync per queued batch) to measure its share; behaviour unchanged."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -254,45 +276,80 @@ class SyncTimer:
         BlobStore.flush = staticmethod(self._original)  # type: ignore[method-assign]
 
 
-async def drain(config: Config, db: Database) -> int:
-    sender = build_sender(config, db, owner="bench")
-    sent = 0
-    try:
-        while True:
-            counts = await sender.send_due(SEND_LIMIT)
-            if not any(counts.values()):
-                return sent
-            if counts["retry"] or counts["failed"]:
-                raise RuntimeError(f"sending failed: {counts}")
-            sent += counts["sent"]
-    finally:
-        await sender.transport.close()
-
-
-def run_maild(config: Config, db: Database, targets: list[tuple[str, str]], mails: int,
+def run_maild(config: Config, db: Database, targets: list[tuple[str, str]], mails: int, pool: PreparePool | None,
               profile: cProfile.Profile | None) -> tuple[dict[str, float], list[bytes], float, int]:
-    times = {"prepare": 0.0, "queue": 0.0, "send": 0.0}
-    raws: list[bytes] = []
+    """(seconds per step, the raw mails, seconds in os.sync, mails sent); "total" is the timed wall clock."""
+    requests = [MailRequest(TEMPLATE, *targets[i % len(targets)]) for i in range(mails)]
+    times = {"prepare": 0.0, "queue": 0.0, "send": 0.0, "total": 0.0}
+    prepared: list[PreparedMail] = []
+    sender = build_sender(config, db, owner="bench")
+
+    def enqueue(chunk: list[PreparedMail]) -> None:
+        started = time.perf_counter()
+        first = len(prepared)
+        queue_many(config, db, [(mail, f"bench-{first + i}", TEMPLATE) for i, mail in enumerate(chunk)])
+        prepared.extend(chunk)
+        times["queue"] += time.perf_counter() - started
+
+    async def send_all(all_queued: asyncio.Event) -> int:
+        sent = 0
+        try:
+            while True:
+                started = time.perf_counter()
+                counts = await sender.send_due(SEND_LIMIT)
+                times["send"] += time.perf_counter() - started
+                if counts["retry"] or counts["failed"]:
+                    raise RuntimeError(f"sending failed: {counts}")
+                sent += counts["sent"]
+                if not counts["sent"]:
+                    if all_queued.is_set():
+                        return sent
+                    await asyncio.sleep(0.002)
+        finally:
+            await sender.transport.close()
+
+    async def pipeline() -> int:
+        assert pool is not None
+        all_queued = asyncio.Event()
+        started = time.perf_counter()
+        futures = [pool.submit(requests[i:i + CHUNK]) for i in range(0, mails, CHUNK)]
+
+        async def produce() -> None:
+            done = 0
+            while done < len(futures):
+                chunk = await asyncio.wrap_future(futures[done])
+                done += 1
+                while done < len(futures) and futures[done].done():  # queue whatever else is ready with it
+                    chunk += futures[done].result()
+                    done += 1
+                enqueue(chunk)
+            times["prepare"] = time.perf_counter() - started  # until the last chunk arrived (overlapped)
+            all_queued.set()
+
+        _, sent = await asyncio.gather(produce(), send_all(all_queued))
+        return int(sent)
+
+    async def sequential() -> int:
+        all_queued = asyncio.Event()
+        all_queued.set()
+        return await send_all(all_queued)
+
     if profile:
         profile.enable()
     with SyncTimer() as sync:
         started = time.perf_counter()
-        prepared: list[PreparedMail] = []
-        for i in range(mails):
-            address, ref = targets[i % len(targets)]
-            prepared.append(prepare(config, db, template=TEMPLATE, to=address, invoice_ref=ref))
-        times["prepare"] = time.perf_counter() - started
-        started = time.perf_counter()
-        for i, mail in enumerate(prepared):
-            queue(config, db, mail, key=f"bench-{i}", template=TEMPLATE)
-        times["queue"] = time.perf_counter() - started
-    started = time.perf_counter()
-    sent = asyncio.run(drain(config, db))
-    times["send"] = time.perf_counter() - started
+        if pool is not None:
+            sent = asyncio.run(pipeline())
+        else:
+            step = time.perf_counter()
+            chunk = prepare_many(config, db, requests)
+            times["prepare"] = time.perf_counter() - step
+            enqueue(chunk)
+            sent = asyncio.run(sequential())
+        times["total"] = time.perf_counter() - started
     if profile:
         profile.disable()
-    raws = [mail.raw for mail in prepared]
-    return times, raws, sync.seconds, sent
+    return times, [mail.raw for mail in prepared], sync.seconds, sent
 
 
 async def baseline_send(port: int, sender: str, messages: list[tuple[str, bytes]], connections: int) -> int:
@@ -312,40 +369,55 @@ async def baseline_send(port: int, sender: str, messages: list[tuple[str, bytes]
 
 
 def bare_app() -> Starlette:
-    def pixel(_request: Request) -> Response:
+    """The same GIF from an `async def` endpoint, like maild's open handler (no threadpool hop for either)."""
+
+    async def pixel(_request: Request) -> Response:
         return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
     return Starlette(routes=[Route("/o/{value}", pixel, methods=["GET"])])
 
 
-def hit(server: TrackingServer, paths: list[str], workdir: Path) -> tuple[float, int]:
+def hit(server: TrackingServer, paths: list[str], workdir: Path, warmup: int) -> tuple[float, int]:
+    """(seconds, requests) for GETting paths[warmup:] after the warm-up requests paths[:warmup]."""
     urls = workdir / f"urls-{server.port}.txt"
     urls.write_text("\n".join(f"http://127.0.0.1:{server.port}{path}" for path in paths))
-    proc = subprocess.run([sys.executable, "-c", CLIENT, str(urls), str(CLIENT_CONNECTIONS), str(WARMUP_REQUESTS)],
+    proc = subprocess.run([sys.executable, "-c", CLIENT, str(urls), str(CLIENT_CONNECTIONS), str(warmup)],
                           capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"pixel client failed:\n{proc.stderr}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["bad"]:
         raise SystemExit(f"pixel client: {result['bad']} bad responses")
-    return result["requests"] / result["seconds"], result["requests"]
+    return result["seconds"], result["requests"]
 
 
 def pixel_bench(config: Config, db: Database, requests: int, workdir: Path) -> tuple[float, float, int]:
+    """Both servers run side by side; PIXEL_ROUNDS alternating rounds (bare, maild, bare, ...) of
+    requests / PIXEL_ROUNDS each, so a change in the machine's load hits both alike; rate = all / time."""
     secret = load_secret(config.tracking, config.base_dir)
     with db.engine.connect() as conn:
         tokens = list(conn.execute(select(OutboxMessage.tracking_token).order_by(OutboxMessage.id)).scalars())
-    total = requests + WARMUP_REQUESTS
-    paths = [f"/o/{sign(secret, 'o', tokens[i % len(tokens)], None)}" for i in range(total)]
-    maild_server = TrackingServer(create_app(db, secret, config.tracking), "127.0.0.1", 0)
-    bare_server = TrackingServer(bare_app(), "127.0.0.1", 0)
-    rates = {}
-    for name, server in (("bare", bare_server), ("maild", maild_server)):
+    per_round = requests // PIXEL_ROUNDS
+    servers = {"bare": TrackingServer(bare_app(), "127.0.0.1", 0),
+               "maild": TrackingServer(create_app(db, secret, config.tracking), "127.0.0.1", 0)}
+    spent = {name: [0.0, 0] for name in servers}
+    for server in servers.values():
         server.start()
-        try:
-            rates[name], count = hit(server, paths, workdir)
-        finally:
+    try:
+        for index in range(PIXEL_ROUNDS):
+            warmup = WARMUP_REQUESTS if index == 0 else 0
+            first = index * per_round
+            paths = [f"/o/{sign(secret, 'o', tokens[i % len(tokens)], None)}"
+                     for i in range(first, first + per_round + warmup)]
+            for name, server in servers.items():
+                seconds, count = hit(server, paths, workdir, warmup)
+                spent[name][0] += seconds
+                spent[name][1] += int(count)
+    finally:
+        for server in servers.values():
             server.stop()
+    rates = {name: count / seconds for name, (seconds, count) in spent.items()}
+    for name, (_seconds, count) in spent.items():
         print(f"pixel {name:5s}: {count} requests = {rates[name]:.0f}/s", flush=True)
     with db.engine.connect() as conn:
         opened = conn.execute(select(func.count()).select_from(Event).where(Event.type == "mail.opened")).scalar()
@@ -360,7 +432,10 @@ def main() -> None:
     parser.add_argument("--mails", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--connections", type=int, default=2, help="outbound.transport.max_connections (K)")
-    parser.add_argument("--profile", action="store_true", help="cProfile the maild sending path, print the top")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="PreparePool processes (0: prepare, queue and send one after the other, in-process)")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the maild sending path in this process (with --workers 0 also prepare)")
     args = parser.parse_args()
     sink = Sink()
     sink.start()
@@ -376,26 +451,42 @@ def main() -> None:
             warm = prepare(config, db, template=TEMPLATE, to=targets[0][0], invoice_ref=targets[0][1])
             asyncio.run(baseline_send(sink.port, config.outbound.sender, [(targets[0][0], warm.raw)], 1))
 
+            pool = PreparePool(config, args.workers) if args.workers else None
             profile = cProfile.Profile() if args.profile else None
             before = sink.count
-            times, raws, sync_s, sent = run_maild(config, db, targets, args.mails, profile)
-            maild_s = sum(times.values())
+            workers = pool.pids if pool is not None else []
+            cpu = (cpu_seconds([os.getpid()]), cpu_seconds(workers), cpu_seconds([sink.pid]))
+            try:
+                times, raws, sync_s, sent = run_maild(config, db, targets, args.mails, pool, profile)
+                cpu = (cpu_seconds([os.getpid()]) - cpu[0], cpu_seconds(workers) - cpu[1],
+                       cpu_seconds([sink.pid]) - cpu[2])
+            finally:
+                if pool is not None:
+                    pool.close()
+            maild_s = times["total"]
             if sent != args.mails or (before is not None and sink.count - before != args.mails):
                 got = sink.count - before if before is not None else "?"
                 raise SystemExit(f"maild sent {sent}, the sink got {got}")
             size = sum(len(r) for r in raws) / len(raws)
+            how = f"{args.workers} prepare workers, overlapped" if args.workers else "one after the other"
             print(f"maild: {sent} mails (avg {size / 1024:.1f} KB) in {maild_s:.2f}s = {sent / maild_s:.0f}/s  "
-                  f"[prepare {times['prepare']:.2f}s, queue {times['queue']:.2f}s (os.sync {sync_s:.2f}s), "
+                  f"[{how}: prepare {times['prepare']:.2f}s, queue {times['queue']:.2f}s (os.sync {sync_s:.2f}s), "
                   f"send {times['send']:.2f}s]", flush=True)
+            print(f"  cpu ms/mail: main {cpu[0] * 1000 / sent:.2f}, prepare workers {cpu[1] * 1000 / sent:.2f}, "
+                  f"sink {cpu[2] * 1000 / sent:.2f}", flush=True)
 
             messages = [(targets[i % len(targets)][0], raw) for i, raw in enumerate(raws)]
             before = sink.count
+            base_cpu = (cpu_seconds([os.getpid()]), cpu_seconds([sink.pid]))
             started = time.perf_counter()
             done = asyncio.run(baseline_send(sink.port, config.outbound.sender, messages, args.connections))
             base_s = time.perf_counter() - started
+            base_cpu = (cpu_seconds([os.getpid()]) - base_cpu[0], cpu_seconds([sink.pid]) - base_cpu[1])
             if done != args.mails or (before is not None and sink.count - before != args.mails):
                 raise SystemExit("baseline: not every message reached the sink")
             print(f"baseline aiosmtplib sendmail: {done} prebuilt mails in {base_s:.2f}s = {done / base_s:.0f}/s",
+                  flush=True)
+            print(f"  cpu ms/mail: client {base_cpu[0] * 1000 / done:.2f}, sink {base_cpu[1] * 1000 / done:.2f}",
                   flush=True)
 
             pixel_rate, pixel_base, opened = pixel_bench(config, db, args.requests, Path(tmp))
@@ -427,6 +518,7 @@ def main() -> None:
         "opens_recorded": opened,
         "sink": sink.name,
         "connections": args.connections,
+        "workers": args.workers,
         "cores": os.cpu_count(),
     }
     print(json.dumps(result))

@@ -22,9 +22,8 @@ def initialise(directory: Path, force: bool = False, samples: bool = True) -> Pa
     directory.mkdir(parents=True, exist_ok=True)
     template = (SAMPLES / "maild.yaml").read_text(encoding="utf-8")
     instance = secrets.token_hex(4)  # ties our tracking ids to this installation
-    while instance.isdigit():  # all digits would read as a YAML number, not the string instance_id must be
-        instance = secrets.token_hex(4)
-    config_file.write_text(template.replace("instance_id: maild0 ", f"instance_id: {instance}", 1), encoding="utf-8")
+    # Quoted: an id of digits (or like "12e45678") would otherwise be read back as a YAML number.
+    config_file.write_text(template.replace("instance_id: maild0 ", f'instance_id: "{instance}"', 1), encoding="utf-8")
     config = load_config(config_file, environ={})
     for sub in ("new", "cur", "tmp"):
         (directory / "maildir" / sub).mkdir(parents=True, exist_ok=True)

@@ -2,17 +2,17 @@
 
 Every header value that comes from data (subject, display names, addresses, ids) is checked for CR/LF
 first: a third party named "ACME\\r\\nBcc: victim@x" raises ValueError instead of adding a recipient.
+The validated values are then encoded into bytes by maild/outbound/mime.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from email import policy
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from maild.clock import utcnow
+from maild.outbound import mime
 
 _FORBIDDEN = ("\r", "\n", "\x00")
 
@@ -44,9 +44,14 @@ def parse_address(field: str, value: str, name: str = "") -> Address:
 def _msgid(field: str, value: str) -> str:
     _clean(field, value)
     value = value.strip()
-    if not (value.startswith("<") and value.endswith(">") and "@" in value) or any(c.isspace() for c in value):
+    if not (value.startswith("<") and value.endswith(">") and "@" in value) or any(c.isspace() for c in value) \
+            or not value.isascii() or len(value) > 900:
         raise ValueError(f"{field}: not a Message-ID (<local@domain>): {value!r}")
     return value
+
+
+def _mailbox(address: Address) -> list[str]:
+    return mime.mailbox_pieces(address.display_name, mime.addr_spec(address.username, address.domain))
 
 
 def compose(*, sender: str, sender_name: str, to: list[str], subject: str, text: str, html: str | None = None,
@@ -55,26 +60,26 @@ def compose(*, sender: str, sender_name: str, to: list[str], subject: str, text:
     """The message's bytes (CRLF line ends, ready for SMTP DATA). Raises ValueError on unsafe input."""
     if not to:
         raise ValueError("at least one recipient is needed")
-    msg = EmailMessage(policy=policy.SMTP)
-    msg["From"] = parse_address("sender", sender, sender_name)
-    msg["To"] = [parse_address("to", addr) for addr in to]
+    headers = [mime.address_header("From", [_mailbox(parse_address("sender", sender, sender_name))]),
+               mime.address_header("To", [_mailbox(parse_address("to", addr)) for addr in to])]
     if reply_to:
-        msg["Reply-To"] = parse_address("reply_to", reply_to)
-    msg["Subject"] = _clean("subject", subject)
-    msg["Date"] = format_datetime(utcnow())
-    msg["Message-ID"] = _msgid("message_id", message_id)
+        headers.append(mime.address_header("Reply-To", [_mailbox(parse_address("reply_to", reply_to))]))
+    headers.append(mime.unstructured("Subject", _clean("subject", subject)))
+    headers.append(f"Date: {format_datetime(utcnow())}\r\n")
+    headers.append(f"Message-ID: {_msgid('message_id', message_id)}\r\n")
     if in_reply_to:
-        msg["In-Reply-To"] = _msgid("in_reply_to", in_reply_to)
+        headers.append(f"In-Reply-To: {_msgid('in_reply_to', in_reply_to)}\r\n")
     refs = [_msgid("references", ref) for ref in references]
     if refs:
-        msg["References"] = " ".join(refs)
-    msg.set_content(text)
+        headers.append(mime.fold("References", refs))
+    headers.append("MIME-Version: 1.0\r\n")
+    body: bytes | tuple[str, bytes] = mime.text_part("plain", text)
     if html is not None:
-        msg.add_alternative(html, subtype="html")
+        body = mime.multipart("alternative", [body, mime.text_part("html", html)])
+    parts = [mime.entity(body)]
     for filename, content_type, data in attachments:
         _clean("attachment filename", filename)
-        maintype, _, subtype = _clean("attachment content type", content_type).partition("/")
-        if not maintype or not subtype:
-            maintype, subtype = "application", "octet-stream"
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
-    return msg.as_bytes(policy=policy.SMTP)
+        parts.append(mime.attachment_part(filename, _clean("attachment content type", content_type), data))
+    if len(parts) > 1:
+        body = mime.multipart("mixed", parts)
+    return "".join(headers).encode("ascii") + mime.entity(body)

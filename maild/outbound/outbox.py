@@ -11,10 +11,12 @@ that point may have been delivered, so `recover_stale` fails it visibly instead 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from maild.clock import as_utc, utcnow
 from maild.store.blobs import BlobStore
@@ -53,6 +55,72 @@ def enqueue(db: Database, blobs: BlobStore, *, key: str, raw: bytes, sender: str
         return int(existing), False
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One mail for `enqueue_many` (the keyword arguments of `enqueue`)."""
+
+    key: str
+    raw: bytes
+    sender: str
+    recipients: list[str]
+    subject: str
+    header_message_id: str
+    thirdparty_id: int | None = None
+    contact_id: int | None = None
+    template: str | None = None
+    tracking_token: str | None = None
+    transport: str = "default"
+    durable: bool = False  # `raw` is already in the blob store and synced to disk (see batch.PreparePool)
+
+
+Also = Callable[[Connection, list[tuple[int, bool]]], None]
+
+
+def enqueue_many(db: Database, blobs: BlobStore, entries: Sequence[Entry],
+                 also: Also | None = None) -> list[tuple[int, bool]]:
+    """`enqueue` for many mails: every blob written, one sync, then one transaction for all the rows.
+
+    Returns (id, created) per entry, in order; a key already queued (or twice in `entries`) is not
+    queued again. `also(conn, results)` runs in the same transaction (tracking ids, links), so the
+    rows and what belongs to them commit together or not at all.
+    """
+    for entry in entries:
+        if not entry.key:
+            raise ValueError("an idempotency key is required")
+        if not entry.recipients:
+            raise ValueError("at least one recipient is required")
+    if not entries:
+        return []
+    digests = [blobs.put(entry.raw) for entry in entries]
+    if not all(entry.durable for entry in entries):
+        blobs.flush()  # every blob is on disk before a row that names it commits
+    now = utcnow()
+    rows = [{"idempotency_key": e.key, "status": "queued", "template": e.template, "thirdparty_id": e.thirdparty_id,
+             "contact_id": e.contact_id, "sender": e.sender, "recipients": list(e.recipients), "subject": e.subject,
+             "header_message_id": e.header_message_id, "tracking_token": e.tracking_token, "raw_sha256": digest,
+             "size": len(e.raw), "transport": e.transport, "attempts": 0, "created_at": now,
+             "sent_folder_done": False} for e, digest in zip(entries, digests, strict=True)]
+    with db.engine.begin() as conn:
+        returned = conn.execute(db.insert_ignore(T).returning(T.c.idempotency_key, T.c.id), rows)
+        inserted = {key: row_id for key, row_id in returned}
+        missing = sorted({e.key for e in entries} - inserted.keys())
+        existing: dict[str, int] = {}
+        if missing:
+            found = conn.execute(select(T.c.idempotency_key, T.c.id).where(T.c.idempotency_key.in_(missing)))
+            existing = {key: row_id for key, row_id in found}
+        results: list[tuple[int, bool]] = []
+        first: set[str] = set()
+        for e in entries:
+            if e.key in inserted and e.key not in first:
+                first.add(e.key)
+                results.append((int(inserted[e.key]), True))
+            else:
+                results.append((int(inserted.get(e.key) or existing[e.key]), False))
+        if also is not None:
+            also(conn, results)
+    return results
+
+
 def get(db: Database, outbox_id: int) -> OutboxMessage | None:
     with db.session() as session:
         return session.get(OutboxMessage, outbox_id)
@@ -79,21 +147,18 @@ def _due(now: datetime) -> Any:
 
 
 def claim(db: Database, owner: str, limit: int, lease_seconds: float) -> list[OutboxMessage]:
-    """Move up to `limit` due rows to `sending` for `owner`; a row another sender took first is skipped."""
+    """Move up to `limit` due rows to `sending` for `owner`, in one statement; rows another sender holds are
+    skipped (PostgreSQL: SKIP LOCKED, and the outer WHERE re-checks each row after any wait)."""
     now = utcnow()
     until = now + timedelta(seconds=lease_seconds)
-    with db.engine.connect() as conn:
-        candidates = conn.execute(
-            select(T.c.id, T.c.status).where(_due(now)).order_by(T.c.id).limit(limit * 2)).all()
-    claimed: list[int] = []
-    for row_id, status in candidates:
-        if len(claimed) >= limit:
-            break
-        with db.engine.begin() as conn:
-            result = conn.execute(update(T).where(T.c.id == row_id, T.c.status == status, _due(now)).values(
-                status="sending", claimed_by=owner, claimed_until=until))
-            if result.rowcount == 1:
-                claimed.append(row_id)
+    due = select(T.c.id).where(_due(now)).order_by(T.c.id).limit(limit)
+    if not db.is_sqlite:
+        due = due.with_for_update(skip_locked=True)
+    picked = due.cte("picked")  # evaluated once: an IN (subquery) may be re-run per row, picking more
+    with db.engine.begin() as conn:
+        claimed = list(conn.execute(update(T).where(T.c.id.in_(select(picked.c.id)), _due(now))
+                                    .values(status="sending", claimed_by=owner, claimed_until=until)
+                                    .returning(T.c.id)).scalars())
     if not claimed:
         return []
     with db.session() as session:
@@ -143,6 +208,57 @@ def mark_data_started(db: Database, outbox_id: int, owner: str | None = None) ->
         result = conn.execute(update(T).where(_mine(outbox_id, owner)).values(data_started_at=utcnow()))
     if result.rowcount != 1:
         raise ClaimLost(f"outbox row {outbox_id} is no longer claimed by {owner or 'a sender'}")
+
+
+def mark_data_started_many(db: Database, outbox_ids: Sequence[int], owner: str,
+                           sent: Sequence[tuple[int, str]] = ()) -> set[int]:
+    """Commit, in one transaction, that DATA may begin for these rows; returns those still ours.
+
+    `sent` (row id, SMTP reply) deliveries are recorded in the same transaction (see mark_sent_many).
+    """
+    with db.engine.begin() as conn:
+        marked: set[int] = set()
+        if outbox_ids:
+            marked = set(conn.execute(update(T).where(T.c.id.in_(list(outbox_ids)), T.c.status == "sending",
+                                                      T.c.claimed_by == owner)
+                                      .values(data_started_at=utcnow()).returning(T.c.id)).scalars())
+        _record_sent(conn, sent)
+    return marked
+
+
+def mark_sent_many(db: Database, replies: Sequence[tuple[int, str]]) -> list[int]:
+    """`mark_sent` for many (row id, SMTP reply) in one transaction; returns the ids newly marked sent."""
+    if not replies:
+        return []
+    with db.engine.begin() as conn:
+        return _record_sent(conn, replies)
+
+
+_SET_REPLY = update(T).where(T.c.id == bindparam("row_id")).values(smtp_reply=bindparam("reply"))
+
+
+def _record_sent(conn: Connection, replies: Sequence[tuple[int, str]]) -> list[int]:
+    """The delivered rows not yet `sent` become sent (the server's 250 is the truth), one event each."""
+    if not replies:
+        return []
+    now = utcnow()
+    by_id = dict(replies)
+    done = conn.execute(
+        update(T).where(T.c.id.in_(list(by_id)), T.c.status != "sent")
+        .values(status="sent", sent_at=now, last_error=None, claimed_by=None, claimed_until=None,
+                next_attempt_at=None)
+        .returning(T.c.id, T.c.thirdparty_id, T.c.idempotency_key, T.c.recipients, T.c.subject,
+                   T.c.header_message_id)).all()
+    if not done:
+        return []
+    done.sort(key=lambda r: r.id)
+    conn.execute(_SET_REPLY, [{"row_id": row.id, "reply": by_id[row.id]} for row in done])
+    conn.execute(Event.__table__.insert(), [
+        {"type": "mail.sent", "occurred_at": now, "recorded_at": now, "thirdparty_id": row.thirdparty_id,
+         "message_id": None, "data": {"outbox_id": row.id, "key": row.idempotency_key, "to": list(row.recipients),
+                                      "subject": row.subject, "message_id": row.header_message_id}}
+        for row in done])
+    return [row.id for row in done]
 
 
 def mark_sent(db: Database, outbox_id: int, smtp_reply: str) -> bool:

@@ -2,6 +2,14 @@
 
 A TempFail after DATA began (dropped connection, timeout waiting for the final reply) may have been
 delivered: it is failed with the "interrupted" reason, never retried automatically (at most once).
+
+Bookkeeping per pass (`_Pass`), in few transactions: when the first of a run of rows is about to begin
+DATA, one transaction marks it and the next DATA_START_WINDOW - 1 claimed rows as data-started (always
+committed before any of their DATA begins), and records the deliveries since the last transaction as
+sent; a delivery waits at most SENT_FLUSH_SECONDS for such a transaction (else one of its own) and the
+pass ends with one. The price of a kill -9: the rows of the current window that were marked but not yet
+sent, and the deliveries of the last SENT_FLUSH_SECONDS, are failed as "interrupted" by `recover_stale`
+for a person to check (`maild outbox retry`): never sent twice automatically, never silently dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +39,71 @@ log = logging.getLogger("maild.outbound")
 SentFolder = Callable[[bytes], Any]
 RECOVER_EVERY = 30.0
 SENT_FOLDER_SWEEP_EVERY = 60.0
+DATA_START_WINDOW = 16
+SENT_FLUSH_SECONDS = 0.02
+
+
+class _Pass:
+    """One send_due pass's data-start marks (committed ahead, a window at a time) and sent marks (grouped)."""
+
+    def __init__(self, db: Database, owner: str, rows: list[OutboxMessage], window: int = DATA_START_WINDOW) -> None:
+        self.db = db
+        self.owner = owner
+        self.window = window
+        self.order = [row.id for row in rows if row.id is not None]
+        self.position = {row_id: index for index, row_id in enumerate(self.order)}
+        self.asked: set[int] = set()  # rows some mark transaction included
+        self.marked: set[int] = set()  # rows durably marked data-started while still ours
+        self.done: set[int] = set()  # rows whose outcome is known (no mark for them any more)
+        self._sent: list[tuple[int, str]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._error: BaseException | None = None
+
+    def data_started(self, outbox_id: int) -> None:
+        """Called right before DATA: returns once that is committed; raises ClaimLost if the row is not ours."""
+        if outbox_id not in self.asked:
+            start = self.position[outbox_id]
+            ahead = [i for i in self.order[start + 1:] if i not in self.asked and i not in self.done]
+            window = [outbox_id, *ahead[:self.window - 1]]
+            self.asked.update(window)
+            self._cancel_timer()
+            sent, self._sent = self._sent, []
+            try:
+                self.marked |= outbox.mark_data_started_many(self.db, window, self.owner, sent)
+            except BaseException:
+                self._sent[:0] = sent  # not recorded: still pending
+                raise
+        if outbox_id not in self.marked:
+            raise outbox.ClaimLost(f"outbox row {outbox_id} is no longer claimed by {self.owner}")
+
+    def sent(self, outbox_id: int, reply: str) -> None:
+        self.done.add(outbox_id)
+        self._sent.append((outbox_id, reply))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(SENT_FLUSH_SECONDS, self._flush)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _flush(self) -> None:
+        self._timer = None
+        batch, self._sent = self._sent, []
+        if not batch:
+            return
+        try:
+            outbox.mark_sent_many(self.db, batch)
+        except Exception as exc:  # the rows stay `sending` with DATA begun: recover_stale fails them visibly
+            log.exception("could not record %d sent mails", len(batch))
+            self._error = self._error or exc
+
+    def finish(self) -> None:
+        """Record what is still pending; re-raise a failure to record (the pass then fails visibly)."""
+        self._cancel_timer()
+        self._flush()
+        if self._error is not None:
+            raise self._error
 
 
 class OutboxSender:
@@ -54,34 +127,50 @@ class OutboxSender:
         if not rows:
             return counts
         gate = asyncio.Semaphore(self.concurrency)
+        batch = _Pass(self.db, self.owner, rows)
 
         async def one(row: OutboxMessage) -> None:
             async with gate:
-                outcome = await self._send_one(row)
+                outcome = await self._send_one(row, batch)
                 if outcome:
                     counts[outcome] += 1
 
-        await asyncio.gather(*(one(row) for row in rows))
+        try:
+            await asyncio.gather(*(one(row) for row in rows))
+        finally:
+            batch.finish()
         return counts
 
-    async def _send_one(self, row: OutboxMessage) -> str:
+    async def _send_one(self, row: OutboxMessage, batch: _Pass | None = None) -> str:
+        """Send one claimed row; its marks go with `batch`'s (a pass of its own if None)."""
+        if batch is not None:
+            return await self._send(row, batch)
+        single = _Pass(self.db, self.owner, [row])
+        try:
+            return await self._send(row, single)
+        finally:
+            single.finish()
+
+    async def _send(self, row: OutboxMessage, batch: _Pass) -> str:
         assert row.id is not None
         outbox_id = row.id
         try:
             raw = self.blobs.get(row.raw_sha256)
         except OSError as exc:
+            batch.done.add(outbox_id)
             outbox.mark_failed(self.db, outbox_id, f"raw message missing from the blob store: {exc}", owner=self.owner)
             return "failed"
         started = False
 
         def on_data_started(which: int) -> None:
             nonlocal started
-            outbox.mark_data_started(self.db, which, self.owner)  # raises ClaimLost: the transport aborts
+            batch.data_started(which)  # raises ClaimLost: the transport aborts
             started = True
 
         try:
             result = await self.transport.send(outbox_id, row.sender, row.recipients, raw, on_data_started)
         except outbox.ClaimLost as exc:
+            batch.done.add(outbox_id)
             log.warning("not sent: %s", exc, extra={"fields": {"outbox_id": outbox_id}})
             return ""
         except Exception as exc:  # a transport bug must not leave the row claimed until the lease runs out
@@ -89,10 +178,13 @@ class OutboxSender:
             result = TempFail(f"{type(exc).__name__}: {exc}")
         fields = {"outbox_id": outbox_id, "key": row.idempotency_key}
         if isinstance(result, Delivered):
-            outbox.mark_sent(self.db, outbox_id, result.reply)
+            batch.sent(outbox_id, result.reply)
             log.info("sent", extra={"fields": {**fields, "reply": result.reply}})
-            await self._copy_to_sent(outbox_id, raw)
+            if self.sent_folder is not None:
+                batch.finish()  # the Sent copy follows the recorded delivery
+                await self._copy_to_sent(outbox_id, raw)
             return "sent"
+        batch.done.add(outbox_id)
         if isinstance(result, PermFail):
             outbox.mark_failed(self.db, outbox_id, result.reason, result.reply, owner=self.owner)
             log.warning("refused: %s", result.reason, extra={"fields": fields})

@@ -3,6 +3,11 @@
 Core fonts are WinAnsi (cp1252) encoded: umlauts, ß and € print as they are; any other character is
 replaced by a close ASCII form or '?', so no customer name can make a PDF fail. The creation date is the
 invoice date, so the same data gives the same bytes.
+
+Layout is drawn with fpdf2's low-level operations (`text`, `line`, `rect`) placed where `cell()` would put
+them: `cell()` and `multi_cell()` run fpdf2's general text shaping and line breaking, about ten times the
+cost, for single-line labels whose width we know. Text that does not fit on one line still goes through
+`multi_cell()`; a row that would cross the bottom margin starts a new page, as `cell()` does.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from babel import Locale
@@ -62,8 +68,18 @@ LABELS: dict[str, dict[str, str]] = {
 
 def pdf_text(value: Any) -> str:
     """`value` as text the core fonts can print (cp1252); anything else becomes ASCII or '?'."""
+    text = str(value)
+    if text.isascii():
+        return text  # cp1252 agrees with ASCII, and no key of _REPLACE is ASCII
+    try:
+        text.encode(ENCODING)
+    except UnicodeEncodeError:
+        pass
+    else:
+        if "\u00ad" not in text:  # the one key of _REPLACE that cp1252 can encode
+            return text
     out = []
-    for ch in str(value):
+    for ch in text:
         ch = _REPLACE.get(ch, ch)
         try:
             ch.encode(ENCODING)
@@ -111,10 +127,7 @@ class _Doc:
         self.invoice, self.company, self.thirdparty = invoice, company, thirdparty
         base = (language or "en").replace("-", "_").split("_")[0]
         self.labels = LABELS.get(base, LABELS["en"])
-        try:
-            self.locale = Locale.parse((language or "en").replace("-", "_"))
-        except (ValueError, TypeError):
-            self.locale = Locale.parse("en")
+        self.locale = _locale(language)
         self.currency = str(invoice.get("currency") or "EUR")
         pdf = FPDF(format="A4")
         pdf.core_fonts_encoding = ENCODING  # core fonts are WinAnsi: € and umlauts print
@@ -140,8 +153,47 @@ class _Doc:
     def day(self, value: Any) -> str:
         return format_day(value, "medium", self.locale) if value else "-"
 
-    def text(self, w: float, h: float, value: Any, **kwargs: Any) -> None:
-        self.pdf.cell(w, h, pdf_text(value), **kwargs)
+    def text(self, w: float, h: float, value: Any, *, align: str = "L", border: str = "", fill: bool = False,
+             newline: bool = False) -> None:
+        """What `pdf.cell(w, h, value, border, align, fill)` draws, for one line of text, without its shaping.
+
+        w=0 reaches the right margin; `border` is "", "T" or "B"; `newline` moves to the left margin of
+        the next row (cell's new_x="LMARGIN", new_y="NEXT"), else the position moves right by w.
+        """
+        pdf = self.pdf
+        x, y = pdf.x, pdf.y
+        if y + h > pdf.page_break_trigger and pdf.auto_page_break:
+            pdf.add_page()
+            x, y = x, pdf.y
+        if w == 0:
+            w = pdf.w - pdf.r_margin - x
+        if fill:
+            pdf.rect(x, y, w, h, style="F")
+        if border == "T":
+            pdf.line(x, y, x + w, y)
+        elif border == "B":
+            pdf.line(x, y + h, x + w, y + h)
+        value = pdf_text(value)
+        if value:
+            dx = w - pdf.c_margin - self.width(value) if align == "R" else pdf.c_margin
+            pdf.text(x + dx, y + 0.5 * h + 0.3 * pdf.font_size, value)
+        if newline:
+            pdf.set_xy(pdf.l_margin, y + h)
+        else:
+            pdf.set_xy(x + w, y)
+
+    def width(self, value: str) -> float:
+        """pdf.get_string_width(value) for a core font (no stretching or spacing), from its width table."""
+        pdf = self.pdf
+        widths = pdf.current_font.cw  # indexed like fpdf2's normalize_text: cp1252 bytes read as latin-1
+        text = value if value.isascii() else value.encode(ENCODING).decode("latin-1")
+        return sum(widths[ch] for ch in text) * pdf.font_size_pt / 1000 / pdf.k
+
+    def fits(self, value: str) -> bool:
+        """One line of `value` fits between the margins (what multi_cell would not have to break)."""
+        pdf = self.pdf
+        room = pdf.w - pdf.r_margin - pdf.l_margin - 2 * pdf.c_margin
+        return "\n" not in value and self.width(value) <= room
 
     def line_total(self, line: dict[str, Any]) -> Decimal:
         if line.get("total") is not None:
@@ -175,19 +227,19 @@ class _Doc:
     def letterhead(self, title: str) -> None:
         pdf, company, tp = self.pdf, self.company, self.thirdparty
         pdf.set_font("helvetica", "B", 16)
-        self.text(0, 8, company.get("name", ""), new_x="LMARGIN", new_y="NEXT")
+        self.text(0, 8, company.get("name", ""), newline=True)
         pdf.set_font("helvetica", "", 9)
         sender = " - ".join(str(p) for p in (company.get("name"), company.get("street"),
                                               _town(company), company.get("country")) if p)
-        self.text(0, 5, sender, new_x="LMARGIN", new_y="NEXT")
+        self.text(0, 5, sender, newline=True)
         contact = "  ".join(str(p) for p in (company.get("phone"), company.get("email"), company.get("website")) if p)
-        self.text(0, 5, contact, new_x="LMARGIN", new_y="NEXT")
+        self.text(0, 5, contact, newline=True)
         pdf.ln(10)
         top = pdf.get_y()
         pdf.set_font("helvetica", "", 11)
         for part in (tp.get("name"), tp.get("street"), _town(tp), tp.get("country")):
             if part:
-                self.text(95, 6, part, new_x="LMARGIN", new_y="NEXT")
+                self.text(95, 6, part, newline=True)
         bottom = pdf.get_y()
         pdf.set_xy(125, top)
         pdf.set_font("helvetica", "", 10)
@@ -199,10 +251,10 @@ class _Doc:
         for label, value in facts:
             pdf.set_x(125)
             self.text(30, 6, label)
-            self.text(0, 6, value, align="R", new_x="LMARGIN", new_y="NEXT")
+            self.text(0, 6, value, align="R", newline=True)
         pdf.set_y(max(bottom, pdf.get_y()) + 10)
         pdf.set_font("helvetica", "B", 14)
-        self.text(0, 9, f"{title} {self.invoice.get('ref', '')}", new_x="LMARGIN", new_y="NEXT")
+        self.text(0, 9, f"{title} {self.invoice.get('ref', '')}", newline=True)
         pdf.ln(3)
 
     def line_items(self) -> None:
@@ -214,7 +266,7 @@ class _Doc:
         pdf.set_fill_color(230, 230, 230)
         for w, head, align in zip(widths, heads, aligns, strict=True):
             self.text(w, 7, head, border="B", align=align, fill=True)
-        pdf.ln()
+        pdf.ln(7)
         pdf.set_font("helvetica", "", 10)
         for number, line in enumerate(self.invoice.get("lines") or [], start=1):
             quantity = to_decimal(line.get("quantity", 1))
@@ -223,8 +275,8 @@ class _Doc:
                      self.money(line.get("unit_price", 0)), self.money(self.line_total(line)))
             for w, cell, align in zip(widths, cells, aligns, strict=True):
                 self.text(w, 7, cell, align=align)
-            pdf.ln()
-        pdf.cell(sum(widths), 0, "", border="T", new_x="LMARGIN", new_y="NEXT")
+            pdf.ln(7)
+        self.text(sum(widths), 0, "", border="T", newline=True)
         pdf.ln(2)
 
     def totals(self) -> None:
@@ -237,15 +289,22 @@ class _Doc:
             last = i == len(rows) - 1
             pdf.set_font("helvetica", "B" if last else "", 10)
             pdf.set_x(100)
-            self.text(40, 7, label, border="T" if last else 0)
-            self.text(30, 7, self.money(amount), align="R", border="T" if last else 0, new_x="LMARGIN",
-                      new_y="NEXT")
+            self.text(40, 7, label, border="T" if last else "")
+            self.text(30, 7, self.money(amount), align="R", border="T" if last else "", newline=True)
         pdf.ln(6)
 
     def paragraph(self, value: str) -> None:
         self.pdf.set_font("helvetica", "", 10)
-        self.pdf.multi_cell(0, 5, pdf_text(value), new_x="LMARGIN", new_y="NEXT")
+        self.lines(5, pdf_text(value))
         self.pdf.ln(3)
+
+    def lines(self, h: float, value: str) -> None:
+        """multi_cell(0, h, value): each line that fits drawn directly, longer ones broken by fpdf2."""
+        for line in value.split("\n"):
+            if self.fits(line):
+                self.text(0, h, line, newline=True)
+            else:
+                self.pdf.multi_cell(0, h, line, new_x="LMARGIN", new_y="NEXT")
 
     def bank_details(self) -> None:
         c = self.company
@@ -255,11 +314,18 @@ class _Doc:
             parts.append(f"{self.t('vat_id')} {c['vat_id']}")
         if parts:
             self.pdf.set_font("helvetica", "", 9)
-            self.pdf.multi_cell(0, 5, pdf_text(f"{self.t('bank')}: " + " - ".join(parts)), new_x="LMARGIN",
-                                new_y="NEXT")
+            self.lines(5, pdf_text(f"{self.t('bank')}: " + " - ".join(parts)))
 
     def output(self) -> bytes:
         return bytes(self.pdf.output())
+
+
+@lru_cache(maxsize=64)
+def _locale(language: str | None) -> Locale:
+    try:
+        return Locale.parse((language or "en").replace("-", "_"))
+    except (ValueError, TypeError):
+        return Locale.parse("en")
 
 
 def _town(party: dict[str, Any]) -> str:

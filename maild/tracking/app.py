@@ -1,8 +1,12 @@
 """The open/click endpoint: `/o/<signed>` (pixel), `/c/<signed>` (redirect), `/health`.
 
 Only values signed with our secret count. A click redirects to the URL stored for (token, link) when the
-mail was instrumented, never to anything taken from the request. Handlers are plain `def`s: Starlette runs
-them in its threadpool, so the synchronous database calls never block the event loop.
+mail was instrumented, never to anything taken from the request. Events are written by an EventRecorder
+(maild/tracking/recorder.py), a group of hits per transaction in its writer thread. A click is answered
+once its event is committed; an open at once, its event written behind (a kill -9 may lose the last few
+milliseconds of opens; a stop loses none). The open pixel is an `async def`; the click (which reads its
+URL) and health handlers are plain `def`s (Starlette runs them in its threadpool), so no synchronous
+database call blocks the event loop.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import ipaddress
 import logging
 from typing import Any
 
+import anyio.from_thread
 from sqlalchemy import text
 from sqlmodel import select
 from starlette.applications import Starlette
@@ -19,11 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from maild.clock import as_utc, utcnow
+from maild.clock import utcnow
 from maild.config import TrackingConfig
 from maild.store.db import Database
-from maild.store.models import Event, OutboxMessage, TrackingLink
-from maild.tracking.classify import is_machine
+from maild.store.models import TrackingLink
+from maild.tracking.recorder import EventRecorder, Hit
 from maild.tracking.signing import verify
 
 log = logging.getLogger("maild.tracking")
@@ -46,7 +51,7 @@ def truncate_ip(ip: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
-_outbox, _events, _links = OutboxMessage.__table__, Event.__table__, TrackingLink.__table__
+_links = TrackingLink.__table__
 
 
 def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
@@ -59,32 +64,17 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
         stored_ip = truncate_ip(ip) if cfg.truncate_ip else ip
         return (ua[:MAX_USER_AGENT] if ua is not None else None), ip, stored_ip
 
-    def record(event_type: str, kind: str, token: str, request: Request, extra: dict[str, Any]) -> None:
-        """One connection, one transaction: find the sent mail of the token, append the event."""
-        ua, ip, stored_ip = client(request)
-        now = utcnow()
-        with db.engine.begin() as conn:
-            outbox = conn.execute(select(_outbox.c.id, _outbox.c.thirdparty_id, _outbox.c.sent_at)
-                                  .where(_outbox.c.tracking_token == token).order_by(_outbox.c.id).limit(1)).first()
-            if outbox is None:
-                return
-            sent_at = as_utc(outbox.sent_at)
-            seconds = (now - sent_at).total_seconds() if sent_at else None
-            machine = is_machine(ua, ip, seconds, kind, cfg.scanner_seconds)
-            data = {"outbox_id": outbox.id, "user_agent": ua, "ip": stored_ip, "machine": machine, **extra}
-            conn.execute(_events.insert().values(type=event_type, occurred_at=now, recorded_at=now,
-                                                 thirdparty_id=outbox.thirdparty_id, data=data))
+    recorder = EventRecorder(db, cfg)
 
-    def opened(request: Request) -> Response:
+    def hit(event_type: str, kind: str, token: str, request: Request, extra: dict[str, Any]) -> Hit:
+        ua, ip, stored_ip = client(request)
+        return Hit(event_type, kind, token, utcnow(), ua, ip, stored_ip, extra)
+
+    async def opened(request: Request) -> Response:
         verified = verify(secret, request.path_params["value"])
         if verified is None or verified[0] != "o":
             return not_found()
-        token = verified[1]
-        try:
-            record("mail.opened", "o", token, request, {})
-        except Exception:
-            # The recipient still gets the pixel; the failure is ours to see in the log.
-            log.exception("recording an open failed", extra={"fields": {"token": token}})
+        recorder.record_soon(hit("mail.opened", "o", verified[1], request, {}))  # write-behind (see recorder)
         return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
     def clicked(request: Request) -> Response:
@@ -98,8 +88,8 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
             url = conn.execute(select(_links.c.url).where(_links.c.token == token, _links.c.link == link)).scalar()
         if url is None or not url.lower().startswith(("http://", "https://")):
             return not_found()
-        try:
-            record("mail.clicked", "c", token, request, {"url": url, "link": link})
+        try:  # this handler runs in Starlette's threadpool: the recorder lives on the event loop
+            anyio.from_thread.run(recorder.record, hit("mail.clicked", "c", token, request, {"url": url, "link": link}))
         except Exception:
             log.exception("recording a click failed", extra={"fields": {"token": token, "link": link}})
         return RedirectResponse(url, status_code=302, headers=NO_CACHE)
@@ -114,8 +104,10 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
         return JSONResponse({"status": "ok" if ok else "error", "database": ok}, status_code=200 if ok else 503,
                             headers=NO_CACHE)
 
-    return Starlette(routes=[
+    app = Starlette(routes=[
         Route("/o/{value}", opened, methods=["GET"]),
         Route("/c/{value}", clicked, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ])
+    app.state.recorder = recorder  # TrackingServer.stop() closes it once no request is left
+    return app

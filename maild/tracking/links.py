@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from html.parser import HTMLParser
 
-from sqlmodel import select
+from sqlalchemy import Connection, select
 
 from maild.store.db import Database
 from maild.store.models import TrackingLink
@@ -68,6 +68,17 @@ def _rewrite_tag(raw: str, replace: Callable[[str], str | None]) -> str:
 
 def instrument(db: Database, html_text: str, token: str, base_url: str, secret: bytes) -> str:
     """`html_text` with tracked links and an open pixel; the links are stored for `token` (idempotent)."""
+    result, urls = rewrite(html_text, token, base_url, secret)
+    if urls:
+        store_links(db, [(token, urls)])
+    return result
+
+
+def rewrite(html_text: str, token: str, base_url: str, secret: bytes) -> tuple[str, list[str]]:
+    """`html_text` with tracked links and an open pixel, and the original URLs (link i is urls[i]).
+
+    Nothing is stored: the caller stores the URLs (`store_links`) before the mail can be sent.
+    """
     base = base_url.rstrip("/")
     parser = _Tags(html_text)
     parser.feed(html_text)
@@ -91,24 +102,36 @@ def instrument(db: Database, html_text: str, token: str, base_url: str, secret: 
     pieces.append(html_text[done:])
     result = "".join(pieces)
 
-    if urls:
-        _store(db, token, urls)
-
     src = html.escape(f"{base}/o/{sign(secret, 'o', token, None)}", quote=True)
     pixel = f'<img src="{src}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px" />'
     ends = list(_BODY_END.finditer(result))
     if ends:
         at = ends[-1].start()
-        return result[:at] + pixel + result[at:]
-    return result + pixel
+        return result[:at] + pixel + result[at:], urls
+    return result + pixel, urls
 
 
-def _store(db: Database, token: str, urls: list[str]) -> None:
-    rows = [{"token": token, "link": index, "url": url} for index, url in enumerate(urls)]
-    with db.session() as session:
-        session.execute(db.insert_ignore(TrackingLink.__table__).values(rows))
-        query = select(TrackingLink.link, TrackingLink.url).where(TrackingLink.token == token)
-        stored = {link: url for link, url in session.exec(query).all()}
-    clashes = [index for index, url in enumerate(urls) if stored.get(index) != url]
+def store_links(db: Database, links: Sequence[tuple[str, Sequence[str]]], conn: Connection | None = None) -> None:
+    """Store each (token, urls) in one transaction (or in `conn`'s); idempotent for the same URLs.
+
+    Raises ValueError if a token already has different URLs (the transaction then rolls back).
+    """
+    rows = [{"token": token, "link": index, "url": url} for token, urls in links for index, url in enumerate(urls)]
+    if not rows:
+        return
+    if conn is None:
+        with db.engine.begin() as own:
+            store_links(db, links, own)
+        return
+    table = TrackingLink.__table__
+    returned = conn.execute(db.insert_ignore(table).returning(table.c.token, table.c.link), rows)
+    inserted = {(token, link) for token, link in returned}
+    others = [row for row in rows if (row["token"], row["link"]) not in inserted]
+    if not others:
+        return
+    tokens = sorted({row["token"] for row in others})  # already stored: the same URL (idempotent) or a clash
+    stored = {(token, link): url for token, link, url in conn.execute(
+        select(table.c.token, table.c.link, table.c.url).where(table.c.token.in_(tokens)))}
+    clashes = [(row["token"], row["link"]) for row in others if stored.get((row["token"], row["link"])) != row["url"]]
     if clashes:
-        raise ValueError(f"token {token!r} already has different links stored (indexes {clashes[:5]})")
+        raise ValueError(f"token {clashes[0][0]!r} already has different links stored (links {clashes[:5]})")

@@ -57,6 +57,9 @@ class TrackingServer:
             server.force_exit = True
             thread.join(2.0)
         self._server = self._thread = None
+        recorder = getattr(self.app.state, "recorder", None)
+        if recorder is not None:
+            recorder.close()  # writes whatever hits are still queued
 
     def __enter__(self) -> TrackingServer:
         self.start()

@@ -7,6 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from maild.cli.setup import initialise
+from maild.config import load_config
 from tests.helpers import maild, status_json
 
 
@@ -56,3 +60,11 @@ def test_config_from_environment_variable(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "maild", "config", "check"], capture_output=True, text=True,
                             env=env, timeout=60)
     assert result.returncode == 0 and "maild.yaml: OK" in result.stdout
+
+
+@pytest.mark.parametrize("instance", ["12345678", "12e45678", "0x1f2e3d", "abcdef01"])
+def test_init_keeps_an_instance_id_that_looks_like_a_number(tmp_path: Path, instance: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("maild.cli.setup.secrets.token_hex", lambda _n: instance)
+    config = load_config(initialise(tmp_path / "home", samples=False), environ={})
+    assert config.matching.instance_id == instance

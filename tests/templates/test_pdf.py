@@ -76,3 +76,15 @@ def test_totals_computed_from_lines_when_missing() -> None:
     for amount in ("200,00\xa0€", "38,00\xa0€", "238,00\xa0€"):
         assert amount.encode("cp1252") in pdf
     assert b"(01.12.2026)" in pdf
+
+
+@pytest.mark.parametrize("style", ["", "B"])
+def test_width_table_matches_fpdf2(style: str) -> None:
+    """Right-aligned cells are placed with _Doc.width; it must agree with fpdf2's own measure."""
+    from maild.templates.pdf import _Doc
+
+    doc = _Doc({"ref": "X"}, {}, {}, "de", compress=False)
+    doc.pdf.set_font("helvetica", style, 11)
+    for text in ("FA2611-0007", "1.823,68\xa0€", "Müller & Söhne", "ßüÄ \u2013 \u201cx\u201d", ""):
+        value = pdf_text(text)
+        assert doc.width(value) == pytest.approx(doc.pdf.get_string_width(value))

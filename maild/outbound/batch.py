@@ -1,0 +1,131 @@
+"""Many mails at once: prepared in worker processes, queued with one sync and one transaction.
+
+`prepare_many` does for each request what `prepare` does (recipients looked up with one query per table
+for the whole chunk), in a `PreparePool` of processes when given one; a worker also writes the chunk's
+blobs and syncs them once. The tracked links are not stored there: `queue_many` stores them, with the
+tracking ids and the outbox rows, in one transaction after the blobs are on disk (synced by the worker,
+or once by `queue_many`), so a mail is queued together with everything it needs or not at all.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+from sqlalchemy import Connection
+
+from maild.config import Config
+from maild.ingest.parser_pool import _child_init
+from maild.outbound import outbox
+from maild.outbound.mailing import MailRequest, PreparedMail, TemplateSetup, build
+from maild.outbound.recipients import resolve_recipients
+from maild.store.blobs import BlobStore
+from maild.store.db import Database
+from maild.store.models import TrackingId
+from maild.tracking.links import store_links
+
+CHUNK = 25  # requests per task handed to a worker process
+
+Queued = tuple[PreparedMail, str, str]  # (mail, idempotency key, template)
+
+
+def prepare_chunk(config: Config, db: Database, requests: Sequence[MailRequest]) -> list[PreparedMail]:
+    """Prepare each request (raises on the first that fails, like `prepare`); links left to `queue_many`."""
+    recipients = resolve_recipients(db, [request.to for request in requests])
+    setups: dict[str, TemplateSetup] = {}
+    mails = []
+    for request, recipient in zip(requests, recipients, strict=True):
+        setup = setups.get(request.template) or setups.setdefault(request.template,
+                                                                   TemplateSetup(config, request.template))
+        mails.append(build(config, db, request, recipient, setup))
+    return mails
+
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(config: Config) -> None:
+    _child_init()
+    _worker["config"] = config
+    _worker["db"] = None
+
+
+def _prepare_in_worker(requests: Sequence[MailRequest]) -> list[PreparedMail]:
+    """Prepare a chunk, then write and sync its blobs here, off the queueing process: blobs are
+    content-addressed and written atomically, so writing one early (or twice) is harmless, and the sync
+    makes them durable before `queue_many` can commit a row naming them."""
+    config = _worker["config"]
+    if _worker["db"] is None:
+        _worker["db"] = Database(config.database_url)  # this process's own connections
+    mails = prepare_chunk(config, _worker["db"], requests)
+    blobs = BlobStore(config.blob_dir)
+    for mail in mails:
+        blobs.put(mail.raw)
+    blobs.flush()
+    for mail in mails:
+        mail.durable = True
+    return mails
+
+
+def _pid(_: int) -> int:
+    time.sleep(0.05)  # long enough for every process to take one
+    return os.getpid()
+
+
+class PreparePool:
+    """Worker processes that prepare mails (render, PDF, links, compose) beside the sender's event loop.
+
+    Forked at construction and started at once: create it before starting threads.
+    """
+
+    def __init__(self, config: Config, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
+                                             initializer=_init_worker, initargs=(config,))
+        self.pids = sorted(set(self._executor.map(_pid, range(self.workers))))
+
+    def submit(self, requests: Sequence[MailRequest]) -> Future[list[PreparedMail]]:
+        return self._executor.submit(_prepare_in_worker, list(requests))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> PreparePool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def prepare_many(config: Config, db: Database, requests: Sequence[MailRequest],
+                 pool: PreparePool | None = None) -> list[PreparedMail]:
+    """`prepare` for many requests, in order; in `pool`'s processes (chunks of CHUNK) when given."""
+    if pool is None:
+        return prepare_chunk(config, db, requests)
+    futures = [pool.submit(requests[i:i + CHUNK]) for i in range(0, len(requests), CHUNK)]
+    return [mail for future in futures for mail in future.result()]
+
+
+def queue_many(config: Config, db: Database, items: Sequence[Queued]) -> list[tuple[int, bool]]:
+    """`queue` for many mails: (outbox id, created) per item, in order; each key queued at most once."""
+    entries = [outbox.Entry(key=key, raw=mail.raw, sender=config.outbound.sender, recipients=[mail.recipient.address],
+                            subject=mail.subject, header_message_id=mail.message_id,
+                            thirdparty_id=(mail.recipient.thirdparty or {}).get("id"),
+                            contact_id=(mail.recipient.contact or {}).get("id"), template=template,
+                            tracking_token=mail.token, durable=mail.durable)
+               for mail, key, template in items]
+
+    def belongings(conn: Connection, results: list[tuple[int, bool]]) -> None:
+        created = [(mail, entry) for (mail, _, _), entry, (_, new) in zip(items, entries, results, strict=True) if new]
+        if not created:
+            return
+        conn.execute(db.insert_ignore(TrackingId.__table__),
+                     [{"token": mail.token, "thirdparty_id": entry.thirdparty_id, "contact_id": entry.contact_id}
+                      for mail, entry in created])
+        store_links(db, [(mail.token, mail.links) for mail, _ in created if mail.links], conn)
+
+    return outbox.enqueue_many(db, BlobStore(config.blob_dir), entries, belongings)
