@@ -323,7 +323,9 @@ class Invoice(SQLModel, table=True):
     """
 
     __tablename__ = "invoices"
-    __table_args__ = (Index("ix_invoices_status_due_on", "status", "due_on"),)
+    # The dunning sweeps: windows on due_on, and the repeat of the last level on last_dunned_at.
+    __table_args__ = (Index("ix_invoices_status_due_on", "status", "due_on"),
+                      Index("ix_invoices_status_level_dunned", "status", "dunning_level", "last_dunned_at"))
     id: int | None = Field(default=None, primary_key=True)
     ref: str = Field(unique=True, max_length=100)
     thirdparty_id: int = Field(foreign_key="thirdparties.id", index=True)
