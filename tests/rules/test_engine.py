@@ -51,12 +51,13 @@ def test_event_rule_fires_once_per_event_across_engines_and_restart(db: Database
     config = make_config(tmp_path, db)
     clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
     tp, _ = customer(db)
-    old = add_event(db, "mail.matched", tp, subject="before the first start")  # history is not replayed
+    # Recorded before any engine ran (say by `maild ingest --once`), after the schema was created: still seen.
+    old = add_event(db, "mail.matched", tp, subject="before the first start")
     first = RulesEngine(config, db, note_rule(), clock=clock)
     second = RulesEngine(config, db, note_rule(), clock=clock)
     add_event(db, "mail.matched", tp, subject="hello", matcher="address")
     add_event(db, "mail.unmatched", None, subject="spam")
-    assert first.process_events() == 2  # note + tag
+    assert first.process_events() == 4  # note + tag, twice
     assert second.process_events() == 0  # the cursor moved on
     # An engine that read before the cursor moved (cursor put back) finds every key in the ledger.
     with db.engine.begin() as conn:
@@ -68,9 +69,10 @@ def test_event_rule_fires_once_per_event_across_engines_and_restart(db: Database
     assert restarted.process_events() == 2
     assert first.process_events() == 0
     notes = events(db, "note.added")
-    assert [n.data["text"] for n in notes] == ["mail hello (mail.matched)", "mail again (mail.matched)"]
+    assert [n.data["text"] for n in notes] == ["mail before the first start (mail.matched)",
+                                               "mail hello (mail.matched)", "mail again (mail.matched)"]
     actions = events(db, "rule.action")
-    assert len(actions) == 4 and len({a.data["key"] for a in actions}) == 4
+    assert len(actions) == 6 and len({a.data["key"] for a in actions}) == 6
     assert all(row.status == "done" for row in ledger_rows(db))
     assert actions[0].data["reason"].startswith("event mail.matched #")
     assert actions[0].data["action"] == "note" and actions[0].thirdparty_id == tp

@@ -22,3 +22,27 @@ def test_head_constant_matches_the_newest_migration(db: Database) -> None:
     assert db.revision() == HEAD_REVISION
     db.upgrade()  # idempotent
     assert db.revision() == HEAD_REVISION
+
+
+def test_the_rules_cursor_starts_after_the_history_of_an_existing_installation(db: Database) -> None:
+    """An installation from before the rules (schema 0004) keeps its history out of the rules; a new one has
+    none, and everything recorded after the upgrade is seen."""
+    from alembic import command
+    from sqlalchemy import select
+
+    from maild.store.models import RuleCursor
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0004")
+        assert conn.execute(select(RuleCursor.__table__)).first() is None
+        for n in range(3):
+            conn.exec_driver_sql("INSERT INTO events (type, occurred_at, recorded_at, data) "
+                                 f"VALUES ('mail.received', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, '{{\"n\": {n}}}')")
+        newest = conn.exec_driver_sql("SELECT MAX(id) FROM events").scalar()
+        command.upgrade(cfg, "head")
+        cursor = conn.execute(select(RuleCursor.__table__.c.last_event_id)
+                              .where(RuleCursor.__table__.c.name == "events")).scalar()
+    assert cursor == newest
