@@ -98,9 +98,11 @@ def init(directory: Path, force: bool, no_samples: bool) -> None:
     except (FileExistsError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Wrote {config_file}")
+    click.echo(f"Rules: {config_file.parent / 'rules'} (shared-inbox, meeting-followup, dunning; docs/rules.md)")
     click.echo("Next:")
-    click.echo(f"  maild --config {config_file} run       # keeps ingesting until Ctrl-C / SIGTERM")
+    click.echo(f"  maild --config {config_file} run       # ingest, send, track, run the rules until Ctrl-C / SIGTERM")
     click.echo(f"  maild --config {config_file} status")
+    click.echo(f"  maild --config {config_file} rules check")
 
 
 @cli.group("config")
