@@ -243,13 +243,14 @@ class RulesEngine:
             known = ledger.statuses(conn, rule.name, [f"{record}:{r.id}" for r in rows])
             scope = Scope(p.clock, conn, self.own, p.replies, directory)
             base = {"now": p.clock.now, "today": p.clock.today, "rule": rule_view(rule), **helpers(scope)}
-            checks = [c for c, python in zip(rule.conditions, compiled.in_python, strict=True) if python]
+            checks = [self.evaluator.function(c)
+                      for c, python in zip(rule.conditions, compiled.in_python, strict=True) if python]
             held = "".join([f"; {c.source}" for c in rule.conditions])  # the reason: "; ".join([head, *sources])
             label = sweep.describe(trigger)
-            evaluate = self.evaluator.value
             evaluator = self.evaluator
             is_invoice = record == "invoice"
-            rule_name, once_per, date_field, offset = rule.name, rule.once_per, trigger.date, trigger.offset
+            rule_name, date_field, offset = rule.name, trigger.date, trigger.offset
+            once_of = self.evaluator.function(rule.once_per) if rule.once_per is not None else None
             whole_days = not offset % sweep.DAY  # then `fire_moment` is `(value + offset).isoformat()`
             clock = p.clock
             contact_of, thirdparty_of = directory.contact, directory.thirdparty
@@ -279,13 +280,13 @@ class RulesEngine:
                 error = once = None
                 try:
                     passed = True
-                    for condition in checks:
-                        if not evaluate(condition, names):
+                    for check in checks:
+                        if not check(names):
                             passed = False
                             break
                     if not passed:
                         continue
-                    once = evaluate(once_per, names) if once_per is not None else None
+                    once = once_of(names) if once_of is not None else None
                 except ExpressionError as exc:
                     error = str(exc)
                 record_id = view["id"]
