@@ -109,6 +109,11 @@ def plan(action: Action, run: Run, key: str) -> Planned:
     return planner(action.spec, run, key)
 
 
+def planner(name: str) -> Callable[[Any, Run, str], Planned]:
+    """The `plan_*` function of an action kind (`plan` is `planner(action.name)(action.spec, run, key)`)."""
+    return _PLANNERS[name]
+
+
 def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
     value = run.value(spec.to)
     targets = value if isinstance(value, list | tuple) else ([] if value in (None, "") else (value,))

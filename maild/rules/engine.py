@@ -243,25 +243,34 @@ class RulesEngine:
             known = ledger.statuses(conn, rule.name, [f"{record}:{r.id}" for r in rows])
             scope = Scope(p.clock, conn, self.own, p.replies, directory)
             base = {"now": p.clock.now, "today": p.clock.today, "rule": rule_view(rule), **helpers(scope)}
-            checks = [c for c, python in zip(rule.conditions, compiled.in_python, strict=True) if python]
-            held = [c.source for c in rule.conditions]
+            checks = [self.evaluator.function(c)
+                      for c, python in zip(rule.conditions, compiled.in_python, strict=True) if python]
+            held = "".join([f"; {c.source}" for c in rule.conditions])  # the reason: "; ".join([head, *sources])
             label = sweep.describe(trigger)
-            evaluate = self.evaluator.value
+            evaluator = self.evaluator
+            is_invoice = record == "invoice"
+            rule_name, date_field, offset = rule.name, trigger.date, trigger.offset
+            once_of = self.evaluator.function(rule.once_per) if rule.once_per is not None else None
+            whole_days = not offset % sweep.DAY  # then `fire_moment` is `(value + offset).isoformat()`
+            clock = p.clock
+            contact_of, thirdparty_of = directory.contact, directory.thirdparty
+            new_run = actions.Run
+            act = self._act
             for row in rows:
                 names = base.copy()
-                if record == "invoice":
+                if is_invoice:
                     view = swept_invoice_view(conn, row)
                     tp_id = view["thirdparty_id"]
-                    thirdparty = directory.thirdparty(tp_id)
+                    thirdparty = thirdparty_of(tp_id)
                     names["invoice"] = view
                     names["thirdparty"] = thirdparty
-                    names["contact"] = directory.contact(tp_id, view["contact_id"])
+                    names["contact"] = contact_of(tp_id, view["contact_id"])
                     names["owner"] = thirdparty.get("owner") if thirdparty else None
                     scope.invoice = view
                 else:
                     view = meeting_view(row)
                     tp_id = view["thirdparty_id"]
-                    thirdparty = directory.thirdparty(tp_id)
+                    thirdparty = thirdparty_of(tp_id)
                     names["meeting"] = view
                     names["thirdparty"] = thirdparty
                     names["attendees"] = [a for a in view["attendees"] if not a.get("internal")]
@@ -271,28 +280,30 @@ class RulesEngine:
                 error = once = None
                 try:
                     passed = True
-                    for condition in checks:
-                        if not evaluate(condition, names):
+                    for check in checks:
+                        if not check(names):
                             passed = False
                             break
                     if not passed:
                         continue
-                    once = evaluate(rule.once_per, names) if rule.once_per is not None else None
+                    once = once_of(names) if once_of is not None else None
                 except ExpressionError as exc:
                     error = str(exc)
                 record_id = view["id"]
                 subject = f"{record}:{record_id}"
-                what = f"invoice {view['ref']}" if record == "invoice" else f"meeting #{record_id}"
-                when = sweep.fire_moment(trigger, view[trigger.date], p.clock)
+                what = f"invoice {view['ref']}" if is_invoice else f"meeting #{record_id}"
+                value = view[date_field]
+                when = (value + offset).isoformat() if whole_days else sweep.fire_moment(trigger, value, clock)
                 head = f"sweep {what} {label} ({when} <= now)"
-                run = actions.Run(rule.name, subject, head, names, evaluator=self.evaluator, thirdparty_id=tp_id,
-                                  invoice_id=record_id if record == "invoice" else None,
-                                  meeting_id=record_id if record == "meeting" else None, record=view)
+                if is_invoice:
+                    run = new_run(rule_name, subject, head, names, tp_id, None, record_id, None, None, view, evaluator)
+                else:
+                    run = new_run(rule_name, subject, head, names, tp_id, None, None, record_id, None, view, evaluator)
                 if error is not None:
                     self._failed_early(rule, run, "if", error)
                     continue
-                run.reason = "; ".join([head, *held])
-                done, stop = self._act(conn, rule, run, head, once, known)
+                run.reason = head + held
+                done, stop = act(conn, rule, run, head, once, known)
                 taken += done
                 if stop:
                     stopped.add(subject)
@@ -368,6 +379,8 @@ class RulesEngine:
         """The actions of a subject whose conditions held, in order. Returns (actions taken, stop).
 
         Consecutive DB-only steps share one transaction (`_Batch`); sends and webhooks commit what came before."""
+        if self.simulating:
+            return 0, self._act_simulated(rule, run, head, once, known)
         taken, stop = 0, False
         trigger = head.split(" (")[0]
         batch: _Batch | None = None
@@ -417,6 +430,43 @@ class RulesEngine:
             raise
         self._commit(batch)
         return taken, stop
+
+    def _act_simulated(self, rule: Rule, run: actions.Run, head: str, once: Any, known: dict[str, str]) -> bool:
+        """`_act` when simulating: each action becomes a `PlannedAction` (the same ones, in the same order), nothing
+        is written. Returns stop."""
+        stop = False
+        rule_name, subject, reason, tp_id = rule.name, run.subject, run.reason, run.thirdparty_id
+        prefix = f"{rule_name}:{subject}:"  # ledger.make_key, built once per subject
+        suffix = "" if once is None else f":{once}"
+        planned_actions = self.planned
+        pass_constant = self._pass_constant
+        for step, action in enumerate(rule.actions):
+            name = action.name
+            key = f"{prefix}{step}{suffix}"
+            if len(key) > ledger.KEY_CHARS:
+                key = ledger.make_key(rule_name, subject, step, once)
+            status = known.get(key) if known else None
+            if status in ("done", "skipped"):
+                stop = stop or name == "stop"
+                planned_actions.append(PlannedAction(rule_name, key, subject, name, reason, name, "already done",
+                                                     tp_id))
+                continue
+            if status is not None:  # failed, or running elsewhere: the later steps wait
+                planned_actions.append(PlannedAction(rule_name, key, subject, name, reason, name, status, tp_id))
+                break
+            try:
+                if id(action) in pass_constant:
+                    planned = self._plan(action, run, key)
+                else:
+                    planned = actions.planner(name)(action.spec, run, key)
+            except (ExpressionError, actions.ActionError, ValueError, TypeError, LookupError) as exc:
+                trigger = head.split(" (")[0]
+                self._failed_early(rule, run, step, str(exc), self._entry(rule, run, trigger, step, action, key))
+                break
+            stop = stop or name == "stop"
+            planned_actions.append(PlannedAction(rule_name, key, subject, name, reason, planned.summary or name,
+                                                 "planned", tp_id))
+        return stop
 
     def _batched(self, batch: _Batch, rule: Rule, entry: ledger.Entry, action: Action, planned: actions.Planned,
                  run: actions.Run) -> tuple[bool, int | None]:

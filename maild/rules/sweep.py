@@ -280,12 +280,12 @@ def candidates(rule: Rule, compiled: SweepQuery, clock: Clock, *, scan: bool = F
     return select(*columns).where(*window(trigger, clock), *pushed).order_by(table.c.id)
 
 
-_DAY = timedelta(days=1)
+DAY = timedelta(days=1)
 
 
 def fire_moment(trigger: SweepTrigger, value: date | datetime, clock: Clock) -> str:
     """When the record became due, for the reason: `2026-11-24` or an ISO instant."""
-    if isinstance(value, datetime) or not trigger.offset % _DAY:
+    if isinstance(value, datetime) or not trigger.offset % DAY:
         return (value + trigger.offset).isoformat()
     return (datetime.combine(value, time(0)) + trigger.offset).replace(tzinfo=clock.zone).isoformat()
 
