@@ -42,7 +42,7 @@ class PaymentResult:
 # --- the template/rule view --------------------------------------------------------------------
 
 
-def invoice_context(conn: Connection, invoice: Any) -> dict[str, Any]:
+def invoice_context(conn: Connection | None, invoice: Any) -> dict[str, Any]:
     """The template and rule view of an invoice (a row, a mapping, an Invoice or its id).
 
     Keys: id, ref, thirdparty_id, contact_id, date (= issued_on), issued_on, due_on, due_date, currency,
@@ -50,9 +50,14 @@ def invoice_context(conn: Connection, invoice: Any) -> dict[str, Any]:
     total_vat (from the lines when there are any; else total = amount, net = amount, VAT 0), lines (each with
     description, quantity, unit, unit_price, vat_rate, total as Decimal), status, dunning_level,
     dunning_repeats, last_dunned_at, paid_at. `due_date` and `amount_paid` are the names the sample
-    templates use (maild/templates/sample.py).
+    templates use (maild/templates/sample.py). `conn` is only used for an id (None will do for a row).
     """
-    row = _load(conn, invoice) if isinstance(invoice, int) else invoice
+    if isinstance(invoice, int):
+        if conn is None:
+            raise TypeError("invoice_context needs a connection to load an invoice by id")
+        row = _load(conn, invoice)
+    else:
+        row = invoice
     get = _getter(row)
     amount = Decimal(get("amount"))
     paid = Decimal(get("paid_amount") or 0)

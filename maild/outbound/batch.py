@@ -1,7 +1,7 @@
 """Many mails at once: prepared in worker processes, queued with one sync and one transaction.
 
-`prepare_many` does for each request what `prepare` does (recipients looked up with one query per table
-for the whole chunk), in a `PreparePool` of processes when given one; a worker also writes the chunk's
+`prepare_many` does for each request what `prepare` does (recipients and invoices looked up with one query
+per table for the whole chunk), in a `PreparePool` of processes when given one; a worker also writes the chunk's
 blobs and syncs them once. The tracked links are not stored there: `queue_many` stores them, with the
 tracking ids and the outbox rows, in one transaction after the blobs are on disk (synced by the worker,
 or once by `queue_many`), so a mail is queued together with everything it needs or not at all.
@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from maild.config import Config
 from maild.ingest.parser_pool import _child_init
 from maild.outbound import outbox
-from maild.outbound.mailing import MailRequest, PreparedMail, TemplateSetup, build
+from maild.outbound.mailing import MailRequest, PreparedMail, TemplateSetup, build, load_invoices
 from maild.outbound.recipients import resolve_recipients
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
@@ -36,12 +36,13 @@ Queued = tuple[PreparedMail, str, str]  # (mail, idempotency key, template)
 def prepare_chunk(config: Config, db: Database, requests: Sequence[MailRequest]) -> list[PreparedMail]:
     """Prepare each request (raises on the first that fails, like `prepare`); links left to `queue_many`."""
     recipients = resolve_recipients(db, [request.to for request in requests])
+    invoices = load_invoices(db, [request.invoice_ref for request in requests if request.invoice_ref])
     setups: dict[str, TemplateSetup] = {}
     mails = []
     for request, recipient in zip(requests, recipients, strict=True):
         setup = setups.get(request.template) or setups.setdefault(request.template,
                                                                    TemplateSetup(config, request.template))
-        mails.append(build(config, db, request, recipient, setup))
+        mails.append(build(config, db, request, recipient, setup, invoices))
     return mails
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +29,8 @@ from maild.tracking import ids
 
 log = logging.getLogger("maild.outbound")
 
-__all__ = ["MailRequest", "PreparedMail", "Recipient", "build", "prepare", "queue", "resolve_recipient"]
+__all__ = ["MailRequest", "PreparedMail", "Recipient", "build", "load_invoices", "prepare", "queue",
+           "resolve_recipient"]
 
 
 @dataclass
@@ -98,8 +100,12 @@ def prepare(config: Config, db: Database, *, template: str, to: str, invoice_ref
 
 
 def build(config: Config, db: Database, request: MailRequest, recipient: Recipient,
-          setup: TemplateSetup) -> PreparedMail:
-    """Render, attach, track and compose one mail for a resolved recipient; tracked links left to store."""
+          setup: TemplateSetup, invoices: Mapping[str, Any] | None = None) -> PreparedMail:
+    """Render, attach, track and compose one mail for a resolved recipient; tracked links left to store.
+
+    `invoices` (from `load_invoices`, for a batch) holds the invoice rows by ref; without it the
+    request's invoice is looked up here.
+    """
     outbound = config.outbound
     language = request.language or _first(recipient.contact, "language") \
         or _first(recipient.thirdparty, "language") or outbound.default_language
@@ -112,7 +118,9 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
         "links": {}, **(request.extra or {})}
     attachments: list[tuple[str, str, bytes]] = []
     if request.invoice_ref:
-        context["invoice"] = _invoice(db, request.invoice_ref, recipient)
+        row = invoices.get(request.invoice_ref) if invoices is not None \
+            else load_invoices(db, [request.invoice_ref]).get(request.invoice_ref)
+        context["invoice"] = _invoice_view(request.invoice_ref, row, recipient)
         attachments.append((f"{request.invoice_ref}.pdf", "application/pdf",
                             invoice_pdf(context["invoice"], context["company"], context["thirdparty"], language)))
     for path in request.attach:
@@ -152,23 +160,40 @@ def _template_tracks(folder: Path) -> bool:
     return bool(data.get("tracking", True))
 
 
-def _invoice(db: Database, ref: str, recipient: Recipient) -> dict[str, Any]:
-    from maild.business.invoices import invoice_context
+def load_invoices(db: Database, refs: Iterable[str]) -> dict[str, Any]:
+    """The row behind each invoice ref, with one query per table for all of them: its `invoices` row, or,
+    for a document number without invoice data (`maild document add`), its `documents` row (kind invoice).
+    Refs with neither are left out (`_invoice_view` raises for them)."""
     from maild.store.models import Invoice
 
+    wanted = sorted(set(refs))
+    found: dict[str, Any] = {}
+    if not wanted:
+        return found
     doc, inv = Document.__table__, Invoice.__table__
     with db.engine.connect() as conn:
-        row = conn.execute(select(inv).where(inv.c.ref == ref)).first()
-        if row is None:  # a document number without invoice data (`maild document add`): only its ref is known
-            row = conn.execute(select(doc).where(doc.c.ref == ref, doc.c.kind == "invoice")).first()
-        if row is None:
-            raise ValueError(f"no invoice {ref} (add it with `maild invoice add {ref} --thirdparty ...`)")
-        tp_id = (recipient.thirdparty or {}).get("id")
-        if tp_id is not None and row.thirdparty_id != tp_id:
-            raise ValueError(f"invoice {ref} belongs to another third party than the recipient")
-        if "amount" not in row._fields:
-            return {"ref": ref, "lines": [], "currency": "EUR"}
-        return invoice_context(conn, row)
+        for row in conn.execute(select(inv).where(inv.c.ref.in_(wanted)).order_by(inv.c.id)):
+            found.setdefault(row.ref, row)
+        missing = [ref for ref in wanted if ref not in found]
+        if missing:
+            query = select(doc).where(doc.c.ref.in_(missing), doc.c.kind == "invoice").order_by(doc.c.id)
+            for row in conn.execute(query):
+                found.setdefault(row.ref, row)
+    return found
+
+
+def _invoice_view(ref: str, row: Any, recipient: Recipient) -> dict[str, Any]:
+    """The template view of the invoice `ref` (its row from `load_invoices`, None when unknown)."""
+    from maild.business.invoices import invoice_context
+
+    if row is None:
+        raise ValueError(f"no invoice {ref} (add it with `maild invoice add {ref} --thirdparty ...`)")
+    tp_id = (recipient.thirdparty or {}).get("id")
+    if tp_id is not None and row.thirdparty_id != tp_id:
+        raise ValueError(f"invoice {ref} belongs to another third party than the recipient")
+    if "amount" not in row._fields:
+        return {"ref": ref, "lines": [], "currency": "EUR"}
+    return invoice_context(None, row)
 
 
 def _first(record: dict[str, Any] | None, key: str) -> Any:

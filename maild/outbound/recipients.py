@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from maild.business.people import contact_view, thirdparty_view
+from maild.business.people import contact_views, thirdparty_views
 from maild.directory.service import resolve_thirdparty
 from maild.matchers.normalize import normalize_address
 from maild.store.db import Database
@@ -57,10 +57,10 @@ def resolve_recipients(db: Database, targets: Sequence[str]) -> list[Recipient]:
             else:
                 picked.append(_first_contact(conn, db, target))
         # The templates' views: first/last name, title and email of a contact; address fields of a company.
-        parties = {k: thirdparty_view(conn, v) or v
-                   for k, v in _rows(conn, _tp, {tp for _, tp, _ in picked if tp}).items()}
-        contacts = {k: contact_view(conn, v) or v
-                    for k, v in _rows(conn, _contacts, {c for _, _, c in picked if c}).items()}
+        party_rows = _rows(conn, _tp, {tp for _, tp, _ in picked if tp})
+        parties = dict(zip(party_rows, thirdparty_views(conn, party_rows.values()), strict=True))
+        contact_rows = _rows(conn, _contacts, {c for _, _, c in picked if c})
+        contacts = dict(zip(contact_rows, contact_views(conn, contact_rows.values()), strict=True))
     return [Recipient(address, parties.get(tp_id) if tp_id else None, contacts.get(c_id) if c_id else None)
             for address, tp_id, c_id in picked]
 

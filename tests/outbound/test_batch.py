@@ -249,3 +249,37 @@ def test_data_start_marks_only_rows_still_claimed_by_the_owner(db: Database, blo
     outbox.claim(db, "other", 1, 60)
     assert outbox.mark_data_started_many(db, ids, "me") == set(ids[:3])
     assert outbox.get(db, ids[3]).data_started_at is None  # type: ignore[union-attr]
+
+
+def test_a_batch_loads_invoices_and_views_like_single_prepares_and_fails_on_the_same_mail(
+        home: Config, db: Database) -> None:
+    from maild.business.invoices import upsert_invoice
+    from maild.business.people import contact_view, contact_views, thirdparty_view, thirdparty_views
+    from maild.outbound.mailing import load_invoices
+
+    # FA-1 gets invoice data (its invoices row wins over its document row); FA-0 stays a bare document number.
+    mails = prepare_many(home, db, requests(2))
+    upsert_invoice(db, ref="FA-1", thirdparty_id=(mails[1].recipient.thirdparty or {})["id"], issued_on="2026-01-05",
+                   due_on="2026-02-05", amount="119.00")
+    batch = prepare_many(home, db, requests(5))
+    for i, mail in enumerate(batch):
+        one = prepare(home, db, template=TEMPLATE, to=f"buyer{i}@c{i}.example", invoice_ref=f"FA-{i}")
+        assert mail.recipient == one.recipient and mail.subject == one.subject
+        assert mail.attachments == one.attachments == [f"FA-{i}.pdf"]
+    rows = load_invoices(db, ["FA-0", "FA-1", "FA-1", "nope"])
+    assert set(rows) == {"FA-0", "FA-1"} and "amount" in rows["FA-1"]._fields and "amount" not in rows["FA-0"]._fields
+
+    # An unknown ref, or one of another third party, fails the batch at that mail, as `prepare` does.
+    with pytest.raises(ValueError, match="no invoice FA-9"):
+        prepare_many(home, db, [*requests(3), MailRequest(TEMPLATE, "buyer0@c0.example", "FA-9")])
+    with pytest.raises(ValueError, match="another third party"):
+        prepare_many(home, db, [*requests(3), MailRequest(TEMPLATE, "buyer0@c0.example", "FA-2")])
+
+    # The batched views are the single views, in order (one query for all the addresses).
+    contacts = [dict(mail.recipient.contact or {}) for mail in batch]
+    parties = [dict(mail.recipient.thirdparty or {}) for mail in batch]
+    with db.engine.connect() as conn:
+        assert contact_views(conn, contacts[::-1]) == [contact_view(conn, c) for c in contacts[::-1]]
+        assert thirdparty_views(conn, parties) == [thirdparty_view(conn, p) for p in parties]
+        assert [c["email"] for c in contact_views(conn, contacts)] == [f"buyer{i}@c{i}.example" for i in range(5)]
+        assert contact_views(conn, []) == [] and thirdparty_view(conn, None) is None
