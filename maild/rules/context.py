@@ -126,6 +126,8 @@ def swept_invoice_view(conn: Connection, row: Any) -> dict[str, Any]:
     if has_lines:
         view = invoice_context(conn, int(id_))
     else:
+        if type(issued) is str:  # read as text (candidates(text_times=True)): ISO dates
+            issued, due = date.fromisoformat(issued), date.fromisoformat(due)
         paid = paid or ZERO
         fees = fees or ZERO
         view = {"id": id_, "ref": ref, "thirdparty_id": tp_id, "contact_id": contact_id, "date": issued,

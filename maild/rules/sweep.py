@@ -264,7 +264,7 @@ def candidates(rule: Rule, compiled: SweepQuery, clock: Clock, *, scan: bool = F
     """The candidate rows, in id order. Invoices: INVOICE_SWEEP_COLUMNS and `has_lines` (false when `lines` is
     empty or null; true otherwise, then the engine loads the full view), so no row's lines are decoded for
     nothing; meetings: every column (the view reads them all). `scan`: see `prefer_scan`. `text_times`
-    (SQLite): the invoice's datetimes as their stored text, for `swept_invoice_view` to read as UTC at once."""
+    (SQLite): the invoice's dates and datetimes as their stored text, for `swept_invoice_view` to parse at once."""
     trigger = rule.trigger
     assert isinstance(trigger, SweepTrigger)
     table = TABLES[trigger.record]
@@ -273,7 +273,7 @@ def candidates(rule: Rule, compiled: SweepQuery, clock: Clock, *, scan: bool = F
         lines = table.c.lines
         has_lines = and_(lines.is_not(None), cast(lines, Text).not_in(("[]", "null"))).label("has_lines")
         columns = [type_coerce(column, String).label(name)
-                   if text_times and isinstance(column.type, DateTime) else column
+                   if text_times and isinstance(column.type, DateTime | Date) else column
                    for name, column in ((name, table.c[name]) for name in INVOICE_SWEEP_COLUMNS)]
         columns.append(has_lines)
     pushed = compiled.scan if scan and compiled.scan else compiled.pushed
