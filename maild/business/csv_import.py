@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from maild.business import ENTITIES, fields, invoices, meetings
-from maild.directory.csv_import import ImportReport
+from maild.directory.csv_import import ImportReport, csv_records
 from maild.directory.fields import MULTI_SEPARATOR
 from maild.directory.service import resolve_thirdparty
 from maild.store.db import Database
@@ -53,7 +52,7 @@ def import_csv(db: Database, entity: str, path: str | Path, mapping: Mapping[str
     options = settings or ImportSettings()
     report = ImportReport()
     with open(path, encoding="utf-8-sig", newline="") as handle:
-        records = _records(csv.reader(handle, delimiter=delimiter), path)
+        records = csv_records(csv.reader(handle, delimiter=delimiter), path)
         first = next(records, None)
         if first is None:
             raise ValueError(f"{path} is empty: the first line must name the columns")
@@ -82,18 +81,6 @@ def import_csv(db: Database, entity: str, path: str | Path, mapping: Mapping[str
             else:
                 report.updated += 1
     return report
-
-
-def _records(reader: Any, path: str | Path) -> Iterator[tuple[int, list[str]]]:
-    line = 1
-    try:
-        for cells in reader:
-            yield line, cells
-            line = reader.line_num + 1
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: near line {line}: not UTF-8 text ({exc.reason}); save the file as UTF-8") from None
-    except csv.Error as exc:
-        raise ValueError(f"{path}:{line}: unreadable CSV: {exc}") from None
 
 
 def _columns(entity: str, header: list[str], mapping: dict[str, str], path: str | Path) -> list[str | None]:

@@ -50,7 +50,7 @@ def import_csv(db: Database, entity: str, path: str | Path, mapping: Mapping[str
     store = _STORERS[entity]
     report = ImportReport()
     with open(path, encoding="utf-8-sig", newline="") as handle:
-        records = _records(csv.reader(handle, delimiter=delimiter), path)
+        records = csv_records(csv.reader(handle, delimiter=delimiter), path)
         first = next(records, None)
         if first is None:
             raise ValueError(f"{path} is empty: the first line must name the columns")
@@ -86,7 +86,7 @@ def is_field(entity: str, name: str) -> bool:
     return name in FIELDS[entity]
 
 
-def _records(reader: Any, path: str | Path) -> Iterator[tuple[int, list[str]]]:
+def csv_records(reader: Any, path: str | Path) -> Iterator[tuple[int, list[str]]]:
     """(first physical line of the record, cells): a quoted cell may span several lines."""
     line = 1
     try:
