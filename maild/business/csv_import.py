@@ -7,16 +7,13 @@ meetings upsert by uid (a row without one gets a uid derived from its subject an
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.exc import IntegrityError
-
 from maild.business import ENTITIES, fields, invoices, meetings
-from maild.directory.csv_import import ImportReport, csv_records
+from maild.directory.csv_import import ImportReport, import_rows
 from maild.directory.fields import MULTI_SEPARATOR
 from maild.directory.service import resolve_thirdparty
 from maild.store.db import Database
@@ -46,41 +43,10 @@ def import_csv(db: Database, entity: str, path: str | Path, mapping: Mapping[str
     """Store every row of `path`; bad rows are rejected with their line number, a bad header raises ValueError."""
     if entity not in ENTITIES:
         raise ValueError(f"unknown entity {entity!r}: use {', '.join(ENTITIES)}")
-    if len(delimiter) != 1:
-        raise ValueError(f"the delimiter must be one character, not {delimiter!r}")
     store = _STORERS[entity]
     options = settings or ImportSettings()
-    report = ImportReport()
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        records = csv_records(csv.reader(handle, delimiter=delimiter), path)
-        first = next(records, None)
-        if first is None:
-            raise ValueError(f"{path} is empty: the first line must name the columns")
-        header = [h.strip() for h in first[1]]
-        columns = _columns(entity, header, dict(mapping or {}), path)
-        report.ignored_columns = [h for h, f in zip(header, columns, strict=True) if f is None and h]
-        for line, cells in records:
-            if not any(cell.strip() for cell in cells):
-                continue
-            if len(cells) > len(columns):
-                report.rejected.append((line, f"{len(cells)} cells but the header has {len(columns)} columns "
-                                              "(check the delimiter and the quotes)"))
-                continue
-            row = {f: cell.strip() for f, cell in zip(columns, cells, strict=False) if f is not None}
-            row.update({f: "" for f in columns[len(cells):] if f is not None})
-            try:
-                created = store(db, row, options)
-            except (ValueError, LookupError) as exc:
-                report.rejected.append((line, str(exc)))
-                continue
-            except IntegrityError as exc:
-                report.rejected.append((line, f"refused by the database: {str(exc.orig).strip().splitlines()[0]}"))
-                continue
-            if created:
-                report.inserted += 1
-            else:
-                report.updated += 1
-    return report
+    return import_rows(path, delimiter, lambda header: _columns(entity, header, dict(mapping or {}), path),
+                       lambda row: store(db, row, options))
 
 
 def _columns(entity: str, header: list[str], mapping: dict[str, str], path: str | Path) -> list[str | None]:

@@ -45,17 +45,27 @@ def import_csv(db: Database, entity: str, path: str | Path, mapping: Mapping[str
     with their line number while good rows are stored; a bad header or mapping raises ValueError."""
     if entity not in ENTITIES:
         raise ValueError(f"unknown entity {entity!r}: use {', '.join(ENTITIES)}")
+    store = _STORERS[entity]
+    return import_rows(path, delimiter, lambda header: _columns(entity, header, dict(mapping or {}), path),
+                       lambda row: store(db, row))
+
+
+def import_rows(path: str | Path, delimiter: str, columns_for: Callable[[list[str]], list[str | None]],
+                store: Callable[[Row], bool]) -> ImportReport:
+    """The loop every CSV import shares: the header names the columns (`columns_for` maps them to fields,
+    None: ignored), each further record becomes a row for `store` (True: inserted, False: updated); a row it
+    refuses (ValueError, LookupError, the database) is reported with its line, the others are stored."""
     if len(delimiter) != 1:
         raise ValueError(f"the delimiter must be one character, not {delimiter!r}")
-    store = _STORERS[entity]
     report = ImportReport()
     with open(path, encoding="utf-8-sig", newline="") as handle:
         records = csv_records(csv.reader(handle, delimiter=delimiter), path)
         first = next(records, None)
         if first is None:
             raise ValueError(f"{path} is empty: the first line must name the columns")
-        columns = _columns(entity, [h.strip() for h in first[1]], dict(mapping or {}), path)
-        report.ignored_columns = [h.strip() for h, f in zip(first[1], columns, strict=True) if f is None and h.strip()]
+        header = [h.strip() for h in first[1]]
+        columns = columns_for(header)
+        report.ignored_columns = [h for h, f in zip(header, columns, strict=True) if f is None and h]
         for line, cells in records:
             if not any(cell.strip() for cell in cells):
                 continue
@@ -66,7 +76,7 @@ def import_csv(db: Database, entity: str, path: str | Path, mapping: Mapping[str
             row = {f: cell.strip() for f, cell in zip(columns, cells, strict=False) if f is not None}
             row.update({f: "" for f in columns[len(cells):] if f is not None})
             try:
-                created = store(db, row)
+                created = store(row)
             except (ValueError, LookupError) as exc:
                 report.rejected.append((line, str(exc)))
                 continue
