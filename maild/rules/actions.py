@@ -284,8 +284,10 @@ class Env:
     plan_filing: Callable[[Connection, dict[int, int | None]], int]
 
 
-def apply(conn: Connection, env: Env, name: str, planned: Planned, run: Run, now: datetime) -> dict[str, Any]:
-    """Carry out a DB-only action; returns what it did (for the ledger and the timeline)."""
+def apply(conn: Connection, env: Env, name: str, planned: Planned, run: Run,
+          now: datetime) -> dict[str, Any] | None:
+    """Carry out a DB-only action; returns what it did (for the ledger and the timeline), None when there was
+    nothing to do (a move of mail that is in no IMAP folder, or already where it should be)."""
     data = planned.data
     if name == "stop":
         return {}
@@ -395,10 +397,11 @@ def _tag_message(conn: Connection, data: dict[str, Any], now: datetime) -> dict[
     return {"keywords": keywords, "locations": touched}
 
 
-def _apply_move(conn: Connection, env: Env, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+def _apply_move(conn: Connection, env: Env, data: dict[str, Any], now: datetime) -> dict[str, Any] | None:
     message_id, folder = data["message_id"], data["folder"]
     if folder is None:  # the filing config's folder, as the matching stage plans it
-        return {"filing_tasks": env.plan_filing(conn, {message_id: data.get("thirdparty_id")})}
+        planned = env.plan_filing(conn, {message_id: data.get("thirdparty_id")})
+        return {"filing_tasks": planned} if planned else None
     locations = _imap_locations(conn, message_id)
     done_moves = {t.location_id: t.target_folder for t in conn.execute(
         select(_ft.c.location_id, _ft.c.target_folder).where(
@@ -416,7 +419,7 @@ def _apply_move(conn: Connection, env: Env, data: dict[str, Any], now: datetime)
                   "created_at": now, "last_error": None}
         conn.execute(_insert_ignore(env.db, _ft).values(**values))
         planned += 1
-    return {"folder": folder, "filing_tasks": planned}
+    return {"folder": folder, "filing_tasks": planned} if planned else None
 
 
 def _imap_locations(conn: Connection, message_id: int) -> list[int]:

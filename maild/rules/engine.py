@@ -565,8 +565,8 @@ class RulesEngine:
         if not ledger.claim(self.db, conn, entry, now, detail):
             return False
         effects = actions.apply(conn, self.env, action.name, planned, run, now)
-        if action.name == "move" and not effects.get("filing_tasks"):  # in no IMAP folder, or filed already
-            ledger.skip(conn, entry, now, {**detail, "effects": effects})
+        if effects is None:  # nothing to do: skipped, no event on the timeline
+            ledger.skip(conn, entry, now, detail)
             return True
         ledger.finish(conn, entry, now, {**detail, "effects": effects}, summary=planned.summary)
         return True
