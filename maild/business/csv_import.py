@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maild.business import ENTITIES, fields, invoices, meetings
-from maild.directory.csv_import import ImportReport, import_rows
+from maild.directory.csv_import import ImportReport, import_rows, map_columns
 from maild.directory.fields import MULTI_SEPARATOR
 from maild.directory.service import resolve_thirdparty
 from maild.store.db import Database
@@ -51,30 +51,8 @@ def import_csv(db: Database, entity: str, path: str | Path, mapping: Mapping[str
 
 def _columns(entity: str, header: list[str], mapping: dict[str, str], path: str | Path) -> list[str | None]:
     known = FIELDS[entity]
-    for column, target in mapping.items():
-        if target.strip() not in known:
-            raise ValueError(f"the mapping {column}={target} names an unknown field: {entity} have {', '.join(known)}")
-        if column.strip() not in header:
-            raise ValueError(f"the mapping names column {column!r}, which {path} does not have "
-                             f"(its columns: {', '.join(header)})")
-    explicit = {column.strip(): target.strip() for column, target in mapping.items()}
-    mapped = set(explicit.values())
-    out: list[str | None] = []
-    for name in header:
-        if name in explicit:
-            out.append(explicit[name])
-        elif name in known and name not in mapped:
-            out.append(name)
-        else:
-            out.append(None)
-    taken = [f for f in out if f is not None]
-    for name in sorted({f for f in taken if taken.count(f) > 1}):
-        raise ValueError(f"{path}: several columns feed the field {name!r}")
-    missing = [f for f in REQUIRED[entity] if f not in taken]
-    if missing:
-        raise ValueError(f"{path}: no column for the required field(s) {', '.join(missing)} "
-                         f"(its columns: {', '.join(header)}; map one with COLUMN=FIELD)")
-    return out
+    return map_columns(header, mapping, path, entity=entity, is_known=known.__contains__, choices=", ".join(known),
+                       required=REQUIRED[entity])
 
 
 def _multi(row: Row, name: str) -> list[str]:

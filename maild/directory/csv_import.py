@@ -110,10 +110,18 @@ def csv_records(reader: Any, path: str | Path) -> Iterator[tuple[int, list[str]]
 
 
 def _columns(entity: str, header: list[str], mapping: dict[str, str], path: str | Path) -> list[str | None]:
-    """The field each column feeds (None: ignored). Explicit mappings win over same-named columns."""
     choices = ", ".join(FIELDS[entity]) + (", custom.NAME" if entity == "thirdparties" else "")
+    return map_columns(header, mapping, path, entity=entity, is_known=lambda name: is_field(entity, name),
+                       choices=choices, required=REQUIRED[entity])
+
+
+def map_columns(header: list[str], mapping: dict[str, str], path: str | Path, *, entity: str,
+                is_known: Callable[[str], bool], choices: str, required: tuple[str, ...]) -> list[str | None]:
+    """The field each column feeds (None: ignored). Explicit mappings (COLUMN=FIELD) win over same-named
+    columns; an unknown field, a missing column, two columns for one field or no column for a required field
+    is a ValueError naming the file."""
     for column, target in mapping.items():
-        if not is_field(entity, target.strip()):
+        if not is_known(target.strip()):
             raise ValueError(f"the mapping {column}={target} names an unknown field: {entity} have {choices}")
         if column.strip() not in header:
             raise ValueError(f"the mapping names column {column!r}, which {path} does not have "
@@ -124,14 +132,14 @@ def _columns(entity: str, header: list[str], mapping: dict[str, str], path: str 
     for name in header:
         if name in explicit:
             out.append(explicit[name])
-        elif is_field(entity, name) and name not in mapped_fields:
+        elif is_known(name) and name not in mapped_fields:
             out.append(name)
         else:
             out.append(None)
     taken = [f for f in out if f is not None]
     for name in sorted({f for f in taken if taken.count(f) > 1}):
         raise ValueError(f"{path}: several columns feed the field {name!r}")
-    missing = [f for f in REQUIRED[entity] if f not in taken]
+    missing = [f for f in required if f not in taken]
     if missing:
         raise ValueError(f"{path}: no column for the required field(s) {', '.join(missing)} "
                          f"(its columns: {', '.join(header)}; map one with COLUMN=FIELD)")
