@@ -8,6 +8,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
 CENT = Decimal("0.01")
 MAX_AMOUNT = Decimal("999999999999.99")  # Numeric(14, 2)
 INVOICE_STATUSES = ("open", "paid", "disputed", "paused", "cancelled")
@@ -121,3 +123,18 @@ def _parse_number(text: str, what: str) -> Decimal:
     if not re.fullmatch(r"[+-]?\d*\.?\d+|[+-]?\d+\.", cleaned):
         raise ValueError(f"{what} is not an amount: {text!r}")
     return Decimal(cleaned)
+
+
+def find_row(conn: Any, table: Any, key_column: Any, ref: str, what: str) -> Any:
+    """The row of `table` whose `key_column` is `ref`; or, for `#12` or a number that is no key, the one with
+    that id. LookupError (naming `what`) when there is none."""
+    wanted = (ref or "").strip()
+    if not wanted:
+        raise LookupError(f"no {what} named: the reference is empty")
+    row = conn.execute(select(table).where(key_column == wanted)).first()
+    key = wanted.removeprefix("#")
+    if row is None and key.isdigit():
+        row = conn.execute(select(table).where(table.c.id == int(key))).first()
+    if row is None:
+        raise LookupError(f"no {what} {wanted!r}")
+    return row

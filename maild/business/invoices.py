@@ -83,16 +83,7 @@ def invoice_context(conn: Connection | None, invoice: Any) -> dict[str, Any]:
 
 def find_invoice(conn: Connection, ref: str) -> Any:
     """The invoice row with this ref; or, for `#12` or a number that is no ref, the one with that id."""
-    wanted = (ref or "").strip()
-    if not wanted:
-        raise LookupError("no invoice named: the reference is empty")
-    row = conn.execute(select(_inv).where(_inv.c.ref == wanted)).first()
-    key = wanted.removeprefix("#")
-    if row is None and key.isdigit():
-        row = conn.execute(select(_inv).where(_inv.c.id == int(key))).first()
-    if row is None:
-        raise LookupError(f"no invoice {wanted!r}")
-    return row
+    return bf.find_row(conn, _inv, _inv.c.ref, ref, "invoice")
 
 
 # --- writing -----------------------------------------------------------------------------------

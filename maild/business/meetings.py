@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select, update
 
+from maild.business import fields as bf
 from maild.business.timeline import append_event
 from maild.clock import as_utc, utcnow
 from maild.directory import fields
@@ -194,16 +195,7 @@ def cancel_meeting_in(conn: Connection, uid: str, *, sequence: int | None = None
 
 def find_meeting(conn: Connection, ref: str) -> Any:
     """The meeting with this uid, or (a number, `#12`) this id."""
-    wanted = (ref or "").strip()
-    if not wanted:
-        raise LookupError("no meeting named: the reference is empty")
-    row = conn.execute(select(_meet).where(_meet.c.uid == wanted)).first()
-    key = wanted.removeprefix("#")
-    if row is None and key.isdigit():
-        row = conn.execute(select(_meet).where(_meet.c.id == int(key))).first()
-    if row is None:
-        raise LookupError(f"no meeting {wanted!r}")
-    return row
+    return bf.find_row(conn, _meet, _meet.c.uid, ref, "meeting")
 
 
 def list_meetings(db: Database, *, thirdparty_id: int | None = None, upcoming: bool = False,
