@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from datetime import date, datetime, time
 from typing import Any
 
@@ -112,7 +111,7 @@ def simulate_command(app: AppContext, since: str, as_json: bool) -> None:
     engine = RulesEngine(config, app.database(), ruleset, clock=lambda: now, simulate=True)
     planned = engine.simulate(_since(since, now))
     if as_json:
-        click.echo(json.dumps([asdict(p) for p in planned], indent=2, ensure_ascii=False, default=str))
+        click.echo(json.dumps([p._asdict() for p in planned], indent=2, ensure_ascii=False, default=str))
         return
     if not planned:
         click.echo(f"no rule would act (events since {since}, sweeps at now; {len(ruleset.rules)} rule(s))")

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import OperationalError
@@ -56,9 +56,10 @@ REPLIED = "mail.replied"
 EVENT_BATCH_ADVANCE = 100  # the cursor is written at least every this many events
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedAction:
-    """What an action would do (simulate), or did: status planned | already done | failed | running | error."""
+class PlannedAction(NamedTuple):
+    """What an action would do (simulate), or did: status planned | already done | failed | running | error.
+    (A named tuple: a simulated sweep makes one per action, and this builds in a third of a frozen dataclass's
+    time.)"""
 
     rule: str
     key: str

@@ -65,6 +65,11 @@ class SweepQuery:
     # (`scan`). See `prefer_scan`.
     walk: ColumnElement[bool] | None = None
     scan: tuple[ColumnElement[bool], ...] = ()
+    # When an index serves the window (`status = 'open'` and `due_on <= ...` on (status, due_on)): `pushed` with
+    # every other column out of SQLite's reach. Without statistics SQLite may otherwise take another index for a
+    # range on one of its columns (`dunning_level < 3` on (status, dunning_level, ...)), which reads every open
+    # invoice not yet at level 3 instead of the few that are long overdue.
+    pinned: tuple[ColumnElement[bool], ...] = ()
 
 
 def compile_rule(rule: Rule) -> SweepQuery:
@@ -79,12 +84,13 @@ def compile_rule(rule: Rule) -> SweepQuery:
             pushed.append(clause)
         in_python.append(not whole)
     replies = any("replied_since" in c.functions for c in rule.conditions)
-    walk, scan = _index_walk(table, table.c[rule.trigger.date], pushed)
-    return SweepQuery(tuple(pushed), tuple(in_python), replies, walk, scan)
+    walk, scan, pinned = _index_walk(table, table.c[rule.trigger.date], pushed)
+    return SweepQuery(tuple(pushed), tuple(in_python), replies, walk, scan, pinned)
 
 
 def _index_walk(table: Table, date_column: Any, pushed: list[ColumnElement[bool]]) \
-        -> tuple[ColumnElement[bool] | None, tuple[ColumnElement[bool], ...]]:
+        -> tuple[ColumnElement[bool] | None, tuple[ColumnElement[bool], ...], tuple[ColumnElement[bool], ...]]:
+    """(walk, scan, pinned): see `SweepQuery`."""
     equal: dict[Any, ColumnElement[bool]] = {}
     for clause in _conjuncts(pushed):
         if isinstance(clause, BinaryExpression) and clause.operator is operators.eq \
@@ -93,18 +99,25 @@ def _index_walk(table: Table, date_column: Any, pushed: list[ColumnElement[bool]
             equal.setdefault(clause.left, clause)
     walked: list[Any] = []
     for index in table.indexes:
+        prefix = []
         for column in index.columns:
-            if column is date_column:
-                return None, ()  # an index serves the window: the planner takes it
+            if column is date_column:  # this index serves the window: keep SQLite on it
+                others = [c for c in table.columns if c not in prefix]
+                return None, (), _without_index(pushed, others)
             if column not in equal:
                 break
+            prefix.append(column)
             if column not in walked:
                 walked.append(column)
     if not walked:
-        return None, ()
-    swap = {id(column): _Unindexed(column) for column in walked}
-    scan = tuple(replacement_traverse(clause, {}, lambda element: swap.get(id(element))) for clause in pushed)
-    return and_(*(equal[column] for column in walked)), scan
+        return None, (), ()
+    return and_(*(equal[column] for column in walked)), _without_index(pushed, walked), ()
+
+
+def _without_index(clauses: list[ColumnElement[bool]], columns: list[Any]) -> tuple[ColumnElement[bool], ...]:
+    """The clauses with these columns as `_Unindexed`."""
+    swap = {id(column): _Unindexed(column) for column in columns}
+    return tuple(replacement_traverse(clause, {}, lambda element: swap.get(id(element))) for clause in clauses)
 
 
 def _conjuncts(clauses: list[ColumnElement[bool]]) -> list[ColumnElement[bool]]:
@@ -263,7 +276,8 @@ def candidates(rule: Rule, compiled: SweepQuery, clock: Clock, *, scan: bool = F
                text_times: bool = False) -> Select[Any]:
     """The candidate rows, in id order. Invoices: INVOICE_SWEEP_COLUMNS and `has_lines` (false when `lines` is
     empty or null; true otherwise, then the engine loads the full view), so no row's lines are decoded for
-    nothing; meetings: every column (the view reads them all). `scan`: see `prefer_scan`. `text_times`
+    nothing; meetings: every column (the view reads them all). `scan`: see `prefer_scan` (else the conditions
+    are `pinned` to the index that serves the window, if one does). `text_times`
     (SQLite): the invoice's dates and datetimes as their stored text, for `swept_invoice_view` to parse at once."""
     trigger = rule.trigger
     assert isinstance(trigger, SweepTrigger)
@@ -276,7 +290,7 @@ def candidates(rule: Rule, compiled: SweepQuery, clock: Clock, *, scan: bool = F
                    if text_times and isinstance(column.type, DateTime | Date) else column
                    for name, column in ((name, table.c[name]) for name in INVOICE_SWEEP_COLUMNS)]
         columns.append(has_lines)
-    pushed = compiled.scan if scan and compiled.scan else compiled.pushed
+    pushed = compiled.scan if scan and compiled.scan else (compiled.pinned or compiled.pushed)
     return select(*columns).where(*window(trigger, clock), *pushed).order_by(table.c.id)
 
 

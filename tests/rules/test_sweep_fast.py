@@ -3,6 +3,7 @@ instead of an index walk, ids bound as one parameter, text templates without Jin
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -93,6 +94,33 @@ def test_a_window_no_index_serves_scans_the_table_on_sqlite_when_that_is_cheaper
         conn.execute(_inv.update().where(_inv.c.id > 40 // SCAN_SHARE // 2).values(status="paid"))
     with db.engine.connect() as conn:
         assert not prefer_scan(conn, repeat, compiled)
+
+
+def test_a_window_an_index_serves_keeps_sqlite_on_that_index(db: Database, tmp_path: Path) -> None:
+    """`dunning_level < 3` could lead SQLite (no statistics) to the (status, dunning_level, ...) index, reading
+    every open invoice below level 3; the window's own index (status, due_on) reads only the long overdue."""
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    for n in range(30):
+        invoice(db, tp, f"P-{n}", date(2026, 8, 1) + 4 * n * D, status="open" if n % 4 else "paid",
+                dunning_level=n % 4)
+    level3 = rule("level-3", on_sweep("invoice", "due_on", 35 * D), [send()],
+                  conditions=('invoice.status == "open"', "invoice.dunning_level < 3"))
+    compiled = compile_rule(level3)
+    assert compiled.walk is None and compiled.pinned
+    clock = Clock.of(config, NOW)
+    pinned = candidates(level3, compiled, clock)
+    sql = str(pinned.compile(dialect=sqlite.dialect()))
+    assert "+invoices.dunning_level < " in sql and "+invoices.status" not in sql
+    assert "+invoices" not in str(pinned.compile(dialect=postgresql.dialect()))
+    plain = candidates(level3, dataclasses.replace(compiled, pinned=()), clock)
+    with db.engine.connect() as conn:
+        got = [row.id for row in conn.execute(pinned)]
+        assert got and got == [row.id for row in conn.execute(plain)]
+        if db.is_sqlite:
+            compiled_sql = pinned.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled_sql}"))
+            assert "ix_invoices_status_due_on" in plan, plan
 
 
 def test_ledger_statuses_of_thousands_of_subjects_in_one_query(db: Database) -> None:
