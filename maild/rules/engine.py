@@ -129,6 +129,9 @@ class RulesEngine:
         self._compiled = {r.name: sweep.compile_rule(r) for r in self._sweep_rules}
         self._pass_constant = {id(a) for r in enabled for a in r.actions if actions.same_for_every_subject(a)}
         self._pass_plans: dict[tuple[int, bool, bool, bool], actions.Planned] = {}
+        # Per rule, for `_act_simulated`: each step's action, kind, planner and whether its plan is per pass.
+        self._steps = {r.name: tuple((step, a, a.name, actions.planner(a.name), id(a) in self._pass_constant)
+                                     for step, a in enumerate(r.actions)) for r in enabled}
 
     def _new_pass(self) -> _Pass:
         self._pass_plans = {}
@@ -440,9 +443,7 @@ class RulesEngine:
         prefix = f"{rule_name}:{subject}:"  # ledger.make_key, built once per subject
         suffix = "" if once is None else f":{once}"
         planned_actions = self.planned
-        pass_constant = self._pass_constant
-        for step, action in enumerate(rule.actions):
-            name = action.name
+        for step, action, name, plan, per_pass in self._steps[rule_name]:
             key = f"{prefix}{step}{suffix}"
             if len(key) > ledger.KEY_CHARS:
                 key = ledger.make_key(rule_name, subject, step, once)
@@ -456,10 +457,7 @@ class RulesEngine:
                 planned_actions.append(PlannedAction(rule_name, key, subject, name, reason, name, status, tp_id))
                 break
             try:
-                if id(action) in pass_constant:
-                    planned = self._plan(action, run, key)
-                else:
-                    planned = actions.planner(name)(action.spec, run, key)
+                planned = self._plan(action, run, key) if per_pass else plan(action.spec, run, key)
             except (ExpressionError, actions.ActionError, ValueError, TypeError, LookupError) as exc:
                 trigger = head.split(" (")[0]
                 self._failed_early(rule, run, step, str(exc), self._entry(rule, run, trigger, step, action, key))
