@@ -22,7 +22,7 @@ from maild.outbound.compose import compose
 from maild.outbound.recipients import Recipient, resolve_recipient
 from maild.store.db import Database
 from maild.store.models import Document
-from maild.templates.loader import find
+from maild.templates.loader import TemplateFiles, find
 from maild.templates.pdf import invoice_pdf
 from maild.templates.render import render
 from maild.tracking import ids
@@ -66,8 +66,18 @@ class TemplateSetup:
 
     def __init__(self, config: Config, template: str) -> None:
         self.config = config
+        self.template = template
         self.templates_dir = resolve_path(config.base_dir, config.outbound.templates_dir)
         self.folder = self.templates_dir / template
+        self._files: dict[str, TemplateFiles] = {}
+
+    def files(self, language: str) -> TemplateFiles:
+        """The template's files for `language` (looked up once per language: a batch reuses them)."""
+        found = self._files.get(language)
+        if found is None:
+            found = self._files[language] = find(self.templates_dir, self.template, language,
+                                                 self.config.outbound.default_language)
+        return found
 
     @cached_property
     def tracks(self) -> bool:
@@ -126,7 +136,7 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
     for path in request.attach:
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         attachments.append((path.name, ctype, path.read_bytes()))
-    files = find(setup.templates_dir, request.template, language, outbound.default_language)
+    files = setup.files(language)
     rendered = render(files, context)
     html = rendered.html
     links: list[str] = []
