@@ -1,7 +1,7 @@
 """Sending benchmark: templated mails with invoice PDFs and tracking through the outbox, and tracking-pixel hits.
 
 In one run, against a fresh SQLite home (`initialise()`, then transport smtp to a local sink) with a directory
-of 200 third parties (each its own domain, one contact, one invoice document):
+of 200 third parties (each its own domain, one contact, one invoice with one line):
   (A) maild:    N mails of a bench template (subject + text + HTML with two links; contact.name, invoice.ref),
                 as a pipeline timed from the first request to the last mail recorded as sent:
                 prepare_many() in a PreparePool of W worker processes (recipient look-up, render, one-page invoice
@@ -57,9 +57,10 @@ from starlette.routing import Route  # noqa: E402
 
 import maild.templates.pdf  # noqa: E402  (imported lazily elsewhere: keep that out of the timing)
 import maild.tracking.links  # noqa: E402, F401
+from maild.business.invoices import upsert_invoice  # noqa: E402
 from maild.cli.setup import initialise  # noqa: E402
 from maild.config import Config, load_config  # noqa: E402
-from maild.directory.service import add_contact, add_document, add_thirdparty  # noqa: E402
+from maild.directory.service import add_contact, add_thirdparty  # noqa: E402
 from maild.outbound.batch import PreparePool, prepare_many, queue_many  # noqa: E402
 from maild.outbound.mailing import MailRequest, PreparedMail, prepare  # noqa: E402
 from maild.outbound.sender import build_sender  # noqa: E402
@@ -244,7 +245,9 @@ def fill_directory(db: Database) -> list[tuple[str, str]]:
         address = f"buyer{i}@customer{i:03d}.example"
         add_contact(db, thirdparty_id=tp, name=f"Buyer Number{i}", addresses=[address])
         ref = f"FA2026-{i:04d}"
-        add_document(db, ref=ref, thirdparty_id=tp)
+        upsert_invoice(db, ref=ref, thirdparty_id=tp, issued_on="2026-11-02", due_on="2026-11-16",
+                       lines=[{"description": "Maintenance contract, November", "quantity": 1 + i % 3,
+                               "unit_price": f"{90 + i}.50", "vat_rate": 19}])
         targets.append((address, ref))
     return targets
 

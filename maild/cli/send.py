@@ -14,7 +14,9 @@ from maild.cli.main import AppContext, pass_app
 @click.command()
 @click.argument("template")
 @click.option("--to", "to", required=True, help="A third party (id, external id or name) or a mail address.")
-@click.option("--invoice", "invoice_ref", help="Invoice reference: `invoice` in the template, and its PDF attached.")
+@click.option("--invoice", "invoice_ref",
+              help="Invoice reference: `invoice` in the template, and its PDF attached (an invoice with its amounts: "
+                   "`maild invoice add` / `maild import invoices`, not a bare document number).")
 @click.option("--attach", "attach", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A file to attach (repeatable).")
 @click.option("--lang", "language", help="Language variant (default: the contact's, the third party's, the config's).")

@@ -173,7 +173,7 @@ def _template_tracks(folder: Path) -> bool:
 def load_invoices(db: Database, refs: Iterable[str]) -> dict[str, Any]:
     """The row behind each invoice ref, with one query per table for all of them: its `invoices` row, or,
     for a document number without invoice data (`maild document add`), its `documents` row (kind invoice).
-    Refs with neither are left out (`_invoice_view` raises for them)."""
+    Refs with neither are left out. `_invoice_view` raises for both of those: a PDF needs the amounts."""
     from maild.store.models import Invoice
 
     wanted = sorted(set(refs))
@@ -201,8 +201,9 @@ def _invoice_view(ref: str, row: Any, recipient: Recipient) -> dict[str, Any]:
     tp_id = (recipient.thirdparty or {}).get("id")
     if tp_id is not None and row.thirdparty_id != tp_id:
         raise ValueError(f"invoice {ref} belongs to another third party than the recipient")
-    if "amount" not in row._fields:
-        return {"ref": ref, "lines": [], "currency": "EUR"}
+    if "amount" not in row._fields:  # a `documents` row: a reference for matching, no amounts to print
+        raise ValueError(f"{ref} is only a document reference, without invoice data: add the invoice "
+                         f"(`maild invoice add {ref} ...` or `maild import invoices`) to attach its PDF")
     return invoice_context(None, row)
 
 

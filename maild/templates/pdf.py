@@ -258,6 +258,9 @@ class _Doc:
         pdf.ln(3)
 
     def line_items(self) -> None:
+        """The table of lines; nothing for an invoice known by its amount alone (no table of no lines)."""
+        if not self.invoice.get("lines"):
+            return
         pdf = self.pdf
         widths = (12, 80, 18, 30, 30)
         heads = (self.t("pos"), self.t("description"), self.t("qty"), self.t("unit_price"), self.t("amount"))
@@ -281,7 +284,9 @@ class _Doc:
 
     def totals(self) -> None:
         pdf = self.pdf
-        rows = [(self.t("net"), self.net()), (self.t("vat"), self.vat()), (self.t("total"), self.total())]
+        rows = [(self.t("total"), self.total())]
+        if self.invoice.get("lines"):  # without lines the net/VAT split is unknown: no "VAT 0.00"
+            rows = [(self.t("net"), self.net()), (self.t("vat"), self.vat()), *rows]
         paid = to_decimal(self.invoice.get("amount_paid") or 0)
         if paid:
             rows += [(self.t("paid"), -paid), (self.t("due_amount"), self.amount_due())]

@@ -83,6 +83,11 @@ def test_invoice_of_another_party_and_unknown_invoices_are_refused(tmp_path: Pat
         mailing.prepare(config, db, template="invoice", to="C-2", invoice_ref="FA-7")
     with pytest.raises(ValueError, match="no invoice FA-404"):
         mailing.prepare(config, db, template="invoice", to="C-1", invoice_ref="FA-404")
+    # a document reference (for matching) has no amounts: no PDF saying "total 0.00" goes out
+    tp_id = customer_with_invoice[0]
+    service.add_document(db, ref="FA-DOC-1", thirdparty_id=tp_id)
+    with pytest.raises(ValueError, match="FA-DOC-1 is only a document reference, without invoice data"):
+        mailing.prepare(config, db, template="invoice", to="C-1", invoice_ref="FA-DOC-1")
 
 
 def test_followup_to_an_unknown_address_with_a_real_meeting(tmp_path: Path, db: Database) -> None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from sqlalchemy import func, select, update
 
+from maild.business.invoices import upsert_invoice
 from maild.cli.setup import initialise
 from maild.clock import utcnow
 from maild.config import Config
@@ -51,7 +52,8 @@ def home(tmp_path: Path, db: Database) -> Config:
     for i in range(5):
         tp = add_thirdparty(db, name=f"Customer {i}", domains=[f"c{i}.example"])
         add_contact(db, thirdparty_id=tp, name=f"Buyer {i}", addresses=[f"buyer{i}@c{i}.example"])
-        add_document(db, ref=f"FA-{i}", thirdparty_id=tp)
+        upsert_invoice(db, ref=f"FA-{i}", thirdparty_id=tp, issued_on="2026-11-01", due_on="2026-11-15",
+                       lines=[{"description": "Service", "quantity": 2, "unit_price": "50.00", "vat_rate": 19}])
     return config_at(config_file)
 
 
@@ -253,21 +255,20 @@ def test_data_start_marks_only_rows_still_claimed_by_the_owner(db: Database, blo
 
 def test_a_batch_loads_invoices_and_views_like_single_prepares_and_fails_on_the_same_mail(
         home: Config, db: Database) -> None:
-    from maild.business.invoices import upsert_invoice
     from maild.business.people import contact_view, contact_views, thirdparty_view, thirdparty_views
     from maild.outbound.mailing import load_invoices
 
-    # FA-1 gets invoice data (its invoices row wins over its document row); FA-0 stays a bare document number.
-    mails = prepare_many(home, db, requests(2))
-    upsert_invoice(db, ref="FA-1", thirdparty_id=(mails[1].recipient.thirdparty or {})["id"], issued_on="2026-01-05",
-                   due_on="2026-02-05", amount="119.00")
     batch = prepare_many(home, db, requests(5))
     for i, mail in enumerate(batch):
         one = prepare(home, db, template=TEMPLATE, to=f"buyer{i}@c{i}.example", invoice_ref=f"FA-{i}")
         assert mail.recipient == one.recipient and mail.subject == one.subject
         assert mail.attachments == one.attachments == [f"FA-{i}.pdf"]
-    rows = load_invoices(db, ["FA-0", "FA-1", "FA-1", "nope"])
-    assert set(rows) == {"FA-0", "FA-1"} and "amount" in rows["FA-1"]._fields and "amount" not in rows["FA-0"]._fields
+    # A bare document number (kept for matching) is found, and refused: a PDF needs the invoice's amounts.
+    add_document(db, ref="DOC-0", thirdparty_id=(batch[0].recipient.thirdparty or {})["id"])
+    rows = load_invoices(db, ["DOC-0", "FA-1", "FA-1", "nope"])
+    assert set(rows) == {"DOC-0", "FA-1"} and "amount" in rows["FA-1"]._fields and "amount" not in rows["DOC-0"]._fields
+    with pytest.raises(ValueError, match="DOC-0 is only a document reference"):
+        prepare_many(home, db, [*requests(3), MailRequest(TEMPLATE, "buyer0@c0.example", "DOC-0")])
 
     # An unknown ref, or one of another third party, fails the batch at that mail, as `prepare` does.
     with pytest.raises(ValueError, match="no invoice FA-9"):

@@ -13,9 +13,10 @@ import httpx
 import yaml
 from sqlalchemy import select
 
+from maild.business.invoices import upsert_invoice
 from maild.cli.setup import initialise
 from maild.daemon import Daemon
-from maild.directory.service import add_contact, add_document, add_thirdparty
+from maild.directory.service import add_contact, add_thirdparty
 from maild.store.db import Database
 from maild.store.models import Event, MessageMatch
 from maild.tracking.app import create_app
@@ -39,7 +40,8 @@ def test_send_track_and_thread_back(tmp_path: Path, smtp_sink: Sink, mailbox: Ma
     db = Database(config.database_url)
     tp = add_thirdparty(db, name="Müller Bau GmbH", language="de")
     add_contact(db, thirdparty_id=tp, name="Anna Becker", addresses=["anna@mueller.example"])
-    add_document(db, ref="FA2611-0007", thirdparty_id=tp)
+    upsert_invoice(db, ref="FA2611-0007", thirdparty_id=tp, issued_on="2026-11-01", due_on="2026-11-15",
+                   amount="250.00")
     template = tmp_path / "home" / "templates" / "hello"
     template.mkdir()
     (template / "subject.txt").write_text("Ihre Rechnung {{ invoice.ref }}\n")
@@ -91,7 +93,7 @@ def test_send_track_and_thread_back(tmp_path: Path, smtp_sink: Sink, mailbox: Ma
         timeline = conn.execute(select(Event.__table__.c.type).where(Event.__table__.c.thirdparty_id == tp)
                                 .order_by(Event.__table__.c.id)).scalars().all()
     assert (decision.status, decision.thirdparty_id, decision.matcher) == ("matched", tp, "thread")
-    assert timeline == ["mail.sent", "mail.clicked", "mail.opened", "mail.matched"]
+    assert timeline == ["invoice.created", "mail.sent", "mail.clicked", "mail.opened", "mail.matched"]
 
 
 def test_tracking_can_be_off_per_template(tmp_path: Path) -> None:

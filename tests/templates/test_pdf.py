@@ -88,3 +88,15 @@ def test_width_table_matches_fpdf2(style: str) -> None:
     for text in ("FA2611-0007", "1.823,68\xa0€", "Müller & Söhne", "ßüÄ \u2013 \u201cx\u201d", ""):
         value = pdf_text(text)
         assert doc.width(value) == pytest.approx(doc.pdf.get_string_width(value))
+
+
+def test_an_invoice_known_by_its_amount_alone_shows_no_table_and_no_vat_split() -> None:
+    invoice = {"ref": "FA2612-0002", "date": "2026-12-01", "due_date": "2026-12-15", "currency": "EUR",
+               "lines": [], "total_net": Decimal("500.00"), "total_vat": Decimal("0.00"), "total": Decimal("500.00"),
+               "amount_due": Decimal("500.00")}
+    pdf = invoice_pdf(invoice, {"name": "A"}, {"name": "B"}, "de", compress=False)
+    assert b"(Gesamt)" in pdf and "500,00\xa0€".encode("cp1252") in pdf
+    for absent in (b"(USt.)", b"(Nettobetrag)", b"(Beschreibung)", "(0,00\xa0€)".encode("cp1252")):
+        assert absent not in pdf
+    with_lines = invoice_pdf(*parties("de"), "de", compress=False)
+    assert b"(USt.)" in with_lines and b"(Beschreibung)" in with_lines
