@@ -1,8 +1,9 @@
 """Invoices and their payments: upsert by ref, list, describe, pay, set status; `invoice_context` for templates.
 
 Writes append to the timeline: `invoice.created`, `invoice.updated` (status or amounts changed),
-`invoice.paid` (each time it becomes paid), `payment.recorded`. Every invoice also has a `documents` row
-(kind invoice) so the reference matcher recognises its number in mail.
+`invoice.paid` (each time it becomes paid), `payment.recorded`. The status follows the payments: covered
+-> paid; a paid invoice whose amount is raised above its payments -> open again. Every invoice also has a
+`documents` row (kind invoice) so the reference matcher recognises its number in mail.
 """
 
 from __future__ import annotations
@@ -307,9 +308,15 @@ def _update(conn: Connection, row: Any, thirdparty_id: int, changes: dict[str, A
     current = _load(conn, row.id)
     if status is not None:
         _change_status(conn, current, status)
-    elif "amount" in diff:
-        _settle(conn, row.id)
+    elif "amount" in diff and not _settle(conn, row.id) and _covered(conn, row) and not _covered(conn, current):
+        # paid because the payments covered it, and now they do not: due again (not when paid by decision)
+        _change_status(conn, current, "open", reason="amount raised above the payments")
     return int(row.id)
+
+
+def _covered(conn: Connection, row: Any) -> bool:
+    """Paid, and the recorded payments cover the amount (with late fees)."""
+    return bool(row.status == "paid" and invoice_context(conn, row)["amount_due"] <= 0)
 
 
 def _change_status(conn: Connection, row: Any, status: str, *, reason: str = "") -> bool:

@@ -111,6 +111,27 @@ def test_payments_are_recorded_once_and_settle_the_invoice(db: Database) -> None
     assert len(events(db, "invoice.paid")) == 1
 
 
+def test_a_paid_invoice_whose_amount_is_raised_above_its_payments_is_due_again(db: Database) -> None:
+    tp = customer(db)
+    invoices.upsert_invoice(db, ref="FA-1", thirdparty_id=tp, issued_on="2026-11-03", due_on="2026-11-17",
+                            amount="100.00")
+    assert invoices.record_payment(db, "FA-1", amount="100", paid_on="2026-11-10", reference="B-1").became_paid
+    invoices.upsert_invoice(db, ref="FA-1", thirdparty_id=tp, amount="90.00")  # lowered: still paid
+    assert invoices.describe_invoice(db, "FA-1")["status"] == "paid"
+    invoices.upsert_invoice(db, ref="FA-1", thirdparty_id=tp, amount="150.00")
+    data = invoices.describe_invoice(db, "FA-1")
+    assert data["status"] == "open" and data["amount_due"] == Decimal("50.00") and data["paid_at"] is None
+    reopened = events(db, "invoice.updated")[-1]
+    assert reopened.data["status"] == "open" and reopened.data["reason"] == "amount raised above the payments"
+    assert invoices.record_payment(db, "FA-1", amount="50", paid_on="2026-11-20", reference="B-2").became_paid
+    # paid by decision (no payments cover it): a raised amount does not reopen it
+    invoices.upsert_invoice(db, ref="FA-2", thirdparty_id=tp, issued_on="2026-11-03", due_on="2026-11-17",
+                            amount="10.00")
+    invoices.set_status(db, "FA-2", "paid")
+    invoices.upsert_invoice(db, ref="FA-2", thirdparty_id=tp, amount="20.00")
+    assert invoices.describe_invoice(db, "FA-2")["status"] == "paid"
+
+
 def test_status_changes_and_listing(db: Database) -> None:
     tp = customer(db)
     other = customer(db, name="Other", external_id="C-2")
