@@ -15,7 +15,7 @@ from email.utils import parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, or_, select, update
 
 from maild.business import fields as bf
 from maild.business.timeline import append_event
@@ -191,6 +191,26 @@ def cancel_meeting_in(conn: Connection, uid: str, *, sequence: int | None = None
 
 
 # --- reading -----------------------------------------------------------------------------------
+
+
+def follow_message(conn: Connection, message_id: int, previous: int | None, thirdparty_id: int) -> int:
+    """The message was assigned to `thirdparty_id` by hand: the meetings its invitation created, whose third
+    party came from that message's old decision (`previous`, or none), go with it. Returns how many moved."""
+    owned = _meet.c.thirdparty_id.is_(None) if previous is None else \
+        or_(_meet.c.thirdparty_id.is_(None), _meet.c.thirdparty_id == previous)
+    rows = conn.execute(select(_meet).where(_meet.c.message_id == message_id, owned,
+                                            _meet.c.thirdparty_id.is_distinct_from(thirdparty_id))).all()
+    now = utcnow()
+    for row in rows:
+        conn.execute(update(_meet).where(_meet.c.id == row.id).values(thirdparty_id=thirdparty_id, updated_at=now))
+        append_event(conn, "meeting.updated", thirdparty_id=thirdparty_id, message_id=message_id, occurred_at=now,
+                     data={"meeting_id": row.id, "subject": row.subject, "start_at": _iso(row.start_at),
+                           "end_at": _iso(row.end_at), "sequence": row.sequence, "changed": ["thirdparty_id"]})
+    return len(rows)
+
+
+def _iso(value: datetime) -> str:
+    return (as_utc(value) or value).isoformat()
 
 
 def find_meeting(conn: Connection, ref: str) -> Any:

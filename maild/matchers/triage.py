@@ -4,7 +4,8 @@ Assigning records the decision (status `assigned`), a `mail.assigned` event on t
 timeline, optionally learns the sender as a contact (so the next mail matches by address), and
 re-plans filing: a move still pending is redirected to the customer's folder; a message already
 filed into the triage folder gets a task with `from_folder` set, which the folder worker carries out
-by finding the message there by its Message-ID (maild/filing/refile.py).
+by finding the message there by its Message-ID (maild/filing/refile.py). A meeting created from the
+message's invitation goes with it, unless its third party was set otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from maild.business.meetings import follow_message
 from maild.clock import utcnow
 from maild.matchers.normalize import name_key, normalize_address
 from maild.matchers.stage import MatchingStage
@@ -51,6 +53,7 @@ def assign(db: Database, stage: MatchingStage, message_id: int, thirdparty_id: i
         if name is None:
             raise LookupError(f"no third party {thirdparty_id}")
         contact_id = _learn(conn, message, thirdparty_id) if learn else None
+        previous = _decided_thirdparty(conn, message_id)
         values = {"status": "assigned", "thirdparty_id": thirdparty_id, "contact_id": contact_id,
                   "matcher": "triage", "confidence": 1.0, "reason": f"assigned by hand to {name}", "decided_at": now}
         if conn.execute(update(_mm).where(_mm.c.message_id == message_id).values(**values)).rowcount == 0:
@@ -59,6 +62,7 @@ def assign(db: Database, stage: MatchingStage, message_id: int, thirdparty_id: i
             type="mail.assigned", occurred_at=now, recorded_at=now, thirdparty_id=thirdparty_id,
             message_id=message_id, data={"learned_contact_id": contact_id, "subject": message.subject}))
         refiled = _replan_filing(conn, stage, message_id)
+        follow_message(conn, message_id, previous, thirdparty_id)
     return Assignment(message_id, thirdparty_id, contact_id, refiled)
 
 

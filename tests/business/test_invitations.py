@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from maild.business.meetings import list_meetings
 from maild.daemon import Daemon
 from maild.directory import service
+from maild.matchers.stage import MatchingStage
+from maild.matchers.triage import assign
 from maild.store.db import Database
 from maild.store.models import Message, MessageMatch
 from tests.business.helpers import events
@@ -78,3 +80,24 @@ def test_broken_calendar_never_stops_ingestion(tmp_path: Path, db_url: str) -> N
         decided = conn.execute(select(MessageMatch.__table__.c.status)).scalars().all()
     assert decided == ["matched"] * 4  # every message decided: the batch went through
     assert [m["uid"] for m in list_meetings(db)] == ["good@example.com"]
+
+
+def test_an_invitation_from_an_unknown_sender_follows_its_mail_when_assigned_by_hand(tmp_path: Path,
+                                                                                     db_url: str) -> None:
+    box, daemon, db, tp = _setup(tmp_path, db_url)
+    other = service.add_thirdparty(db, name="Someone Else")
+    stranger = "CN=Petra Neu:mailto:petra@freemail.example"
+    invite = ics(uid="stranger@example.com", organizer=stranger, attendees=(stranger,))
+    _ingest(daemon, box, invitation_mail(invite, sender="petra@freemail.example"),
+            invitation_mail(ics(uid="known@example.com"), sender="petra@freemail.example"))
+    by_uid = {m["uid"]: m for m in list_meetings(db)}
+    assert by_uid["stranger@example.com"]["thirdparty_id"] is None  # nobody to tie it to: triage
+    assert by_uid["known@example.com"]["thirdparty_id"] == tp  # from its attendees
+    stage = MatchingStage(daemon.config, db)
+    assign(db, stage, by_uid["stranger@example.com"]["message_id"], other, learn=False)
+    assign(db, stage, by_uid["known@example.com"]["message_id"], other, learn=False)
+    by_uid = {m["uid"]: m for m in list_meetings(db)}
+    assert by_uid["stranger@example.com"]["thirdparty_id"] == other
+    assert by_uid["known@example.com"]["thirdparty_id"] == tp  # set by its attendees, not by the mail: kept
+    [moved] = [e for e in events(db, "meeting.updated") if e.data["changed"] == ["thirdparty_id"]]
+    assert moved.thirdparty_id == other and moved.data["meeting_id"] == by_uid["stranger@example.com"]["id"]
