@@ -94,7 +94,8 @@ def _entry(row: Any, as_utc: Any) -> dict[str, Any]:
 def simulate_command(app: AppContext, since: str, as_json: bool) -> None:
     """What the rules would do over recent history, without doing anything: no mail, no change, no ledger.
 
-    Actions already in the ledger show as "already done".
+    Actions already in the ledger show as "already done"; a move with nothing to move (mail in no IMAP
+    folder, or already there) as "skipped", as the real run records it.
     """
     from maild.clock import utcnow
     from maild.rules.engine import RulesEngine
@@ -120,7 +121,7 @@ def simulate_command(app: AppContext, since: str, as_json: bool) -> None:
         click.echo(f"{item.status:<12} {item.rule}  {item.subject}  {item.action}: {item.summary}")
         click.echo(f"    why: {item.reason}")
     todo = sum(1 for p in planned if p.status == "planned")
-    click.echo(f"{todo} action(s) would run; {len(planned) - todo} already done or blocked")
+    click.echo(f"{todo} action(s) would run; {len(planned) - todo} already done, skipped or blocked")
 
 
 COMMANDS = (log_command, simulate_command)

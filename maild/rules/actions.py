@@ -408,24 +408,34 @@ def _apply_move(conn: Connection, env: Env, data: dict[str, Any], now: datetime)
     if folder is None:  # the filing config's folder, as the matching stage plans it
         planned = env.plan_filing(conn, {message_id: data.get("thirdparty_id")})
         return {"filing_tasks": planned} if planned else None
-    locations = _imap_locations(conn, message_id)
+    moves = _moves(conn, message_id, folder)
+    # A move still pending elsewhere would race this one: it is replaced (as triage does on assignment).
+    conn.execute(delete(_ft).where(_ft.c.message_id == message_id, _ft.c.status != "done",
+                                   _ft.c.action.in_(("move",)), _ft.c.target_folder != folder))
+    for location_id, from_folder in moves:
+        values = {"location_id": location_id, "message_id": message_id, "target_folder": folder, "action": "move",
+                  "keywords": [], "status": "pending", "attempts": 0, "from_folder": from_folder,
+                  "created_at": now, "last_error": None}
+        conn.execute(_insert_ignore(env.db, _ft).values(**values))
+    return {"folder": folder, "filing_tasks": len(moves)} if moves else None
+
+
+def move_has_work(conn: Connection, data: dict[str, Any]) -> bool:
+    """Would the planned move (`plan_move`'s data) do anything? Read only, for `simulate`: not for a message in
+    no IMAP folder (a Maildir message stays where it is), nor one already moved to that folder."""
+    if data["folder"] is None:
+        return bool(_imap_locations(conn, data["message_id"]))
+    return bool(_moves(conn, data["message_id"], data["folder"]))
+
+
+def _moves(conn: Connection, message_id: int, folder: str) -> list[tuple[int, str | None]]:
+    """(location, the folder an earlier move put it in) for each IMAP copy of the message not yet in `folder`."""
     done_moves = {t.location_id: t.target_folder for t in conn.execute(
         select(_ft.c.location_id, _ft.c.target_folder).where(
             _ft.c.message_id == message_id, _ft.c.status == "done", _ft.c.action == "move",
             _ft.c.target_folder != "").order_by(_ft.c.id))}
-    # A move still pending elsewhere would race this one: it is replaced (as triage does on assignment).
-    conn.execute(delete(_ft).where(_ft.c.message_id == message_id, _ft.c.status != "done",
-                                   _ft.c.action.in_(("move",)), _ft.c.target_folder != folder))
-    planned = 0
-    for location_id in locations:
-        if done_moves.get(location_id) == folder:
-            continue
-        values = {"location_id": location_id, "message_id": message_id, "target_folder": folder, "action": "move",
-                  "keywords": [], "status": "pending", "attempts": 0, "from_folder": done_moves.get(location_id),
-                  "created_at": now, "last_error": None}
-        conn.execute(_insert_ignore(env.db, _ft).values(**values))
-        planned += 1
-    return {"folder": folder, "filing_tasks": planned} if planned else None
+    return [(location_id, done_moves.get(location_id)) for location_id in _imap_locations(conn, message_id)
+            if done_moves.get(location_id) != folder]
 
 
 def _imap_locations(conn: Connection, message_id: int) -> list[int]:

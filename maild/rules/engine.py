@@ -57,7 +57,8 @@ EVENT_BATCH_ADVANCE = 100  # the cursor is written at least every this many even
 
 
 class PlannedAction(NamedTuple):
-    """What an action would do (simulate), or did: status planned | already done | failed | running | error.
+    """What an action would do (simulate), or did: status planned | skipped (nothing to do) | already done |
+    failed | running | error.
     (A named tuple: a simulated sweep makes one per action, and this builds in a third of a frozen dataclass's
     time.)"""
 
@@ -463,8 +464,12 @@ class RulesEngine:
                 self._failed_early(rule, run, step, str(exc), self._entry(rule, run, trigger, step, action, key))
                 break
             stop = stop or name == "stop"
+            status = "planned"
+            if name == "move":
+                with self.db.engine.connect() as conn:
+                    status = "planned" if actions.move_has_work(conn, planned.data) else "skipped"
             planned_actions.append(PlannedAction(rule_name, key, subject, name, reason, planned.summary or name,
-                                                 "planned", tp_id))
+                                                 status, tp_id))
         return stop
 
     def _batched(self, batch: _Batch, rule: Rule, entry: ledger.Entry, action: Action, planned: actions.Planned,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from maild.rules import ledger
 from maild.rules.engine import RulesEngine
@@ -292,6 +292,27 @@ def test_move_without_folder_follows_the_filing_config(db: Database, tmp_path: P
     with db.engine.connect() as conn:
         tasks = list(conn.execute(select(FilingTask.__table__)))
     assert [(t.action, t.target_folder) for t in tasks] == [("move", "Kunden/Müller Bau GmbH")]
+
+
+def test_simulate_shows_a_move_with_nothing_to_move_as_skipped_as_the_real_run_records_it(
+        db: Database, tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    in_imap = _message(db, tp, "in the shared inbox", imap=True)
+    in_maildir = _message(db, tp, "only in a local Maildir")
+    ruleset = rules(rule("file-billing", on_event("mail.matched"), [("move", MoveAction(folder=text("Billing")))]))
+    for message in (in_imap, in_maildir):
+        add_event(db, "mail.matched", tp, message, matcher="address")
+    simulated = RulesEngine(config, db, ruleset, clock=FakeClock(NOW), simulate=True).simulate(NOW - 1 * D)
+    assert [(p.subject.split(":")[0], p.status) for p in simulated] == [("event", "planned"), ("event", "skipped")]
+    assert RulesEngine(config, db, ruleset, clock=FakeClock(NOW)).process_events() == 2
+    assert [r.status for r in ledger_rows(db)] == ["done", "skipped"]
+    # once moved there, a simulated move to the same folder has nothing to do either
+    with db.engine.begin() as conn:
+        conn.execute(update(FilingTask.__table__).values(status="done"))
+    add_event(db, "mail.matched", tp, in_imap, matcher="address")
+    again = RulesEngine(config, db, ruleset, clock=FakeClock(NOW), simulate=True).simulate(NOW - 1 * D)
+    assert [p.status for p in again] == ["already done", "already done", "skipped"]
 
 
 def test_schedule_rule_runs_once_per_fire_time(db: Database, tmp_path: Path) -> None:
