@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import OperationalError
 
+from maild.business.timeline import caused_by
 from maild.clock import as_utc, utcnow
 from maild.config import Config
 from maild.ingest.context import new_owner_id
@@ -53,6 +54,9 @@ from maild.store.models import Event, Invoice, Meeting, Message
 log = logging.getLogger("maild.rules")
 _ev, _inv, _mt, _m = Event.__table__, Invoice.__table__, Meeting.__table__, Message.__table__
 REPLIED = "mail.replied"
+# Rules react to what rules did (a task, a note, a sent mail) at most this many actions deep: two rules that
+# trigger each other (or one that reacts to its own sends) stop there instead of running for ever.
+MAX_CHAIN = 5
 EVENT_BATCH_ADVANCE = 100  # the cursor is written at least every this many events
 
 
@@ -152,6 +156,22 @@ class RulesEngine:
             self.cursor.advance(rows[-1].id)
         return taken
 
+    def _chain(self, conn: Connection, row: Any) -> list[str]:
+        """The rules whose actions led to this event, the nearest first (up to MAX_CHAIN): an event an action
+        caused, on a subject that was itself such an event, and so on."""
+        rules: list[str] = []
+        while len(rules) < MAX_CHAIN and (key := _cause_key(row)) is not None:
+            cause = ledger.cause_of(conn, key)
+            if cause is None:
+                break
+            rules.append(cause.rule)
+            if not cause.subject.startswith("event:"):
+                break
+            row = conn.execute(select(_ev).where(_ev.c.id == _int(cause.subject.removeprefix("event:")))).first()
+            if row is None:
+                break
+        return rules
+
     def _rules_for(self, row: Any) -> list[tuple[Rule, str]]:
         data = row.data or {}
         replied = row.type == "mail.matched" and data.get("matcher") == "thread"
@@ -174,6 +194,15 @@ class RulesEngine:
         subject = f"event:{row.id}"
         taken = 0
         with self.db.engine.connect() as conn:
+            chain = self._chain(conn, row) if _cause_key(row) is not None else []
+            if len(chain) >= MAX_CHAIN:
+                path = " -> ".join(reversed(chain))
+                for rule, seen_as in matching:
+                    run = actions.Run(rule.name, subject, f"event {seen_as} #{row.id}", {},
+                                      thirdparty_id=row.thirdparty_id, message_id=row.message_id)
+                    self._failed_early(rule, run, "if", f"not acted on: this event is the end of {len(chain)} rule "
+                                       f"actions in a row ({path}); rules that trigger each other stop here")
+                return 0
             tp_id = row.thirdparty_id
             p.directory.load(conn, [tp_id])
             thirdparty = p.directory.thirdparty(tp_id)
@@ -568,7 +597,8 @@ class RulesEngine:
                                   "claimed_at": now, "message_id": run.message_id}
         if not ledger.claim(self.db, conn, entry, now, detail):
             return False
-        effects = actions.apply(conn, self.env, action.name, planned, run, now)
+        with caused_by(entry.key):
+            effects = actions.apply(conn, self.env, action.name, planned, run, now)
         if effects is None:  # nothing to do: skipped, no event on the timeline
             ledger.skip(conn, entry, now, detail)
             return True
@@ -652,6 +682,14 @@ class RulesEngine:
                             for name, f in stage.filing.items()}
             self._stage = stage
         return int(self._stage.plan_filing(conn, decisions))
+
+
+def _cause_key(row: Any) -> str | None:
+    """The ledger key of the rule action that led to this event: `cause` for what an action wrote (a task, a
+    note, an invoice paid), the outbox key for a mail it sent."""
+    data = row.data or {}
+    key = data.get("cause") or (data.get("key") if row.type == "mail.sent" else None)
+    return key if isinstance(key, str) else None
 
 
 def _uses(rule: Rule, function: str) -> bool:

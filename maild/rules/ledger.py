@@ -154,6 +154,14 @@ def get(conn: Connection, key: str) -> Any:
     return conn.execute(select(T).where(T.c.key == key)).first()
 
 
+def cause_of(conn: Connection, key: str) -> Any:
+    """The ledger row of the action behind an event's cause key: the key itself, or, for an outbox key of one
+    recipient among several (`KEY/address`), the part before a '/'. None when no rule did it."""
+    candidates = [key] + [key[:i] for i in range(len(key) - 1, 0, -1) if key[i] == "/"]
+    rows = conn.execute(select(T.c.key, T.c.rule, T.c.subject).where(T.c.key.in_(candidates))).all()
+    return max(rows, key=lambda row: len(row.key), default=None)
+
+
 def unfinished(conn: Connection) -> list[Any]:
     """Rows a later pass may have to complete: running sends/webhooks, failed webhooks."""
     return list(conn.execute(select(T).where(
