@@ -64,7 +64,8 @@ pass_app = click.make_pass_decorator(AppContext)
 
 SOURCE_HELP = ("Ingest from this source instead of the configured ones (repeatable): "
                "imap://USER:PASSWORD@HOST:PORT/FOLDER, imaps://..., maildir:///PATH. "
-               "Percent-encode @ in the user name as %40.")
+               "Percent-encode @ in the user name as %40. Options: ?security=starttls, ?ca_file=PEM, "
+               "?verify_tls=false, ?auth=xoauth2, ?folders=A,B, ?name=N.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

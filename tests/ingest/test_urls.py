@@ -27,6 +27,17 @@ def test_options_in_the_query() -> None:
         "starttls", "xoauth2", ["INBOX", "Archive"], "x")
 
 
+def test_a_private_ca_and_unknown_options() -> None:
+    source = source_from_url("imaps://u:p@h/INBOX?ca_file=/etc/maild/ca.pem")
+    assert isinstance(source, ImapSourceConfig) and source.ca_file == "/etc/maild/ca.pem" and source.verify_tls
+    with pytest.raises(SourceUrlError, match="unknown option 'verifytls'; a imaps URL takes security, auth, "
+                                             "folders, name, ca_file, verify_tls") as caught:
+        source_from_url("imaps://u:secret@h/INBOX?verifytls=false")
+    assert "secret" not in str(caught.value)
+    with pytest.raises(SourceUrlError, match="unknown option 'folders'; a maildir URL takes name"):
+        source_from_url("maildir:///var/mail/x?folders=a")
+
+
 def test_maildir_url() -> None:
     source = source_from_url("maildir:///var/mail/sales")
     assert isinstance(source, MaildirSourceConfig)

@@ -4,8 +4,9 @@
     imaps://user:password@host:port/FOLDER     implicit TLS
     maildir:///absolute/path                   a local Maildir
 
-User and password are percent-encoded (`inbox%40example.test`); `?auth=xoauth2` treats the
-password as an OAuth2 bearer token; `?folders=A,B` names several folders.
+User and password are percent-encoded (`inbox%40example.test`). Options in the query: `auth=xoauth2` (the
+password is an OAuth2 bearer token), `folders=A,B` (several folders), `name=...`, `security=starttls`,
+`ca_file=/path/ca.pem` (a private CA to trust), `verify_tls=false`; a maildir URL takes `name` only.
 """
 
 from __future__ import annotations
@@ -22,9 +23,18 @@ class SourceUrlError(ValueError):
     pass
 
 
+IMAP_OPTIONS = ("security", "auth", "folders", "name", "ca_file", "verify_tls")
+MAILDIR_OPTIONS = ("name",)
+
+
 def source_from_url(url: str, index: int = 0) -> ImapSourceConfig | MaildirSourceConfig:
     parts = urlsplit(url)
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    known = MAILDIR_OPTIONS if parts.scheme == "maildir" else IMAP_OPTIONS
+    unknown = sorted(set(query) - set(known))
+    if unknown and parts.scheme in ("maildir", "imap", "imaps"):
+        raise SourceUrlError(f"{redact(url)}: unknown option {', '.join(map(repr, unknown))}; "
+                             f"a {parts.scheme} URL takes {', '.join(known)}")
     try:
         if parts.scheme == "maildir":
             path = unquote(parts.netloc + parts.path)
@@ -56,7 +66,7 @@ def _imap(parts: Any, query: dict[str, str], index: int, url: str) -> ImapSource
         type="imap", name=query.get("name", f"{user}@{parts.hostname}"), host=parts.hostname, port=port,
         security=security, username=user, password=unquote(parts.password),
         auth=query.get("auth", "password"), folders=folders,
-        verify_tls=query.get("verify_tls", "true").lower() != "false")
+        verify_tls=query.get("verify_tls", "true").lower() != "false", ca_file=query.get("ca_file"))
 
 
 def redact(url: str) -> str:
