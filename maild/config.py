@@ -174,6 +174,9 @@ class SmtpTransportConfig(_Strict):
     port: int | None = Field(default=None, gt=0, lt=65536)
     security: Literal["tls", "starttls", "plain"] = "starttls"
     username: str | None = None
+    auth: Literal["password", "xoauth2"] = Field(
+        default="password", description="xoauth2: the secret is an OAuth2 access token (Gmail, Microsoft 365), "
+                                        "read again for each new connection: a token helper may rewrite the file")
     password_env: str | None = None
     password_file: str | None = None
     verify_tls: bool = True
@@ -184,9 +187,32 @@ class SmtpTransportConfig(_Strict):
     max_attempts: int = Field(default=8, gt=0)
     retry_max_delay: float = Field(default=3600.0, gt=0)
 
+    @model_validator(mode="after")
+    def _xoauth2_needs_a_token(self) -> SmtpTransportConfig:
+        if self.type == "smtp" and self.auth == "xoauth2" and not (
+                self.username and (self.password_env or self.password_file)):
+            raise ValueError("auth xoauth2 needs username and password_env or password_file (the access token)")
+        return self
+
     @property
     def effective_port(self) -> int:
         return self.port or {"tls": 465, "starttls": 587, "plain": 25}[self.security]
+
+    def secret(self, base_dir: Path) -> str | None:
+        """The password or XOAUTH2 token, read now (a rotated file is picked up on the next connection); None
+        when neither password_env nor password_file is set."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"outbound.transport: environment variable {self.password_env} is not set")
+            return value
+        if not self.password_file:
+            return None
+        path = resolve_path(base_dir, self.password_file)
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"outbound.transport: cannot read password_file {path}: {exc}") from exc
 
 
 class OutboundConfig(_Strict):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -261,23 +260,14 @@ def sent_folder_append(imap_client: imapclient.IMAPClient, raw: bytes) -> str:
 
 
 def build_transport(config: Config) -> Transport:
-    """The configured transport: SMTP (password from password_env/password_file) or .eml files."""
+    """The configured transport: SMTP (password or XOAUTH2 token from password_env/password_file, read again for
+    each new connection) or .eml files."""
     cfg = config.outbound.transport
     if cfg.type == "file":
         return FileTransport(resolve_path(config.base_dir, cfg.directory))
-    password = None
-    if cfg.password_env:
-        password = os.environ.get(cfg.password_env)
-        if password is None:
-            raise ConfigError(f"outbound.transport: environment variable {cfg.password_env} is not set")
-    elif cfg.password_file:
-        path = resolve_path(config.base_dir, cfg.password_file)
-        try:
-            password = path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"outbound.transport: cannot read password_file {path}: {exc}") from exc
+    cfg.secret(config.base_dir)  # at start: a missing variable or file is a config error, not a retry loop
     ca_file = str(resolve_path(config.base_dir, cfg.ca_file)) if cfg.ca_file else None
-    return SmtpTransport(cfg, password, ca_file=ca_file)
+    return SmtpTransport(cfg, lambda: cfg.secret(config.base_dir), ca_file=ca_file)
 
 
 def build_sent_folder(config: Config) -> SentFolder | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from maild.config import SmtpTransportConfig
+from maild.config import ConfigError, SmtpTransportConfig
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,10 @@ class DomainRateLimiter:
 class SmtpTransport(Transport):
     """aiosmtplib, one client per connection slot (reused across messages), at most max_connections."""
 
-    def __init__(self, cfg: SmtpTransportConfig, password: str | None, *, ca_file: str | None = None) -> None:
+    def __init__(self, cfg: SmtpTransportConfig, password: str | Callable[[], str | None] | None, *,
+                 ca_file: str | None = None) -> None:
+        """`password`: the secret (password, or access token with `auth: xoauth2`), or a function that reads it
+        (called for each new connection)."""
         self.cfg = cfg
         self.password = password
         self.ca_file = ca_file or cfg.ca_file
@@ -154,7 +157,15 @@ class SmtpTransport(Transport):
                                  tls_context=self._tls_context() if tls else None)
         await client.connect()
         if cfg.username:
-            await client.login(cfg.username, self.password or "")
+            try:
+                secret = (self.password() if callable(self.password) else self.password) or ""
+                if cfg.auth == "xoauth2":
+                    await client.auth_xoauth2(cfg.username, secret)
+                else:
+                    await client.login(cfg.username, secret)
+            except BaseException:
+                client.close()
+                raise
         return client
 
     async def send(self, outbox_id: int, sender: str, recipients: Sequence[str], raw: bytes,
@@ -185,6 +196,9 @@ class SmtpTransport(Transport):
                     _close_quietly(client)
                     client = None
                     return TempFail(f"cannot connect to {self.cfg.host}:{self.cfg.effective_port}: {exc}")
+                except ConfigError as exc:  # the password/token file went missing meanwhile
+                    client = None
+                    return TempFail(str(exc))
             return TempFail("connection lost before DATA")
         finally:
             slots.put_nowait(client if client is not None and client.is_connected else None)

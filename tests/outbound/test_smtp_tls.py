@@ -7,7 +7,9 @@ the same way the Dovecot test server makes its own (tests/support/dovecot.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
+from base64 import b64decode
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from maild.config import SmtpTransportConfig
+from maild.config import Config, SmtpTransportConfig
+from maild.outbound.sender import build_transport
 from maild.outbound.smtp import Delivered, Outcome, PermFail, SmtpTransport, TempFail
 from tests.outbound.conftest import SinkHandler, free_port
 from tests.outbound.helpers import make_raw
@@ -58,6 +61,24 @@ class TlsSinkHandler(SinkHandler):
 
 
 @dataclass
+class OAuthSinkHandler(TlsSinkHandler):
+    """Also speaks AUTH XOAUTH2 as Gmail does: a good token is accepted; a bad one gets a base64 JSON challenge,
+    then (after the client's empty answer) 535."""
+
+    tokens: set[str] = field(default_factory=set)
+    seen: list[tuple[str, str]] = field(default_factory=list)  # (user, token) as presented
+
+    async def auth_XOAUTH2(self, server, args):
+        fields_ = dict(part.split("=", 1) for part in b64decode(args[1]).decode().split("\x01") if "=" in part)
+        user, token = fields_.get("user", ""), fields_.get("auth", "").removeprefix("Bearer ")
+        self.seen.append((user, token))
+        if user == USER and token in self.tokens:
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer", "scope": "mail"}))
+        return AuthResult(success=False, handled=False)
+
+
+@dataclass
 class TlsSink:
     handler: TlsSinkHandler
     port: int
@@ -81,8 +102,9 @@ def _authenticator(logins: list[tuple[bytes, bool]]):
     return authenticate
 
 
-def _serve(certs: Certs, *, implicit: bool, auth: bool = False) -> Iterator[TlsSink]:
-    handler = TlsSinkHandler()
+def _serve(certs: Certs, *, implicit: bool, auth: bool = False,
+           handler: TlsSinkHandler | None = None) -> Iterator[TlsSink]:
+    handler = handler or TlsSinkHandler()
     logins: list[tuple[bytes, bool]] = []
     port = free_port()
     kwargs: dict[str, object] = {}
@@ -113,6 +135,11 @@ def implicit_tls_sink(certs: Certs) -> Iterator[TlsSink]:
 @pytest.fixture
 def auth_sink(certs: Certs) -> Iterator[TlsSink]:
     yield from _serve(certs, implicit=False, auth=True)
+
+
+@pytest.fixture
+def oauth_sink(certs: Certs) -> Iterator[TlsSink]:
+    yield from _serve(certs, implicit=False, auth=True, handler=OAuthSinkHandler())
 
 
 def _send(transport: SmtpTransport, key: str = "tls1") -> tuple[Outcome, list[int]]:
@@ -270,3 +297,38 @@ def test_auth_without_username_is_refused_by_auth_required_server(auth_sink: Tls
     assert "530" in _text(outcome), outcome  # 530 5.7.0 Authentication required
     assert started == []
     assert auth_sink.handler.received == []
+
+
+# --- 5. AUTH XOAUTH2 (Gmail, Microsoft 365): an access token a helper keeps fresh in a file ------------------------
+
+
+def test_xoauth2_token_read_again_for_each_new_connection(oauth_sink: TlsSink, certs: Certs, tmp_path: Path) -> None:
+    handler = oauth_sink.handler
+    assert isinstance(handler, OAuthSinkHandler)
+    handler.tokens.add("ya29.first")
+    token_file = tmp_path / "smtp.token"
+    token_file.write_text("ya29.first\n")
+    cfg = SmtpTransportConfig(type="smtp", host="127.0.0.1", port=oauth_sink.port, security="starttls", timeout=5,
+                              username=USER, auth="xoauth2", password_file=str(token_file), ca_file=str(certs.ca_file))
+    transport = build_transport(Config(base_dir=tmp_path, outbound={"transport": cfg}))  # type: ignore[arg-type]
+    assert isinstance(transport, SmtpTransport)
+    outcome, started = _send(transport)
+    _assert_delivered_over_tls(oauth_sink, outcome, started)
+    assert handler.seen == [(USER, "ya29.first")]
+
+    handler.tokens = {"ya29.second"}  # the first expired and the helper has not run yet: a retry, not a failure
+    outcome, started = _send(transport, key="tls2")
+    assert isinstance(outcome, TempFail) and "535" in outcome.reason and started == [], outcome
+    assert "ya29" not in _text(outcome)
+    token_file.write_text("ya29.second\n")  # the helper refreshed it: the next connection uses the new one
+    outcome, started = _send(transport, key="tls3")
+    assert isinstance(outcome, Delivered) and started == [1], outcome
+    assert handler.seen[-1] == (USER, "ya29.second")
+    token_file.unlink()  # gone meanwhile: a retry with the reason, not a crash
+    outcome, started = _send(transport, key="tls4")
+    assert isinstance(outcome, TempFail) and "cannot read password_file" in outcome.reason and started == []
+
+
+def test_xoauth2_needs_a_username_and_a_token_source() -> None:
+    with pytest.raises(ValueError, match="auth xoauth2 needs username and password_env or password_file"):
+        SmtpTransportConfig(type="smtp", host="h", auth="xoauth2", username=USER)
