@@ -256,6 +256,7 @@ class Dovecot:
         *,
         separator: str = "/",
         tls: bool = False,
+        oauth2_introspection_url: str | None = None,
     ) -> None:
         try:
             self._mail_uid = pwd.getpwnam(MAIL_USER).pw_uid
@@ -272,6 +273,10 @@ class Dovecot:
         self._host = "127.0.0.1"
         self._port = _free_port(self._host)
         self._tls = tls
+        # XOAUTH2/OAUTHBEARER logins, their tokens checked by POSTing them to this URL (RFC 7662 introspection:
+        # the answer must say {"active": true, "username": <the login name>}).
+        self._oauth2_url = oauth2_introspection_url
+        self.oauth2_config_path = self.root / "dovecot-oauth2.conf.ext"
         self._imaps_port = _free_port(self._host) if tls else 0
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer = weakref.finalize(self, _kill_group, None)
@@ -513,6 +518,11 @@ class Dovecot:
         _chown_tree(self.mail_dir, self._mail_uid, self._mail_gid)
         for user in self._users:
             self._write_passwd(user)
+        if self._oauth2_url:
+            self.oauth2_config_path.write_text(
+                f"introspection_mode = post\nintrospection_url = {self._oauth2_url}\nforce_introspection = yes\n"
+                "username_attribute = username\nactive_attribute = active\nactive_value = true\n")
+            _make_traversable(self.oauth2_config_path.parent)
         self.config_path.write_text(self._config())
 
     def _link_into_root(self) -> None:
@@ -602,7 +612,7 @@ first_valid_gid = {self._mail_gid}
 
 {self._ssl_config()}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self._oauth2_url else ""}
 # Usernames exactly as given (Dovecot's default, %Lu, lowercases them).
 auth_username_format = %u
 auth_verbose = yes
@@ -615,7 +625,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u
 }}
-userdb {{
+{self._oauth2_passdb()}userdb {{
   driver = static
   args = uid={MAIL_USER} gid={MAIL_USER} home={self.mail_dir}/%u
 }}
@@ -649,6 +659,16 @@ service anvil {{
 }}
 service stats {{
   chroot =
+}}
+"""
+
+    def _oauth2_passdb(self) -> str:
+        if not self._oauth2_url:
+            return ""
+        return f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {self.oauth2_config_path}
 }}
 """
 
