@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from maild.business import ENTITIES as BUSINESS_ENTITIES
-from maild.cli.main import AppContext, pass_app
+from maild.cli.main import AppContext, parse_since, pass_app
 from maild.directory.fields import KINDS
 
 if TYPE_CHECKING:
@@ -258,7 +258,46 @@ def export_(app: AppContext, entity: str, fmt: str, output: Path | None) -> None
     click.echo(f"wrote {output}")
 
 
-COMMANDS = (thirdparty, contact, document, import_, export_)
+@click.command("timeline")
+@click.argument("ref")
+@click.option("--since", metavar="AGE", help="Only events since then: 30d, 12h, or a date such as 2026-11-01.")
+@click.option("--type", "types", multiple=True, metavar="TYPE",
+              help="Only these kinds (repeatable): mail, invoice, payment, meeting, task, note, rule, or a full type "
+                   "such as mail.sent.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="The newest this many events.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with each event's data).")
+@pass_app
+@_friendly
+def timeline(app: AppContext, ref: str, since: str | None, types: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """The history of one third party, oldest first: mail in and out, opens and clicks, filing, invoices and
+    payments, meetings, tasks, notes and what the rules did. REF: its id, external id or exact name.
+
+    Times are in the rules' time zone (`rules.timezone`)."""
+    from zoneinfo import ZoneInfo
+
+    from maild.business import history
+    from maild.clock import utcnow
+    from maild.directory import service
+
+    db = app.database()
+    tp = service.resolve_thirdparty(db, ref)
+    assert tp.id is not None
+    start = parse_since(since, utcnow()) if since else None
+    entries = history.read(db, tp.id, since=start, types=types, limit=limit)
+    if as_json:
+        click.echo(json.dumps([e.as_json() for e in entries], indent=2, ensure_ascii=False, default=str))
+        return
+    if not entries:
+        click.echo(f"#{tp.id} {tp.name}: no events" + (" match" if since or types else " yet"))
+        return
+    zone = ZoneInfo(app.config.rules.timezone)
+    click.echo(f"#{tp.id} {tp.name}: {len(entries)} event(s), oldest first")
+    for entry in entries:
+        click.echo(f"{entry.occurred_at.astimezone(zone):%Y-%m-%d %H:%M}  {entry.text}")
+
+
+COMMANDS = (thirdparty, contact, document, import_, export_, timeline)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -280,6 +319,8 @@ def _unicode_domain(domain: str) -> str:
 
 
 def _print_description(data: dict[str, Any]) -> None:
+    from maild.business.history import describe
+
     click.echo(f"#{data['id']} {data['name']}  ({data['kind']})")
     for label, value in (("external id", data["external_id"]), ("tags", ", ".join(data["tags"])),
                          ("owner", data["owner"]), ("language", data["language"]),
@@ -298,5 +339,6 @@ def _print_description(data: dict[str, Any]) -> None:
         click.echo(f"  {d['kind']} {d['ref']}")
     click.echo(f"events (newest {len(data['events'])}):" if data["events"] else "events: none yet")
     for e in data["events"]:
-        message = f"  message {e['message_id']}" if e["message_id"] else ""
-        click.echo(f"  {e['occurred_at']}  {e['type']}{message}")
+        click.echo(f"  {e['occurred_at'][:16].replace('T', ' ')}  {describe(e['type'], e['data'] or {})}")
+    if data["events"]:
+        click.echo(f"(the whole history: maild timeline {data['id']})")

@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,25 @@ class AppContext:
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """A `--since` value: `7d`, `12h`, `2w` ago, or an ISO date/time (in now's time zone when it has none)."""
+    from maild.rules.durations import parse_duration
+
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            moment = datetime.combine(date.fromisoformat(value), time(0))
+        except ValueError:
+            raise click.BadParameter(f"expected a duration such as 7d or a date such as 2026-11-01; got {value!r}",
+                                     param_hint="--since") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)
 
 SOURCE_HELP = ("Ingest from this source instead of the configured ones (repeatable): "
                "imap://USER:PASSWORD@HOST:PORT/FOLDER, imaps://..., maildir:///PATH. "

@@ -5,31 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date, datetime, time
 from typing import Any
 
 import click
 
-from maild.cli.main import AppContext, pass_app
-
-
-def _since(value: str, now: datetime) -> datetime:
-    """`7d`, `12h`, `2w` ago, or an ISO date/time."""
-    from maild.rules.durations import parse_duration
-
-    try:
-        return now - parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            moment = datetime.combine(date.fromisoformat(value), time(0))
-        except ValueError:
-            raise click.BadParameter(f"expected a duration such as 7d or a date such as 2026-11-01; got {value!r}",
-                                     param_hint="--since") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)
+from maild.cli.main import AppContext, parse_since, pass_app
 
 
 @click.command("log")
@@ -57,7 +37,7 @@ def log_command(app: AppContext, rule_name: str | None, subject: str | None, sin
     if status:
         query = query.where(table.c.status == status)
     if since:
-        query = query.where(table.c.created_at >= _since(since, utcnow()))
+        query = query.where(table.c.created_at >= parse_since(since, utcnow()))
     with app.database().engine.connect() as conn:
         rows = list(conn.execute(query))[::-1]
     items = [_entry(row, as_utc) for row in rows]
@@ -110,7 +90,7 @@ def simulate_command(app: AppContext, since: str, as_json: bool) -> None:
         sys.exit(1)
     now = utcnow()
     engine = RulesEngine(config, app.database(), ruleset, clock=lambda: now, simulate=True)
-    planned = engine.simulate(_since(since, now))
+    planned = engine.simulate(parse_since(since, now))
     if as_json:
         click.echo(json.dumps([p._asdict() for p in planned], indent=2, ensure_ascii=False, default=str))
         return

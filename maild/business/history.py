@@ -1,0 +1,145 @@
+"""Reading a third party's timeline: its events, oldest first, each as one line a person can read.
+
+Every interaction maild sees or does is an event (`maild.business.timeline.append_event` and the ingest,
+matching, filing, outbox and tracking writers): mail in and out, opens and clicks, filing, invoices and
+payments, meetings, tasks, notes and what the rules did. `describe` turns one into text; unknown types
+show their data as it is, so nothing recorded is hidden.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, or_, select
+
+from maild.clock import as_utc
+from maild.store.db import Database
+from maild.store.models import Event, Message
+
+_ev, _m = Event.__table__, Message.__table__
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    type: str
+    occurred_at: datetime
+    message_id: int | None
+    data: dict[str, Any]
+    text: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "occurred_at": self.occurred_at.isoformat(),
+                "message_id": self.message_id, "text": self.text, "data": self.data}
+
+
+# Mail decided for the third party shows at the mail's own date, not when maild matched it: a mailbox with years
+# of history, ingested today, reads as those years.
+MAIL_EVENTS = ("mail.matched", "mail.assigned")
+
+
+def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, types: Iterable[str] = (),
+         limit: int = 50) -> list[Entry]:
+    """The newest `limit` events of the third party (since `since`; of these types, where `mail` means every
+    `mail.*`), oldest first."""
+    at = case((_ev.c.type.in_(MAIL_EVENTS), func.coalesce(_m.c.date, _ev.c.occurred_at)),
+              else_=_ev.c.occurred_at)
+    query = (select(_ev, _m.c.from_addr, at.label("at")).select_from(_ev.outerjoin(_m, _m.c.id == _ev.c.message_id))
+             .where(_ev.c.thirdparty_id == thirdparty_id))
+    if since is not None:
+        query = query.where(at >= since)
+    wanted = [t.strip() for t in types if t.strip()]
+    if wanted:
+        query = query.where(or_(*[_ev.c.type == t if "." in t else _ev.c.type.startswith(f"{t}.") for t in wanted]))
+    with db.engine.connect() as conn:
+        rows = conn.execute(query.order_by(at.desc(), _ev.c.id.desc()).limit(limit)).all()
+    entries = []
+    for row in reversed(rows):
+        data = dict(row.data or {})
+        shown = {**data, "from": row.from_addr} if row.from_addr and "from" not in data else data
+        entries.append(Entry(row.id, row.type, as_utc(row.at) or row.at, row.message_id, data,
+                             describe(row.type, shown)))
+    return entries
+
+
+def describe(event_type: str, data: Mapping[str, Any]) -> str:
+    """One line for an event: what happened, to what, and why when it says."""
+    text = _DESCRIBE.get(event_type)
+    if text is None:
+        return f"{event_type} {json.dumps(dict(data), ensure_ascii=False, default=str, sort_keys=True)}"
+    try:
+        return text(data)
+    except (KeyError, TypeError, ValueError):  # an older event written with other fields
+        return f"{event_type} {json.dumps(dict(data), ensure_ascii=False, default=str, sort_keys=True)}"
+
+
+def _q(value: Any) -> str:
+    return f'"{value}"' if value else '""'
+
+
+def _when(value: Any) -> str:
+    return str(value or "").replace("T", " ")[:16]
+
+
+def _machine(data: Mapping[str, Any]) -> str:
+    return " (likely a machine: proxy or link scanner)" if data.get("machine") else ""
+
+
+def _mail_in(data: Mapping[str, Any]) -> str:
+    sender = f" from {data['from']}" if data.get("from") else ""
+    how = f" [{data.get('matcher')}: {data.get('reason')}]" if data.get("matcher") else ""
+    return f"mail in   {_q(data.get('subject'))}{sender}{how}"
+
+
+def _filed(data: Mapping[str, Any]) -> str:
+    keywords = f" +{' +'.join(data['keywords'])}" if data.get("keywords") else ""
+    where = f"{data.get('action', 'move')} to {data.get('folder')}" if data.get("folder") else "keywords"
+    return f"filed     {where}{keywords}" + (" (already gone from the server)" if data.get("already_gone") else "")
+
+
+def _invoice_updated(data: Mapping[str, Any]) -> str:
+    if "status" in data:
+        why = f" ({data['reason']})" if data.get("reason") else ""
+        return f"invoice   {data['ref']}: {data.get('previous_status')} -> {data['status']}{why}"
+    changes = ", ".join(f"{k} {v}" for k, v in sorted((data.get("changes") or {}).items()))
+    return f"invoice   {data['ref']} changed: {changes}"
+
+
+def _meeting(verb: str) -> Callable[[Mapping[str, Any]], str]:
+    def text(data: Mapping[str, Any]) -> str:
+        return f"meeting   {_q(data.get('subject'))} {_when(data.get('start_at'))} - {_when(data.get('end_at'))[11:]}" \
+               + (f" {verb}" if verb else "")
+    return text
+
+
+def _task(data: Mapping[str, Any]) -> str:
+    owner = f" for {data['owner']}" if data.get("owner") else ""
+    rule = f" (rule {data['rule']})" if data.get("rule") else ""
+    return f"{data.get('kind') or 'task':<9} {_q(data.get('title'))}{owner}{rule}"
+
+
+_DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "mail.matched": _mail_in,
+    "mail.assigned": lambda d: f"mail in   {_q(d.get('subject'))}" + (f" from {d['from']}" if d.get("from") else "")
+    + " (assigned by hand)",
+    "mail.sent": lambda d: f"mail out  {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}",
+    "mail.opened": lambda d: f"opened    mail #{d.get('outbox_id')}{_machine(d)}",
+    "mail.clicked": lambda d: f"clicked   {d.get('url')} in mail #{d.get('outbox_id')}{_machine(d)}",
+    "mail.filed": _filed,
+    "invoice.created": lambda d: f"invoice   {d['ref']} {d['amount']} {d.get('currency', '')}, due {d['due_on']}",
+    "invoice.updated": _invoice_updated,
+    "invoice.paid": lambda d: f"invoice   {d['ref']} paid",
+    "payment.recorded": lambda d: f"payment   {d['amount']} {d.get('currency', '')} for {d['ref']} on {d['paid_on']}"
+    + (f" ({d['reference']})" if d.get("reference") else ""),
+    "meeting.created": _meeting(""),
+    "meeting.updated": _meeting("(changed)"),
+    "meeting.cancelled": _meeting("CANCELLED"),
+    "task.created": _task,
+    "task.done": lambda d: f"done      {_q(d.get('title'))}" + (f" ({d['owner']})" if d.get("owner") else ""),
+    "note.added": lambda d: f"note      {d['text']}" + (f" ({d['author']})" if d.get("author") else ""),
+    "rule.action": lambda d: f"rule      {d['rule']}: {d.get('summary') or d.get('action')}",
+}
