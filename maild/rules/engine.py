@@ -54,8 +54,8 @@ from maild.store.models import Event, Invoice, Meeting, Message
 log = logging.getLogger("maild.rules")
 _ev, _inv, _mt, _m = Event.__table__, Invoice.__table__, Meeting.__table__, Message.__table__
 REPLIED = "mail.replied"
-# Rules react to what rules did (a task, a note, a sent mail) at most this many actions deep: two rules that
-# trigger each other (or one that reacts to its own sends) stop there instead of running for ever.
+# Rules react to what other rules did (a task, a note, a sent mail) at most this many actions deep: two rules
+# that trigger each other stop there instead of running for ever. (A rule never reacts to what it did itself.)
 MAX_CHAIN = 5
 EVENT_BATCH_ADVANCE = 100  # the cursor is written at least every this many events
 
@@ -179,7 +179,7 @@ class RulesEngine:
         for rule in self._event_rules:
             types = rule.trigger.types  # type: ignore[union-attr]
             if data.get("rule") == rule.name:
-                continue  # never react to what this rule itself did (a task or note it created)
+                continue  # never react to what this rule itself did (a task or note it created; see `_chain`)
             if row.type in types:
                 out.append((rule, row.type))
             elif replied and REPLIED in types:
@@ -195,6 +195,10 @@ class RulesEngine:
         taken = 0
         with self.db.engine.connect() as conn:
             chain = self._chain(conn, row) if _cause_key(row) is not None else []
+            if chain:  # never react to what the same rule did (the mail it sent, the invoice it marked paid)
+                matching = [(rule, seen_as) for rule, seen_as in matching if rule.name != chain[0]]
+                if not matching:
+                    return 0
             if len(chain) >= MAX_CHAIN:
                 path = " -> ".join(reversed(chain))
                 for rule, seen_as in matching:

@@ -74,7 +74,8 @@ class RuleErrors(ValueError):
 EVENT_TYPES = frozenset({
     "mail.received", "mail.matched", "mail.unmatched", "mail.assigned", "mail.filed", "mail.replied",
     "mail.sent", "mail.opened", "mail.clicked",
-    "invoice.created", "invoice.paid", "meeting.created", "task.created", "note.added",
+    "invoice.created", "invoice.updated", "invoice.paid", "payment.recorded",
+    "meeting.created", "meeting.updated", "meeting.cancelled", "task.created", "task.done", "note.added",
 })
 
 SweepRecord = Literal["invoice", "meeting"]

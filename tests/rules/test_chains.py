@@ -9,7 +9,6 @@ from maild.rules import ledger
 from maild.rules.engine import MAX_CHAIN, RulesEngine
 from maild.rules.model import NoteAction
 from maild.store.db import Database
-from maild.store.models import RuleLedger
 from tests.rules.test_engine_support import (
     FakeClock,
     add_event,
@@ -47,22 +46,35 @@ def test_two_rules_that_trigger_each_other_stop_after_max_chain_actions(db: Data
     assert len(notes) == (MAX_CHAIN + 1) // 2 and all(n.data["cause"].startswith("note-on-task:event:") for n in notes)
 
 
-def test_a_rule_sending_on_every_sent_mail_stops_and_manual_sends_are_no_chain(db: Database, tmp_path: Path) -> None:
+def test_a_rule_ignores_the_mail_it_sent_and_two_rules_sending_on_each_others_mail_stop(
+        db: Database, tmp_path: Path) -> None:
     config = make_config(tmp_path, db)
     tp, _ = customer(db)
-    ruleset = rules(rule("copy-the-boss", on_event("mail.sent"), [task("copy {{ event.id }}")]))
-    engine = RulesEngine(config, db, ruleset, clock=FakeClock(NOW))
-    previous = add_event(db, "mail.sent", tp, key="k-1")  # `maild send --key k-1`: not a rule's
-    for depth in range(MAX_CHAIN + 1):
+    alone = rules(rule("copy-the-boss", on_event("mail.sent"), [task("copy {{ event.id }}")]))
+    first = add_event(db, "mail.sent", tp, key="k-1")  # `maild send --key k-1`: not a rule's
+    assert RulesEngine(config, db, alone, clock=FakeClock(NOW)).process_events() == 1
+    # the copy it sent (to two recipients: outbox keys KEY/address) is its own doing: no copy of the copy
+    add_event(db, "mail.sent", tp, key=f"copy-the-boss:event:{first}:0/boss@ourco.example")
+    assert RulesEngine(config, db, alone, clock=FakeClock(NOW)).process_events() == 0
+    assert len(ledger_rows(db)) == 1
+
+    pair = rules(rule("copy-a", on_event("mail.sent"), [task("a {{ event.id }}")]),
+                 rule("copy-b", on_event("mail.sent"), [task("b {{ event.id }}")]))
+    engine = RulesEngine(config, db, pair, clock=FakeClock(NOW))
+    previous, by = add_event(db, "mail.sent", tp, key="k-2"), "copy-a"
+    for _ in range(MAX_CHAIN):
         engine.process_events()
-        key = f"copy-the-boss:event:{previous}:0"
-        if depth < MAX_CHAIN:
-            assert ledger_rows(db, key=key)[0].status == "done"
-        # the mail that action sent, to two recipients: its outbox keys are KEY/address
-        previous = add_event(db, "mail.sent", tp, key=f"{key}/boss@ourco.example")
-    statuses = [row.status for row in ledger_rows(db)]
-    assert statuses == ["done"] * MAX_CHAIN + ["failed"]
+        # the mail `by` sent on the previous one: the other rule reacts to it, `by` does not
+        previous = add_event(db, "mail.sent", tp, key=f"{by}:event:{previous}:0/boss@ourco.example")
+        by = "copy-b" if by == "copy-a" else "copy-a"
+    engine.process_events()
+    rows = ledger_rows(db)[1:]
+    assert [(r.rule, r.status) for r in rows] == [
+        ("copy-a", "done"), ("copy-b", "done"),  # on the manual send: both
+        ("copy-b", "done"), ("copy-a", "done"), ("copy-b", "done"), ("copy-a", "done"),  # chain of 1..4
+        ("copy-b", "failed")]  # chain of 5: stopped
+    assert "copy-a -> copy-b -> copy-a -> copy-b -> copy-a" in rows[-1].detail["error"]
     with db.engine.connect() as conn:
-        assert ledger.cause_of(conn, "copy-the-boss:event:1:0/a/b@x.example").key == "copy-the-boss:event:1:0"
+        assert ledger.cause_of(conn, "copy-a:event:1:0/a/b@x.example") is None  # no such action
+        assert ledger.cause_of(conn, f"{rows[0].key}/x@y").key == rows[0].key
         assert ledger.cause_of(conn, "k-1") is None
-        assert conn.execute(RuleLedger.__table__.select()).first() is not None

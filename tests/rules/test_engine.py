@@ -362,3 +362,31 @@ def test_db_only_steps_commit_together_and_a_failing_one_leaves_the_earlier_done
     assert invoice_row(db, second).dunning_level == 2 and invoice_row(db, first).dunning_level == 2
     assert len([r for r in ledger_rows(db, rule="level-1b") if r.status == "done"]) == 4
     assert second in {int(r.subject.split(":")[1]) for r in ledger_rows(db, rule="level-1b")}
+
+
+def test_rules_on_payments_invoice_changes_and_cancelled_meetings(db: Database, tmp_path: Path) -> None:
+    from maild.business import invoices, meetings
+    from maild.own_mail import OwnMail
+
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    ruleset = rules(
+        rule("thank-for-payment", on_event("payment.recorded"),
+             [task("Thank {{ thirdparty.name }}: {{ event.data.amount }} for {{ invoice.ref }}")]),
+        rule("watch-disputes", on_event("invoice.updated"),
+             [("note", NoteAction(text=text("{{ invoice.ref }} is {{ invoice.status }}")))],
+             conditions=('invoice.status == "disputed"',)),
+        rule("meeting-off", on_event("meeting.cancelled"),
+             [("note", NoteAction(text=text("cancelled: {{ meeting.subject }}")))]))
+    engine = RulesEngine(config, db, ruleset, clock=FakeClock(at(DUE)))
+    invoices.upsert_invoice(db, ref="FA-90", thirdparty_id=tp, issued_on=DUE, due_on=DUE + 14 * D, amount="100.00")
+    invoices.record_payment(db, "FA-90", amount="40", paid_on=DUE + D, reference="B-1")
+    invoices.set_status(db, "FA-90", "disputed")
+    meeting = meetings.add_meeting(db, OwnMail.from_config(config), subject="Kick-off", thirdparty_id=tp,
+                                   start_at=at(DUE + D), end_at=at(DUE + D, 10))
+    meetings.cancel_meeting(db, str(meeting))
+    assert engine.process_events() == 3
+    with db.engine.connect() as conn:
+        [title] = conn.execute(select(Task.__table__.c.title)).scalars().all()
+    assert title == "Thank Müller Bau GmbH: 40.00 for FA-90"
+    assert [e.data["text"] for e in events(db, "note.added")] == ["FA-90 is disputed", "cancelled: Kick-off"]
