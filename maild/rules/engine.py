@@ -92,7 +92,7 @@ class _Batch:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.transaction = conn.begin()
-        self.steps: list[tuple[ledger.Entry, Action, actions.Planned]] = []  # done in the transaction
+        self.steps: list[tuple[ledger.Entry, Action, actions.Planned, str]] = []  # done here, with the outcome
         self.closed = False
 
     def close(self, *, commit: bool) -> None:
@@ -517,20 +517,20 @@ class RulesEngine:
         except Exception:
             batch.close(commit=False)
             replayed = 0
-            for earlier in batch.steps:
-                if not self._execute(rule, *earlier, run):
+            for earlier, earlier_action, earlier_plan, _ in batch.steps:
+                if not self._execute(rule, earlier, earlier_action, earlier_plan, run):
                     return False, replayed
                 replayed += 1
             return self._execute(rule, entry, action, planned, run), replayed
         if done:
-            batch.steps.append((entry, action, planned))
-        return done, None
+            batch.steps.append((entry, action, planned, done))
+        return bool(done), None
 
     def _commit(self, batch: _Batch | None) -> None:
         if batch is not None and not batch.closed:
             batch.close(commit=True)
-            for entry, _, planned in batch.steps:
-                log.info("rule %s: %s (%s)", entry.rule, planned.summary, entry.key)
+            for entry, _, planned, outcome in batch.steps:
+                _log_outcome(entry, planned.summary, outcome)
 
     def _plan(self, action: Action, run: actions.Run, key: str) -> actions.Planned:
         if id(action) not in self._pass_constant:
@@ -577,9 +577,10 @@ class RulesEngine:
         if action.name in actions.DB_ONLY:
             try:
                 with self.db.engine.begin() as conn:
-                    if not self._apply(conn, entry, action, planned, run, now):
+                    outcome = self._apply(conn, entry, action, planned, run, now)
+                    if not outcome:
                         return False  # another engine did it (and goes on with the later steps)
-                log.info("rule %s: %s (%s)", entry.rule, planned.summary, entry.key)
+                _log_outcome(entry, planned.summary, outcome)
                 return True
             except OperationalError:
                 raise
@@ -594,20 +595,20 @@ class RulesEngine:
         return self._complete_webhook(entry, {**detail, "attempts": 0})
 
     def _apply(self, conn: Connection, entry: ledger.Entry, action: Action, planned: actions.Planned,
-               run: actions.Run, now: datetime) -> bool:
-        """A DB-only step in the caller's transaction: its ledger row, its effect and its `rule.action` event;
-        False when another engine has the row (and so did it)."""
+               run: actions.Run, now: datetime) -> str:
+        """A DB-only step in the caller's transaction: its ledger row, its effect and its `rule.action` event.
+        Returns "done", "skipped" (nothing to do), or "" when another engine has the row (and so did it)."""
         detail: dict[str, Any] = {"plan": planned.data, "summary": planned.summary, "owner": self.owner,
                                   "claimed_at": now, "message_id": run.message_id}
         if not ledger.claim(self.db, conn, entry, now, detail):
-            return False
+            return ""
         with caused_by(entry.key):
             effects = actions.apply(conn, self.env, action.name, planned, run, now)
         if effects is None:  # nothing to do: skipped, no event on the timeline
             ledger.skip(conn, entry, now, detail)
-            return True
+            return "skipped"
         ledger.finish(conn, entry, now, {**detail, "effects": effects}, summary=planned.summary)
-        return True
+        return "done"
 
     def _complete_send(self, entry: ledger.Entry, detail: dict[str, Any]) -> bool:
         try:
@@ -686,6 +687,13 @@ class RulesEngine:
                             for name, f in stage.filing.items()}
             self._stage = stage
         return int(self._stage.plan_filing(conn, decisions))
+
+
+def _log_outcome(entry: ledger.Entry, summary: str, outcome: str) -> None:
+    if outcome == "skipped":
+        log.info("rule %s: skipped, nothing to do: %s (%s)", entry.rule, summary, entry.key)
+    else:
+        log.info("rule %s: %s (%s)", entry.rule, summary, entry.key)
 
 
 def _cause_key(row: Any) -> str | None:
