@@ -3,81 +3,25 @@
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator
-from datetime import timedelta
 
 import httpx
 import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
-from maild.clock import utcnow
 from maild.config import TrackingConfig
 from maild.store.db import Database
-from maild.store.models import Event, OutboxMessage, ThirdParty, TrackingLink
+from maild.store.models import TrackingLink
 from maild.tracking.app import PIXEL, create_app, truncate_ip
 from maild.tracking.links import instrument
 from maild.tracking.server import TrackingServer
 from maild.tracking.signing import sign
+from tests.tracking.support import HUMAN, OTHER, SECRET, TOKEN, Endpoint
 
-SECRET = b"test-secret-0123456789abcdef"
-TOKEN = "Tok3nAAAAbbbbCCCC"
-OTHER = "OtherTokenXXXXYYYY"
-HUMAN = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 HTML = """<html><body>
 <p>Hello <a href="https://shop.example/offer?id=1&amp;x=2">offer</a>,
 <a href="mailto:sales@example.com">mail us</a>, <a href="tel:+331234">call</a>, <a href="#top">top</a>,
 <a href='http://docs.example/guide'>guide</a></p>
 </BODY></html>"""
-
-
-class Endpoint:
-    def __init__(self, db: Database, server: TrackingServer, base_url: str) -> None:
-        self.db = db
-        self.server = server
-        self.base_url = base_url
-        self.http = httpx.Client(base_url=base_url, follow_redirects=False, timeout=10,
-                                 headers={"User-Agent": HUMAN})
-
-    def events(self, kind: str | None = None, at_least: int = 0) -> list[Event]:
-        """The events so far; with at_least, wait (up to 10 s) for that many: opens are written behind."""
-        deadline = time.monotonic() + 10
-        while True:
-            found = self._events(kind)
-            if len(found) >= at_least or time.monotonic() > deadline:
-                return found
-            time.sleep(0.01)
-
-    def _events(self, kind: str | None) -> list[Event]:
-        with self.db.session() as session:
-            types = [kind] if kind else ["mail.opened", "mail.clicked"]
-            return list(session.exec(select(Event).where(col(Event.type).in_(types)).order_by(Event.id)))
-
-    def add_outbox(self, token: str, sent_minutes_ago: float = 30) -> OutboxMessage:
-        with self.db.session() as session:
-            party = ThirdParty(name=f"Customer {token}")
-            session.add(party)
-            session.flush()
-            row = OutboxMessage(idempotency_key=f"key-{token}", sender="maild@example.com",
-                                recipients=["bob@customer.example"], header_message_id=f"<{token}@example.com>",
-                                raw_sha256="x" * 64, tracking_token=token, status="sent",
-                                thirdparty_id=party.id, sent_at=utcnow() - timedelta(minutes=sent_minutes_ago))
-            session.add(row)
-        return row
-
-
-@pytest.fixture
-def endpoint(db: Database) -> Iterator[Endpoint]:
-    cfg = TrackingConfig(listen_port=0, scanner_seconds=10)
-    server = TrackingServer(create_app(db, SECRET, cfg), "127.0.0.1", 0)
-    server.start()
-    assert server.port != 0
-    ep = Endpoint(db, server, f"http://127.0.0.1:{server.port}")
-    try:
-        yield ep
-    finally:
-        ep.http.close()
-        server.stop()
 
 
 def _links(html: str, base_url: str) -> list[str]:
