@@ -57,8 +57,9 @@ def test_simulate_lists_and_log_explains(db: Database, tmp_path: Path) -> None:
     assert 'why: sweep invoice FA-1 due_on+7d' in out and 'invoice.status == "open"' in out
     code, out = run(log_command, "--subject", "invoice:1", "--status", "done", "--json")
     assert code == 0 and [(e["action"], e["status"]) for e in json.loads(out)] == [("send", "done"), ("set", "done")]
-    code, out = run(log_command, "--status", "failed")
-    assert code == 0 and "no rule actions recorded for that selection" in out
+    for status in ("failed", "skipped"):
+        code, out = run(log_command, "--status", status)
+        assert code == 0 and "no rule actions recorded for that selection" in out
     code, out = run(simulate_command)
     assert code == 0 and "already done" in out
     assert run(log_command, "--since", "yesterday-ish")[0] == 2
