@@ -18,9 +18,9 @@ from sqlalchemy import case, func, or_, select
 
 from maild.clock import as_utc
 from maild.store.db import Database
-from maild.store.models import Event, Message
+from maild.store.models import Event, Message, OutboxMessage
 
-_ev, _m = Event.__table__, Message.__table__
+_ev, _m, _ob = Event.__table__, Message.__table__, OutboxMessage.__table__
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,15 @@ def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, typ
         query = query.where(or_(*[_ev.c.type == t if "." in t else _ev.c.type.startswith(f"{t}.") for t in wanted]))
     with db.engine.connect() as conn:
         rows = conn.execute(query.order_by(at.desc(), _ev.c.id.desc()).limit(limit)).all()
+        outbox_ids = {(r.data or {}).get("outbox_id") for r in rows if r.type in ("mail.opened", "mail.clicked")}
+        subjects = dict(conn.execute(select(_ob.c.id, _ob.c.subject).where(
+            _ob.c.id.in_(sorted(i for i in outbox_ids if isinstance(i, int))))).all()) if outbox_ids else {}
     entries = []
     for row in reversed(rows):
         data = dict(row.data or {})
         shown = {**data, "from": row.from_addr} if row.from_addr and "from" not in data else data
+        if row.type in ("mail.opened", "mail.clicked"):
+            shown = {**shown, "subject": subjects.get(data.get("outbox_id"))}
         entries.append(Entry(row.id, row.type, as_utc(row.at) or row.at, row.message_id, data,
                              describe(row.type, shown)))
     return entries
@@ -127,8 +132,8 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "mail.assigned": lambda d: f"mail in   {_q(d.get('subject'))}" + (f" from {d['from']}" if d.get("from") else "")
     + " (assigned by hand)",
     "mail.sent": lambda d: f"mail out  {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}",
-    "mail.opened": lambda d: f"opened    mail #{d.get('outbox_id')}{_machine(d)}",
-    "mail.clicked": lambda d: f"clicked   {d.get('url')} in mail #{d.get('outbox_id')}{_machine(d)}",
+    "mail.opened": lambda d: f"opened    {_q(d.get('subject'))}{_machine(d)}",
+    "mail.clicked": lambda d: f"clicked   {d.get('url')} in {_q(d.get('subject'))}{_machine(d)}",
     "mail.filed": _filed,
     "invoice.created": lambda d: f"invoice   {d['ref']} {d['amount']} {d.get('currency', '')}, due {d['due_on']}",
     "invoice.updated": _invoice_updated,

@@ -16,7 +16,8 @@ from maild.cli.main import AppContext, parse_since, pass_app
 @click.option("--rule", "rule_name", metavar="NAME", help="Only this rule.")
 @click.option("--subject", metavar="SUBJECT", help="Only this subject, e.g. invoice:12 or event:345.")
 @click.option("--since", metavar="AGE", help="Only actions since then: 7d, 12h, or a date (2026-11-01).")
-@click.option("--status", type=click.Choice(["running", "done", "skipped", "failed"]), help="Only actions in this state.")
+@click.option("--status", type=click.Choice(["running", "done", "skipped", "failed"]),
+              help="Only actions in this state.")
 @click.option("--limit", type=int, default=200, show_default=True, help="At most this many (the newest).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: a list of actions.")
 @pass_app

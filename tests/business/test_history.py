@@ -9,15 +9,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from sqlalchemy import select
 
 from maild.business import invoices, meetings
 from maild.business.history import describe
 from maild.business.notes import add_note
 from maild.business.tasks import create_task
+from maild.business.timeline import append_event
 from maild.daemon import Daemon
 from maild.directory import service
 from maild.own_mail import OwnMail
 from maild.store.db import Database
+from maild.store.models import OutboxMessage
 from tests.helpers import config_at, maild, make_message, write_config
 
 
@@ -51,9 +54,14 @@ def test_timeline_of_a_customer(tmp_path: Path, db_url: str) -> None:
     (template / "subject.txt").write_text("Danke, {{ contact.name }}\n")
     (template / "body.txt").write_text("Danke.\n")
     maild(config_path, "send", "thanks", "--to", "anna@mueller.example", "--key", "t-1")
+    with db.engine.begin() as conn:  # as the tracking endpoint records them
+        outbox_id = conn.execute(select(OutboxMessage.__table__.c.id)).scalar_one()
+        append_event(conn, "mail.opened", thirdparty_id=tp, data={"outbox_id": outbox_id, "machine": None})
+        append_event(conn, "mail.clicked", thirdparty_id=tp, data={"outbox_id": outbox_id, "url": "https://x.example/",
+                                                                   "machine": "scanner:bot"})
 
     lines = maild(config_path, "timeline", "C-1").stdout.splitlines()
-    assert lines[0] == f"#{tp} Müller Bau GmbH: 9 event(s), oldest first"
+    assert lines[0] == f"#{tp} Müller Bau GmbH: 11 event(s), oldest first"
     # the mail shows at its own date (2026-11-20 10:00 UTC), in the rules' time zone; the rest at when it happened
     assert lines[1] == ("2026-11-20 11:00  mail in   \"Angebot Dachsanierung\" from anna@mueller.example "
                         "[address: sender anna@mueller.example is a contact of Müller Bau GmbH]")
@@ -66,14 +74,16 @@ def test_timeline_of_a_customer(tmp_path: Path, db_url: str) -> None:
         'task      "Nachkalkulation" for lena@ourco.example',
         "note      Prefers calls after 3 pm (lena)",
         'mail out  "Danke, Anna Becker" to anna@mueller.example',
+        'opened    "Danke, Anna Becker"',
+        'clicked   https://x.example/ in "Danke, Anna Becker" (likely a machine: proxy or link scanner)',
     ]
     assert "not theirs" not in "\n".join(lines)
 
     only = maild(config_path, "timeline", "Müller Bau GmbH", "--type", "payment", "--type", "mail.sent").stdout
     assert [line[18:28] for line in only.splitlines()[1:]] == ["payment   ", "mail out  "]
-    newest = json.loads(maild(config_path, "timeline", str(tp), "--limit", "2", "--json").stdout)
-    assert [e["type"] for e in newest] == ["note.added", "mail.sent"] and newest[1]["data"]["to"] == [
-        "anna@mueller.example"]
+    newest = json.loads(maild(config_path, "timeline", str(tp), "--limit", "3", "--json").stdout)
+    assert [e["type"] for e in newest] == ["mail.sent", "mail.opened", "mail.clicked"]
+    assert newest[0]["data"]["to"] == ["anna@mueller.example"] and newest[2]["data"]["url"] == "https://x.example/"
     assert "no events match" in maild(config_path, "timeline", "C-1", "--since", "2099-01-01").stdout
     assert [line[18:] for line in maild(config_path, "timeline", str(other)).stdout.splitlines()[1:]] == [
         'mail in   "not theirs" from x@else.example [address: sender x@else.example is an address of Someone Else]']
