@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -16,6 +14,7 @@ import pytest
 from maild.daemon import Daemon
 from tests.helpers import config_at, make_message, write_config
 from tests.support.dovecot import Dovecot
+from tests.support.http_server import LocalHttpServer, Reply, Request
 
 
 class Introspection:
@@ -24,27 +23,15 @@ class Introspection:
     def __init__(self) -> None:
         self.tokens: dict[str, str] = {}
         self.asked: list[str] = []
-        owner = self
+        self.http = LocalHttpServer(self._answer)
+        self.url = f"{self.http.url}/introspect"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                token = parse_qs(self.rfile.read(length).decode()).get("token", [""])[0]
-                owner.asked.append(token)
-                user = owner.tokens.get(token)
-                body = json.dumps({"active": True, "username": user} if user else {"active": False}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/introspect"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, request: Request) -> Reply:
+        token = parse_qs(request.body.decode()).get("token", [""])[0]
+        self.asked.append(token)
+        user = self.tokens.get(token)
+        body = {"active": True, "username": user} if user else {"active": False}
+        return Reply(200, json.dumps(body).encode(), "application/json")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +40,7 @@ def introspection() -> Iterator[Introspection]:
     try:
         yield server
     finally:
-        server.server.shutdown()
+        server.http.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +47,7 @@ from tests.rules.test_engine_support import (
     task,
     text,
 )
+from tests.support.http_server import LocalHttpServer, Reply, Request
 
 D = timedelta(days=1)
 DUE = date(2026, 11, 3)
@@ -161,44 +160,28 @@ def test_a_send_that_cannot_be_prepared_is_a_failed_row_and_blocks_its_later_ste
 
 
 class Hook:
+    """A webhook receiver: 204 for a request signed with `s3cret`, 401 otherwise; 503 for the next `fail_next`."""
+
     def __init__(self) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.fail_next = 0
-        self.server: ThreadingHTTPServer | None = None
+        self.http = LocalHttpServer(self._answer)
+        self.url = f"{self.http.url}/hook"
 
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+    def _answer(self, request: Request) -> Reply:
+        self.requests.append((request.headers, request.body))
+        if self.fail_next:
+            self.fail_next -= 1
+            return Reply(503)
+        expected = "sha256=" + hmac.new(b"s3cret", request.body, hashlib.sha256).hexdigest()
+        return Reply(204 if hmac.compare_digest(request.headers.get("X-Maild-Signature", ""), expected) else 401)
 
 
 @pytest.fixture
 def hook() -> Iterator[Hook]:
     state = Hook()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.requests.append(({k: v for k, v in self.headers.items()}, body))
-            expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-            if state.fail_next:
-                state.fail_next -= 1
-                code = 503
-            else:
-                code = 204 if hmac.compare_digest(self.headers.get("X-Maild-Signature", ""), expected) else 401
-            self.send_response(code)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.server = server
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     yield state
-    server.shutdown()
-    server.server_close()
+    state.http.close()
 
 
 def test_webhook_is_signed_and_a_failure_is_retried_with_backoff(db: Database, tmp_path: Path, hook: Hook,

@@ -4,15 +4,14 @@ redirect to the real page; a forged link ends at 404 with nothing recorded."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from maild.tracking.links import instrument
+from tests.support.http_server import LocalHttpServer, Reply
 from tests.tracking.support import SECRET, TOKEN, Endpoint
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/install-test-deps); Playwright's own download cannot work
@@ -22,39 +21,19 @@ PERSON = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko
           "Safari/537.36")
 
 
-class Shop:
-    """The page a mail links to: GET /offer answers with a small HTML page."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []  # what was asked for (not the browser's own /favicon.ico)
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != "/favicon.ico":
-                    owner.paths.append(self.path)
-                body = b"<html><head><title>Our offer</title></head><body><h1>Offer 1</h1></body></html>"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+PAGE = b"<html><head><title>Our offer</title></head><body><h1>Offer 1</h1></body></html>"
 
 
 @pytest.fixture
-def shop() -> Iterator[Shop]:
-    server = Shop()
-    try:
+def shop() -> Iterator[LocalHttpServer]:
+    """The site a mail links to."""
+    with LocalHttpServer(lambda request: Reply(200, PAGE, "text/html; charset=utf-8")) as server:
         yield server
-    finally:
-        server.server.shutdown()
+
+
+def _asked(shop: LocalHttpServer) -> list[str]:
+    """The paths the browser asked the shop for (not its own /favicon.ico)."""
+    return [r.path for r in shop.requests if r.path != "/favicon.ico"]
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +50,15 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-def _mail(endpoint: Endpoint, shop: Shop) -> str:
+def _mail(endpoint: Endpoint, shop: LocalHttpServer) -> str:
     endpoint.add_outbox(TOKEN)  # sent half an hour ago
     html = (f'<html><body><p>Dear Anna, see <a id="offer" href="{shop.url}/offer?id=1&amp;x=2">our offer</a>.</p>'
             "</body></html>")
     return instrument(endpoint.db, html, TOKEN, endpoint.base_url, SECRET)
 
 
-def test_a_person_opens_the_mail_and_clicks_through_to_the_page(endpoint: Endpoint, shop: Shop, browser: Any) -> None:
+def test_a_person_opens_the_mail_and_clicks_through_to_the_page(endpoint: Endpoint, shop: LocalHttpServer,
+                                                                browser: Any) -> None:
     context = browser.new_context(user_agent=PERSON)
     try:
         page = context.new_page()
@@ -89,7 +69,7 @@ def test_a_person_opens_the_mail_and_clicks_through_to_the_page(endpoint: Endpoi
         with page.expect_navigation():
             page.click("#offer")
         assert page.url == f"{shop.url}/offer?id=1&x=2" and page.title() == "Our offer"
-        assert shop.paths == ["/offer?id=1&x=2"]
+        assert _asked(shop) == ["/offer?id=1&x=2"]
         [clicked] = endpoint.events("mail.clicked", at_least=1)
         assert clicked.data["url"] == f"{shop.url}/offer?id=1&x=2" and clicked.data["machine"] is None
 
@@ -98,12 +78,12 @@ def test_a_person_opens_the_mail_and_clicks_through_to_the_page(endpoint: Endpoi
         forged = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
         response = page.goto(forged)
         assert response is not None and response.status == 404
-        assert len(endpoint.events("mail.clicked")) == 1 and shop.paths == ["/offer?id=1&x=2"]
+        assert len(endpoint.events("mail.clicked")) == 1 and _asked(shop) == ["/offer?id=1&x=2"]
     finally:
         context.close()
 
 
-def test_a_headless_scanner_is_flagged_not_dropped(endpoint: Endpoint, shop: Shop, browser: Any) -> None:
+def test_a_headless_scanner_is_flagged_not_dropped(endpoint: Endpoint, shop: LocalHttpServer, browser: Any) -> None:
     page = browser.new_page()  # Chromium's own headless user agent, as link scanners run it
     try:
         page.set_content(_mail(endpoint, shop), wait_until="load")
