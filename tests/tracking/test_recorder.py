@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
@@ -16,24 +15,11 @@ from maild.clock import utcnow
 from maild.config import TrackingConfig
 from maild.store.db import Database
 from maild.store.models import Event, OutboxMessage
-from maild.tracking.app import create_app
 from maild.tracking.links import instrument
 from maild.tracking.recorder import EventRecorder, Hit
-from maild.tracking.server import TrackingServer
 from maild.tracking.signing import sign
-from tests.tracking.test_app import HTML, HUMAN, SECRET, TOKEN, Endpoint
-
-
-@pytest.fixture
-def endpoint(db: Database) -> Iterator[Endpoint]:
-    server = TrackingServer(create_app(db, SECRET, TrackingConfig(listen_port=0, scanner_seconds=10)), "127.0.0.1", 0)
-    server.start()
-    ep = Endpoint(db, server, f"http://127.0.0.1:{server.port}")
-    try:
-        yield ep
-    finally:
-        ep.http.close()
-        server.stop()
+from tests.tracking.support import HUMAN, SECRET, TOKEN, Endpoint
+from tests.tracking.test_app import HTML
 
 
 def test_concurrent_opens_are_all_recorded_by_the_time_the_server_stops(endpoint: Endpoint,
