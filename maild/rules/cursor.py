@@ -2,11 +2,14 @@
 
 PostgreSQL hands out ids from a sequence before the inserting transaction commits, so a reader can see id
 11 while 10 is still uncommitted: moving the cursor past 10 would lose it. `read` therefore stops at the first
-gap unless the gap is settled: it records the transactions in progress (the snapshot's xip list) when it first
-sees a gap; once none of those is still running, the missing id either became visible or was rolled back for
-good (a permanent gap). A gap is also held for at least `min_gap_age` (an INSERT's id is drawn an instant
-before its transaction id shows in snapshots) and passed with a warning after `gap_timeout` (a transaction
-left open for that long, e.g. an idle session). SQLite has one writer: no such gaps.
+gap until it is settled. A gap is held for `min_gap_age` first (an INSERT draws its id an instant before its
+transaction gets its id); then the reader notes the newest transaction id handed out so far (its `horizon`:
+whatever transaction holds the missing event has an id up to it) and the gap is settled once no transaction
+up to the horizon is still running (a snapshot's xmin is past it): the missing id then became visible or was
+rolled back for good (a permanent gap). The snapshot's list of running transactions alone is not enough: it
+leaves out those newer than the newest commit, and the holder may be one of them. A gap is passed with a
+warning after `gap_timeout` (a transaction left open that long, e.g. an idle session; any database of the
+cluster counts). SQLite has one writer: no such gaps.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ NAME = "events"
 
 @dataclass
 class _Gap:
-    xip: frozenset[int]
     first_seen: datetime
+    horizon: int | None = None  # the newest transaction id once min_gap_age had passed
 
 
 class EventCursor:
@@ -72,25 +75,35 @@ class EventCursor:
         with self.db.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
             snapshot = conn.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar_one()
             rows = list(conn.execute(query))  # the same snapshot as the line above
-        xip = frozenset(int(x) for x in snapshot.split(":")[2].split(",") if x)
-        expected = after + 1
-        for index, row in enumerate(rows):
-            if row.id != expected and not self._settled(expected, xip):
-                return rows[:index]
-            expected = row.id + 1
+            xmin = int(snapshot.split(":")[0])  # the transactions older than this one have all ended
+            expected = after + 1
+            for index, row in enumerate(rows):
+                if row.id != expected and not self._settled(expected, xmin):
+                    return rows[:index]
+                expected = row.id + 1
         return rows
 
-    def _settled(self, gap: int, xip: frozenset[int]) -> bool:
+    def _horizon(self) -> tuple[int, int]:
+        """(a transaction id newer than any handed out before, the oldest still running after it): the id of a
+        transaction of its own that ends at once, then a fresh snapshot's xmin."""
+        with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            horizon = int(conn.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar_one())
+            xmin = int(conn.exec_driver_sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").scalar_one())
+        return horizon, xmin
+
+    def _settled(self, gap: int, xmin: int) -> bool:
         now = self.clock()
         seen = self._gaps.get(gap)
         if seen is None:
-            self._gaps[gap] = _Gap(xip, now)
+            self._gaps[gap] = _Gap(now)
             log.debug("event id %s not visible yet; holding the cursor", gap)
             return False
         age = now - seen.first_seen
         if age < self.min_gap_age:
             return False
-        if not seen.xip & xip:
+        if seen.horizon is None:
+            seen.horizon, xmin = self._horizon()
+        if xmin > seen.horizon:
             del self._gaps[gap]
             return True
         if age >= self.gap_timeout:

@@ -390,3 +390,33 @@ def test_rules_on_payments_invoice_changes_and_cancelled_meetings(db: Database, 
         [title] = conn.execute(select(Task.__table__.c.title)).scalars().all()
     assert title == "Thank Müller Bau GmbH: 40.00 for FA-90"
     assert [e.data["text"] for e in events(db, "note.added")] == ["FA-90 is disputed", "cancelled: Kick-off"]
+
+
+def test_postgresql_gap_held_by_a_transaction_with_a_newer_xid_is_not_skipped(pg_url: str, tmp_path: Path) -> None:
+    """The holder of the missing id may have a newer transaction id than anything committed (so a snapshot does
+    not list it among those in progress): the gap still waits for it."""
+    db = Database(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    db.upgrade()
+    try:
+        config = make_config(tmp_path, db)
+        clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
+        engine = RulesEngine(config, db, note_rule(), clock=clock)
+        tp, _ = customer(db)
+        insert = ("INSERT INTO events (type, occurred_at, recorded_at, thirdparty_id, data) "
+                  "VALUES ('mail.matched', now(), now(), %s, %s) RETURNING id")
+        with psycopg.connect(pg_url) as early, psycopg.connect(pg_url) as slow:
+            early.execute("SELECT pg_current_xact_id()")  # the older transaction id ...
+            low = slow.execute(insert, (tp, '{"subject": "slow"}')).fetchone()[0]  # type: ignore[index]
+            high = early.execute(insert, (tp, '{"subject": "early"}')).fetchone()[0]  # type: ignore[index]
+            early.commit()  # ... commits the higher event id; the newer transaction holds the lower one
+            assert low < high
+            for _ in range(3):
+                assert engine.process_events() == 0
+                clock.advance(seconds=30)
+            slow.commit()
+        clock.advance(seconds=30)
+        assert engine.process_events() == 4
+        assert sorted(n.data["text"] for n in events(db, "note.added")) == ["mail early (mail.matched)",
+                                                                           "mail slow (mail.matched)"]
+    finally:
+        db.dispose()
