@@ -132,9 +132,14 @@ def config_group() -> None:
 
 
 @config_group.command("check")
+@click.option("--connect", is_flag=True,
+              help="Also try what the config names: the database, each IMAP login and folder, each Maildir, the "
+                   "SMTP server (connect, TLS, auth; nothing is sent), the tracking secret, the rule files.")
 @pass_app
-def config_check(app: AppContext) -> None:
-    """Validate the config file and environment; exit 1 with file:line: key: problem on error."""
+def config_check(app: AppContext, connect: bool) -> None:
+    """Validate the config file and environment; exit 1 with file:line: key: problem on error.
+
+    With --connect, one line per server or folder, OK or FAILED with the reason; exit 1 if any failed."""
     path = find_config_path(app.config_path)
     try:
         config = load_config(path)
@@ -142,6 +147,16 @@ def config_check(app: AppContext) -> None:
         click.echo(str(exc), err=True)
         sys.exit(1)
     click.echo(f"{path or 'built-in defaults'}: OK ({len(config.sources)} source(s), database {_safe_url(config)})")
+    if not connect:
+        return
+    from maild.probe import probe_all
+
+    results = probe_all(config)
+    width = max(len(r.what) for r in results)
+    for result in results:
+        click.echo(f"{result.what:<{width}}  {'OK    ' if result.ok else 'FAILED'}  {result.detail}")
+    if not all(r.ok for r in results):
+        sys.exit(1)
 
 
 @cli.command()

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import imapclient
@@ -276,19 +275,17 @@ def build_sent_folder(config: Config) -> SentFolder | None:
     if not name:
         return None
     from maild.config import ImapSourceConfig
-    from maild.ingest.sources.imap import _quietly_logout, connect
+    from maild.ingest.sources.imap import connect, quietly_logout
 
     source = next((s for s in config.sources if s.name == name), None)
     if not isinstance(source, ImapSourceConfig):
         raise ConfigError(f"outbound.sent_folder_source: no IMAP source named {name!r}")
-    ctx: Any = SimpleNamespace(base_dir=Path(config.base_dir))
-
     def append(raw: bytes) -> str:
-        client = connect(source, ctx)
+        client = connect(source, Path(config.base_dir))
         try:
             return sent_folder_append(client, raw)
         finally:
-            _quietly_logout(client)
+            quietly_logout(client)
 
     return append
 

@@ -168,6 +168,20 @@ class SmtpTransport(Transport):
                 raise
         return client
 
+    async def probe(self) -> str:
+        """Connect (TLS and auth as configured) and QUIT, sending nothing: the server's extensions. Raises on
+        any failure (for `maild config check --connect`)."""
+        client = await self._connect()
+        try:
+            if client.last_ehlo_response is None and client.last_helo_response is None:
+                await client.ehlo()
+            extensions = ", ".join(sorted(name.upper() for name in client.esmtp_extensions)) or "no ESMTP extensions"
+            await client.quit()
+        except BaseException:
+            client.close()
+            raise
+        return extensions
+
     async def send(self, outbox_id: int, sender: str, recipients: Sequence[str], raw: bytes,
                    on_data_started: DataStarted) -> Outcome:
         await self.limiter.acquire({r.rpartition("@")[2].lower() for r in recipients})

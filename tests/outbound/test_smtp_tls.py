@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -332,3 +333,14 @@ def test_xoauth2_token_read_again_for_each_new_connection(oauth_sink: TlsSink, c
 def test_xoauth2_needs_a_username_and_a_token_source() -> None:
     with pytest.raises(ValueError, match="auth xoauth2 needs username and password_env or password_file"):
         SmtpTransportConfig(type="smtp", host="h", auth="xoauth2", username=USER)
+
+
+def test_probe_logs_in_and_sends_nothing(auth_sink: TlsSink, certs: Certs) -> None:
+    """What `maild config check --connect` does with the SMTP server: connect, STARTTLS, AUTH, QUIT."""
+    good = auth_sink.transport("starttls", PASSWORD, ca_file=certs.ca_file, username=USER)
+    assert "AUTH" in asyncio.run(good.probe())
+    bad = auth_sink.transport("starttls", WRONG_PASSWORD, ca_file=certs.ca_file, username=USER)
+    with pytest.raises(aiosmtplib.SMTPAuthenticationError, match="535"):
+        asyncio.run(bad.probe())
+    oks = [ok for _, ok in auth_sink.logins]  # the wrong password tried with each mechanism the server offers
+    assert auth_sink.handler.received == [] and oks[0] and not any(oks[1:])

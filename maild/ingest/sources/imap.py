@@ -13,6 +13,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 
 from imapclient import IMAPClient
 
@@ -32,8 +33,9 @@ PIPELINE_DEPTH = 2  # batches handed to the parsers ahead of the one being commi
 FILING_CHECK_SECONDS = 5.0  # while idling, how often to look for filing tasks planned by rules
 
 
-def connect(cfg: ImapSourceConfig, ctx: IngestContext) -> IMAPClient:
-    ca_file = resolve_path(ctx.base_dir, cfg.ca_file) if cfg.ca_file else None
+def connect(cfg: ImapSourceConfig, base_dir: Path) -> IMAPClient:
+    """A logged-in client (TLS as configured; the secret read now); raises on any failure."""
+    ca_file = resolve_path(base_dir, cfg.ca_file) if cfg.ca_file else None
     if ca_file is not None and not ca_file.is_file():
         raise FileNotFoundError(f"ca_file {ca_file} does not exist")
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
@@ -45,13 +47,13 @@ def connect(cfg: ImapSourceConfig, ctx: IngestContext) -> IMAPClient:
     try:
         if cfg.security == "starttls":
             client.starttls(context)
-        secret = cfg.secret(ctx.base_dir)
+        secret = cfg.secret(base_dir)
         if cfg.auth == "xoauth2":
             client.oauth2_login(cfg.username, secret)
         else:
             client.login(cfg.username, secret)
     except BaseException:
-        _quietly_logout(client)
+        quietly_logout(client)
         raise
     return client
 
@@ -64,12 +66,12 @@ class ImapFolderWorker(FolderWorker):
         self.client: IMAPClient | None = None
 
     def open(self) -> None:
-        self.client = connect(self.cfg, self.ctx)
+        self.client = connect(self.cfg, self.ctx.base_dir)
         self.match()  # anything a crash or an error left undecided (a scan: once per connection, not per sync)
 
     def close(self) -> None:
         if self.client is not None:
-            _quietly_logout(self.client)
+            quietly_logout(self.client)
             self.client = None
 
     def sync_once(self) -> int:
@@ -198,7 +200,7 @@ def _is_keepalive(response: tuple) -> bool:
     return len(response) >= 1 and response[0] == b"OK"
 
 
-def _quietly_logout(client: IMAPClient) -> None:
+def quietly_logout(client: IMAPClient) -> None:
     try:
         client.logout()
     except Exception:

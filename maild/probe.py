@@ -1,0 +1,137 @@
+"""`maild config check --connect`: can this config reach what it names? The database (and its schema), each
+IMAP account (login, the configured folders and their sizes), each Maildir, the SMTP server (connect, TLS,
+auth; no mail is sent) or the file transport's folder, the tracking secret and the rule files.
+
+Each probe gives one line, OK or FAILED with the reason as the server or system put it; secrets never appear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from maild.config import Config, ConfigError, ImapSourceConfig, MaildirSourceConfig, resolve_path
+
+PROBE_TIMEOUT = 15.0  # seconds per server, whatever the configured (longer) timeouts
+
+
+@dataclass(frozen=True)
+class Probe:
+    what: str
+    ok: bool
+    detail: str
+
+
+def probe_all(config: Config) -> list[Probe]:
+    checks: list[tuple[str, Callable[[], str]]] = [("database", lambda: _database(config))]
+    for source in config.sources:
+        if isinstance(source, ImapSourceConfig):
+            checks.append((f"imap {source.name}", lambda s=source: _imap(s, Path(config.base_dir))))  # type: ignore[misc]
+        elif isinstance(source, MaildirSourceConfig):
+            checks.append((f"maildir {source.name}", lambda s=source: _maildir(s, Path(config.base_dir))))  # type: ignore[misc]
+    checks.append(("outbound", lambda: _outbound(config)))
+    if config.tracking.enabled:
+        checks.append(("tracking", lambda: _tracking(config)))
+    if config.rules.enabled:
+        checks.append(("rules", lambda: _rules(config)))
+    results = []
+    for what, check in checks:
+        try:
+            results.append(Probe(what, True, check()))
+        except Exception as exc:  # every failure is a line of the report, not a traceback
+            results.append(Probe(what, False, _reason(exc)))
+    return results
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, (ConfigError, ValueError, LookupError, FileNotFoundError)):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+def _database(config: Config) -> str:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from maild.store.db import HEAD_REVISION, Database
+
+    db = Database(config.database_url)
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            try:
+                revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            except Exception:
+                revision = None
+    finally:
+        db.dispose()
+    url = make_url(config.database_url).render_as_string(hide_password=True)
+    if revision is None:
+        return f"{url}: reachable, no schema yet (created on the first start)"
+    state = "current" if revision == HEAD_REVISION else f"will be upgraded to {HEAD_REVISION} on start"
+    return f"{url}: schema {revision} ({state})"
+
+
+def _imap(source: ImapSourceConfig, base_dir: Path) -> str:
+    from maild.ingest.sources.imap import connect, quietly_logout
+
+    cfg = source.model_copy(update={"timeout": min(source.timeout, PROBE_TIMEOUT)})
+    client = connect(cfg, base_dir)
+    try:
+        found = []
+        for folder in source.folders:
+            if not client.folder_exists(folder):
+                raise LookupError(f"logged in as {source.username}, but there is no folder {folder!r}")
+            info = client.select_folder(folder, readonly=True)
+            found.append(f"{folder} ({int(info.get(b'EXISTS', 0)):,} messages)")
+        idle = "IDLE" if client.has_capability("IDLE") else "polling (no IDLE)"
+    finally:
+        quietly_logout(client)
+    return (f"{source.host}:{source.effective_port} {source.security}, {source.auth} login as {source.username}; "
+            f"{', '.join(found)}; {idle}")
+
+
+def _maildir(source: MaildirSourceConfig, base_dir: Path) -> str:
+    path = resolve_path(base_dir, source.path)
+    missing = [name for name in ("new", "cur") if not (path / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{path} is not a Maildir (no {' or '.join(f'{m}/' for m in missing)})")
+    count = sum(1 for name in ("new", "cur") for entry in (path / name).iterdir() if not entry.name.startswith("."))
+    return f"{path}: {count:,} message(s)"
+
+
+def _outbound(config: Config) -> str:
+    cfg = config.outbound.transport
+    if cfg.type == "file":
+        directory = resolve_path(config.base_dir, cfg.directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK):
+            raise PermissionError(f"cannot write to {directory}")
+        return f"file transport: .eml files into {directory} (nothing is sent)"
+    from maild.outbound.sender import build_transport
+    from maild.outbound.smtp import SmtpTransport
+
+    transport = build_transport(config.model_copy(update={"outbound": config.outbound.model_copy(update={
+        "transport": cfg.model_copy(update={"timeout": min(cfg.timeout, PROBE_TIMEOUT)})})}))
+    assert isinstance(transport, SmtpTransport)
+    greeting = asyncio.run(transport.probe())
+    login = f", {cfg.auth} login as {cfg.username}" if cfg.username else ", no login"
+    return f"{cfg.host}:{cfg.effective_port} {cfg.security}{login}: {greeting} (nothing sent)"
+
+
+def _tracking(config: Config) -> str:
+    from maild.tracking.signing import load_secret
+
+    load_secret(config.tracking, config.base_dir)
+    return f"secret loaded; links point at {config.tracking.base_url}"
+
+
+def _rules(config: Config) -> str:
+    from maild.rules.loader import load_rules
+
+    ruleset = load_rules(config.rules_dir, timezone=config.rules.timezone)
+    return f"{len(ruleset.rules)} rule(s) in {config.rules_dir}, valid"
