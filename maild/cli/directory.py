@@ -86,7 +86,7 @@ def thirdparty_add(app: AppContext, name: str, kind: str, external_id: str | Non
 @pass_app
 @_friendly
 def thirdparty_show(app: AppContext, ref: str, as_json: bool) -> None:
-    """Everything about one third party. REF: its id, external id or exact name."""
+    """Everything about one third party. REF: its id, external id, exact name or a mail address of it."""
     from maild.directory import service
 
     db = app.database()
@@ -271,7 +271,9 @@ def export_(app: AppContext, entity: str, fmt: str, output: Path | None) -> None
 @_friendly
 def timeline(app: AppContext, ref: str, since: str | None, types: tuple[str, ...], limit: int, as_json: bool) -> None:
     """The history of one third party, oldest first: mail in and out, opens and clicks, filing, invoices and
-    payments, meetings, tasks, notes and what the rules did. REF: its id, external id or exact name.
+    payments, meetings, tasks, notes and what the rules did.
+
+    REF: its id, external id, exact name, or a mail address of it or of one of its contacts.
 
     Times are in the rules' time zone (`rules.timezone`)."""
     from zoneinfo import ZoneInfo

@@ -63,7 +63,8 @@ def upsert_thirdparty(db: Database, *, external_id: str | None, name: str, kind:
 
 
 def resolve_thirdparty(db: Database, ref: str, *, by_id: bool = True) -> ThirdParty:
-    """The one third party that `ref` names: its numeric id (unless by_id=False), external id or exact name."""
+    """The one third party that `ref` names: its numeric id (unless by_id=False), external id, exact name, or a
+    mail address of it or of one of its contacts."""
     wanted = ref.strip()
     if not wanted:
         raise LookupError("no third party named: the reference is empty")
@@ -77,10 +78,15 @@ def resolve_thirdparty(db: Database, ref: str, *, by_id: bool = True) -> ThirdPa
             return found
         key = name_key(wanted)
         named = list(session.exec(select(ThirdParty).where(ThirdParty.name_key == key).order_by(col(ThirdParty.id))))
+    if not named and "@" in wanted:  # a mail address of the third party or of one of its contacts
+        named = thirdparties_with_address(db, wanted)
+        if len(named) > 1:
+            ids = ", ".join(f"#{tp.id}" for tp in named)
+            raise LookupError(f"several third parties have the address {wanted!r} ({ids}): use the id")
     if len(named) == 1:
         return named[0]
     if not named:
-        how = "id, external id or name" if by_id else "external id or name"
+        how = "id, external id, name or mail address" if by_id else "external id, name or mail address"
         raise LookupError(f"no third party with {how} {wanted!r}")
     ids = ", ".join(f"#{tp.id}" for tp in named)
     raise LookupError(f"several third parties are named {wanted!r} ({ids}): use the id or the external id")

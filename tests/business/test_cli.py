@@ -106,7 +106,7 @@ def test_import_invoices_payments_meetings(tmp_path: Path) -> None:
     first = maild(config, "import", "invoices", str(invoices), "--map", "Number=ref", check=False)
     assert first.returncode == 1
     assert first.stdout.splitlines()[0] == "inserted 2, updated 0, rejected 2"
-    assert f"{invoices}:4: no third party with external id or name 'Nobody'" in first.stdout
+    assert f"{invoices}:4: no third party with external id, name or mail address 'Nobody'" in first.stdout
     assert f"{invoices}:5: invoice amount must not be negative: '-1'" in first.stdout
     rerun = maild(config, "import", "invoices", str(invoices), "--map", "Number=ref", check=False)
     assert rerun.stdout.splitlines()[0] == "inserted 0, updated 2, rejected 2"

@@ -43,7 +43,7 @@ def test_errors_are_one_clean_line(tmp_path: Path) -> None:
     config = _config(tmp_path)
     missing = maild(config, "thirdparty", "show", "Nobody", check=False)
     assert missing.returncode == 1
-    assert missing.stderr.strip() == "Error: no third party with id, external id or name 'Nobody'"
+    assert missing.stderr.strip() == "Error: no third party with id, external id, name or mail address 'Nobody'"
     bad = maild(config, "thirdparty", "add", "Acme", "--address", "not-an-address", check=False)
     assert bad.returncode == 1 and "not a valid mail address: 'not-an-address'" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -59,7 +59,7 @@ def test_contacts_with_unknown_company_or_bad_address_are_rejected(db: Database,
     report = import_csv(db, "contacts", csv_file)
     assert (report.inserted, report.updated) == (2, 0)
     assert report.rejected == [
-        (5, "no third party with external id or name 'Nobody Inc'"),
+        (5, "no third party with external id, name or mail address 'Nobody Inc'"),
         (6, "not a valid mail address: 'dora@@acme.example'"),
         (7, "name is missing"),
     ]

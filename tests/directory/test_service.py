@@ -135,7 +135,7 @@ def test_resolve_by_id_external_id_or_name(db: Database) -> None:
     assert service.resolve_thirdparty(db, str(acme)).id == acme
     assert service.resolve_thirdparty(db, "ERP-7").id == acme
     assert service.resolve_thirdparty(db, "  MULLER bau ").id == acme
-    with pytest.raises(LookupError, match="no third party with id, external id or name 'Nobody'"):
+    with pytest.raises(LookupError, match="no third party with id, external id, name or mail address 'Nobody'"):
         service.resolve_thirdparty(db, "Nobody")
     twin = service.add_thirdparty(db, name="Twin")
     service.add_thirdparty(db, name="twin")
@@ -144,6 +144,15 @@ def test_resolve_by_id_external_id_or_name(db: Database) -> None:
     assert service.resolve_thirdparty(db, str(twin)).id == twin
     with pytest.raises(LookupError):
         service.resolve_thirdparty(db, str(acme), by_id=False)
+    # a mail address of the third party, or of one of its contacts (normalised)
+    service.add_contact(db, thirdparty_id=acme, name="Anna", addresses=["Anna.Becker@mueller.example"])
+    assert service.resolve_thirdparty(db, " anna.becker@MUELLER.example").id == acme
+    service.add_contact(db, thirdparty_id=twin, name="Shared", addresses=["info@shared.example"])
+    service.add_contact(db, thirdparty_id=acme, name="Shared too", addresses=["info@shared.example"])
+    with pytest.raises(LookupError, match=r"several third parties have the address 'info@shared\.example'"):
+        service.resolve_thirdparty(db, "info@shared.example")
+    with pytest.raises(LookupError, match=r"no third party with id, external id, name or mail address 'x@y\.example'"):
+        service.resolve_thirdparty(db, "x@y.example")
 
 
 def test_list_filters_by_kind_and_tag(db: Database) -> None:
