@@ -112,6 +112,24 @@ class FilingConfig(_Strict):
         return value
 
 
+def read_secret(owner: str, env: str | None, file: str | None, base_dir: Path, *,
+                file_key: str = "password_file") -> str | None:
+    """A secret from the environment variable `env`, else the file `file` (stripped), read now; None with
+    neither. Errors (ConfigError) name the variable or the file, never a value."""
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{owner}: environment variable {env} is not set")
+        return value
+    if not file:
+        return None
+    path = resolve_path(base_dir, file)
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{owner}: cannot read {file_key} {path}: {exc}") from exc
+
+
 class ImapSourceConfig(_Strict):
     type: Literal["imap"]
     name: str = Field(min_length=1)
@@ -144,17 +162,9 @@ class ImapSourceConfig(_Strict):
         """The password or XOAUTH2 token, read now (so a rotated file is picked up on reconnect)."""
         if self.password is not None:
             return self.password
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"source {self.name!r}: environment variable {self.password_env} is not set")
-            return value
-        assert self.password_file is not None
-        path = resolve_path(base_dir, self.password_file)
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"source {self.name!r}: cannot read password_file {path}: {exc}") from exc
+        value = read_secret(f"source {self.name!r}", self.password_env, self.password_file, base_dir)
+        assert value is not None  # the model requires password_env or password_file
+        return value
 
 
 class MaildirSourceConfig(_Strict):
@@ -201,18 +211,7 @@ class SmtpTransportConfig(_Strict):
     def secret(self, base_dir: Path) -> str | None:
         """The password or XOAUTH2 token, read now (a rotated file is picked up on the next connection); None
         when neither password_env nor password_file is set."""
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"outbound.transport: environment variable {self.password_env} is not set")
-            return value
-        if not self.password_file:
-            return None
-        path = resolve_path(base_dir, self.password_file)
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"outbound.transport: cannot read password_file {path}: {exc}") from exc
+        return read_secret("outbound.transport", self.password_env, self.password_file, base_dir)
 
 
 class OutboundConfig(_Strict):

@@ -10,12 +10,10 @@ import functools
 import hashlib
 import hmac
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +23,7 @@ from maild.business.invoices import invoice_context, set_status_in
 from maild.business.notes import add_note
 from maild.business.tasks import create_task
 from maild.clock import as_utc
-from maild.config import Config, resolve_path
+from maild.config import Config, ConfigError, read_secret, resolve_path
 from maild.filing.folders import folder_for
 from maild.rules.context import Evaluator, address_of
 from maild.rules.expressions import Expression, TextTemplate
@@ -517,18 +515,12 @@ def post_webhook(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _secret(config: Config, data: dict[str, Any]) -> bytes | None:
-    if data.get("secret_env"):
-        value = os.environ.get(data["secret_env"])
-        if value is None:
-            raise ActionError(f"webhook: environment variable {data['secret_env']} is not set")
-        return value.encode()
-    if data.get("secret_file"):
-        path: Path = resolve_path(config.base_dir, data["secret_file"])
-        try:
-            return path.read_text(encoding="utf-8").strip().encode()
-        except OSError as exc:
-            raise ActionError(f"webhook: cannot read secret_file {path}: {exc}") from None
-    return None
+    try:
+        value = read_secret("webhook", data.get("secret_env"), data.get("secret_file"), config.base_dir,
+                            file_key="secret_file")
+    except ConfigError as exc:
+        raise ActionError(str(exc)) from None
+    return value.encode() if value is not None else None
 
 
 def _short(value: Any, limit: int = 60) -> str:

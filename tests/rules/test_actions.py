@@ -233,6 +233,25 @@ def test_webhook_gives_up_after_a_few_attempts(db: Database, tmp_path: Path, hoo
     assert row.status == "failed" and row.detail["gave_up"] is True and "401" in row.detail["error"]
 
 
+def test_webhook_secret_from_a_file_and_a_missing_file(db: Database, tmp_path: Path, hook: Hook) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    invoice(db, tp, "FA-72", DUE)
+    secret = tmp_path / "hook.secret"
+    ruleset = rules(rule("tell-erp", on_sweep("invoice", "due_on", 7 * D), [
+        ("webhook", WebhookAction(url=hook.url, secret_file=str(secret), timeout=5))]))
+    clock = FakeClock(at(DUE + 8 * D))
+    engine = RulesEngine(config, db, ruleset, clock=clock)
+    engine.sweep()  # the file is not there yet: nothing is posted, the reason is recorded
+    assert hook.requests == []
+    [row] = ledger_rows(db)
+    assert row.status == "failed" and f"webhook: cannot read secret_file {secret}" in row.detail["error"]
+    secret.write_text("s3cret\n")
+    clock.advance(hours=2)
+    engine.sweep()  # a failed webhook is retried: now signed with the file's secret
+    assert [r.status for r in ledger_rows(db)] == ["done"] and len(hook.requests) == 1
+
+
 def test_move_and_message_keywords_become_filing_tasks(db: Database, tmp_path: Path) -> None:
     config = make_config(tmp_path, db)
     tp, _ = customer(db, "Müller / Söhne")
