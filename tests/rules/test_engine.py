@@ -300,16 +300,25 @@ def test_simulate_writes_nothing_and_shows_what_is_done(db: Database, tmp_path: 
     assert any(p.summary.startswith("note ") and p.subject.startswith("event:") for p in planned)
 
 
-def test_postgresql_event_committed_late_with_a_lower_id_is_not_skipped(pg_url: str, tmp_path: Path) -> None:
+# An event inserted by hand on a connection of its own (its transaction left open as a test needs).
+PG_INSERT = ("INSERT INTO events (type, occurred_at, recorded_at, thirdparty_id, data) "
+             "VALUES ('mail.matched', now(), now(), %s, %s) RETURNING id")
+
+
+def _pg_engine(pg_url: str, tmp_path: Path) -> tuple[Database, RulesEngine, FakeClock, int]:
+    """A migrated PostgreSQL database, an engine with the note rule on it, its clock, a customer."""
     db = Database(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
     db.upgrade()
+    clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
+    engine = RulesEngine(make_config(tmp_path, db), db, note_rule(), clock=clock)
+    tp, _ = customer(db)
+    return db, engine, clock, tp
+
+
+def test_postgresql_event_committed_late_with_a_lower_id_is_not_skipped(pg_url: str, tmp_path: Path) -> None:
+    db, engine, clock, tp = _pg_engine(pg_url, tmp_path)
+    insert = PG_INSERT
     try:
-        config = make_config(tmp_path, db)
-        clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
-        engine = RulesEngine(config, db, note_rule(), clock=clock)
-        tp, _ = customer(db)
-        insert = ("INSERT INTO events (type, occurred_at, recorded_at, thirdparty_id, data) "
-                  "VALUES ('mail.matched', now(), now(), %s, %s) RETURNING id")
         with psycopg.connect(pg_url) as slow, psycopg.connect(pg_url) as fast:
             low = slow.execute(insert, (tp, '{"subject": "slow"}')).fetchone()[0]  # type: ignore[index]
             high = fast.execute(insert, (tp, '{"subject": "fast"}')).fetchone()[0]  # type: ignore[index]
@@ -395,15 +404,9 @@ def test_rules_on_payments_invoice_changes_and_cancelled_meetings(db: Database, 
 def test_postgresql_gap_held_by_a_transaction_with_a_newer_xid_is_not_skipped(pg_url: str, tmp_path: Path) -> None:
     """The holder of the missing id may have a newer transaction id than anything committed (so a snapshot does
     not list it among those in progress): the gap still waits for it."""
-    db = Database(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    db.upgrade()
+    db, engine, clock, tp = _pg_engine(pg_url, tmp_path)
+    insert = PG_INSERT
     try:
-        config = make_config(tmp_path, db)
-        clock = FakeClock(datetime(2026, 11, 26, 9, tzinfo=UTC))
-        engine = RulesEngine(config, db, note_rule(), clock=clock)
-        tp, _ = customer(db)
-        insert = ("INSERT INTO events (type, occurred_at, recorded_at, thirdparty_id, data) "
-                  "VALUES ('mail.matched', now(), now(), %s, %s) RETURNING id")
         with psycopg.connect(pg_url) as early, psycopg.connect(pg_url) as slow:
             early.execute("SELECT pg_current_xact_id()")  # the older transaction id ...
             low = slow.execute(insert, (tp, '{"subject": "slow"}')).fetchone()[0]  # type: ignore[index]
