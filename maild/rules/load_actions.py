@@ -39,6 +39,7 @@ from maild.rules.model import (
 )
 from maild.rules.yaml_nodes import (
     Errors,
+    choice,
     describe,
     duration,
     is_scalar,
@@ -184,11 +185,8 @@ class ActionReader:
         target = "thirdparty"
         if "target" in items:
             target_node = items["target"][1]
-            target = string(target_node, f"{key}.target", self.errors, "thirdparty or message") or ""
-            if target and target not in ("thirdparty", "message"):
-                self.errors.add(target_node, f"{key}.target", f"expected thirdparty or message; got {target!r}")
-                target = ""
-            elif target == "message" and not self.exprs.has("message"):
+            target = choice(target_node, f"{key}.target", self.errors, ("thirdparty", "message")) or ""
+            if target == "message" and not self.exprs.has("message"):
                 self.errors.add(target_node, f"{key}.target", "target: message needs a mail: only for event rules")
                 target = ""
         if add is None or remove is None or not target:
@@ -252,13 +250,10 @@ class ActionReader:
         if "due" in items:
             due = duration(items["due"][1], f"{key}.due", self.errors)
             ok = ok and due is not None
-        kind = "task"
+        kind: str | None = "task"
         if "kind" in items:
-            kind_node = items["kind"][1]
-            kind = string(kind_node, f"{key}.kind", self.errors, "task or agenda") or ""
-            if kind and kind not in ("task", "agenda"):
-                self.errors.add(kind_node, f"{key}.kind", f"expected task or agenda; got {kind!r}")
-            ok = ok and kind in ("task", "agenda")
+            kind = choice(items["kind"][1], f"{key}.kind", self.errors, ("task", "agenda"))
+            ok = ok and kind is not None
         if not ok or title is None:
             return None
         return TaskAction(title=title, owner=owner, due=due, kind="agenda" if kind == "agenda" else "task")

@@ -132,6 +132,16 @@ def string(node: yaml.Node, key: str, errors: Errors, expected: str = "a string"
     return str(node.value)
 
 
+def choice(node: yaml.Node, key: str, errors: Errors, options: tuple[str, ...]) -> str | None:
+    """One of `options` (a string scalar); None (and an error saying which were possible) for anything else."""
+    expected = " or ".join(options)
+    value = string(node, key, errors, expected)
+    if value is not None and value not in options:
+        errors.add(node, key, f"expected {expected}; got {value!r}")
+        return None
+    return value
+
+
 def strings(node: yaml.Node, key: str, errors: Errors, expected: str) -> list[tuple[str, yaml.Node]] | None:
     """A string or a list of strings (at least one), each with its node; None (and errors) otherwise."""
     items = node.value if isinstance(node, yaml.SequenceNode) else [node]
