@@ -418,9 +418,16 @@ def _apply_move(conn: Connection, env: Env, data: dict[str, Any], now: datetime)
     return {"folder": folder, "filing_tasks": len(moves)} if moves else None
 
 
-def move_has_work(conn: Connection, data: dict[str, Any]) -> bool:
-    """Would the planned move (`plan_move`'s data) do anything? Read only, for `simulate`: not for a message in
-    no IMAP folder (a Maildir message stays where it is), nor one already moved to that folder."""
+# The kinds whose `apply` may find nothing to do (returns None: the ledger says skipped); `would_do` tells ahead.
+MAY_DO_NOTHING = frozenset({"move"})
+
+
+def would_do(conn: Connection, name: str, data: dict[str, Any]) -> bool:
+    """Would this planned action (`plan_*`'s data) do anything? Read only, for `simulate`; what `apply` returning
+    None means for the real run. A move: not for a message in no IMAP folder (a Maildir message stays where it
+    is), nor one already moved to that folder."""
+    if name not in MAY_DO_NOTHING:
+        return True
     if data["folder"] is None:
         return bool(_imap_locations(conn, data["message_id"]))
     return bool(_moves(conn, data["message_id"], data["folder"]))

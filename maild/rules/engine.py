@@ -498,9 +498,9 @@ class RulesEngine:
                 break
             stop = stop or name == "stop"
             status = "planned"
-            if name == "move":
+            if name in actions.MAY_DO_NOTHING:
                 with self.db.engine.connect() as conn:
-                    status = "planned" if actions.move_has_work(conn, planned.data) else "skipped"
+                    status = "planned" if actions.would_do(conn, name, planned.data) else "skipped"
             planned_actions.append(PlannedAction(rule_name, key, subject, name, reason, planned.summary or name,
                                                  status, tp_id))
         return stop
