@@ -62,11 +62,8 @@ def _database(config: Config) -> str:
     db = Database(config.database_url)
     try:
         with db.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-            try:
-                revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            except Exception:
-                revision = None
+            conn.execute(text("SELECT 1"))  # reachable at all (revision() reads "no schema" into any error)
+        revision = db.revision()
     finally:
         db.dispose()
     url = make_url(config.database_url).render_as_string(hide_password=True)
