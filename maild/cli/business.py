@@ -12,6 +12,7 @@ import click
 
 from maild.cli.directory import _friendly, _table
 from maild.cli.main import AppContext, pass_app
+from maild.cli.render import local_time
 
 INVOICE_STATUSES = ("open", "paid", "disputed", "paused", "cancelled")
 LINE_HELP = ("A line item 'DESCRIPTION|QUANTITY|UNIT PRICE|VAT %[|UNIT]' (repeatable), e.g. "
@@ -37,10 +38,6 @@ def _thirdparty_id(app: AppContext, ref: str | None) -> int | None:
     from maild.directory.service import resolve_thirdparty
 
     return resolve_thirdparty(app.database(), ref).id if ref else None
-
-
-def _local(value: datetime | None, zone: str) -> str:
-    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 # --- invoice -----------------------------------------------------------------------------------
@@ -246,8 +243,8 @@ def meeting_add(app: AppContext, subject: str, start: str, end: str | None, minu
         next_steps=next_steps)
     data = meetings.describe_meeting(app.database(), str(meeting_id))
     who = f" with #{data['thirdparty_id']} {data['thirdparty_name']}" if data["thirdparty_id"] else ""
-    click.echo(f"added meeting #{meeting_id} {subject.strip()!r} {_local(start_at, zone)}-"
-               f"{_local(end_at, zone)[11:]} ({zone}){who}")
+    click.echo(f"added meeting #{meeting_id} {subject.strip()!r} {local_time(start_at, zone)}-"
+               f"{local_time(end_at, zone)[11:]} ({zone}){who}")
 
 
 @meeting.command("list")
@@ -270,7 +267,7 @@ def meeting_list(app: AppContext, thirdparty_ref: str | None, upcoming: bool, as
         return
     zone = app.config.rules.timezone
     _table([("ID", "START", "END", "STATUS", "THIRD PARTY", "SUBJECT")],
-           [(f"#{m['id']}", _local(m["start_at"], zone), _local(m["end_at"], zone), m["status"],
+           [(f"#{m['id']}", local_time(m["start_at"], zone), local_time(m["end_at"], zone), m["status"],
              f"#{m['thirdparty_id']} {m['thirdparty_name']}" if m["thirdparty_id"] else "-", m["subject"])
             for m in found])
 
@@ -290,7 +287,7 @@ def meeting_show(app: AppContext, ref: str, as_json: bool) -> None:
         return
     zone = app.config.rules.timezone
     click.echo(f"meeting #{data['id']} {data['subject']!r}  ({data['status']})")
-    click.echo(f"when: {_local(data['start_at'], zone)} - {_local(data['end_at'], zone)} ({zone})")
+    click.echo(f"when: {local_time(data['start_at'], zone)} - {local_time(data['end_at'], zone)} ({zone})")
     for label, value in (("where", data["location"]), ("third party", data["thirdparty_id"] and
                                                         f"#{data['thirdparty_id']} {data['thirdparty_name']}"),
                          ("organizer", data["organizer"]), ("owner", data["owner"]), ("uid", data["uid"]),

@@ -276,9 +276,8 @@ def timeline(app: AppContext, ref: str, since: str | None, types: tuple[str, ...
     REF: its id, external id, exact name, or a mail address of it or of one of its contacts.
 
     Times are in the rules' time zone (`rules.timezone`)."""
-    from zoneinfo import ZoneInfo
-
     from maild.business import history
+    from maild.cli.render import local_time
     from maild.clock import utcnow
     from maild.directory import service
 
@@ -293,10 +292,10 @@ def timeline(app: AppContext, ref: str, since: str | None, types: tuple[str, ...
     if not entries:
         click.echo(f"#{tp.id} {tp.name}: no events" + (" match" if since or types else " yet"))
         return
-    zone = ZoneInfo(app.config.rules.timezone)
+    zone = app.config.rules.timezone
     click.echo(f"#{tp.id} {tp.name}: {len(entries)} event(s), oldest first")
     for entry in entries:
-        click.echo(f"{entry.occurred_at.astimezone(zone):%Y-%m-%d %H:%M}  {entry.text}")
+        click.echo(f"{local_time(entry.occurred_at, zone)}  {entry.text}")
 
 
 COMMANDS = (thirdparty, contact, document, import_, export_, timeline)

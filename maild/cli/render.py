@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
+
+
+def local_time(value: datetime | None, zone: str) -> str:
+    """`2026-11-27 14:05` in the time zone `zone` (the rules' one), or "-"."""
+    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 def print_status(data: dict[str, Any]) -> None:
