@@ -53,6 +53,8 @@ def log_command(app: AppContext, rule_name: str | None, subject: str | None, sin
         click.echo(f"{item['at'][:19]}  {item['status']:<7} {item['rule']}  {item['subject']}  "
                    f"{item['action']}: {item['summary']}")
         click.echo(f"    why: {item['reason']}")
+        if item["skipped"]:
+            click.echo(f"    nothing to do: {item['skipped']}")
         if item["error"]:
             click.echo(f"    error: {item['error']}")
 
@@ -62,7 +64,8 @@ def _entry(row: Any, as_utc: Any) -> dict[str, Any]:
     when = as_utc(row.created_at)
     return {"id": row.id, "at": when.isoformat() if when else "", "rule": row.rule, "file": row.file,
             "subject": row.subject, "step": row.step, "action": row.action, "status": row.status, "key": row.key,
-            "summary": detail.get("summary") or row.action, "reason": row.reason, "error": detail.get("error"),
+            "summary": detail.get("summary") or row.action, "reason": row.reason, "skipped": detail.get("skipped"),
+            "error": detail.get("error"),
             "attempts": detail.get("attempts"), "thirdparty_id": row.thirdparty_id,
             "finished_at": (as_utc(row.finished_at) or row.finished_at) if row.finished_at else None}
 
@@ -76,7 +79,8 @@ def simulate_command(app: AppContext, since: str, as_json: bool) -> None:
     """What the rules would do over recent history, without doing anything: no mail, no change, no ledger.
 
     Actions already in the ledger show as "already done"; a move with nothing to move (mail in no IMAP
-    folder, or already there) as "skipped", as the real run records it.
+    folder, already there, or `move: true` where filing.action is none) as "skipped" with the reason, as the
+    real run records it.
     """
     from maild.clock import utcnow
     from maild.rules.engine import RulesEngine

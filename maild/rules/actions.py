@@ -23,7 +23,7 @@ from maild.business.invoices import invoice_context, set_status_in
 from maild.business.notes import add_note
 from maild.business.tasks import create_task
 from maild.clock import as_utc
-from maild.config import Config, ConfigError, read_secret, resolve_path
+from maild.config import Config, ConfigError, ImapSourceConfig, read_secret, resolve_path
 from maild.filing.folders import folder_for
 from maild.rules.context import Evaluator, address_of
 from maild.rules.expressions import Expression, TextTemplate
@@ -288,10 +288,17 @@ class Env:
     plan_filing: Callable[[Connection, dict[int, int | None]], int]
 
 
+@dataclass(frozen=True, slots=True)
+class Nothing:
+    """What `apply` returns for an action that had nothing to do, and why (shown by `rules log` and `simulate`)."""
+
+    reason: str
+
+
 def apply(conn: Connection, env: Env, name: str, planned: Planned, run: Run,
-          now: datetime) -> dict[str, Any] | None:
-    """Carry out a DB-only action; returns what it did (for the ledger and the timeline), None when there was
-    nothing to do (a move of mail that is in no IMAP folder, or already where it should be)."""
+          now: datetime) -> dict[str, Any] | Nothing:
+    """Carry out a DB-only action; returns what it did (for the ledger and the timeline), or `Nothing` and why
+    (a move of mail that is in no IMAP folder, already where it should be, or whose account's filing is off)."""
     data = planned.data
     if name == "stop":
         return {}
@@ -401,12 +408,17 @@ def _tag_message(conn: Connection, data: dict[str, Any], now: datetime) -> dict[
     return {"keywords": keywords, "locations": touched}
 
 
-def _apply_move(conn: Connection, env: Env, data: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+def _apply_move(conn: Connection, env: Env, data: dict[str, Any], now: datetime) -> dict[str, Any] | Nothing:
     message_id, folder = data["message_id"], data["folder"]
     if folder is None:  # the filing config's folder, as the matching stage plans it
+        reason = _not_filed_because(conn, env.config, message_id)
+        if reason is not None:
+            return Nothing(reason)
         planned = env.plan_filing(conn, {message_id: data.get("thirdparty_id")})
-        return {"filing_tasks": planned} if planned else None
+        return {"filing_tasks": planned} if planned else Nothing("the filing config gives it no folder and no keywords")
     moves = _moves(conn, message_id, folder)
+    if not moves:
+        return Nothing(_no_move_because(conn, message_id, folder))
     # A move still pending elsewhere would race this one: it is replaced (as triage does on assignment).
     conn.execute(delete(_ft).where(_ft.c.message_id == message_id, _ft.c.status != "done",
                                    _ft.c.action.in_(("move",)), _ft.c.target_folder != folder))
@@ -415,22 +427,47 @@ def _apply_move(conn: Connection, env: Env, data: dict[str, Any], now: datetime)
                   "keywords": [], "status": "pending", "attempts": 0, "from_folder": from_folder,
                   "created_at": now, "last_error": None}
         conn.execute(_insert_ignore(env.db, _ft).values(**values))
-    return {"folder": folder, "filing_tasks": len(moves)} if moves else None
+    return {"folder": folder, "filing_tasks": len(moves)}
 
 
-# The kinds whose `apply` may find nothing to do (returns None: the ledger says skipped); `would_do` tells ahead.
+# The kinds whose `apply` may find nothing to do (returns `Nothing`: the ledger says skipped); `nothing_to_do`
+# tells ahead.
 MAY_DO_NOTHING = frozenset({"move"})
 
 
-def would_do(conn: Connection, name: str, data: dict[str, Any]) -> bool:
-    """Would this planned action (`plan_*`'s data) do anything? Read only, for `simulate`; what `apply` returning
-    None means for the real run. A move: not for a message in no IMAP folder (a Maildir message stays where it
-    is), nor one already moved to that folder."""
+def nothing_to_do(conn: Connection, config: Config, name: str, data: dict[str, Any]) -> str | None:
+    """Why this planned action (`plan_*`'s data) would do nothing, or None when it would do something. Read only,
+    for `simulate`; what `apply` returning `Nothing` means for the real run. A move: not for a message in no IMAP
+    folder (a Maildir message stays where it is), nor one already moved to that folder; `move: true` not for an
+    account whose `filing.action` is `none` (filing off means off)."""
     if name not in MAY_DO_NOTHING:
-        return True
-    if data["folder"] is None:
-        return bool(_imap_locations(conn, data["message_id"]))
-    return bool(_moves(conn, data["message_id"], data["folder"]))
+        return None
+    message_id, folder = data["message_id"], data["folder"]
+    if folder is None:
+        return _not_filed_because(conn, config, message_id)
+    return None if _moves(conn, message_id, folder) else _no_move_because(conn, message_id, folder)
+
+
+def _not_filed_because(conn: Connection, config: Config, message_id: int) -> str | None:
+    """Why `move: true` files nothing for this message: it is in no IMAP folder, or every account it is in has
+    `filing.action: none`. None when some account files it."""
+    accounts = sorted(set(_imap_accounts(conn, message_id)))
+    if not accounts:
+        return f"message {message_id} is in no IMAP folder"
+    filing = {s.name: (s.filing or config.filing) for s in config.sources if isinstance(s, ImapSourceConfig)}
+    if any(name in filing and filing[name].action != "none" for name in accounts):
+        return None
+    off = [name for name in accounts if name in filing]
+    if not off:
+        return f"account {', '.join(accounts)} is no longer an IMAP source of the config"
+    return (f"filing is off for account {', '.join(off)} (filing.action: none): `move: true` files nothing; "
+            "to file by rule, write move: {folder: ...}")
+
+
+def _no_move_because(conn: Connection, message_id: int, folder: str) -> str:
+    if not _imap_locations(conn, message_id):
+        return f"message {message_id} is in no IMAP folder"
+    return f"message {message_id} is already in {folder}"
 
 
 def _moves(conn: Connection, message_id: int, folder: str) -> list[tuple[int, str | None]]:
@@ -447,6 +484,12 @@ def _imap_locations(conn: Connection, message_id: int) -> list[int]:
     return [row[0] for row in conn.execute(
         select(_loc.c.id).join(_src, _src.c.id == _loc.c.source_id)
         .where(_loc.c.message_id == message_id, _src.c.kind == "imap").order_by(_loc.c.id))]
+
+
+def _imap_accounts(conn: Connection, message_id: int) -> list[str]:
+    """The IMAP accounts (source names) holding a copy of the message."""
+    return list(conn.execute(select(_src.c.name).join(_loc, _loc.c.source_id == _src.c.id)
+                             .where(_loc.c.message_id == message_id, _src.c.kind == "imap")).scalars())
 
 
 def _insert_ignore(db: Database, table: Any) -> Any:

@@ -498,11 +498,13 @@ class RulesEngine:
                 break
             stop = stop or name == "stop"
             status = "planned"
+            summary = planned.summary or name
             if name in actions.MAY_DO_NOTHING:
                 with self.db.engine.connect() as conn:
-                    status = "planned" if actions.would_do(conn, name, planned.data) else "skipped"
-            planned_actions.append(PlannedAction(rule_name, key, subject, name, reason, planned.summary or name,
-                                                 status, tp_id))
+                    nothing = actions.nothing_to_do(conn, self.config, name, planned.data)
+                if nothing is not None:
+                    status, summary = "skipped", f"{summary}: nothing to do, {nothing}"
+            planned_actions.append(PlannedAction(rule_name, key, subject, name, reason, summary, status, tp_id))
         return stop
 
     def _batched(self, batch: _Batch, rule: Rule, entry: ledger.Entry, action: Action, planned: actions.Planned,
@@ -597,16 +599,16 @@ class RulesEngine:
     def _apply(self, conn: Connection, entry: ledger.Entry, action: Action, planned: actions.Planned,
                run: actions.Run, now: datetime) -> str:
         """A DB-only step in the caller's transaction: its ledger row, its effect and its `rule.action` event.
-        Returns "done", "skipped" (nothing to do), or "" when another engine has the row (and so did it)."""
+        Returns "done", "skipped: <why>" (nothing to do), or "" when another engine has the row (and so did it)."""
         detail: dict[str, Any] = {"plan": planned.data, "summary": planned.summary, "owner": self.owner,
                                   "claimed_at": now, "message_id": run.message_id}
         if not ledger.claim(self.db, conn, entry, now, detail):
             return ""
         with caused_by(entry.key):
             effects = actions.apply(conn, self.env, action.name, planned, run, now)
-        if effects is None:  # nothing to do: skipped, no event on the timeline
-            ledger.skip(conn, entry, now, detail)
-            return "skipped"
+        if isinstance(effects, actions.Nothing):  # nothing to do: skipped (and why), no event on the timeline
+            ledger.skip(conn, entry, now, {**detail, "skipped": effects.reason})
+            return f"skipped: {effects.reason}"
         ledger.finish(conn, entry, now, {**detail, "effects": effects}, summary=planned.summary)
         return "done"
 
@@ -677,21 +679,19 @@ class RulesEngine:
         return done
 
     def _plan_filing(self, conn: Connection, decisions: dict[int, int | None]) -> int:
-        """Filing per the config's folders, as the matching stage plans it; an account whose filing action is
-        `none` moves (a rule that says `move` means it)."""
+        """Filing per the config, exactly as the matching stage plans it: an account whose filing action is `none`
+        gets nothing (filing off means off; `actions` says so before it gets here)."""
         if self._stage is None:
             from maild.matchers.stage import MatchingStage
 
-            stage = MatchingStage(self.config, self.db)
-            stage.filing = {name: f if f.action != "none" else f.model_copy(update={"action": "move"})
-                            for name, f in stage.filing.items()}
-            self._stage = stage
+            self._stage = MatchingStage(self.config, self.db)
         return int(self._stage.plan_filing(conn, decisions))
 
 
 def _log_outcome(entry: ledger.Entry, summary: str, outcome: str) -> None:
-    if outcome == "skipped":
-        log.info("rule %s: skipped, nothing to do: %s (%s)", entry.rule, summary, entry.key)
+    if outcome.startswith("skipped"):
+        log.info("rule %s: skipped, nothing to do: %s (%s): %s", entry.rule, summary, entry.key,
+                 outcome.removeprefix("skipped: "))
     else:
         log.info("rule %s: %s (%s)", entry.rule, summary, entry.key)
 

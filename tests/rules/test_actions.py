@@ -283,7 +283,7 @@ def test_move_and_message_keywords_become_filing_tasks(db: Database, tmp_path: P
 
 
 def test_move_without_folder_follows_the_filing_config(db: Database, tmp_path: Path) -> None:
-    config = make_config(tmp_path, db, filing={"action": "none", "matched_folder": "Kunden/{{ thirdparty.name }}"})
+    config = make_config(tmp_path, db, filing={"action": "move", "matched_folder": "Kunden/{{ thirdparty.name }}"})
     config = config.model_copy(update={"sources": [_imap_source()]})
     tp, _ = customer(db)
     message = _message(db, tp, "hello", imap=True)
@@ -294,6 +294,41 @@ def test_move_without_folder_follows_the_filing_config(db: Database, tmp_path: P
     with db.engine.connect() as conn:
         tasks = list(conn.execute(select(FilingTask.__table__)))
     assert [(t.action, t.target_folder) for t in tasks] == [("move", "Kunden/Müller Bau GmbH")]
+
+
+def test_move_without_folder_files_nothing_when_filing_is_off_and_says_why(db: Database, tmp_path: Path) -> None:
+    """`filing.action: none` means off: the shipped pack's `move: true` moves nothing (skipped, with the reason in
+    the ledger, `rules log` and `simulate`); a `move: {folder}` rule still moves."""
+    from click.testing import CliRunner
+
+    from maild.cli.main import cli
+
+    config = make_config(tmp_path, db, filing={"action": "none", "matched_folder": "Kunden/{{ thirdparty.name }}"})
+    config = config.model_copy(update={"sources": [_imap_source()]})
+    tp, _ = customer(db)
+    message = _message(db, tp, "hello", imap=True)
+    ruleset = rules(rule("file-matched-mail", on_event("mail.matched"), [("move", MoveAction())]))
+    add_event(db, "mail.matched", tp, message, matcher="address")
+    [simulated] = RulesEngine(config, db, ruleset, clock=FakeClock(NOW), simulate=True).simulate(NOW - 1 * D)
+    assert simulated.status == "skipped" and "filing is off for account shared" in simulated.summary
+    assert RulesEngine(config, db, ruleset, clock=FakeClock(NOW)).process_events() == 1
+    with db.engine.connect() as conn:
+        assert list(conn.execute(select(FilingTask.__table__))) == []
+    [row] = ledger_rows(db)
+    assert row.status == "skipped"
+    assert row.detail["skipped"] == ("filing is off for account shared (filing.action: none): `move: true` files "
+                                     "nothing; to file by rule, write move: {folder: ...}")
+    assert events(db, "rule.action") == []  # nothing happened, so nothing on the timeline
+    shown = CliRunner().invoke(cli, ["--config", str(tmp_path / "maild.yaml"), "rules", "log"])
+    assert shown.exit_code == 0, shown.output
+    assert "skipped file-matched-mail" in shown.output and "nothing to do: filing is off for account shared" \
+        in shown.output
+    # a rule that names its folder is filing by rule: it moves
+    by_rule = rules(rule("file-by-rule", on_event("mail.matched"), [("move", MoveAction(folder=text("Kunden")))]))
+    add_event(db, "mail.matched", tp, message, matcher="address")
+    assert RulesEngine(config, db, by_rule, clock=FakeClock(NOW)).process_events() == 1
+    with db.engine.connect() as conn:
+        assert [(t.action, t.target_folder) for t in conn.execute(select(FilingTask.__table__))] == [("move", "Kunden")]
 
 
 def test_simulate_shows_a_move_with_nothing_to_move_as_skipped_as_the_real_run_records_it(

@@ -194,6 +194,7 @@ def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
     home = Home(tmp_path / "home", pg_url, smtp_sink)
     data = yaml.safe_load(home.file.read_text())
     data["sources"] = [mailbox.source(name="shared")]
+    data["filing"]["action"] = "move"  # the shared inbox sorts itself (filing off, the default, moves nothing)
     home.file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     home.config = config_at(home.file)
     db = home.db
@@ -239,3 +240,50 @@ def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
     with db.engine.connect() as conn:
         types = conn.execute(select(ev.c.type).where(ev.c.thirdparty_id == tp).order_by(ev.c.id)).scalars().all()
     assert "meeting.created" in types and types.count("mail.sent") == 1  # the follow-up (the notice is internal)
+
+
+def test_shared_inbox_pack_with_filing_off_leaves_the_mail_where_it_is(
+        tmp_path: Path, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch, run_daemon: Callable[..., None]) -> None:
+    """A default install (`filing.action: none`) with an IMAP account and the shipped shared-inbox pack: its
+    `move: true` rules file nothing (off means off), and say so in the ledger; INBOX and Archive stay as they are."""
+    from maild.store.models import FilingTask
+
+    monkeypatch.setenv("MAILD_TEST_IMAP_PASSWORD", mailbox.password)
+    home = Home(tmp_path / "home", None, None)
+    data = yaml.safe_load(home.file.read_text())
+    assert data["filing"]["action"] == "none", "the default install files nothing"
+    data["sources"] = [mailbox.source(name="shared", folders=["INBOX", "Archive"])]
+    home.file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    home.config = config_at(home.file)
+    db = home.db
+    tp = add_thirdparty(db, name="Müller & Söhne KG", language="de")
+    add_contact(db, thirdparty_id=tp, name="Jürgen Weiß", addresses=["j.weiss@mueller-soehne.example"])
+    mails = []
+    for sender, subject in (("j.weiss@mueller-soehne.example", "Angebot"), ("someone@unknown.example", "Hi")):
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = sender, "info@nordlicht.example", subject
+        mail["Message-ID"] = f"<{subject.lower()}@example.test>"
+        mail.set_content("Hello")
+        mails.append(mail.as_bytes())
+    mailbox.append([mails[0]], "INBOX")
+    mailbox.append([mails[1]], "Archive")
+    moves = ("file-matched-mail", "triage-unmatched-mail")
+    ft = FilingTask.__table__
+
+    def both_rules_acted_and_nothing_left_to_file() -> bool:
+        rows = [r for r in home.ledger() if r.rule in moves]
+        with db.engine.connect() as conn:
+            unfinished = conn.execute(select(ft.c.id).where(ft.c.status == "pending")).first()
+        return len(rows) == 2 and all(r.status != "running" for r in rows) and unfinished is None
+
+    run_daemon(home.config, Clock(datetime.now(UTC)), both_rules_acted_and_nothing_left_to_file,
+               what="the shared-inbox rules on both mails")
+    assert len(mailbox.uids("INBOX")[1]) == 1 and len(mailbox.uids("Archive")[1]) == 1
+    with mailbox.server.client(mailbox.user, mailbox.password) as imap:
+        folders = [name for _flags, _delim, name in imap.list_folders()]
+    assert not [f for f in folders if f.startswith(("Customers", "Triage"))], folders
+    rows = {r.rule: r for r in home.ledger() if r.rule in moves}
+    assert {r.status for r in rows.values()} == {"skipped"}
+    assert "filing is off for account shared (filing.action: none)" in rows["triage-unmatched-mail"].detail["skipped"]
+    log = maild(home.file, "rules", "log", "--rule", "triage-unmatched-mail").stdout
+    assert "nothing to do: filing is off for account shared" in log
