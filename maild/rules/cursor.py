@@ -5,11 +5,14 @@ PostgreSQL hands out ids from a sequence before the inserting transaction commit
 gap until it is settled. A gap is held for `min_gap_age` first (an INSERT draws its id an instant before its
 transaction gets its id); then the reader notes the newest transaction id handed out so far (its `horizon`:
 whatever transaction holds the missing event has an id up to it) and the gap is settled once no transaction
-up to the horizon is still running (a snapshot's xmin is past it): the missing id then became visible or was
-rolled back for good (a permanent gap). The snapshot's list of running transactions alone is not enough: it
-leaves out those newer than the newest commit, and the holder may be one of them. A gap is passed with a
-warning after `gap_timeout` (a transaction left open that long, e.g. an idle session; any database of the
-cluster counts). SQLite has one writer: no such gaps.
+of maild's own database with an id up to the horizon is still running: the missing id then became visible or
+was rolled back for good (a permanent gap). Only this database counts (`pg_stat_activity.datid`, and prepared
+transactions of this database): transaction ids are shared by the whole server, but a transaction of another
+database can never write our events, so another application's long transaction does not hold the rules. The
+running transactions are the server's snapshot taken after the horizon (so it lists every transaction up to
+it: a snapshot leaves out only those newer than its newest commit, and the horizon's own transaction is
+committed). A gap is passed with a warning after `gap_timeout` (a transaction of this database left open that
+long, e.g. an idle session). SQLite has one writer: no such gaps.
 """
 
 from __future__ import annotations
@@ -83,13 +86,16 @@ class EventCursor:
                 expected = row.id + 1
         return rows
 
-    def _horizon(self) -> tuple[int, int]:
-        """(a transaction id newer than any handed out before, the oldest still running after it): the id of a
-        transaction of its own that ends at once, then a fresh snapshot's xmin."""
+    def _new_transaction_id(self) -> int:
+        """A transaction id newer than any handed out before: that of a transaction of its own, which ends at once."""
         with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            horizon = int(conn.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar_one())
-            xmin = int(conn.exec_driver_sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").scalar_one())
-        return horizon, xmin
+            return int(conn.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar_one())
+
+    def _running_here(self, horizon: int) -> int:
+        """How many transactions of this database with an id up to `horizon` are still running (other databases'
+        transactions cannot hold our events: they do not count)."""
+        with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            return int(conn.exec_driver_sql(_RUNNING_HERE, {"horizon": str(horizon)}).scalar_one())
 
     def _settled(self, gap: int, xmin: int) -> bool:
         now = self.clock()
@@ -102,12 +108,28 @@ class EventCursor:
         if age < self.min_gap_age:
             return False
         if seen.horizon is None:
-            seen.horizon, xmin = self._horizon()
-        if xmin > seen.horizon:
+            seen.horizon = self._new_transaction_id()
+        if xmin > seen.horizon or not self._running_here(seen.horizon):
             del self._gaps[gap]
             return True
         if age >= self.gap_timeout:
-            log.warning("passing event id gap at %s after %s: a transaction open since then may hold it", gap, age)
+            log.warning("passing event id gap at %s after %s: a transaction of this database open since then may "
+                        "hold it", gap, age)
             del self._gaps[gap]
             return True
         return False
+
+
+# The transactions of the server's snapshot (all of them up to the horizon, see above) with an id up to the
+# horizon that belong to a session or a prepared transaction of this database. pg_stat_activity shows
+# `backend_xid` and `datid` of every session to every role; its 32-bit xid is compared with the low half of the
+# snapshot's 64-bit one (two running transactions are never 2^32 apart).
+_RUNNING_HERE = """
+SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot()) AS running(xid)
+WHERE running.xid <= %(horizon)s::xid8
+  AND mod(running.xid::text::bigint, 4294967296) IN (
+    SELECT backend_xid::text::bigint FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    UNION ALL
+    SELECT transaction::text::bigint FROM pg_prepared_xacts WHERE database = current_database())
+"""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from maild.rules.engine import RulesEngine
 from maild.rules.model import NoteAction, RuleSet, TagAction
 from maild.store.db import Database
 from maild.store.models import Event, Invoice, OutboxMessage, RuleCursor, RuleLedger, Task
+from tests.conftest import PG_ADMIN
 from tests.rules.test_engine_support import (
     FakeClock,
     add_event,
@@ -305,6 +308,24 @@ PG_INSERT = ("INSERT INTO events (type, occurred_at, recorded_at, thirdparty_id,
              "VALUES ('mail.matched', now(), now(), %s, %s) RETURNING id")
 
 
+@pytest.fixture
+def other_database_busy(pg_url: str) -> Iterator[None]:
+    """Another application's database on the same server, with a writing transaction left open throughout (a
+    shared server is always busy somewhere): maild's rules must not wait for it."""
+    name = f"maild_other_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}") as other:
+            other.execute("CREATE TABLE work (n int)")
+            other.execute("INSERT INTO work VALUES (1)")  # holds a transaction id until the test ends
+            yield
+            other.rollback()
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _pg_engine(pg_url: str, tmp_path: Path) -> tuple[Database, RulesEngine, FakeClock, int]:
     """A migrated PostgreSQL database, an engine with the note rule on it, its clock, a customer."""
     db = Database(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -315,7 +336,8 @@ def _pg_engine(pg_url: str, tmp_path: Path) -> tuple[Database, RulesEngine, Fake
     return db, engine, clock, tp
 
 
-def test_postgresql_event_committed_late_with_a_lower_id_is_not_skipped(pg_url: str, tmp_path: Path) -> None:
+def test_postgresql_event_committed_late_with_a_lower_id_is_not_skipped(pg_url: str, tmp_path: Path,
+                                                                       other_database_busy: None) -> None:
     db, engine, clock, tp = _pg_engine(pg_url, tmp_path)
     insert = PG_INSERT
     try:
@@ -401,7 +423,27 @@ def test_rules_on_payments_invoice_changes_and_cancelled_meetings(db: Database, 
     assert [e.data["text"] for e in events(db, "note.added")] == ["FA-90 is disputed", "cancelled: Kick-off"]
 
 
-def test_postgresql_gap_held_by_a_transaction_with_a_newer_xid_is_not_skipped(pg_url: str, tmp_path: Path) -> None:
+def test_postgresql_rules_do_not_wait_for_a_transaction_of_another_database(pg_url: str, tmp_path: Path,
+                                                                            other_database_busy: None) -> None:
+    """A permanent gap (a rolled-back insert) is passed once its transaction is over, while another database on
+    the server has a transaction open: long before `gap_timeout`, whatever the other application does."""
+    db, engine, clock, tp = _pg_engine(pg_url, tmp_path)
+    try:
+        with psycopg.connect(pg_url) as aborted:
+            aborted.execute(PG_INSERT, (tp, '{"subject": "never"}'))
+            aborted.rollback()
+        add_event(db, "mail.matched", tp, subject="after the gap")
+        assert engine.process_events() == 0  # the gap is new: held a moment
+        clock.advance(seconds=3)
+        assert engine.cursor.gap_timeout > timedelta(minutes=1)  # not passed by the timeout
+        assert engine.process_events() == 2
+        assert [n.data["text"] for n in events(db, "note.added")] == ["mail after the gap (mail.matched)"]
+    finally:
+        db.dispose()
+
+
+def test_postgresql_gap_held_by_a_transaction_with_a_newer_xid_is_not_skipped(pg_url: str, tmp_path: Path,
+                                                                             other_database_busy: None) -> None:
     """The holder of the missing id may have a newer transaction id than anything committed (so a snapshot does
     not list it among those in progress): the gap still waits for it."""
     db, engine, clock, tp = _pg_engine(pg_url, tmp_path)
