@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG_NAME = "maild.yaml"
 
@@ -112,10 +113,14 @@ class FilingConfig(_Strict):
         return value
 
 
+SECRET_FILE_MAX_BYTES = 64 * 1024  # a password, a key or an OAuth2 token; anything larger is not a secret file
+
+
 def read_secret(owner: str, env: str | None, file: str | None, base_dir: Path, *,
                 file_key: str = "password_file") -> str | None:
     """A secret from the environment variable `env`, else the file `file` (stripped), read now; None with
-    neither. Errors (ConfigError) name the variable or the file, never a value."""
+    neither. The file must be a regular file (not a device, a pipe or a folder) of at most SECRET_FILE_MAX_BYTES.
+    Errors (ConfigError) name the variable or the file, never a value."""
     if env:
         value = os.environ.get(env)
         if value is None:
@@ -125,9 +130,22 @@ def read_secret(owner: str, env: str | None, file: str | None, base_dir: Path, *
         return None
     path = resolve_path(base_dir, file)
     try:
-        return path.read_text(encoding="utf-8").strip()
+        # O_NONBLOCK: opening a FIFO does not wait for a writer (it is refused just below).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError(f"{owner}: {file_key} {path} is not a regular file")
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(SECRET_FILE_MAX_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"{owner}: cannot read {file_key} {path}: {exc}") from exc
+        raise ConfigError(f"{owner}: cannot read {file_key} {path}: {exc.strerror or exc}") from exc
+    if len(data) > SECRET_FILE_MAX_BYTES:
+        raise ConfigError(f"{owner}: {file_key} {path} is larger than {SECRET_FILE_MAX_BYTES // 1024} KiB: "
+                          "not a secret file")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{owner}: {file_key} {path} is not UTF-8 text") from None
 
 
 class ImapSourceConfig(_Strict):
@@ -242,6 +260,19 @@ class BusinessHoursConfig(_Strict):
     end: str = Field(default="18:00", pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
 
 
+class WebhookSecretConfig(_Strict):
+    """Where one webhook signing secret is read (a rule names it: `webhook: {secret: NAME}`)."""
+
+    env: str | None = Field(default=None, min_length=1)
+    file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WebhookSecretConfig:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("expected exactly one of env (an environment variable) or file (a path)")
+        return self
+
+
 class RulesConfig(_Strict):
     enabled: bool = True
     dir: str = "rules"  # every *.yaml in it, in name order; relative to the config file's folder
@@ -251,6 +282,19 @@ class RulesConfig(_Strict):
     event_interval: float = Field(default=5.0, gt=0)  # seconds between looks at new timeline events
     misfire_grace: float = Field(default=3600.0, gt=0)  # a schedule missed by more than this is skipped
     lease_ttl: float = Field(default=60.0, gt=5)  # the active scheduler's lease; another daemon takes over after it
+    # The only secrets webhook rules may sign with, by name (a rule says `secret: NAME`).
+    webhook_secrets: dict[str, WebhookSecretConfig] = Field(default_factory=dict)
+    # Webhooks reach public addresses only; these networks (CIDR, or one address) may be reached although they
+    # are private, loopback, link-local...: an internal CRM at 10.1.2.3, a test receiver at 127.0.0.1.
+    webhook_allow_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _secret_names(cls, secrets: dict[str, WebhookSecretConfig]) -> dict[str, WebhookSecretConfig]:
+        bad = [name for name in secrets if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name)]
+        if bad:
+            raise ValueError(f"secret names are letters, digits, . _ - (up to 64); not {', '.join(map(repr, bad))}")
+        return secrets
 
     @field_validator("timezone")
     @classmethod
@@ -291,6 +335,37 @@ class Config(_Strict):
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
         return sources
+
+    @model_validator(mode="after")
+    def _webhook_secrets_of_their_own(self) -> Config:
+        """A webhook secret is not another secret of this config: its receiver could recover it from the signature
+        (an HMAC of a body it knows) by guessing offline."""
+        envs, files = self._other_secrets()
+        for name, declared in self.rules.webhook_secrets.items():
+            other = envs.get(declared.env or "") or files.get(
+                resolve_path(self.base_dir, declared.file) if declared.file else None)
+            if other:
+                raise ValueError(f"rules.webhook_secrets.{name}: this is also {other}; a webhook receiver could "
+                                 "recover it from the signature: give webhooks a secret of their own")
+        return self
+
+    def _other_secrets(self) -> tuple[dict[str, str], dict[Path | None, str]]:
+        """The environment variables and files of the config's other secrets (and the variables that override
+        keys), each with what it is."""
+        envs = {var: f"the environment variable overriding {'.'.join(keys)}" for var, keys in ENV_OVERRIDES.items()}
+        files: dict[Path | None, str] = {}
+        owners: list[tuple[str, str | None, str | None]] = [
+            ("outbound.transport.password", self.outbound.transport.password_env,
+             self.outbound.transport.password_file),
+            ("tracking.secret", self.tracking.secret_env, self.tracking.secret_file)]
+        owners += [(f"the password of source {s.name!r}", s.password_env, s.password_file)
+                   for s in self.sources if isinstance(s, ImapSourceConfig)]
+        for what, env, file in owners:
+            if env:
+                envs[env] = what
+            if file:
+                files[resolve_path(self.base_dir, file)] = what
+        return envs, files
 
     @property
     def database_url(self) -> str:
@@ -395,9 +470,12 @@ def _describe(exc: ValidationError, where: str, lines: dict, data: dict) -> str:
     messages = []
     for error in exc.errors():
         loc = tuple(part for part in error["loc"] if not _is_union_tag(part, data))
+        msg = error["msg"].removeprefix("Value error, ")
+        named = re.match(r"^([a-z_]+(?:\.[\w.-]+)+): (.*)$", msg, re.DOTALL) if not loc else None
+        if named:  # a check across sections names the key it is about
+            loc, msg = tuple(named.group(1).split(".")), named.group(2)
         line = _nearest_line(loc, lines)
         key = ".".join(str(part) for part in loc) or "(top level)"
-        msg = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             msg = "unknown key"
         messages.append(f"{where}{f':{line}' if line else ''}: {key}: {msg}")

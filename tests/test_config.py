@@ -101,6 +101,46 @@ def test_secret_from_environment_and_file(tmp_path: Path, monkeypatch: pytest.Mo
         config.sources[0].secret(tmp_path)
 
 
+def test_a_secret_file_must_be_a_small_regular_file(tmp_path: Path) -> None:
+    """/dev/zero would be read until memory runs out, a FIFO would wait for a writer: both are refused at once."""
+    import os
+
+    from maild.config import read_secret
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    (tmp_path / "big").write_bytes(b"x" * (64 * 1024 + 1))
+    (tmp_path / "binary").write_bytes(b"\xff\xfe")
+    for name, problem in (("/dev/zero", "is not a regular file"), (str(fifo), "is not a regular file"),
+                          (str(tmp_path), "is not a regular file"), ("big", "is larger than 64 KiB: not a secret file"),
+                          ("binary", "is not UTF-8 text")):
+        with pytest.raises(ConfigError) as info:
+            read_secret("source 'a'", None, name, tmp_path)
+        assert problem in str(info.value) and str(info.value).startswith("source 'a': password_file ")
+    (tmp_path / "small").write_text("  s3cret \n")
+    assert read_secret("source 'a'", None, "small", tmp_path) == "s3cret"
+
+
+def test_webhook_secrets_are_declared_and_of_their_own(tmp_path: Path) -> None:
+    config, _ = _load(tmp_path, "rules:\n  webhook_secrets:\n    crm: {env: MAILD_WEBHOOK_CRM}\n"
+                                "    erp: {file: erp.key}\n  webhook_allow_networks: [10.0.0.0/8, 127.0.0.1]\n")
+    assert set(config.rules.webhook_secrets) == {"crm", "erp"}
+    assert [str(n) for n in config.rules.webhook_allow_networks] == ["10.0.0.0/8", "127.0.0.1/32"]
+    smtp = ("outbound:\n  transport: {type: smtp, password_env: MAILD_SMTP_PASSWORD}\n"
+            "rules:\n  webhook_secrets:\n    crm: {env: MAILD_SMTP_PASSWORD}\n")
+    assert _error(tmp_path, smtp).endswith(
+        "maild.yaml:5: rules.webhook_secrets.crm: this is also outbound.transport.password; a webhook receiver "
+        "could recover it from the signature: give webhooks a secret of their own")
+    imap_file = ("sources:\n  - {name: a, type: imap, host: h, username: u, password_file: imap.pw}\n"
+                 "rules:\n  webhook_secrets:\n    crm: {file: ./imap.pw}\n")
+    assert "rules.webhook_secrets.crm: this is also the password of source 'a'" in _error(tmp_path, imap_file)
+    assert "rules.webhook_secrets.crm: this is also the environment variable overriding database.url" in _error(
+        tmp_path, "rules:\n  webhook_secrets:\n    crm: {env: MAILD_DATABASE_URL}\n")
+    assert "expected exactly one of env (an environment variable) or file (a path)" in _error(
+        tmp_path, "rules:\n  webhook_secrets:\n    crm: {env: A, file: b}\n")
+    assert "rules.webhook_allow_networks.0" in _error(tmp_path, "rules:\n  webhook_allow_networks: [intranet]\n")
+
+
 def test_config_check_command(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("sources:\n  - {name: a, type: maildir, path: x}\n")

@@ -45,7 +45,8 @@ def check(app: AppContext, directory: Path | None) -> None:
     folder = directory if directory is not None else config.rules_dir
     templates = resolve_path(config.base_dir, config.outbound.templates_dir)
     try:
-        ruleset = load_rules(folder, timezone=config.rules.timezone, templates_dir=templates)
+        ruleset = load_rules(folder, timezone=config.rules.timezone, templates_dir=templates,
+                             webhook_secrets=config.rules.webhook_secrets)
     except RuleErrors as exc:
         for error in exc.errors:
             click.echo(str(error), err=True)

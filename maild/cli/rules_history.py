@@ -89,7 +89,8 @@ def simulate_command(app: AppContext, since: str, as_json: bool) -> None:
 
     config = app.config
     try:
-        ruleset = load_rules(config.rules_dir, timezone=config.rules.timezone)
+        ruleset = load_rules(config.rules_dir, timezone=config.rules.timezone,
+                             webhook_secrets=config.rules.webhook_secrets)
     except RuleErrors as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)

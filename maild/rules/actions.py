@@ -7,8 +7,6 @@ after a crash does exactly the same thing).
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,15 +14,15 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import httpx
 from sqlalchemy import Connection, bindparam, delete, select, update
 
 from maild.business.invoices import invoice_context, set_status_in
 from maild.business.notes import add_note
 from maild.business.tasks import create_task
 from maild.clock import as_utc
-from maild.config import Config, ConfigError, ImapSourceConfig, read_secret, resolve_path
+from maild.config import Config, ImapSourceConfig, resolve_path
 from maild.filing.folders import folder_for
+from maild.rules import webhooks
 from maild.rules.context import Evaluator, address_of
 from maild.rules.expressions import Expression, TextTemplate
 from maild.rules.ledger import jsonable
@@ -229,8 +227,7 @@ def plan_webhook(spec: WebhookAction, run: Run, key: str) -> Planned:
             "thirdparty_id": run.thirdparty_id, "message_id": run.message_id, "event": run.event,
             "record": run.record, "thirdparty": run.names.get("thirdparty")}
     text = json.dumps(jsonable(body), sort_keys=True, ensure_ascii=False)
-    data = {"url": spec.url, "body": text, "secret_env": spec.secret_env, "secret_file": spec.secret_file,
-            "timeout": spec.timeout}
+    data = {"url": spec.url, "body": text, "secret": spec.secret, "timeout": spec.timeout}
     return Planned(data, f"POST {spec.url}")
 
 
@@ -552,25 +549,14 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def post_webhook(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
-    """POST the stored body, signed; raises on a transport error or a non-2xx answer."""
-    secret = _secret(env.config, data)
-    body = data["body"].encode("utf-8")
-    headers = {"Content-Type": "application/json", "Idempotency-Key": key, "User-Agent": "maild-rules"}
-    if secret is not None:
-        headers["X-Maild-Signature"] = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-    response = httpx.post(data["url"], content=body, headers=headers, timeout=float(data.get("timeout") or 10.0))
-    if not 200 <= response.status_code < 300:
-        raise ActionError(f"webhook answered {response.status_code}: {response.text[:200]}")
-    return {"status_code": response.status_code}
-
-
-def _secret(config: Config, data: dict[str, Any]) -> bytes | None:
-    try:
-        value = read_secret("webhook", data.get("secret_env"), data.get("secret_file"), config.base_dir,
-                            file_key="secret_file")
-    except ConfigError as exc:
-        raise ActionError(str(exc)) from None
-    return value.encode() if value is not None else None
+    """POST the stored body, signed with the config's webhook secret the rule names (`maild.rules.webhooks`: public
+    targets only unless allowed); raises on a refused target, a transport error or a non-2xx answer."""
+    if not data.get("secret"):  # planned by an older maild, with secret_env/secret_file: no longer allowed
+        raise ActionError("webhook: planned with secret_env/secret_file, which rules may no longer use; declare "
+                          "the secret in the config's rules.webhook_secrets and name it in the rule (secret: NAME)")
+    status = webhooks.post(env.config, data["url"], data["body"].encode("utf-8"), secret=data["secret"], key=key,
+                           timeout=float(data.get("timeout") or 10.0))
+    return {"status_code": status}
 
 
 def _short(value: Any, limit: int = 60) -> str:

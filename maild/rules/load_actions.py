@@ -7,12 +7,13 @@
     assign:  EXPR | {owner: EXPR}
     task:    TEXT | {title: TEXT, owner: EXPR, due: DURATION, kind: task|agenda}
     note:    TEXT
-    webhook: {url: https://..., secret_env: VAR | secret_file: PATH, timeout: SECONDS}
+    webhook: {url: https://..., secret: NAME, timeout: SECONDS}     NAME declared in rules.webhook_secrets
     stop:    true
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -54,19 +55,22 @@ from maild.templates.loader import NAME_RE, template_names
 
 # Documents `send.attach` can generate, and the context name each needs.
 GENERATED_ATTACHMENTS = {"invoice_pdf": "invoice"}
-SECRET_KEYS = ("secret", "password", "token", "key", "api_key")
+SECRET_KEYS = ("password", "token", "key", "api_key")
+SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # as the config's rules.webhook_secrets keys
+DECLARE_SECRET = "declare it in the config (rules.webhook_secrets: {NAME: {env: VAR}} or {NAME: {file: PATH}})"
 
 
 class ActionReader:
     """Turns the `do:` node of one rule into Action objects, recording every problem."""
 
     def __init__(self, errors: Errors, expressions: ExpressionReader, *, mail_events: bool | None,
-                 templates_dir: Path | None) -> None:
+                 templates_dir: Path | None, webhook_secrets: frozenset[str] | None = None) -> None:
         self.errors = errors
         self.exprs = expressions
         self.mail_events = mail_events  # True: every trigger type is mail.*; False: not; None: trigger invalid
         self.templates = template_names(templates_dir) if templates_dir is not None else None
         self.templates_dir = templates_dir
+        self.webhook_secrets = webhook_secrets  # the names a webhook may sign with (None: not checked here)
         self._readers: dict[str, Callable[[yaml.Node, str], ActionSpec | None]] = {
             "send": self._send, "move": self._move, "tag": self._tag, "set": self._set, "assign": self._assign,
             "task": self._task, "note": self._note, "webhook": self._webhook, "stop": self._stop,
@@ -267,11 +271,20 @@ class ActionReader:
             for key_node, _ in node.value:
                 if is_scalar(key_node) and key_node.value in SECRET_KEYS:
                     self.errors.add(key_node, f"{key}.{key_node.value}",
-                                    "a secret never goes into a rule file: name an environment variable "
-                                    "(secret_env) or a file (secret_file)")
+                                    "a secret never goes into a rule file: name one the config declares "
+                                    f"(secret: NAME); {DECLARE_SECRET}")
                     return None
-        items = mapping(node, key, self.errors, allowed=("url", "secret_env", "secret_file", "timeout"),
-                        required=("url",), expected="a mapping {url: https://..., secret_env: VAR}")
+                if is_scalar(key_node) and key_node.value in ("secret_env", "secret_file"):
+                    self.errors.add(key_node, f"{key}.{key_node.value}",
+                                    "a rule may only sign with a secret the config declares for webhooks: "
+                                    f"{DECLARE_SECRET} and write secret: NAME here")
+                    return None
+        items = mapping(node, key, self.errors, allowed=("url", "secret", "timeout"), required=("url",),
+                        expected="a mapping {url: https://..., secret: NAME}")
+        if items is not None and "secret" not in items:
+            self.errors.add(node, key, "missing secret: NAME, the secret the POST is signed with; "
+                                       f"{DECLARE_SECRET}")
+            return None
         if items is None or "url" not in items:
             return None
         url_node = items["url"][1]
@@ -283,17 +296,11 @@ class ActionReader:
                 url = None
             elif parts.password is not None:
                 self.errors.add(url_node, f"{key}.url", "a secret never goes into a rule file: no password in "
-                                                         "the URL; sign with secret_env or secret_file")
+                                                         "the URL; sign with secret: NAME")
                 url = None
-        secrets = {name: string(items[name][1], f"{key}.{name}", self.errors,
-                                "an environment variable name" if name == "secret_env" else "a file path")
-                   for name in ("secret_env", "secret_file") if name in items}
-        ok = url is not None and None not in secrets.values()
-        if len(secrets) != 1 and ok:
-            ok = False
-            self.errors.add(node, key, "expected exactly one of secret_env (an environment variable) or "
-                                       "secret_file: the POST is signed with it")
+        secret = self._secret_name(items["secret"][1], f"{key}.secret")
         timeout = 10.0
+        ok = url is not None and secret is not None
         if "timeout" in items:
             timeout_node = items["timeout"][1]
             value = value_of(timeout_node) if is_scalar(timeout_node) else None
@@ -303,10 +310,25 @@ class ActionReader:
                 ok = False
             else:
                 timeout = float(value)
-        if not ok or url is None:
+        if not ok or url is None or secret is None:
             return None
-        return WebhookAction(url=url, secret_env=secrets.get("secret_env"), secret_file=secrets.get("secret_file"),
-                             timeout=timeout)
+        return WebhookAction(url=url, secret=secret, timeout=timeout)
+
+    def _secret_name(self, node: yaml.Node, key: str) -> str | None:
+        """The name of a webhook secret the config declares. What was written is never shown: it may be a secret
+        someone pasted here."""
+        value = value_of(node) if is_string(node) else None
+        declared = sorted(self.webhook_secrets) if self.webhook_secrets is not None else None
+        known = f"declared: {', '.join(declared)}" if declared else "the config declares none"
+        if not isinstance(value, str) or not SECRET_NAME_RE.match(value):
+            self.errors.add(node, key, "expected the name of a secret the config declares in rules.webhook_secrets "
+                                       f"({known if declared is not None else DECLARE_SECRET})")
+            return None
+        if declared is not None and value not in declared:
+            self.errors.add(node, key, f"not a secret the config declares in rules.webhook_secrets ({known}); "
+                                       f"{DECLARE_SECRET}")
+            return None
+        return value
 
     def _stop(self, node: yaml.Node, key: str) -> StopAction | None:
         if is_scalar(node) and value_of(node) is True:

@@ -1,7 +1,8 @@
 """Load and validate rule files: YAML in, a frozen `RuleSet` out, or `RuleErrors` listing every problem.
 
-    load_rules(directory, timezone=..., templates_dir=...) -> RuleSet   every *.yaml / *.yml, in name order
-    load_rule_file(path, timezone=..., templates_dir=...) -> list[Rule]
+    load_rules(directory, timezone=..., templates_dir=..., webhook_secrets=...) -> RuleSet
+        every *.yaml / *.yml, in name order
+    load_rule_file(path, timezone=..., templates_dir=..., webhook_secrets=...) -> list[Rule]
 
 Each problem reads `FILE:LINE:COLUMN: key.path: what was expected` (1-based, from PyYAML's node marks);
 the file format is described in maild/rules/model.py and, for users, docs/rules.md. A missing directory
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -57,11 +59,13 @@ TRIGGER_KINDS = ("event", "schedule", "sweep")
 SWEEP_KEYS = ("date", "offset", "until")
 
 
-def load_rules(directory: Path, *, timezone: str = "UTC", templates_dir: Path | None = None) -> RuleSet:
+def load_rules(directory: Path, *, timezone: str = "UTC", templates_dir: Path | None = None,
+               webhook_secrets: Collection[str] | None = None) -> RuleSet:
     """Every rule file of `directory`, validated together (names unique across files, one timezone).
 
     `timezone` is the config's `rules.timezone`, used unless the files set their own; `templates_dir`,
-    when given, is where every `send.template` must exist. Raises RuleErrors with all problems found.
+    when given, is where every `send.template` must exist; `webhook_secrets`, when given, the names a webhook's
+    `secret:` may use (the config's `rules.webhook_secrets`). Raises RuleErrors with all problems found.
     """
     directory = Path(directory)
     if not directory.exists():
@@ -70,7 +74,8 @@ def load_rules(directory: Path, *, timezone: str = "UTC", templates_dir: Path | 
         raise RuleErrors([RuleError(None, "", f"{_display(directory)}: the rules directory is not a directory")])
     paths = sorted(p for p in directory.iterdir()
                    if p.suffix in RULE_FILE_SUFFIXES and not p.name.startswith(".") and p.is_file())
-    results = [_read_file(path, timezone, templates_dir) for path in paths]
+    secrets = frozenset(webhook_secrets) if webhook_secrets is not None else None
+    results = [_read_file(path, timezone, templates_dir, secrets) for path in paths]
     errors = [error for result in results for error in result.errors]
     errors += _unique_names(results)
     zone, zone_errors = _agreed_timezone(results, timezone)
@@ -81,9 +86,11 @@ def load_rules(directory: Path, *, timezone: str = "UTC", templates_dir: Path | 
     return RuleSet(rules=rules, files=tuple(p.name for p in paths), timezone=zone)
 
 
-def load_rule_file(path: Path, *, timezone: str = "UTC", templates_dir: Path | None = None) -> list[Rule]:
+def load_rule_file(path: Path, *, timezone: str = "UTC", templates_dir: Path | None = None,
+                   webhook_secrets: Collection[str] | None = None) -> list[Rule]:
     """The rules of one file (its own `timezone:` wins over `timezone`); RuleErrors on any problem."""
-    result = _read_file(Path(path), timezone, templates_dir)
+    secrets = frozenset(webhook_secrets) if webhook_secrets is not None else None
+    result = _read_file(Path(path), timezone, templates_dir, secrets)
     errors = result.errors + _unique_names([result])
     if errors:
         raise RuleErrors(errors)
@@ -100,7 +107,8 @@ class _FileResult:
     errors: list[RuleError] = field(default_factory=list)
 
 
-def _read_file(path: Path, default_timezone: str, templates_dir: Path | None) -> _FileResult:
+def _read_file(path: Path, default_timezone: str, templates_dir: Path | None,
+               webhook_secrets: frozenset[str] | None) -> _FileResult:
     errors = Errors(_display(path))
     result = _FileResult(errors=errors.items)
     try:
@@ -127,12 +135,13 @@ def _read_file(path: Path, default_timezone: str, templates_dir: Path | None) ->
                                             f"got {describe(rules_node)}")
             return result
         for index, rule_node in enumerate(rules_node.value):
-            _read_rule(rule_node, f"rules[{index}]", path.name, zone, templates_dir, errors, result)
+            _read_rule(rule_node, f"rules[{index}]", path.name, zone, templates_dir, webhook_secrets, errors,
+                       result)
     return result
 
 
-def _read_rule(node: yaml.Node, key: str, file: str, zone: str, templates_dir: Path | None, errors: Errors,
-               result: _FileResult) -> None:
+def _read_rule(node: yaml.Node, key: str, file: str, zone: str, templates_dir: Path | None,
+               webhook_secrets: frozenset[str] | None, errors: Errors, result: _FileResult) -> None:
     items = mapping(node, key, errors, allowed=RULE_KEYS, required=("name", "on", "do"),
                     expected="a rule: a mapping with name, on and do")
     if items is None:
@@ -166,8 +175,9 @@ def _read_rule(node: yaml.Node, key: str, file: str, zone: str, templates_dir: P
         enabled = value is not False
     mail_events = (all(t.startswith("mail.") for t in trigger.types) if isinstance(trigger, EventTrigger)
                    else None if trigger is None else False)
-    actions = ActionReader(errors, exprs, mail_events=mail_events, templates_dir=templates_dir) \
-        .actions(items["do"][1], f"{key}.do") if "do" in items else ()
+    reader = ActionReader(errors, exprs, mail_events=mail_events, templates_dir=templates_dir,
+                          webhook_secrets=webhook_secrets)
+    actions = reader.actions(items["do"][1], f"{key}.do") if "do" in items else ()
     if len(errors.items) > before or name is None or trigger is None or conditions is None:
         return
     result.rules.append(Rule(name=name, file=file, position=errors.position(node), trigger=trigger,

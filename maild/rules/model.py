@@ -204,11 +204,10 @@ class NoteAction:
 @dataclass(frozen=True)
 class WebhookAction:
     """A signed POST (HMAC-SHA256 of the body in `X-Maild-Signature`, the idempotency key in
-    `Idempotency-Key`); the secret comes from the environment or a file, never from the rule file."""
+    `Idempotency-Key`); `secret` names one of the config's `rules.webhook_secrets`, never the secret itself."""
 
     url: str
-    secret_env: str | None = None
-    secret_file: str | None = None
+    secret: str
     timeout: float = 10.0
 
 

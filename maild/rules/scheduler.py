@@ -105,7 +105,8 @@ class RulesRunner:
 
         templates = self.config.base_dir / self.config.outbound.templates_dir
         return load_rules(self.config.rules_dir, timezone=self.config.rules.timezone,
-                          templates_dir=templates if templates.is_dir() else None)
+                          templates_dir=templates if templates.is_dir() else None,
+                          webhook_secrets=self.config.rules.webhook_secrets)
 
     def start(self, ready: Callable[[], bool] | None = None) -> None:
         """Load the rules (invalid rules: RuleErrors, the daemon must not start) and begin competing for the

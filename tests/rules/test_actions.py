@@ -184,14 +184,22 @@ def hook() -> Iterator[Hook]:
     state.http.close()
 
 
+def _hook_config(tmp_path: Path, db: Database, *, allow: bool = True, **secret: str) -> Any:
+    """A config declaring the webhook secret `erp` (env or file) and, with `allow`, the local receiver's network."""
+    section: dict[str, Any] = {"webhook_secrets": {"erp": secret or {"env": "MAILD_TEST_HOOK_SECRET"}}}
+    if allow:
+        section["webhook_allow_networks"] = ["127.0.0.1/32"]  # the test receiver; refused by default
+    return make_config(tmp_path, db, rules=section)
+
+
 def test_webhook_is_signed_and_a_failure_is_retried_with_backoff(db: Database, tmp_path: Path, hook: Hook,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAILD_TEST_HOOK_SECRET", "s3cret")
-    config = make_config(tmp_path, db)
+    config = _hook_config(tmp_path, db)
     tp, _ = customer(db)
     inv = invoice(db, tp, "FA-70", DUE)
     ruleset = rules(rule("tell-erp", on_sweep("invoice", "due_on", 7 * D), [
-        ("webhook", WebhookAction(url=hook.url, secret_env="MAILD_TEST_HOOK_SECRET", timeout=5)),
+        ("webhook", WebhookAction(url=hook.url, secret="erp", timeout=5)),
         set_(invoice__dunning_level="1")]))
     clock = FakeClock(at(DUE + 8 * D))
     engine = RulesEngine(config, db, ruleset, clock=clock)
@@ -207,6 +215,7 @@ def test_webhook_is_signed_and_a_failure_is_retried_with_backoff(db: Database, t
     key = f"tell-erp:invoice:{inv}:0"
     assert headers["Idempotency-Key"] == key
     assert headers["X-Maild-Signature"] == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert headers["Host"] == hook.url.split("/")[2]
     payload = json.loads(body)
     assert payload["rule"] == "tell-erp" and payload["key"] == key and payload["subject"] == f"invoice:{inv}"
     assert payload["record"]["ref"] == "FA-70" and payload["thirdparty"]["id"] == tp
@@ -218,11 +227,11 @@ def test_webhook_is_signed_and_a_failure_is_retried_with_backoff(db: Database, t
 def test_webhook_gives_up_after_a_few_attempts(db: Database, tmp_path: Path, hook: Hook,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAILD_TEST_HOOK_SECRET", "wrong")  # the server answers 401 every time
-    config = make_config(tmp_path, db)
+    config = _hook_config(tmp_path, db)
     tp, _ = customer(db)
     invoice(db, tp, "FA-71", DUE)
     ruleset = rules(rule("tell-erp", on_sweep("invoice", "due_on", 7 * D), [
-        ("webhook", WebhookAction(url=hook.url, secret_env="MAILD_TEST_HOOK_SECRET", timeout=5))]))
+        ("webhook", WebhookAction(url=hook.url, secret="erp", timeout=5))]))
     clock = FakeClock(at(DUE + 8 * D))
     engine = RulesEngine(config, db, ruleset, clock=clock)
     for _ in range(10):
@@ -234,22 +243,63 @@ def test_webhook_gives_up_after_a_few_attempts(db: Database, tmp_path: Path, hoo
 
 
 def test_webhook_secret_from_a_file_and_a_missing_file(db: Database, tmp_path: Path, hook: Hook) -> None:
-    config = make_config(tmp_path, db)
+    config = _hook_config(tmp_path, db, file="hook.secret")
     tp, _ = customer(db)
     invoice(db, tp, "FA-72", DUE)
     secret = tmp_path / "hook.secret"
     ruleset = rules(rule("tell-erp", on_sweep("invoice", "due_on", 7 * D), [
-        ("webhook", WebhookAction(url=hook.url, secret_file=str(secret), timeout=5))]))
+        ("webhook", WebhookAction(url=hook.url, secret="erp", timeout=5))]))
     clock = FakeClock(at(DUE + 8 * D))
     engine = RulesEngine(config, db, ruleset, clock=clock)
     engine.sweep()  # the file is not there yet: nothing is posted, the reason is recorded
     assert hook.requests == []
     [row] = ledger_rows(db)
-    assert row.status == "failed" and f"webhook: cannot read secret_file {secret}" in row.detail["error"]
+    assert row.status == "failed" and f"rules.webhook_secrets.erp: cannot read file {secret}" in row.detail["error"]
     secret.write_text("s3cret\n")
     clock.advance(hours=2)
     engine.sweep()  # a failed webhook is retried: now signed with the file's secret
     assert [r.status for r in ledger_rows(db)] == ["done"] and len(hook.requests) == 1
+
+
+def test_webhook_to_a_loopback_or_private_address_is_refused_unless_the_config_allows_it(
+        db: Database, tmp_path: Path, hook: Hook, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILD_TEST_HOOK_SECRET", "s3cret")
+    config = _hook_config(tmp_path, db, allow=False)
+    tp, _ = customer(db)
+    invoice(db, tp, "FA-73", DUE)
+    port = hook.url.split(":")[2].split("/")[0]
+    targets = (hook.url, f"http://localhost:{port}/hook", "http://127.0.0.1:5432/", "http://169.254.169.254/latest")
+    ruleset = rules(*[rule(f"poke-{n}", on_sweep("invoice", "due_on", 7 * D), [
+        ("webhook", WebhookAction(url=url, secret="erp", timeout=5))]) for n, url in enumerate(targets)])
+    clock = FakeClock(at(DUE + 8 * D))
+    assert RulesEngine(config, db, ruleset, clock=clock).sweep() == 0
+    assert hook.requests == [], "nothing reached the local receiver"
+    errors = {r.rule: r.detail["error"] for r in ledger_rows(db)}
+    assert all(r.status == "failed" for r in ledger_rows(db)) and len(errors) == 4
+    assert "refused to connect to 127.0.0.1: a loopback address; a webhook reaches public addresses only unless " \
+           "rules.webhook_allow_networks in the config allows that network" in errors["poke-0"]
+    assert "refused to connect to localhost (" in errors["poke-1"] and "a loopback address" in errors["poke-1"]
+    assert "127.0.0.1: a loopback address" in errors["poke-2"]
+    assert "169.254.169.254: a link-local address" in errors["poke-3"]
+    # once the config allows 127.0.0.1, the retry is delivered; the metadata address stays refused
+    allowed = _hook_config(tmp_path, db, allow=True)
+    clock.advance(hours=2)
+    RulesEngine(allowed, db, ruleset, clock=clock).sweep()
+    assert ledger_rows(db, rule="poke-0")[0].status == "done" and hook.requests
+    assert "169.254.169.254: a link-local address" in ledger_rows(db, rule="poke-3")[0].detail["error"]
+
+
+def test_webhook_secret_must_be_a_small_regular_file(db: Database, tmp_path: Path, hook: Hook) -> None:
+    config = _hook_config(tmp_path, db, file="/dev/zero")
+    tp, _ = customer(db)
+    invoice(db, tp, "FA-74", DUE)
+    ruleset = rules(rule("tell-erp", on_sweep("invoice", "due_on", 7 * D), [
+        ("webhook", WebhookAction(url=hook.url, secret="erp", timeout=5))]))
+    assert RulesEngine(config, db, ruleset, clock=FakeClock(at(DUE + 8 * D))).sweep() == 0
+    [row] = ledger_rows(db)
+    assert row.status == "failed" and "rules.webhook_secrets.erp: file /dev/zero is not a regular file" \
+        in row.detail["error"]
+    assert hook.requests == []
 
 
 def test_move_and_message_keywords_become_filing_tasks(db: Database, tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ from tests.helpers import maild, write_config
 
 def home_with(tmp_path: Path, files: dict[str, str], templates: tuple[str, ...] = ()) -> Path:
     config = write_config(tmp_path / "home", f"sqlite:///{tmp_path / 'home' / 'maild.db'}", [])
+    with config.open("a") as text:
+        text.write("rules:\n  webhook_secrets:\n    report: {env: HOOK_SECRET}\n")
     for name, text in files.items():
         (tmp_path / "home" / "rules").mkdir(exist_ok=True)
         (tmp_path / "home" / "rules" / name).write_text(text, encoding="utf-8")
@@ -28,7 +30,7 @@ rules:
   - name: morning-report
     on: {schedule: {cron: "0 8 * * mon-fri"}}
     do:
-      - webhook: {url: "https://hooks.example/report", secret_env: HOOK_SECRET}
+      - webhook: {url: "https://hooks.example/report", secret: report}
 """
 
 

@@ -468,31 +468,49 @@ def test_move_only_for_mail_events_and_stop_only_true() -> None:
         "got 'Archive'"]
 
 
-def test_webhook_refuses_an_inline_secret() -> None:
-    assert one_rule("on: {event: mail.matched}\ndo:\n  - webhook: {url: 'https://hooks.example/x', secret: s3cr3t}") \
-        == ["rules/r.yaml:5:51: rules[0].do[0].webhook.secret: a secret never goes into a rule file: name an "
-            "environment variable (secret_env) or a file (secret_file)"]
+DECLARE = "declare it in the config (rules.webhook_secrets: {NAME: {env: VAR}} or {NAME: {file: PATH}})"
 
 
-def test_webhook_url_and_secret_source() -> None:
+def test_webhook_refuses_an_inline_secret_and_secrets_the_config_does_not_declare() -> None:
+    assert one_rule("on: {event: mail.matched}\ndo:\n  - webhook: {url: 'https://hooks.example/x', token: s3cr3t}") \
+        == ["rules/r.yaml:5:51: rules[0].do[0].webhook.token: a secret never goes into a rule file: name one the "
+            f"config declares (secret: NAME); {DECLARE}"]
+    # any environment variable or file (the SMTP password, /dev/zero): no longer for a rule to choose
+    for key, value in (("secret_env", "MAILD_SMTP_PASSWORD"), ("secret_file", "/dev/zero")):
+        body = f"on: {{event: mail.matched}}\ndo:\n  - webhook: {{url: 'https://h.example/x', {key}: {value}}}"
+        assert one_rule(body, webhook_secrets={"crm"}) == [
+            f"rules/r.yaml:5:47: rules[0].do[0].webhook.{key}: a rule may only sign with a secret the config declares "
+            f"for webhooks: {DECLARE} and write secret: NAME here"]
+    # a name the config does not declare (what was written is not repeated: it may be a pasted secret)
+    assert one_rule("on: {event: mail.matched}\ndo:\n  - webhook: {url: 'https://h.example/x', secret: hunter2}",
+                    webhook_secrets={"crm", "erp"}) == [
+        "rules/r.yaml:5:55: rules[0].do[0].webhook.secret: not a secret the config declares in "
+        f"rules.webhook_secrets (declared: crm, erp); {DECLARE}"]
+    assert one_rule("on: {event: mail.matched}\ndo:\n  - webhook: {url: 'https://h.example/x', secret: 'a b/c'}",
+                    webhook_secrets=set()) == [
+        "rules/r.yaml:5:55: rules[0].do[0].webhook.secret: expected the name of a secret the config declares in "
+        "rules.webhook_secrets (the config declares none)"]
+
+
+def test_webhook_url_and_secret_name() -> None:
     assert one_rule("""
         on: {event: mail.matched}
         do:
-          - webhook: {url: 'ftp://hooks.example/x', secret_env: HOOK}
-          - webhook: {url: 'https://u:pw@hooks.example/x', secret_env: HOOK}
+          - webhook: {url: 'ftp://hooks.example/x', secret: crm}
+          - webhook: {url: 'https://u:pw@hooks.example/x', secret: crm}
           - webhook: {url: 'https://hooks.example/x'}
-          - webhook: {url: 'https://hooks.example/x', secret_file: /run/hook, timeout: 0}
+          - webhook: {url: 'https://hooks.example/x', secret: crm, timeout: 0}
     """) == ["rules/r.yaml:5:24: rules[0].do[0].webhook.url: expected an https:// or http:// URL; got "
              "'ftp://hooks.example/x'",
              "rules/r.yaml:6:24: rules[0].do[1].webhook.url: a secret never goes into a rule file: no password in the "
-             "URL; sign with secret_env or secret_file",
-             "rules/r.yaml:7:18: rules[0].do[2].webhook: expected exactly one of secret_env (an environment variable) "
-             "or secret_file: the POST is signed with it",
-             "rules/r.yaml:8:84: rules[0].do[3].webhook.timeout: expected seconds between 0 and 300; got 0"]
+             "URL; sign with secret: NAME",
+             "rules/r.yaml:7:18: rules[0].do[2].webhook: missing secret: NAME, the secret the POST is signed with; "
+             f"{DECLARE}",
+             "rules/r.yaml:8:73: rules[0].do[3].webhook.timeout: expected seconds between 0 and 300; got 0"]
     write("r.yaml", "rules:\n  - name: r\n    on: {event: mail.matched}\n    do:\n"
-                    "      - webhook: {url: 'https://hooks.example/x', secret_env: HOOK, timeout: 5}\n")
-    assert load_rules(Path("rules")).rules[0].actions[0].spec == WebhookAction(
-        url="https://hooks.example/x", secret_env="HOOK", timeout=5.0)
+                    "      - webhook: {url: 'https://hooks.example/x', secret: crm, timeout: 5}\n")
+    assert load_rules(Path("rules"), webhook_secrets={"crm"}).rules[0].actions[0].spec == WebhookAction(
+        url="https://hooks.example/x", secret="crm", timeout=5.0)
 
 
 def test_load_rule_file_returns_its_rules() -> None:

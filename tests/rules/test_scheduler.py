@@ -27,7 +27,7 @@ rules:
   - name: hourly-digest
     on: {schedule: {every: 1h}}
     do:
-      - webhook: {url: "http://127.0.0.1:9/digest", secret_env: MAILD_TEST_WEBHOOK_SECRET}
+      - webhook: {url: "http://127.0.0.1:9/digest", secret: digest}
 """
 
 
@@ -44,7 +44,9 @@ def make_config(tmp_path: Path, db: Database, rules: str = RULES) -> Config:
     (tmp_path / "rules").mkdir(exist_ok=True)
     (tmp_path / "rules" / "pack.yaml").write_text(rules)
     return Config.model_validate({"database": {"url": db.url}, "base_dir": tmp_path,
-                                  "rules": {"event_interval": 0.2, "sweep_interval": 1, "lease_ttl": 6}})
+                                  "rules": {"event_interval": 0.2, "sweep_interval": 1, "lease_ttl": 6,
+                                            "webhook_secrets": {"digest": {"env": "MAILD_TEST_WEBHOOK_SECRET"}},
+                                            "webhook_allow_networks": ["127.0.0.1"]}})
 
 
 def tags(db: Database, tp: int) -> list[str]:
