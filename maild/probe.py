@@ -129,12 +129,15 @@ def _tracking(config: Config) -> str:
 
 def _rules(config: Config) -> str:
     from maild.rules.loader import load_rules
-    from maild.rules.webhooks import signing_secret
+    from maild.rules.webhooks import WebhookError, signing_secret
 
     ruleset = load_rules(config.rules_dir, timezone=config.rules.timezone,
                          webhook_secrets=config.rules.webhook_secrets)
     for name in config.rules.webhook_secrets:
-        signing_secret(config, name)  # set, readable, a small regular file
+        try:
+            signing_secret(config, name)  # set, readable, a small regular file
+        except WebhookError as exc:
+            raise ConfigError(str(exc)) from None
     secrets = len(config.rules.webhook_secrets)
     loaded = f"; {secrets} webhook secret(s) loaded" if secrets else ""
     return f"{len(ruleset.rules)} rule(s) in {config.rules_dir}, valid{loaded}"

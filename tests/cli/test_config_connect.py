@@ -21,6 +21,8 @@ def _config(tmp_path: Path, mailbox: Mailbox, sink: Sink, **changes: Any) -> Pat
                        {"name": "local", "type": "maildir", "path": changes.get("maildir", "maildir")}]
     data["outbound"]["transport"] = {"type": "smtp", "host": sink.host, "port": changes.get("smtp_port", sink.port),
                                      "security": "plain", "timeout": 5}
+    if "webhook_secret_file" in changes:
+        data["rules"]["webhook_secrets"] = {"crm": {"file": changes["webhook_secret_file"]}}
     config_file.write_text(yaml.safe_dump(data, sort_keys=False))
     return config_file
 
@@ -52,7 +54,8 @@ def test_everything_reachable(tmp_path: Path, mailbox: Mailbox, smtp_sink: Sink)
 
 def test_each_failure_is_one_line_with_its_reason(tmp_path: Path, mailbox: Mailbox, smtp_sink: Sink) -> None:  # noqa: F811
     closed = free_port()
-    config = _config(tmp_path, mailbox, smtp_sink, folders=["INBOX", "Nope"], maildir="missing", smtp_port=closed)
+    config = _config(tmp_path, mailbox, smtp_sink, folders=["INBOX", "Nope"], maildir="missing", smtp_port=closed,
+                     webhook_secret_file="/dev/zero")
     result = maild(config, "config", "check", "--connect", check=False,
                    env={"MAILD_TEST_IMAP_PASSWORD": mailbox.password})
     assert result.returncode == 1, result.stdout + result.stderr
@@ -63,6 +66,7 @@ def test_each_failure_is_one_line_with_its_reason(tmp_path: Path, mailbox: Mailb
     assert lines["outbound"].startswith(f"FAILED  SMTPConnectError: Error connecting to 127.0.0.1 on port {closed}"), \
         lines["outbound"]
     assert lines["database"].startswith("OK")
+    assert lines["rules"] == "FAILED  rules.webhook_secrets.crm: file /dev/zero is not a regular file", lines["rules"]
 
     wrong = maild(config, "config", "check", "--connect", check=False, env={"MAILD_TEST_IMAP_PASSWORD": "wrong-pw"})
     assert wrong.returncode == 1
