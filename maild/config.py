@@ -252,6 +252,9 @@ class TrackingConfig(_Strict):
     secret_file: str | None = None
     truncate_ip: bool = True
     scanner_seconds: float = Field(default=10.0, ge=0)  # a click this soon after sending is likely a scanner
+    repeat_window: float = Field(default=3600.0, ge=0)  # seconds: one client's repeats are counted, not new events
+    max_connections: int = Field(default=500, ge=1)  # open HTTP connections; past it the oldest idle one is dropped
+    header_timeout: float = Field(default=10.0, gt=0)  # seconds a client has to send a whole request head
 
 
 class BusinessHoursConfig(_Strict):

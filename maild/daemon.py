@@ -79,12 +79,15 @@ class Daemon:
     def run(self) -> None:
         """Supervise every folder until `self.stop` is set; then finish the batch in hand and return.
 
-        Invalid rules (RuleErrors) stop the start before anything runs.
+        Invalid rules (RuleErrors) and a tracking port that cannot be listened on (PortUnavailable) stop the
+        start before anything runs.
         """
         self.db.upgrade()
         owner = new_owner_id()
         self._start_rules(owner)
+        tracking: TrackingServer | None = None
         try:
+            tracking = self._start_tracking()
             ctx = self.context(self.start_pool())
             ctx.owner = owner
             workers = self._workers = self.workers(ctx)
@@ -94,18 +97,20 @@ class Daemon:
             for thread in threads:
                 thread.start()
             threads.append(self._start_outbox(ctx.owner))
-            tracking = self._start_tracking()
             log.info("maild running", extra={"fields": {"folders": len(workers), "owner": ctx.owner}})
             self.stop.wait()
             log.info("stopping: finishing the batch in hand")
             if tracking is not None:
                 tracking.stop()
+                tracking = None
             if self.rules is not None:
                 self.rules.stop()
                 self.rules = None
             for thread in threads:
                 thread.join(timeout=30)
         finally:
+            if tracking is not None:
+                tracking.stop()
             self.shutdown()
         log.info("stopped")
 
@@ -140,7 +145,9 @@ class Daemon:
         return thread
 
     def _start_tracking(self) -> TrackingServer | None:
-        """The open/click endpoint, when tracking is on; a missing secret is reported, not fatal."""
+        """The open/click endpoint, when tracking is on; a missing secret is reported, not fatal. A port that
+        cannot be listened on (taken by another process, say) raises PortUnavailable: links in sent mail would
+        reach whoever holds it."""
         from maild.config import ConfigError
         from maild.tracking.app import create_app
         from maild.tracking.server import TrackingServer
@@ -154,12 +161,8 @@ class Daemon:
         except ConfigError as exc:
             log.error("tracking endpoint not started: %s", exc)
             return None
-        server = TrackingServer(create_app(self.db, secret, cfg), cfg.listen_host, cfg.listen_port)
-        try:
-            server.start()
-        except OSError as exc:
-            log.error("tracking endpoint not started: %s", exc)
-            return None
+        server = TrackingServer(create_app(self.db, secret, cfg), cfg.listen_host, cfg.listen_port, cfg)
+        server.start()
         log.info("tracking endpoint listening", extra={"fields": {"url": f"http://{cfg.listen_host}:{server.port}"}})
         return server
 

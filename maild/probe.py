@@ -1,6 +1,7 @@
 """`maild config check --connect`: can this config reach what it names? The database (and its schema), each
 IMAP account (login, the configured folders and their sizes), each Maildir, the SMTP server (connect, TLS,
-auth; no mail is sent) or the file transport's folder, the tracking secret and the rule files.
+auth; no mail is sent) or the file transport's folder, the tracking secret and listener (its port free or
+held by a running maild with this secret), and the rule files.
 
 Each probe gives one line, OK or FAILED with the reason as the server or system put it; secrets never appear.
 """
@@ -8,6 +9,7 @@ Each probe gives one line, OK or FAILED with the reason as the server or system 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,10 +123,45 @@ def _outbound(config: Config) -> str:
 
 
 def _tracking(config: Config) -> str:
-    from maild.tracking.signing import load_secret
+    """The secret, and the listener: the port free, or held by a running maild with this secret (its /health
+    says so); held by anything else is FAILED, as `maild run` would not start."""
+    from maild.tracking.server import PortUnavailable, check_port
+    from maild.tracking.signing import key_id, load_secret
 
-    load_secret(config.tracking, config.base_dir)
-    return f"secret loaded; links point at {config.tracking.base_url}"
+    cfg = config.tracking
+    secret = load_secret(cfg, config.base_dir)
+    where = f"{cfg.listen_host}:{cfg.listen_port}"
+    try:
+        check_port(cfg.listen_host, cfg.listen_port)
+        listener = f"{where} free"
+    except PortUnavailable as exc:
+        holder = _endpoint_key_id(cfg.listen_host, cfg.listen_port) if exc.errno == errno.EADDRINUSE else None
+        if holder is None:
+            raise ConfigError(str(exc)) from None
+        if holder != key_id(secret):
+            raise ConfigError(f"tracking endpoint: {where} is held by another maild, with a different secret "
+                              f"(our links would get 404 there); stop it or set tracking.listen_port") from None
+        listener = f"{where} served by a running maild with this secret"
+    return f"secret loaded; listens on {listener}; links point at {cfg.base_url}"
+
+
+def _endpoint_key_id(host: str, port: int) -> str | None:
+    """The key id a maild tracking endpoint at host:port announces on /health; None for anything else."""
+    import urllib.error
+    import urllib.request
+
+    from maild.tracking.app import KEY_ID_HEADER
+
+    connect = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    url = f"http://[{connect}]:{port}/health" if ":" in connect else f"http://{connect}:{port}/health"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an http_proxy
+    try:
+        with direct.open(url, timeout=5) as response:
+            return response.headers.get(KEY_ID_HEADER)
+    except urllib.error.HTTPError as exc:  # a 503 from a maild whose database is down still says who it is
+        return exc.headers.get(KEY_ID_HEADER)
+    except (OSError, ValueError):
+        return None
 
 
 def _rules(config: Config) -> str:

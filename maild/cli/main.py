@@ -166,12 +166,14 @@ def run(app: AppContext, sources: tuple[str, ...]) -> None:
     """Run the daemon: watch every configured folder (IDLE or polling) and ingest new mail, send the outbox,
     serve tracking, and run the rules (rules/*.yaml) on their scheduler.
 
-    Refuses to start when a rule file is invalid (each problem as file:line:column). SIGHUP re-reads the
-    rules, keeping the last good set when the new one is invalid. Stops cleanly on SIGTERM or SIGINT: the
-    batch in hand is committed, nothing is lost.
+    Refuses to start (exit 1) when a rule file is invalid (each problem as file:line:column) or the tracking
+    port cannot be listened on (taken by another process, say). SIGHUP re-reads the rules, keeping the last
+    good set when the new one is invalid. Stops cleanly on SIGTERM or SIGINT: the batch in hand is committed,
+    nothing is lost.
     """
     from maild.daemon import Daemon
     from maild.rules.model import RuleErrors
+    from maild.tracking.server import PortUnavailable
 
     daemon = Daemon(app.with_sources(sources))
     _stop_on_signals(daemon)
@@ -182,6 +184,9 @@ def run(app: AppContext, sources: tuple[str, ...]) -> None:
     except RuleErrors as exc:
         click.echo(f"maild: not started, the rules are invalid ({len(exc.errors)} problem(s)):", err=True)
         click.echo(str(exc), err=True)
+        sys.exit(1)
+    except PortUnavailable as exc:
+        click.echo(f"maild: not started: {exc}", err=True)
         sys.exit(1)
 
 

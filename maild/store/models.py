@@ -309,6 +309,26 @@ class TrackingLink(SQLModel, table=True):
     url: str = Field(sa_type=Text)
 
 
+class TrackingHits(SQLModel, table=True):
+    """One client's opens of a mail (or clicks of one of its links), counted on the first one's event.
+
+    The client is a hash of its IP prefix and user agent. Repeats within `tracking.repeat_window` of `first_at`
+    add to `hits` instead of writing a new event, so a flood is one timeline line with its exact count.
+    """
+
+    __tablename__ = "tracking_hits"
+    __table_args__ = (Index("ix_tracking_hits_repeat", "outbox_id", "client", "first_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="events.id", unique=True)
+    outbox_id: int
+    kind: str = Field(max_length=1)  # "o" open, "c" click
+    link: int = -1  # the clicked link's index; -1 for opens
+    client: str = Field(max_length=32)
+    first_at: datetime = _ts(nullable=False)
+    last_at: datetime = _ts(nullable=False)
+    hits: int = 1
+
+
 # --- Business records: invoices, payments, meetings, tasks ---------------------------------------
 
 

@@ -4,15 +4,17 @@ Only values signed with our secret count. A click redirects to the URL stored fo
 mail was instrumented, never to anything taken from the request. Events are written by an EventRecorder
 (maild/tracking/recorder.py), a group of hits per transaction in its writer thread. A click is answered
 once its event is committed; an open at once, its event written behind (a kill -9 may lose the last few
-milliseconds of opens; a stop loses none). The open pixel is an `async def`; the click (which reads its
-URL) and health handlers are plain `def`s (Starlette runs them in its threadpool), so no synchronous
-database call blocks the event loop.
+milliseconds of opens; a stop loses none). One client's repeats of an open or a click within
+`tracking.repeat_window` are counted on the first one's event, not recorded anew. HEAD requests get the same
+answer as GET and record nothing (link checkers and prefetchers send them). `/health` carries KEY_ID_HEADER, a
+fingerprint of the signing secret, so `maild config check --connect` can tell its own daemon on the port from
+another process. The open pixel is an `async def`; the click (which reads its URL) and health handlers are plain
+`def`s (Starlette runs them in its threadpool), so no synchronous database call blocks the event loop.
 """
 
 from __future__ import annotations
 
 import base64
-import ipaddress
 import logging
 from typing import Any
 
@@ -28,8 +30,9 @@ from maild.clock import utcnow
 from maild.config import TrackingConfig
 from maild.store.db import Database
 from maild.store.models import TrackingLink
+from maild.tracking.clients import truncate_ip
 from maild.tracking.recorder import EventRecorder, Hit
-from maild.tracking.signing import verify
+from maild.tracking.signing import key_id, verify
 
 log = logging.getLogger("maild.tracking")
 
@@ -37,19 +40,7 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache",
             "Expires": "0"}
 MAX_USER_AGENT = 1000
-
-
-def truncate_ip(ip: str | None) -> str | None:
-    """IPv4 with the last octet zeroed, IPv6 cut to its /48; None for no or an unparseable address."""
-    try:
-        address = ipaddress.ip_address((ip or "").split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
-
+KEY_ID_HEADER = "X-Maild-Key-Id"
 
 _links = TrackingLink.__table__
 
@@ -74,7 +65,8 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
         verified = verify(secret, request.path_params["value"])
         if verified is None or verified[0] != "o":
             return not_found()
-        recorder.record_soon(hit("mail.opened", "o", verified[1], request, {}))  # write-behind (see recorder)
+        if request.method == "GET":
+            recorder.record_soon(hit("mail.opened", "o", verified[1], request, {}))  # write-behind (see recorder)
         return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
     def clicked(request: Request) -> Response:
@@ -88,11 +80,15 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
             url = conn.execute(select(_links.c.url).where(_links.c.token == token, _links.c.link == link)).scalar()
         if url is None or not url.lower().startswith(("http://", "https://")):
             return not_found()
+        if request.method != "GET":
+            return RedirectResponse(url, status_code=302, headers=NO_CACHE)
         try:  # this handler runs in Starlette's threadpool: the recorder lives on the event loop
             anyio.from_thread.run(recorder.record, hit("mail.clicked", "c", token, request, {"url": url, "link": link}))
         except Exception:
             log.exception("recording a click failed", extra={"fields": {"token": token, "link": link}})
         return RedirectResponse(url, status_code=302, headers=NO_CACHE)
+
+    health_headers = {**NO_CACHE, KEY_ID_HEADER: key_id(secret)} if secret else NO_CACHE
 
     def health(_request: Request) -> Response:
         try:
@@ -102,7 +98,7 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
             log.warning("tracking health check: database unreachable", exc_info=True)
             ok = False
         return JSONResponse({"status": "ok" if ok else "error", "database": ok}, status_code=200 if ok else 503,
-                            headers=NO_CACHE)
+                            headers=health_headers)
 
     app = Starlette(routes=[
         Route("/o/{value}", opened, methods=["GET"]),

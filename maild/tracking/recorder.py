@@ -10,7 +10,8 @@ practice a few milliseconds' worth): opens are weak signals already (blocked ima
 waiting for the commit is what lets the pixel answer at the speed of a bare endpoint. The mails' (outbox
 id, third party, sent_at) are cached per token once the mail is sent (none of the three changes after
 that). Writing from one thread also means the endpoint never has two write transactions competing for
-SQLite's single writer.
+SQLite's single writer. One client's repeats within `tracking.repeat_window` are counted on the first one's
+event instead of becoming events (maild/tracking/repeats.py).
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ from sqlalchemy import Connection, bindparam, select
 from maild.clock import as_utc
 from maild.config import TrackingConfig
 from maild.store.db import Database
-from maild.store.models import Event, OutboxMessage
-from maild.tracking.classify import is_machine
+from maild.store.models import OutboxMessage
+from maild.tracking.classify import image_proxy, is_machine
+from maild.tracking.clients import client_key
+from maild.tracking.repeats import Key, RepeatCounter
 
 log = logging.getLogger("maild.tracking")
 
-_outbox, _events = OutboxMessage.__table__, Event.__table__
+_outbox = OutboxMessage.__table__
 _MAILS = (select(_outbox.c.tracking_token, _outbox.c.id, _outbox.c.thirdparty_id, _outbox.c.sent_at)
           .where(_outbox.c.tracking_token.in_(bindparam("tokens", expanding=True))).order_by(_outbox.c.id))
-_INSERT = _events.insert()
 CACHE_SIZE = 10_000
 MAX_GROUP = 500
 
@@ -66,6 +68,7 @@ class EventRecorder:
         self._pending: list[tuple[Hit, asyncio.Future[bool]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._mails: OrderedDict[str, tuple[int, int | None, datetime | None]] = OrderedDict()
+        self._repeats = RepeatCounter(cfg.repeat_window)
 
     async def record(self, hit: Hit) -> bool:
         """Returns once the event is committed: True, or False if no mail has this token (no event)."""
@@ -117,7 +120,8 @@ class EventRecorder:
 
     def _write_on(self, conn: Connection, group: list[Hit]) -> list[bool]:
         mails = self._lookup(conn, {hit.token for hit in group})
-        rows, recorded = [], []
+        items: list[tuple[Key, datetime, dict[str, Any]]] = []
+        recorded = []
         for hit in group:
             mail = mails.get(hit.token)
             recorded.append(mail is not None)
@@ -128,11 +132,18 @@ class EventRecorder:
             machine = is_machine(hit.user_agent, hit.ip, seconds, hit.kind, self.cfg.scanner_seconds)
             data = {"outbox_id": outbox_id, "user_agent": hit.user_agent, "ip": hit.stored_ip, "machine": machine,
                     **hit.extra}
-            rows.append({"type": hit.event_type, "occurred_at": hit.at, "recorded_at": hit.at,
-                         "thirdparty_id": thirdparty_id, "message_id": None, "data": data})
-        if rows:
+            proxy = image_proxy(hit.user_agent) if hit.kind == "o" else None
+            if proxy:
+                data["proxy"] = proxy  # a person's open seen through their provider's proxy (its IP and agent)
+            key = (outbox_id, hit.kind, int(hit.extra.get("link", -1)), client_key(hit.ip, hit.user_agent))
+            items.append((key, hit.at, {"type": hit.event_type, "occurred_at": hit.at, "recorded_at": hit.at,
+                                        "thirdparty_id": thirdparty_id, "message_id": None, "data": data}))
+        self._repeats.read(conn, [(key, at) for key, at, _row in items])
+        conn.rollback()  # end the read transaction before the write one
+        if items:
             with conn.begin():
-                conn.execute(_INSERT, rows)
+                self._repeats.write(conn, items)
+            self._repeats.committed()
         return recorded
 
     def _lookup(self, conn: Connection, tokens: set[str]) -> dict[str, tuple[int, int | None, datetime | None]]:
@@ -145,7 +156,6 @@ class EventRecorder:
                 found[token] = (outbox_id, thirdparty_id, as_utc(sent_at))
                 if sent_at is not None:
                     self._mails[token] = found[token]
-            conn.rollback()  # end the read transaction before the write one
         for token in found:
             if token in self._mails:
                 self._mails.move_to_end(token)

@@ -1,7 +1,15 @@
-"""The tracking endpoint's HTTP server: uvicorn in a background thread, for `maild run`."""
+"""The tracking endpoint's HTTP server: uvicorn in a background thread, for `maild run`.
+
+Served with limits that protect the daemon (maild/tracking/guard.py): a deadline on every request head, a cap on
+open connections (kept below half the process's open-file limit), idle keep-alive connections closed after
+KEEP_ALIVE seconds, request heads of at most MAX_HEAD_BYTES. A port that cannot be bound is a `PortUnavailable`.
+"""
 
 from __future__ import annotations
 
+import errno
+import logging
+import resource
 import socket
 import threading
 import time
@@ -9,14 +17,33 @@ import time
 import uvicorn
 from starlette.applications import Starlette
 
+from maild.config import TrackingConfig
+from maild.tracking.guard import ConnectionGuard
+
+log = logging.getLogger("maild.tracking")
+
+KEEP_ALIVE = 5.0  # seconds an idle keep-alive connection stays open
+MAX_HEAD_BYTES = 16 * 1024  # a longer request head is answered 400 (our URLs are < 200 bytes)
+BACKLOG = 1024
+
+
+class PortUnavailable(Exception):
+    """The tracking address cannot be bound; the message says which, why, and what to do."""
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
 
 class TrackingServer:
     """`start()` returns once the server accepts connections (`.port` is the bound port, even for 0)."""
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    def __init__(self, app: Starlette, host: str, port: int, cfg: TrackingConfig | None = None) -> None:
         self.app = app
         self.host = host
         self.port = port
+        limits = cfg or TrackingConfig()
+        self.guard = ConnectionGuard(connection_cap(limits.max_connections), limits.header_timeout)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -27,7 +54,9 @@ class TrackingServer:
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=2)
+                                timeout_graceful_shutdown=2, http=self.guard.protocol(), ws="none",
+                                timeout_keep_alive=KEEP_ALIVE, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+                                backlog=BACKLOG)
         self._server = server = uvicorn.Server(config)
 
         def run() -> None:
@@ -69,17 +98,49 @@ class TrackingServer:
         self.stop()
 
 
+def connection_cap(wanted: int) -> int:
+    """`wanted`, but at most half the open-file limit: the other half stays for ingest, the database, SMTP."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted <= soft // 2:
+        return wanted
+    cap = max(1, soft // 2)
+    log.warning("tracking.max_connections %d lowered to %d: the open-file limit (ulimit -n) is %d", wanted, cap, soft)
+    return cap
+
+
 def _bind(host: str, port: int) -> socket.socket:
-    family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    """A listening socket on host:port; PortUnavailable (with the reason) when it cannot be had."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:
+        raise PortUnavailable(f"tracking endpoint: cannot resolve listen_host {host!r}: {exc.strerror or exc}",
+                              exc.errno) from None
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(BACKLOG)
         sock.set_inheritable(True)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise PortUnavailable(_why(host, port, exc), exc.errno) from None
     return sock
+
+
+def _why(host: str, port: int, exc: OSError) -> str:
+    where = f"tracking endpoint: cannot listen on {host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"{where}: the port is already in use by another process (tracking links would reach that process, "
+                f"not maild); stop it or set tracking.listen_port (and base_url) to a free port")
+    if exc.errno == errno.EACCES:
+        return f"{where}: permission denied (ports below 1024 need privileges); set tracking.listen_port"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: {host} is not an address of this machine; set tracking.listen_host"
+    return f"{where}: {exc.strerror or exc}"
+
+
+def check_port(host: str, port: int) -> None:
+    """Can host:port be listened on now? Raises PortUnavailable with the reason; binds and releases at once."""
+    _bind(host, port).close()

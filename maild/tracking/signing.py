@@ -51,6 +51,11 @@ def sign(secret: bytes, kind: Kind, token: str, link: int | None) -> str:
     return f"{payload}.{_mac(secret, payload)}"
 
 
+def key_id(secret: bytes) -> str:
+    """A short public fingerprint of the secret (it reveals nothing of it): two endpoints with the same id share it."""
+    return _mac(secret, "key-id")[:12]
+
+
 def verify(secret: bytes, value: str) -> tuple[Kind, str, int | None] | None:
     """(kind, token, link) of a value made by `sign` with this secret; None for anything else."""
     if not secret or not isinstance(value, str) or len(value) > 200 or not value.isascii():

@@ -16,7 +16,7 @@ from tests.tracking.support import SECRET, Endpoint
 @pytest.fixture
 def endpoint(db: Database) -> Iterator[Endpoint]:
     cfg = TrackingConfig(listen_port=0, scanner_seconds=10)
-    server = TrackingServer(create_app(db, SECRET, cfg), "127.0.0.1", 0)
+    server = TrackingServer(create_app(db, SECRET, cfg), "127.0.0.1", 0, cfg)
     server.start()
     assert server.port != 0
     ep = Endpoint(db, server, f"http://127.0.0.1:{server.port}")

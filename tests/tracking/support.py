@@ -7,11 +7,12 @@ import time
 from datetime import timedelta
 
 import httpx
+from sqlalchemy import func
 from sqlmodel import col, select
 
 from maild.clock import utcnow
 from maild.store.db import Database
-from maild.store.models import Event, OutboxMessage, ThirdParty
+from maild.store.models import Event, OutboxMessage, ThirdParty, TrackingHits
 from maild.tracking.server import TrackingServer
 
 SECRET = b"test-secret-0123456789abcdef"
@@ -35,6 +36,17 @@ class Endpoint:
             found = self._events(kind)
             if len(found) >= at_least or time.monotonic() > deadline:
                 return found
+            time.sleep(0.01)
+
+    def hits(self, kind: str, at_least: int = 0) -> int:
+        """How many hits of this kind ("o" or "c") were counted; with at_least, wait (up to 10 s) for that many."""
+        deadline = time.monotonic() + 10
+        while True:
+            with self.db.session() as session:
+                found = session.exec(select(func.coalesce(func.sum(TrackingHits.hits), 0))
+                                     .where(TrackingHits.kind == kind)).one()
+            if found >= at_least or time.monotonic() > deadline:
+                return int(found)
             time.sleep(0.01)
 
     def _events(self, kind: str | None) -> list[Event]:

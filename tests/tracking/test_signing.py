@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from maild.config import ConfigError, TrackingConfig
-from maild.tracking.classify import is_machine
 from maild.tracking.signing import load_secret, sign, verify
 
 SECRET = b"0123456789abcdef-test-secret"
@@ -67,20 +66,3 @@ def test_load_secret_missing_is_a_clear_error_without_the_value(tmp_path: Path,
     with pytest.raises(ConfigError, match="too short") as info:
         load_secret(TrackingConfig(secret_env="T_SECRET"), tmp_path)
     assert "short-value" not in str(info.value)
-
-
-@pytest.mark.parametrize(("ua", "ip", "seconds", "kind", "expected"), [
-    ("Mozilla/5.0", "203.0.113.9", 3600, "o", "apple-mail-privacy-protection"),
-    ("Mozilla/5.0 (iPhone) AppleWebKit/605.1.15", "17.58.1.2", 3600, "o", "apple-mail-privacy-protection"),
-    ("Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)", "66.249.1.1",
-     3600, "o", "gmail-image-proxy"),
-    ("Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.4266; Pro)", "198.51.100.4", 3600, "c",
-     "scanner:microsoft office"),
-    ("Mozilla/5.0 (compatible; Barracuda Sentinel)", "198.51.100.4", 3600, "c", "scanner:barracuda"),
-    ("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0", "198.51.100.4", 2, "c", "within-10s-of-sending"),
-    ("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0", "198.51.100.4", 3600, "c", None),
-    ("Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0", "198.51.100.4", None, "o", None),
-    (None, "198.51.100.4", 3600, "o", "no-user-agent"),
-])
-def test_is_machine(ua: str | None, ip: str, seconds: float | None, kind: str, expected: str | None) -> None:
-    assert is_machine(ua, ip, seconds, kind, 10.0) == expected
