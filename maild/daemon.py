@@ -29,7 +29,7 @@ from maild.store.db import Database
 
 if TYPE_CHECKING:
     from maild.rules.scheduler import RulesRunner
-    from maild.tracking.server import TrackingServer
+    from maild.tracking.listener import TrackingListener
 
 log = logging.getLogger("maild.daemon")
 
@@ -85,7 +85,7 @@ class Daemon:
         self.db.upgrade()
         owner = new_owner_id()
         self._start_rules(owner)
-        tracking: TrackingServer | None = None
+        tracking: TrackingListener | None = None
         try:
             tracking = self._start_tracking()
             ctx = self.context(self.start_pool())
@@ -144,12 +144,13 @@ class Daemon:
         thread.start()
         return thread
 
-    def _start_tracking(self) -> TrackingServer | None:
-        """The open/click endpoint, when tracking is on; a missing secret is reported, not fatal. A port that
-        cannot be listened on (taken by another process, say) raises PortUnavailable: links in sent mail would
-        reach whoever holds it."""
+    def _start_tracking(self) -> TrackingListener | None:
+        """The open/click endpoint, when tracking is on; a missing secret is reported, not fatal. A port held by
+        another process raises PortUnavailable (links in sent mail would reach it); one served by another daemon
+        of this installation is stood by for (maild/tracking/listener.py)."""
         from maild.config import ConfigError
         from maild.tracking.app import create_app
+        from maild.tracking.listener import TrackingListener
         from maild.tracking.server import TrackingServer
         from maild.tracking.signing import load_secret
 
@@ -162,9 +163,9 @@ class Daemon:
             log.error("tracking endpoint not started: %s", exc)
             return None
         server = TrackingServer(create_app(self.db, secret, cfg), cfg.listen_host, cfg.listen_port, cfg)
-        server.start()
-        log.info("tracking endpoint listening", extra={"fields": {"url": f"http://{cfg.listen_host}:{server.port}"}})
-        return server
+        listener = TrackingListener(server, secret)
+        listener.start()
+        return listener
 
     def ingest_once(self, progress: Callable[[str, int, int], None] | None = None) -> PassReport:
         """One pass over every folder, folders in parallel; per-folder errors are reported, not raised."""

@@ -125,7 +125,7 @@ def _outbound(config: Config) -> str:
 def _tracking(config: Config) -> str:
     """The secret, and the listener: the port free, or held by a running maild with this secret (its /health
     says so); held by anything else is FAILED, as `maild run` would not start."""
-    from maild.tracking.server import PortUnavailable, check_port
+    from maild.tracking.server import PortUnavailable, check_port, holder_key_id
     from maild.tracking.signing import key_id, load_secret
 
     cfg = config.tracking
@@ -135,7 +135,7 @@ def _tracking(config: Config) -> str:
         check_port(cfg.listen_host, cfg.listen_port)
         listener = f"{where} free"
     except PortUnavailable as exc:
-        holder = _endpoint_key_id(cfg.listen_host, cfg.listen_port) if exc.errno == errno.EADDRINUSE else None
+        holder = holder_key_id(cfg.listen_host, cfg.listen_port) if exc.errno == errno.EADDRINUSE else None
         if holder is None:
             raise ConfigError(str(exc)) from None
         if holder != key_id(secret):
@@ -143,25 +143,6 @@ def _tracking(config: Config) -> str:
                               f"(our links would get 404 there); stop it or set tracking.listen_port") from None
         listener = f"{where} served by a running maild with this secret"
     return f"secret loaded; listens on {listener}; links point at {cfg.base_url}"
-
-
-def _endpoint_key_id(host: str, port: int) -> str | None:
-    """The key id a maild tracking endpoint at host:port announces on /health; None for anything else."""
-    import urllib.error
-    import urllib.request
-
-    from maild.tracking.app import KEY_ID_HEADER
-
-    connect = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    url = f"http://[{connect}]:{port}/health" if ":" in connect else f"http://{connect}:{port}/health"
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an http_proxy
-    try:
-        with direct.open(url, timeout=5) as response:
-            return response.headers.get(KEY_ID_HEADER)
-    except urllib.error.HTTPError as exc:  # a 503 from a maild whose database is down still says who it is
-        return exc.headers.get(KEY_ID_HEADER)
-    except (OSError, ValueError):
-        return None
 
 
 def _rules(config: Config) -> str:

@@ -18,9 +18,9 @@ from sqlalchemy import case, func, or_, select
 
 from maild.clock import as_utc
 from maild.store.db import Database
-from maild.store.models import Event, Message, OutboxMessage
+from maild.store.models import Event, Message, OutboxMessage, TrackingHits
 
-_ev, _m, _ob = Event.__table__, Message.__table__, OutboxMessage.__table__
+_ev, _m, _ob, _hits = Event.__table__, Message.__table__, OutboxMessage.__table__, TrackingHits.__table__
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,20 @@ def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, typ
         outbox_ids = {(r.data or {}).get("outbox_id") for r in rows if r.type in ("mail.opened", "mail.clicked")}
         subjects = dict(conn.execute(select(_ob.c.id, _ob.c.subject).where(
             _ob.c.id.in_(sorted(i for i in outbox_ids if isinstance(i, int))))).all()) if outbox_ids else {}
+        tracked = [r.id for r in rows if r.type in ("mail.opened", "mail.clicked")]
+        repeats = {event_id: (hits, last_at) for event_id, hits, last_at in conn.execute(
+            select(_hits.c.event_id, _hits.c.hits, _hits.c.last_at).where(_hits.c.event_id.in_(tracked)))
+            } if tracked else {}
     entries = []
     for row in reversed(rows):
         data = dict(row.data or {})
         shown = {**data, "from": row.from_addr} if row.from_addr and "from" not in data else data
         if row.type in ("mail.opened", "mail.clicked"):
             shown = {**shown, "subject": subjects.get(data.get("outbox_id"))}
+            if row.id in repeats:  # one client's repeats within tracking.repeat_window, counted on this event
+                hits, last_at = repeats[row.id]
+                data.update(hits=hits, last_hit_at=(as_utc(last_at) or last_at).isoformat())
+                shown = {**shown, "hits": hits, "last_hit_at": data["last_hit_at"]}
         entries.append(Entry(row.id, row.type, as_utc(row.at) or row.at, row.message_id, data,
                              describe(row.type, shown)))
     return entries
@@ -91,7 +99,9 @@ def _when(value: Any) -> str:
 
 
 def _machine(data: Mapping[str, Any]) -> str:
-    return " (likely a machine: proxy or link scanner)" if data.get("machine") else ""
+    repeats = f" ({data['hits']} times by this client, last {_when(data.get('last_hit_at'))})" \
+        if (data.get("hits") or 1) > 1 else ""
+    return repeats + (" (likely a machine: proxy or link scanner)" if data.get("machine") else "")
 
 
 def _mail_in(data: Mapping[str, Any]) -> str:

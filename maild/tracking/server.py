@@ -13,6 +13,8 @@ import resource
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import uvicorn
 from starlette.applications import Starlette
@@ -24,7 +26,11 @@ log = logging.getLogger("maild.tracking")
 
 KEEP_ALIVE = 5.0  # seconds an idle keep-alive connection stays open
 MAX_HEAD_BYTES = 16 * 1024  # a longer request head is answered 400 (our URLs are < 200 bytes)
-BACKLOG = 1024
+BACKLOG = 1024  # connections the kernel queues for us (they use none of our files until accepted)
+# asyncio accepts up to its `backlog` connections per wake-up before any of them reaches the protocol (where the
+# cap acts), and a few wake-ups can pass before the connections closed to make room release their files: uvicorn
+# gets this small backlog as that batch size, and the cap leaves room for 3 batches.
+ACCEPT_BATCH = 32
 
 
 class PortUnavailable(Exception):
@@ -56,7 +62,7 @@ class TrackingServer:
         config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=2, http=self.guard.protocol(), ws="none",
                                 timeout_keep_alive=KEEP_ALIVE, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-                                backlog=BACKLOG)
+                                backlog=ACCEPT_BATCH)
         self._server = server = uvicorn.Server(config)
 
         def run() -> None:
@@ -75,6 +81,15 @@ class TrackingServer:
                 self.stop()
                 raise RuntimeError(f"tracking server on {self.host}:{self.port} did not start: {self._error!r}")
             time.sleep(0.01)
+        sock.listen(BACKLOG)  # asyncio set the kernel's queue to its batch size; the batch stays small
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now (not yet being closed)."""
+        server = self._server
+        if server is None:
+            return 0
+        return sum(1 for c in list(server.server_state.connections) if not c.transport.is_closing())
 
     def stop(self, timeout: float = 5.0) -> None:
         server, thread = self._server, self._thread
@@ -99,11 +114,21 @@ class TrackingServer:
 
 
 def connection_cap(wanted: int) -> int:
-    """`wanted`, but at most half the open-file limit: the other half stays for ingest, the database, SMTP."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or wanted <= soft // 2:
+    """`wanted`, within half the open-file limit (the other half stays for ingest, the database, SMTP), less
+    the accept batches. The soft limit is raised towards the hard one first when that is needed."""
+    budget = 2 * (wanted + 3 * ACCEPT_BATCH)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < budget:
+        raised = budget if hard == resource.RLIM_INFINITY else min(hard, budget)
+        if raised > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+                soft = raised
+            except (OSError, ValueError):
+                pass
+    if soft == resource.RLIM_INFINITY or soft >= budget:
         return wanted
-    cap = max(1, soft // 2)
+    cap = max(1, soft // 2 - 3 * ACCEPT_BATCH)
     log.warning("tracking.max_connections %d lowered to %d: the open-file limit (ulimit -n) is %d", wanted, cap, soft)
     return cap
 
@@ -144,3 +169,20 @@ def _why(host: str, port: int, exc: OSError) -> str:
 def check_port(host: str, port: int) -> None:
     """Can host:port be listened on now? Raises PortUnavailable with the reason; binds and releases at once."""
     _bind(host, port).close()
+
+
+def holder_key_id(host: str, port: int) -> str | None:
+    """The key id (`signing.key_id`) that a maild tracking endpoint on host:port announces on /health; None when
+    what holds the port is not a maild tracking endpoint (or does not answer)."""
+    from maild.tracking.app import KEY_ID_HEADER
+
+    connect = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    url = f"http://[{connect}]:{port}/health" if ":" in connect else f"http://{connect}:{port}/health"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an http_proxy
+    try:
+        with direct.open(url, timeout=5) as response:
+            return response.headers.get(KEY_ID_HEADER)
+    except urllib.error.HTTPError as exc:  # a 503 from a maild whose database is down still says who it is
+        return exc.headers.get(KEY_ID_HEADER)
+    except (OSError, ValueError):
+        return None
