@@ -87,8 +87,9 @@ class Daemon:
         self._start_rules(owner)
         tracking: TrackingListener | None = None
         try:
+            pipeline = self.start_pool()  # forks its processes before the tracking threads start
             tracking = self._start_tracking()
-            ctx = self.context(self.start_pool())
+            ctx = self.context(pipeline)
             ctx.owner = owner
             workers = self._workers = self.workers(ctx)
             if not workers:

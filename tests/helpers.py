@@ -41,6 +41,15 @@ def write_config(home: Path, db_url: str, sources: list[dict[str, Any]], **inges
     return path
 
 
+def any_tracking_port(config_file: Path) -> Path:
+    """Let the config's tracking endpoint listen on any free port: `maild run` refuses to start when its port
+    is taken, and tests (and other test runs on the machine) run side by side."""
+    data = yaml.safe_load(config_file.read_text())
+    data.setdefault("tracking", {})["listen_port"] = 0
+    config_file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return config_file
+
+
 def config_at(path: Path) -> Config:
     return load_config(path, environ={})
 

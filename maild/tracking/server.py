@@ -7,14 +7,17 @@ KEEP_ALIVE seconds, request heads of at most MAX_HEAD_BYTES. A port that cannot 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
 import resource
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 
 import uvicorn
 from starlette.applications import Starlette
@@ -133,6 +136,20 @@ def connection_cap(wanted: int) -> int:
     return cap
 
 
+_LISTENING: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+
+def _close_listening_sockets() -> None:
+    """In a forked child (parser and prepare pools): close its copies of our listening sockets, or the port would
+    stay taken (with nobody answering) after this daemon stops, until the child ends."""
+    for sock in list(_LISTENING):
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+os.register_at_fork(after_in_child=_close_listening_sockets)
+
+
 def _bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port; PortUnavailable (with the reason) when it cannot be had."""
     try:
@@ -147,10 +164,10 @@ def _bind(host: str, port: int) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(address)
         sock.listen(BACKLOG)
-        sock.set_inheritable(True)
     except OSError as exc:
         sock.close()
         raise PortUnavailable(_why(host, port, exc), exc.errno) from None
+    _LISTENING.add(sock)
     return sock
 
 

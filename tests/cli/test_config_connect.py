@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from maild.cli.setup import initialise
+from maild.store.db import HEAD_REVISION
 from tests.conftest import Mailbox
 from tests.helpers import maild, make_message
 from tests.outbound.conftest import Sink, free_port, smtp_sink  # noqa: F401  (the fixture)
@@ -23,6 +24,7 @@ def _config(tmp_path: Path, mailbox: Mailbox, sink: Sink, **changes: Any) -> Pat
                                      "security": "plain", "timeout": 5}
     if "webhook_secret_file" in changes:
         data["rules"]["webhook_secrets"] = {"crm": {"file": changes["webhook_secret_file"]}}
+    data["tracking"]["listen_port"] = 0  # any free port: 8025 may be taken on a shared machine
     config_file.write_text(yaml.safe_dump(data, sort_keys=False))
     return config_file
 
@@ -43,7 +45,7 @@ def test_everything_reachable(tmp_path: Path, mailbox: Mailbox, smtp_sink: Sink)
     lines = _lines(out)
     assert list(lines) == ["database", "imap sales", "maildir local", "outbound", "tracking", "rules"], out
     assert all(line.startswith("OK") for line in lines.values()), out
-    assert "schema 0005 (current)" in lines["database"]
+    assert f"schema {HEAD_REVISION} (current)" in lines["database"]
     assert f"plain, password login as {mailbox.user}; INBOX (2 messages), Sent (0 messages); IDLE" in lines[
         "imap sales"]
     assert "4 message(s)" in lines["maildir local"]  # the sample mail `maild init` puts there

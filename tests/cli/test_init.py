@@ -11,7 +11,7 @@ import pytest
 
 from maild.cli.setup import initialise
 from maild.config import load_config
-from tests.helpers import maild, status_json
+from tests.helpers import any_tracking_port, maild, status_json
 
 
 def test_init_then_run_works_on_the_embedded_default(tmp_path: Path) -> None:
@@ -21,6 +21,7 @@ def test_init_then_run_works_on_the_embedded_default(tmp_path: Path) -> None:
     assert f"Wrote {config}" in out
     assert (home / "maildir" / "new").is_dir() and (home / "data" / "maild.db").is_file()
     assert "OK (1 source(s)" in maild(config, "config", "check").stdout
+    any_tracking_port(config)  # 8025 may be taken on a shared machine (then run would refuse to start)
     proc = subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from maild.cli.setup import initialise
-from tests.helpers import status_json
+from tests.helpers import any_tracking_port, status_json
 
 RULE = "rules:\n  - name: {name}\n    on: {{event: {event}}}\n    do: [stop: true]\n"
 
@@ -27,7 +27,7 @@ def test_run_refuses_invalid_rules(tmp_path: Path) -> None:
 
 
 def test_sighup_reloads_and_keeps_the_last_good_set(tmp_path: Path) -> None:
-    config = initialise(tmp_path / "home", samples=False)
+    config = any_tracking_port(initialise(tmp_path / "home", samples=False))
     rules = tmp_path / "home" / "rules"
     proc = subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
