@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maild.config import Config, ConfigError, ImapSourceConfig, MaildirSourceConfig, resolve_path
+from maild.permissions import private_dir
 
 PROBE_TIMEOUT = 15.0  # seconds per server, whatever the configured (longer) timeouts
 
@@ -107,7 +108,7 @@ def _outbound(config: Config) -> str:
     cfg = config.outbound.transport
     if cfg.type == "file":
         directory = resolve_path(config.base_dir, cfg.directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         if not os.access(directory, os.W_OK):
             raise PermissionError(f"cannot write to {directory}")
         return f"file transport: .eml files into {directory} (nothing is sent)"

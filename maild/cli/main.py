@@ -139,6 +139,10 @@ def config_group() -> None:
 def config_check(app: AppContext, connect: bool) -> None:
     """Validate the config file and environment; exit 1 with file:line: key: problem on error.
 
+    Also says whether what holds mail or secrets (the SQLite database, the blob store, the Maildirs, sent .eml
+    files, the tracking secret, password files) is owner-only; a warning with the chmod that fixes each that
+    other users can read.
+
     With --connect, one line per server or folder, OK or FAILED with the reason; exit 1 if any failed."""
     path = find_config_path(app.config_path)
     try:
@@ -147,6 +151,7 @@ def config_check(app: AppContext, connect: bool) -> None:
         click.echo(str(exc), err=True)
         sys.exit(1)
     click.echo(f"{path or 'built-in defaults'}: OK ({len(config.sources)} source(s), database {_safe_url(config)})")
+    _report_permissions(config)
     if not connect:
         return
     from maild.probe import probe_all
@@ -249,6 +254,17 @@ def _stop_on_signals(daemon: Daemon) -> None:
     signal.signal(signal.SIGINT, _stop)
 
 
+def _report_permissions(config: Config) -> None:
+    """One line: the paths holding mail or secrets are owner-only; else a warning (stderr) for each that is not."""
+    from maild.permissions import exposures
+
+    checked, exposed = exposures(config)
+    for exposure in exposed:
+        click.echo(f"warning: {exposure}", err=True)
+    if checked and not exposed:
+        click.echo(f"permissions: owner-only ({', '.join(checked)})")
+
+
 def _safe_url(config: Config) -> str:
     from sqlalchemy.engine import make_url
 
@@ -284,6 +300,9 @@ _register_subgroups()
 def main() -> None:
     from sqlalchemy.exc import DBAPIError
 
+    from maild.permissions import restrict_new_files
+
+    restrict_new_files()  # mail, database, blobs, exports, sent .eml files: owner-only, whatever the shell's umask
     try:
         cli(prog_name="maild")
     except DBAPIError as exc:  # unreachable or refusing database: say so, no traceback

@@ -3,41 +3,42 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from maild.config import DEFAULT_CONFIG_NAME, load_config
+from maild.permissions import private_dir, write_private
 from maild.store.db import Database
 
 SAMPLES = resources.files("maild") / "samples"
 
 
 def initialise(directory: Path, force: bool = False, samples: bool = True) -> Path:
+    """Write DIRECTORY's config, Maildir, data folder, secret, templates and rules, and create the schema. What
+    it creates is owner-only (folders 0700, files 0600): the home holds all mail and the secrets."""
     directory = directory.resolve()
     config_file = directory / DEFAULT_CONFIG_NAME
     if config_file.exists() and not force:
         raise FileExistsError(f"{config_file} already exists (use --force to overwrite it)")
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     template = (SAMPLES / "maild.yaml").read_text(encoding="utf-8")
     instance = secrets.token_hex(4)  # ties our tracking ids to this installation
     # Quoted: an id of digits (or like "12e45678") would otherwise be read back as a YAML number.
-    config_file.write_text(template.replace("instance_id: maild0 ", f'instance_id: "{instance}"', 1), encoding="utf-8")
+    write_private(config_file, template.replace("instance_id: maild0 ", f'instance_id: "{instance}"', 1).encode())
     config = load_config(config_file, environ={})
     for sub in ("new", "cur", "tmp"):
-        (directory / "maildir" / sub).mkdir(parents=True, exist_ok=True)
-    config.blob_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(directory / "maildir" / sub)
+    private_dir(config.blob_dir)
     if samples:
         for sample in sorted(SAMPLES.iterdir()):
             if sample.name.endswith(".eml"):
-                with resources.as_file(sample) as path:
-                    shutil.copyfile(path, directory / "maildir" / "new" / f"sample-{sample.name[:-4]}.maild")
+                target = directory / "maildir" / "new" / f"sample-{sample.name[:-4]}.maild"
+                write_private(target, sample.read_bytes())
     secret = directory / "data" / "tracking.secret"
     if not secret.exists():
-        secret.parent.mkdir(parents=True, exist_ok=True)
-        secret.touch(mode=0o600)
-        secret.write_text(secrets.token_urlsafe(32))
+        private_dir(secret.parent)
+        write_private(secret, secrets.token_urlsafe(32).encode())
     _install_missing(SAMPLES / "templates", directory / "templates")
     _install_missing(SAMPLES / "rules", config.rules_dir)
     Database(config.database_url).upgrade()
@@ -46,13 +47,18 @@ def initialise(directory: Path, force: bool = False, samples: bool = True) -> Pa
 
 def _install_missing(shipped: Traversable, target: Path) -> None:
     """Copy each shipped template folder / rule file that `target` does not have yet; never overwrite."""
-    target.mkdir(parents=True, exist_ok=True)
-    with resources.as_file(shipped) as source:
-        for item in sorted(source.iterdir()):
-            destination = target / item.name
-            if destination.exists() or item.name.startswith((".", "__")):
-                continue
-            if item.is_dir():
-                shutil.copytree(item, destination)
-            else:
-                shutil.copyfile(item, destination)
+    private_dir(target)
+    for item in sorted(shipped.iterdir(), key=lambda entry: entry.name):
+        destination = target / item.name
+        if not (destination.exists() or item.name.startswith((".", "__"))):
+            _copy_private(item, destination)
+
+
+def _copy_private(item: Traversable, destination: Path) -> None:
+    if item.is_dir():
+        private_dir(destination)
+        for child in item.iterdir():
+            if not child.name.startswith((".", "__")):
+                _copy_private(child, destination / child.name)
+    else:
+        write_private(destination, item.read_bytes())

@@ -25,6 +25,7 @@ from pathlib import Path
 import aiosmtplib
 
 from maild.config import ConfigError, SmtpTransportConfig
+from maild.permissions import private_dir
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class FileTransport(Transport):
                    on_data_started: DataStarted) -> Outcome:
         target = self.path_for(outbox_id, raw)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(target.parent)  # sent mail, owner-only (the temp file below is 0600)
         except OSError as exc:
             return TempFail(f"cannot create {target.parent}: {exc}")
         on_data_started(outbox_id)

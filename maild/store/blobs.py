@@ -1,7 +1,8 @@
 """Content-addressed blob store: each distinct byte string is one file named by its sha256.
 
 Writes are atomic (temp file + rename) and idempotent, so any process may write any blob at any
-time; a crash leaves at worst an unreferenced blob, never a row pointing at a missing one.
+time; a crash leaves at worst an unreferenced blob, never a row pointing at a missing one. Folders are 0700 and
+files 0600: the store holds every mail.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+from maild.permissions import private_dir
 
 
 def sha256_hex(data: bytes) -> str:
@@ -28,8 +31,8 @@ class BlobStore:
         target = self.path(digest)
         if target.exists():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        private_dir(target.parent)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")  # 0600
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

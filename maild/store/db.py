@@ -14,6 +14,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Insert
 from sqlmodel import Session
 
+from maild.permissions import private_dir, private_file, sqlite_path
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0006_tracking"  # the newest file in migrations/versions (a test keeps the two in step)
 
@@ -23,9 +25,10 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            path = url.removeprefix("sqlite:///")
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            path = sqlite_path(url)
+            if path is not None:  # owner-only: it holds all the mail (SQLite gives -wal and -shm the same mode)
+                private_dir(path.parent)
+                private_file(path)
             self.engine: Engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:

@@ -30,9 +30,11 @@ def _config(tmp_path: Path, mailbox: Mailbox, sink: Sink, **changes: Any) -> Pat
 
 
 def _lines(output: str) -> dict[str, str]:
-    """`what  OK|FAILED  detail` lines by what."""
+    """`what  OK|FAILED  detail` lines by what (after the config's OK line and the permissions line)."""
     found = {}
     for line in output.splitlines()[1:]:
+        if line.startswith("permissions: "):
+            continue
         what, _, rest = line.partition("  ")
         found[what.strip()] = rest.strip()
     return found
