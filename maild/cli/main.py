@@ -51,10 +51,14 @@ class AppContext:
 
     def with_sources(self, urls: tuple[str, ...]) -> Config:
         """The config, with its sources replaced by --source URLs when any were given."""
-        from maild.ingest.sources.urls import SourceUrlError, source_from_url
+        from maild.ingest.sources.urls import SourceUrlError, password_warning, source_from_url
 
         if not urls:
             return self.config
+        for url in urls:
+            warning = password_warning(url)
+            if warning:
+                click.echo(f"warning: {warning}", err=True)
         try:
             return self.config.with_sources([source_from_url(url, i) for i, url in enumerate(urls)])
         except SourceUrlError as exc:
@@ -83,9 +87,10 @@ def parse_since(value: str, now: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)
 
 SOURCE_HELP = ("Ingest from this source instead of the configured ones (repeatable): "
-               "imap://USER:PASSWORD@HOST:PORT/FOLDER, imaps://..., maildir:///PATH. "
-               "Percent-encode @ in the user name as %40. Options: ?security=starttls, ?ca_file=PEM, "
-               "?verify_tls=false, ?auth=xoauth2, ?folders=A,B, ?name=N.")
+               "imap://USER@HOST:PORT/FOLDER?password_file=FILE (or ?password_env=VARIABLE), imaps://..., "
+               "maildir:///PATH. USER:PASSWORD@ works but every local user can read it in the process list, "
+               "so maild warns. Percent-encode @ in the user name as %40. Options: ?security=starttls, "
+               "?ca_file=PEM, ?verify_tls=false, ?auth=xoauth2, ?folders=A,B, ?name=N.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -110,6 +110,28 @@ def test_source_url_on_the_command_line_and_several_folders(tmp_path: Path, mail
     assert (totals["messages"], totals["locations"], totals["events"]) == (2, 3, 4), "received + unmatched"
 
 
+def test_source_url_takes_the_password_from_a_file_or_a_variable(tmp_path: Path, mailbox: Mailbox) -> None:
+    """Not on the command line, where every local user sees it (ps): ?password_file= or ?password_env=."""
+    mailbox.append([make_message(subject="one"), make_message(subject="two")])
+    config = write_config(tmp_path / "home", _sqlite(tmp_path), [])
+    secret = tmp_path / "imap.password"
+    secret.write_text(mailbox.password + "\n")
+    bare = mailbox.url("INBOX").replace(f":{mailbox.password}@", "@")
+    from_file = maild(config, "ingest", "--once", "--source", f"{bare}?password_file={secret}&name=file")
+    assert "ingested 2 message(s)" in from_file.stdout and "warning" not in from_file.stderr
+    from_env = maild(config, "ingest", "--once", "--source", f"{bare}?password_env=SALES_PW&name=env",
+                     env={"SALES_PW": mailbox.password})
+    assert "ingested 2 message(s)" in from_env.stdout and "warning" not in from_env.stderr  # the same mail again
+    assert status_json(config)["totals"]["messages"] == 2  # under another source name: stored once
+    inline = maild(config, "ingest", "--once", "--source", mailbox.url("INBOX") + "?name=inline")
+    assert "ingested 2 message(s)" in inline.stdout
+    assert "the password on the command line is visible to every local user" in inline.stderr
+    assert "?password_file=FILE or ?password_env=VARIABLE" in inline.stderr
+    assert mailbox.password not in inline.stdout + inline.stderr and ":***@" in inline.stderr
+    unset = maild(config, "ingest", "--once", "--source", f"{bare}?password_env=NOT_SET_ANYWHERE", check=False)
+    assert unset.returncode == 1 and "environment variable NOT_SET_ANYWHERE is not set" in unset.stderr
+
+
 def test_idle_push_is_ingested_within_seconds(tmp_path: Path, mailbox: Mailbox) -> None:
     config = write_config(tmp_path, _sqlite(tmp_path), [mailbox.source()], poll_interval=300)
     with running_daemon(config) as daemon:
