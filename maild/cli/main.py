@@ -114,20 +114,32 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite an existing maild.yaml.")
-@click.option("--no-samples", is_flag=True, help="Do not put sample messages into the local Maildir.")
+@click.option("--no-samples", is_flag=True,
+              help="No demo: neither sample messages in the local Maildir nor the sample third parties, contacts "
+                   "and documents they match.")
 def init(directory: Path, force: bool, no_samples: bool) -> None:
-    """Create DIRECTORY with a working config (SQLite, local Maildir), its folders and the schema."""
+    """Create DIRECTORY with a working config (SQLite, local Maildir), its folders and the schema, all owner-only.
+
+    Unless --no-samples, also a demo: four sample mails in the Maildir and the third parties, contacts and
+    documents they belong to (own domain example.com), so `maild run` matches each one, puts it on its third
+    party's timeline and `maild explain` says why."""
     from maild.cli.setup import initialise
 
     try:
         config_file = initialise(directory, force=force, samples=not no_samples)
     except (FileExistsError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Wrote {config_file}")
+    click.echo(f"Wrote {config_file} (what init creates is owner-only: folders 0700, files 0600)")
     click.echo(f"Rules: {config_file.parent / 'rules'} (shared-inbox, meeting-followup, dunning; docs/rules.md)")
+    if not no_samples:
+        click.echo(f"Demo: 4 sample mails in {config_file.parent / 'maildir' / 'new'}, the third parties, contacts "
+                   "and documents they belong to (`maild thirdparty list`), own domain example.com")
     click.echo("Next:")
     click.echo(f"  maild --config {config_file} run       # ingest, send, track, run the rules until Ctrl-C / SIGTERM")
     click.echo(f"  maild --config {config_file} status")
+    if not no_samples:
+        click.echo(f"  maild --config {config_file} timeline 'Müller Bau GmbH'   # its mail, matched and explained")
+        click.echo(f"  maild --config {config_file} explain 1                   # why mail 1 went to whom")
     click.echo(f"  maild --config {config_file} rules check")
 
 

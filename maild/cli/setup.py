@@ -41,8 +41,27 @@ def initialise(directory: Path, force: bool = False, samples: bool = True) -> Pa
         write_private(secret, secrets.token_urlsafe(32).encode())
     _install_missing(SAMPLES / "templates", directory / "templates")
     _install_missing(SAMPLES / "rules", config.rules_dir)
-    Database(config.database_url).upgrade()
+    database = Database(config.database_url)
+    try:
+        database.upgrade()
+        if samples:
+            install_sample_directory(database)
+    finally:
+        database.dispose()
     return config_file
+
+
+def install_sample_directory(database: Database) -> None:
+    """The third parties, contacts and documents the sample mail belongs to (samples/directory/*.csv, upserted by
+    external id, so a second `init --force` changes nothing): the demo shows matching at work."""
+    from maild.directory.csv_import import ENTITIES, import_csv
+
+    for entity in ENTITIES:  # third parties first: contacts and documents name theirs
+        with resources.as_file(SAMPLES / "directory" / f"{entity}.csv") as path:
+            report = import_csv(database, entity, path)
+        if report.rejected:
+            line, reason = report.rejected[0]
+            raise ValueError(f"sample {entity}.csv:{line}: {reason}")
 
 
 def _install_missing(shipped: Traversable, target: Path) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -69,3 +70,40 @@ def test_init_keeps_an_instance_id_that_looks_like_a_number(tmp_path: Path, inst
     monkeypatch.setattr("maild.cli.setup.secrets.token_hex", lambda _n: instance)
     config = load_config(initialise(tmp_path / "home", samples=False), environ={})
     assert config.matching.instance_id == instance
+
+
+DEMO = {  # sample mail (Message-ID) -> the sample third party it belongs to
+    "<inquiry-1@mueller-bau.example>": "Müller Bau GmbH",
+    "<reply-1@example.com>": "Müller Bau GmbH",  # ours (example.com is the demo's own domain): to Anna Becker
+    "<news-12@supplier.example>": "Supplier Example Ltd",
+    "<q-7@acme.example>": "Acme Corp",
+}
+
+
+def test_the_demo_matches_every_sample_mail_and_explains_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    out = maild(None, "init", str(home)).stdout
+    assert "Demo: 4 sample mails" in out and "timeline 'Müller Bau GmbH'" in out
+    config = home / "maild.yaml"
+    assert load_config(config, environ={}).matching.own_domains == ["example.com"]
+    maild(config, "init", str(home), "--force")  # again: the sample directory is upserted, not doubled
+    names = [tp["name"] for tp in json.loads(maild(config, "export", "thirdparties", "--format", "json").stdout)]
+    assert sorted(names) == ["Acme Corp", "Müller Bau GmbH", "Supplier Example Ltd"]
+    assert "ingested 4 message(s)" in maild(config, "ingest", "--once").stdout
+    decided = {}
+    for message in range(1, 5):
+        explained = json.loads(maild(config, "explain", str(message), "--json").stdout)
+        decision = explained["decision"]
+        assert decision["status"] == "matched" and decision["reason"], explained
+        decided[explained["message"]["message_id"]] = decision["thirdparty"]
+    assert decided == DEMO
+    for name in set(DEMO.values()):
+        timeline = json.loads(maild(config, "timeline", name, "--json").stdout)
+        subjects = {event["data"]["subject"] for event in timeline if event["type"] == "mail.matched"}
+        assert len(subjects) == list(DEMO.values()).count(name), timeline
+    assert "triage is empty" in maild(config, "triage", "list").stdout
+
+
+def test_init_without_samples_has_no_demo_directory(tmp_path: Path) -> None:
+    config = initialise(tmp_path / "home", samples=False)
+    assert json.loads(maild(config, "export", "thirdparties", "--format", "json").stdout) == []
