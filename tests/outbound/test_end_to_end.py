@@ -28,7 +28,7 @@ from tests.outbound.conftest import Sink
 
 
 def test_send_track_and_thread_back(tmp_path: Path, smtp_sink: Sink, mailbox: Mailbox) -> None:
-    config_file = initialise(tmp_path / "home")
+    config_file = initialise(tmp_path / "home", samples=False)  # its own directory, not the demo
     data = yaml.safe_load(config_file.read_text())
     data["sources"] = [mailbox.source(name="sales")]
     data["matching"].update({"instance_id": "inst01", "own_domains": ["example.com"]})
@@ -97,7 +97,7 @@ def test_send_track_and_thread_back(tmp_path: Path, smtp_sink: Sink, mailbox: Ma
 
 
 def test_tracking_can_be_off_per_template(tmp_path: Path) -> None:
-    config_file = initialise(tmp_path / "home")
+    config_file = initialise(tmp_path / "home", samples=False)  # its own directory, not the demo
     db = Database(config_at(config_file).database_url)
     add_contact(db, thirdparty_id=add_thirdparty(db, name="ACME"), name="John", addresses=["john@acme.example"])
     for name, options in (("tracked", None), ("private", "tracking: false\n")):
