@@ -15,7 +15,7 @@ from sqlalchemy.sql import Insert
 from sqlmodel import Session
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0006_tracking"  # the newest file in migrations/versions (a test keeps the two in step)
+HEAD_REVISION = "0006_filed_folder"  # the newest file in migrations/versions (a test keeps the two in step)
 
 
 class Database:
