@@ -27,10 +27,13 @@ _LITERAL = re.compile(rb"\{\d+\+?\}\s*$")
 
 
 def list_folders(client: IMAPClient, directory: str = "", pattern: str = "*") -> list[Folder]:
-    """LIST `directory` `pattern`: (flags, delimiter, name) per folder, whatever characters the names hold."""
+    """LIST `directory` `pattern`: (flags, delimiter, name) per folder, whatever characters the names hold.
+
+    Names are str: decoded from modified UTF-7 as imapclient does, or as sent when `client.folder_encode` is off.
+    """
     try:
-        return [(tuple(flags), delimiter, str(name)) for flags, delimiter, name in
-                client.list_folders(directory, pattern)]
+        return [(tuple(flags), delimiter, name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name))
+                for flags, delimiter, name in client.list_folders(directory, pattern)]
     except ProtocolError as exc:
         log.info("imapclient could not parse a LIST response (%s); reading it line by line", exc)
     typ, data = client._imap.list(_quote(client, directory), _quote(client, pattern))

@@ -27,6 +27,7 @@ from imapclient.imap_utf7 import encode as encode_utf7
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+MAX_PATH_CHARS = 500  # a whole path, as filing tasks record it
 MAX_LEVEL_BYTES = 100  # one level, modified UTF-7 as sent (Dovecot's Maildir++ keeps a whole path in 255 bytes)
 COMPACT_CHARS = 40  # the ASCII part of a `compact_level` name
 SUFFIX_SEPARATOR = " ~"
@@ -88,7 +89,8 @@ def folder_for(template: str, context: Mapping[str, Any]) -> str:
     """Render `template` with `context` into a folder path (levels joined with ``/``).
 
     Raises ValueError when the template does not parse or render (an unknown variable included:
-    undefined names are errors, not empty strings) or when the result has no level at all.
+    undefined names are errors, not empty strings), when the result has no level at all, or more than
+    `MAX_PATH_CHARS` characters.
     """
     try:
         rendered = _env.from_string(template).render(_sanitize_value(dict(context), None))
@@ -100,7 +102,11 @@ def folder_for(template: str, context: Mapping[str, Any]) -> str:
     levels = [level for level in levels if level]
     if not levels:
         raise ValueError(f"folder template {template!r} renders to an empty folder name")
-    return "/".join(levels)
+    path = "/".join(levels)
+    if len(path) > MAX_PATH_CHARS:
+        raise ValueError(f"folder template {template!r} renders to a path of {len(path)} characters "
+                         f"(at most {MAX_PATH_CHARS})")
+    return path
 
 
 def wire_length(text: str) -> int:
