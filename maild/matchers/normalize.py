@@ -43,26 +43,30 @@ def domain_of(address: str | None) -> str | None:
     return normal.rpartition("@")[2] if normal else None
 
 
-@lru_cache(maxsize=65536)
 def domain_and_parents(domain: str) -> tuple[str, ...]:
     """A normalised domain and its parents, most specific first, down to the registrable domain.
 
     `mail.eu.customer.example` -> (`mail.eu.customer.example`, `eu.customer.example`, `customer.example`);
     never a public suffix (`co.uk`, `github.io`: the Public Suffix List), whose subdomains belong to others.
     """
-    if domain.count(".") < 2:
-        return (domain,)
+    return (domain,) if domain.count(".") < 2 else _with_parents(domain)
+
+
+def is_free_mail(domain: str, free_mail_domains: frozenset[str]) -> bool:
+    """Whether `domain` is a free-mail provider's or one of its subdomains' (`eu.gmail.com` says nothing either)."""
+    if domain in free_mail_domains:
+        return True
+    return domain.count(".") >= 2 and any(parent in free_mail_domains for parent in _with_parents(domain))
+
+
+@lru_cache(maxsize=65536)
+def _with_parents(domain: str) -> tuple[str, ...]:
     registrable = _public_suffixes().privatesuffix(domain)
     if registrable is None or registrable == domain or not domain.endswith("." + registrable):
         return (domain,)
     labels = domain.split(".")
     keep = registrable.count(".") + 1
     return tuple(".".join(labels[start:]) for start in range(len(labels) - keep + 1))
-
-
-def is_free_mail(domain: str, free_mail_domains: frozenset[str]) -> bool:
-    """Whether `domain` is a free-mail provider's or one of its subdomains' (`eu.gmail.com` says nothing either)."""
-    return domain in free_mail_domains or any(parent in free_mail_domains for parent in domain_and_parents(domain))
 
 
 def plus_tag(address: str | None) -> str | None:

@@ -116,6 +116,6 @@ def explain(db: Database, message_id: int) -> dict[str, Any]:
             "thirdparty_id": decision.thirdparty_id, "contact_id": decision.contact_id,
             "matcher": decision.matcher, "confidence": decision.confidence, "reason": decision.reason},
         "verdicts": [] if decision is None else decision.verdicts,
-        "filing": [{"action": t.action, "folder": t.target_folder, "status": t.status, "attempts": t.attempts,
-                    "last_error": t.last_error} for t in tasks],
+        "filing": [{"action": t.action, "folder": t.target_folder, "filed_folder": t.filed_folder, "status": t.status,
+                    "attempts": t.attempts, "last_error": t.last_error} for t in tasks],
     }

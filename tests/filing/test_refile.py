@@ -100,6 +100,8 @@ def test_a_refile_starts_from_the_folder_the_server_has(tmp_path: Path, mailbox:
     with db.engine.connect() as conn:
         (task,) = conn.execute(select(FilingTask.__table__)).all()
     assert (task.target_folder, task.filed_folder) == ("Customers/ACME & Co. KG", "Customers/ACME & Co KG")
+    assert "filing: move -> Customers/ACME & Co. KG (on the server: Customers/ACME & Co KG): done" in \
+        maild(config, "explain", str(task.message_id)).stdout
 
     maild(config, "triage", "assign", str(task.message_id), "Beta GmbH")
     assert Daemon(config_at(config)).ingest_once().errors == {}
