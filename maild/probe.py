@@ -77,6 +77,7 @@ def _database(config: Config) -> str:
 
 
 def _imap(source: ImapSourceConfig, base_dir: Path) -> str:
+    from maild.imap_folders import folder_exists
     from maild.ingest.sources.imap import connect, quietly_logout
 
     cfg = source.model_copy(update={"timeout": min(source.timeout, PROBE_TIMEOUT)})
@@ -84,7 +85,7 @@ def _imap(source: ImapSourceConfig, base_dir: Path) -> str:
     try:
         found = []
         for folder in source.folders:
-            if not client.folder_exists(folder):
+            if not folder_exists(client, folder):
                 raise LookupError(f"logged in as {source.username}, but there is no folder {folder!r}")
             info = client.select_folder(folder, readonly=True)
             found.append(f"{folder} ({int(info.get(b'EXISTS', 0)):,} messages)")

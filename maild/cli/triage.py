@@ -83,5 +83,7 @@ def explain(app: AppContext, message_id: int, as_json: bool) -> None:
             click.echo(f"  {verdict['matcher']:12}   -   {verdict['note']}")
     for f in data["filing"]:
         error = f" ({f['last_error']})" if f["last_error"] else ""
-        click.echo(f"filing: {f['action']} -> {f['folder'] or '-'}: {f['status']}, {f['attempts']} attempt(s){error}")
+        on_server = f" (on the server: {f['filed_folder']})" if f["filed_folder"] not in (None, f["folder"]) else ""
+        click.echo(f"filing: {f['action']} -> {f['folder'] or '-'}{on_server}: {f['status']}, "
+                   f"{f['attempts']} attempt(s){error}")
 

@@ -3,20 +3,21 @@
 All message arguments are UIDs (imapclient's default `use_uid=True`). Folder paths are ``/``-separated
 (see `maild.filing.folders`); `ensure_folder` turns one into the server's form and returns it, and that
 server path is what `move` and `copy` take. Folder names are passed as str, which imapclient encodes to
-modified UTF-7 (RFC 3501 5.1.3) itself.
+modified UTF-7 (RFC 3501 5.1.3) itself. A name the server refuses is tried in safer forms (`name_forms`);
+when it refuses them all, `FolderRefused` says so and the task fails for good instead of being retried.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from collections.abc import Iterable
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
-from maild.filing.folders import split_path, to_server_path
+from maild.filing.folders import ascii_fold, compact_level, split_path, to_server_path
+from maild.imap_folders import folder_exists, list_folders
 
 log = logging.getLogger("maild.filing")
 
@@ -25,8 +26,12 @@ SETTABLE_SYSTEM_FLAGS = {"\\seen": "\\Seen", "\\flagged": "\\Flagged", "\\answer
                          "\\draft": "\\Draft"}
 MAX_KEYWORD_CHARS = 50  # Dovecot's default mail_max_keyword_length
 _NOT_ATOM_CHAR = re.compile(r'[^\x21-\x7e]|[(){%*"\\\]]')  # RFC 3501 atom-specials, CTL, SP, non-ASCII
-_TRANSLIT = str.maketrans({"ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "œ": "oe",
-                           "Œ": "OE", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "þ": "th", "Þ": "Th"})
+# RFC 5530 response codes of a CREATE that failed for a reason other than the name: not worth another name.
+TRANSIENT_CODES = ("UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT", "OVERQUOTA", "CONTACTADMIN", "EXPUNGEISSUED")
+
+
+class FolderRefused(Exception):
+    """The server refused to create a folder under every name tried: a lasting answer, not worth a retry."""
 
 
 def hierarchy(client: IMAPClient) -> tuple[str, str | None]:
@@ -36,7 +41,7 @@ def hierarchy(client: IMAPClient) -> tuple[str, str | None]:
         if personal:
             prefix, delimiter = personal[0]
             return prefix or "", delimiter or None
-    rows = client.list_folders("", "")
+    rows = list_folders(client, "", "")
     delimiter = rows[0][1] if rows else None
     if isinstance(delimiter, bytes):
         delimiter = delimiter.decode("ascii", "replace")
@@ -47,9 +52,11 @@ def ensure_folder(client: IMAPClient, path: str) -> str:
     """Create the folder `path` (``/``-separated) and its missing parents, subscribe them; return the server path.
 
     Each level that does not exist yet is created on its own (Dovecot would otherwise leave a parent as a
-    \\Noselect placeholder) and subscribed. Some servers refuse ``.`` inside names (Dovecot's default Maildir++
-    layout: "[CANNOT] Character not allowed in mailbox name: '.'"); then the path is retried without dots
-    (see `undotted`), and the returned server path says which folder was used.
+    \\Noselect placeholder) and subscribed. When the server refuses a name (Dovecot's Maildir++ layout
+    refuses ``.``: "[CANNOT] Character not allowed in mailbox name"; a long name: "Mailbox name too long"),
+    the next of `name_forms` is tried; the returned server path says which folder was used. Refused in
+    every form: `FolderRefused`. A failure that is not about the name (connection, quota, server bug)
+    propagates as it is.
     """
     levels = split_path(path)
     if not levels:
@@ -57,22 +64,34 @@ def ensure_folder(client: IMAPClient, path: str) -> str:
     if any(char in level for level in levels for char in "*%"):
         raise ValueError(f"IMAP wildcard in folder path {path!r}")
     prefix, delimiter = hierarchy(client)
-    try:
-        return _ensure_levels(client, prefix, delimiter, levels)
-    except IMAPClientAbortError:
-        raise
-    except IMAPClientError as exc:
-        fallback = [undotted(level) for level in levels]
-        if fallback == levels or not all(fallback):
-            raise
-        log.info("server refused the folder name (%s); retrying without dots", exc,
-                 extra={"fields": {"folder": path}})
-        return _ensure_levels(client, prefix, delimiter, fallback)
+    refusals: list[str] = []
+    for form in name_forms(levels):
+        try:
+            return _ensure_levels(client, prefix, delimiter, form)
+        except _NameRefused as exc:
+            refusals.append(str(exc))
+            log.info("server refused the folder name; trying a safer one", extra={"fields": {
+                "folder": "/".join(form), "error": str(exc)}})
+    raise FolderRefused(f"the server refused the folder {path!r} in every form tried: {'; '.join(refusals)}")
+
+
+def name_forms(levels: list[str]) -> list[list[str]]:
+    """The forms of a path to try, in order: as it is; without dots (`undotted`); short ASCII (`compact_level`)."""
+    forms = [levels, [undotted(level) for level in levels], [compact_level(undotted(level)) for level in levels]]
+    unique: list[list[str]] = []
+    for form in forms:
+        if all(form) and form not in unique:
+            unique.append(form)
+    return unique
 
 
 def undotted(level: str) -> str:
     """`level` without ``.``: a dot before a space or at the end goes ("Co. KG" -> "Co KG"), others become ``-``."""
     return re.sub(r"\.(?=\s|$)", "", level).replace(".", "-").strip()
+
+
+class _NameRefused(Exception):
+    """CREATE answered NO for this name (not a race, not a transient condition)."""
 
 
 def _ensure_levels(client: IMAPClient, prefix: str, delimiter: str | None, levels: list[str]) -> str:
@@ -89,9 +108,12 @@ def _ensure_levels(client: IMAPClient, prefix: str, delimiter: str | None, level
             client.create_folder(name)
         except IMAPClientAbortError:
             raise
-        except IMAPClientError:
-            if not _exists(client, name):  # not just a race with another client creating it
+        except IMAPClientError as exc:
+            if _exists(client, name):  # just a race with another client creating it
+                continue
+            if any(f"[{code}" in str(exc).upper() for code in TRANSIENT_CODES):
                 raise
+            raise _NameRefused(f"{name!r}: {exc}") from exc
         else:
             log.info("created folder", extra={"fields": {"folder": name}})
         client.subscribe_folder(name)
@@ -99,7 +121,12 @@ def _ensure_levels(client: IMAPClient, prefix: str, delimiter: str | None, level
 
 
 def _exists(client: IMAPClient, name: str) -> bool:
-    return any(b"\\NonExistent" not in flags for flags, _delimiter, _name in client.list_folders("", name))
+    try:
+        return folder_exists(client, name)
+    except IMAPClientAbortError:
+        raise
+    except IMAPClientError:  # a LIST refused for this name (say, too long): the CREATE will tell
+        return False
 
 
 def move(client: IMAPClient, uids: Iterable[int], target: str, use_move: bool | None = None) -> None:
@@ -155,8 +182,7 @@ def sanitize_keyword(keyword: str) -> str | None:
     text = keyword.strip()
     if text.startswith("\\"):
         return SETTABLE_SYSTEM_FLAGS.get(text.lower())
-    text = unicodedata.normalize("NFKD", text.translate(_TRANSLIT))
-    text = "".join(char for char in text if not unicodedata.combining(char))
+    text = ascii_fold(text)
     text = re.sub(r"\s+", "_", text)
     text = _NOT_ATOM_CHAR.sub("_", text)[:MAX_KEYWORD_CHARS].strip("_")
     return text or None

@@ -6,8 +6,10 @@ asks the server (UID SEARCH) which of its UIDs are still there: a UID that is go
 earlier attempt whose outcome never reached the database (the connection died after the server acted),
 or the message was removed meanwhile; either way nothing is left to do and its task ends 'done' with
 ``already_gone`` in the event. A failed group counts an attempt on each of its tasks (after
-`max_attempts`, 'failed'); a lost connection is recorded the same way and then raised, so the caller
-reconnects and runs again.
+`max_attempts`, 'failed'); a folder the server refuses under every name tried fails its tasks at once
+(`FolderRefused`: asking again gets the same answer). A lost connection is recorded like a failure and
+then raised, so the caller reconnects and runs again. A task done records the folder as the server has it
+(`filed_folder`).
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from imapclient.exceptions import IMAPClientAbortError
 from sqlalchemy import case, func, select, update
 
 from maild.clock import utcnow
-from maild.filing.imap_filer import add_keywords, copy, ensure_folder, move
+from maild.filing.imap_filer import FolderRefused, add_keywords, copy, ensure_folder, move
 from maild.store.checkpoints import FolderRef
 from maild.store.db import Database
-from maild.store.models import Event, FilingTask, Location, MessageMatch
+from maild.store.models import Event, FilingTask, FolderCheckpoint, Location, MessageMatch
 
 log = logging.getLogger("maild.filing")
 
@@ -38,6 +40,7 @@ _task = FilingTask.__table__
 _loc = Location.__table__
 _match = MessageMatch.__table__
 _event = Event.__table__
+_checkpoint = FolderCheckpoint.__table__
 
 
 @dataclass
@@ -82,10 +85,15 @@ def run_pending(db: Database, client: IMAPClient, ref: FolderRef, uidvalidity: i
 
 
 def has_pending(db: Database, ref: FolderRef) -> bool:
-    """Whether a filing task waits for this folder (one planned by a rule while the worker idles, say)."""
+    """Whether a filing task waits for this folder's worker: a move planned by a rule while the worker idles,
+    or a refile of one of its messages (a triage assignment) from the folder it was filed into. Tasks of
+    locations under an older UIDVALIDITY do not count: `run_pending` cannot do them."""
+    current = (select(_checkpoint.c.uidvalidity)
+               .where(_checkpoint.c.source_id == ref.source_id, _checkpoint.c.folder == ref.folder)
+               .scalar_subquery())
     query = (select(_task.c.id).select_from(_task.join(_loc, _loc.c.id == _task.c.location_id))
              .where(_task.c.status == "pending", _loc.c.source_id == ref.source_id, _loc.c.folder == ref.folder,
-                    _task.c.from_folder.is_(None)).limit(1))
+                    _task.c.from_folder.is_not(None) | (_loc.c.uidvalidity == current)).limit(1))
     with db.engine.connect() as conn:
         return conn.execute(query).first() is not None
 
@@ -121,7 +129,7 @@ def _run_group(db: Database, client: IMAPClient, ref: FolderRef, group: _Group, 
             return
         server_folder = _apply(client, group, sorted({task.uid for task in remaining}))
     except Exception as exc:
-        failed = _record_failure(db, remaining, exc, max_attempts)
+        failed = _record_failure(db, remaining, exc, 1 if isinstance(exc, FolderRefused) else max_attempts)
         report.failed += failed
         log.warning("filing failed: %s: %s", type(exc).__name__, exc,
                     extra={"fields": {"source": ref.source_name, "folder": ref.folder, "action": group.action,
@@ -163,7 +171,7 @@ def _mark_done(db: Database, ref: FolderRef, group: _Group, tasks: list[_Task], 
     with db.engine.begin() as conn:
         for task in tasks:
             result = conn.execute(update(_task).where(_task.c.id == task.id, _task.c.status == "pending")
-                                  .values(status="done", done_at=now))
+                                  .values(status="done", done_at=now, filed_folder=server_folder))
             if result.rowcount != 1:
                 continue  # another runner finished it meanwhile; its event is already there
             data: dict[str, Any] = {"action": group.action, "folder": group.target, "source": ref.source_name,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import cache, lru_cache
+
+from publicsuffixlist import PublicSuffixList
 
 _SPACES = re.compile(r"\s+")
 _NOT_WORD = re.compile(r"[^\w\s]")
@@ -40,6 +43,32 @@ def domain_of(address: str | None) -> str | None:
     return normal.rpartition("@")[2] if normal else None
 
 
+def domain_and_parents(domain: str) -> tuple[str, ...]:
+    """A normalised domain and its parents, most specific first, down to the registrable domain.
+
+    `mail.eu.customer.example` -> (`mail.eu.customer.example`, `eu.customer.example`, `customer.example`);
+    never a public suffix (`co.uk`, `github.io`: the Public Suffix List), whose subdomains belong to others.
+    """
+    return (domain,) if domain.count(".") < 2 else _with_parents(domain)
+
+
+def is_free_mail(domain: str, free_mail_domains: frozenset[str]) -> bool:
+    """Whether `domain` is a free-mail provider's or one of its subdomains' (`eu.gmail.com` says nothing either)."""
+    if domain in free_mail_domains:
+        return True
+    return domain.count(".") >= 2 and any(parent in free_mail_domains for parent in _with_parents(domain))
+
+
+@lru_cache(maxsize=65536)
+def _with_parents(domain: str) -> tuple[str, ...]:
+    registrable = _public_suffixes().privatesuffix(domain)
+    if registrable is None or registrable == domain or not domain.endswith("." + registrable):
+        return (domain,)
+    labels = domain.split(".")
+    keep = registrable.count(".") + 1
+    return tuple(".".join(labels[start:]) for start in range(len(labels) - keep + 1))
+
+
 def plus_tag(address: str | None) -> str | None:
     """The part after `+` in the local part (`sales+abc@x` -> `abc`), as written."""
     if not address:
@@ -55,3 +84,8 @@ def name_key(name: str | None) -> str:
     decomposed = unicodedata.normalize("NFKD", name)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _SPACES.sub(" ", _NOT_WORD.sub(" ", stripped.casefold())).strip()[:300]
+
+
+@cache
+def _public_suffixes() -> PublicSuffixList:
+    return PublicSuffixList()  # the list shipped with the package: no network

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from maild.matchers.base import MailFacts, Settings, Snapshot
-from maild.matchers.normalize import domain_of, name_key
+from maild.matchers.normalize import domain_and_parents, domain_of, is_free_mail, name_key
 from maild.store.models import Contact, Document, MailAddress, MailDomain, Message, MessageMatch, ThirdParty, TrackingId
 
 CHUNK = 500
@@ -24,7 +24,8 @@ def load(conn: Connection, batch: Sequence[MailFacts], settings: Settings, with_
     thread_refs = {ref for f in batch for ref in f.thread_refs}
     tokens = {t for f in batch for t in f.tokens}
     addresses = {a for f in batch for a, _, _ in f.roles}
-    domains = {d for d in (domain_of(a) for a in addresses) if d and d not in settings.free_mail_domains}
+    domains = {registered for d in (domain_of(a) for a in addresses)
+               if d and not is_free_mail(d, settings.free_mail_domains) for registered in domain_and_parents(d)}
     refs = {r for f in batch for r, _, _ in f.doc_refs}
     names = {k for k in (name_key(f.from_name) for f in batch) if k} if with_names else set()
 

@@ -84,14 +84,14 @@ def _learn(conn: Any, message: Any, thirdparty_id: int) -> int | None:
 
 def _replan_filing(conn: Any, stage: MatchingStage, message_id: int) -> int:
     """Pending triage moves are dropped and planned again; finished ones become `refile` tasks."""
-    tasks = conn.execute(select(_ft).where(_ft.c.message_id == message_id)).all()
+    tasks = conn.execute(select(_ft).where(_ft.c.message_id == message_id).order_by(_ft.c.id)).all()
     conn.execute(_ft.delete().where(_ft.c.message_id == message_id, _ft.c.status != "done"))
     planned = stage.plan_filing(conn, {message_id: _decided_thirdparty(conn, message_id)})
     for task in tasks:
         if task.status == "done" and task.action == "move" and task.target_folder:
             conn.execute(update(_ft).where(_ft.c.message_id == message_id, _ft.c.location_id == task.location_id,
                                            _ft.c.status == "pending")
-                         .values(from_folder=task.target_folder))
+                         .values(from_folder=task.filed_folder or task.target_folder))
     return planned
 
 
@@ -116,6 +116,6 @@ def explain(db: Database, message_id: int) -> dict[str, Any]:
             "thirdparty_id": decision.thirdparty_id, "contact_id": decision.contact_id,
             "matcher": decision.matcher, "confidence": decision.confidence, "reason": decision.reason},
         "verdicts": [] if decision is None else decision.verdicts,
-        "filing": [{"action": t.action, "folder": t.target_folder, "status": t.status, "attempts": t.attempts,
-                    "last_error": t.last_error} for t in tasks],
+        "filing": [{"action": t.action, "folder": t.target_folder, "filed_folder": t.filed_folder, "status": t.status,
+                    "attempts": t.attempts, "last_error": t.last_error} for t in tasks],
     }

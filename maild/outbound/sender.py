@@ -26,6 +26,7 @@ import imapclient
 from imapclient.imapclient import SEEN, SENT
 
 from maild.config import Config, ConfigError, resolve_path
+from maild.imap_folders import find_special_folder
 from maild.outbound import outbox
 from maild.outbound.smtp import Delivered, FileTransport, PermFail, SmtpTransport, TempFail, Transport
 from maild.store.blobs import BlobStore
@@ -251,7 +252,7 @@ class OutboxSender:
 
 def sent_folder_append(imap_client: imapclient.IMAPClient, raw: bytes) -> str:
     """APPEND `raw` (flagged \\Seen) to the folder with SPECIAL-USE \\Sent; returns that folder's name."""
-    folder = imap_client.find_special_folder(SENT)
+    folder = find_special_folder(imap_client, SENT)
     if folder is None:
         raise LookupError("the IMAP account has no folder with SPECIAL-USE \\Sent")
     imap_client.append(folder, raw, flags=[SEEN])

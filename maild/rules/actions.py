@@ -469,12 +469,13 @@ def _no_move_because(conn: Connection, message_id: int, folder: str) -> str:
 
 def _moves(conn: Connection, message_id: int, folder: str) -> list[tuple[int, str | None]]:
     """(location, the folder an earlier move put it in) for each IMAP copy of the message not yet in `folder`."""
-    done_moves = {t.location_id: t.target_folder for t in conn.execute(
-        select(_ft.c.location_id, _ft.c.target_folder).where(
+    done_moves = {t.location_id: (t.target_folder, t.filed_folder or t.target_folder) for t in conn.execute(
+        select(_ft.c.location_id, _ft.c.target_folder, _ft.c.filed_folder).where(
             _ft.c.message_id == message_id, _ft.c.status == "done", _ft.c.action == "move",
             _ft.c.target_folder != "").order_by(_ft.c.id))}
-    return [(location_id, done_moves.get(location_id)) for location_id in _imap_locations(conn, message_id)
-            if done_moves.get(location_id) != folder]
+    return [(location_id, done_moves[location_id][1] if location_id in done_moves else None)
+            for location_id in _imap_locations(conn, message_id)
+            if done_moves.get(location_id, (None,))[0] != folder]
 
 
 def _imap_locations(conn: Connection, message_id: int) -> list[int]:

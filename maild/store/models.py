@@ -249,6 +249,9 @@ class FilingTask(SQLModel, table=True):
     target_folder: str = Field(default="", max_length=500)
     # Set when the message was filed before and now lives there (a refile after triage), not at its location.
     from_folder: str | None = Field(default=None, max_length=500)
+    # The folder as it exists on the server once done (its namespace prefix and delimiter; a safer name when
+    # the server refused the planned one): where the message is now, what a later refile starts from.
+    filed_folder: str | None = Field(default=None, max_length=500)
     keywords: list[str] = Field(default_factory=list, sa_type=JSON)
     action: str = Field(default="move", max_length=20)
     status: str = Field(default="pending", max_length=20, index=True)

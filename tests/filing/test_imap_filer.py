@@ -10,6 +10,7 @@ from typing import Any
 
 import imapclient
 import pytest
+from imapclient.exceptions import ProtocolError
 from sqlalchemy import select
 
 from maild.daemon import Daemon
@@ -17,6 +18,8 @@ from maild.filing import runner
 from maild.filing.folders import folder_for
 from maild.filing.imap_filer import add_keywords, copy, ensure_folder, move
 from maild.filing.runner import CONNECTION_ERRORS, FilingReport, run_pending
+from maild.imap_folders import folder_exists, list_folders, parse_list_line
+from maild.outbound.sender import sent_folder_append
 from maild.store.checkpoints import FolderRef
 from maild.store.db import Database
 from maild.store.models import Event, FilingTask, Location, MessageMatch, Source, ThirdParty
@@ -54,7 +57,7 @@ def _raw_folders(box: Mailbox) -> dict[bytes, tuple[bytes, ...]]:
     """Folder names as sent on the wire (modified UTF-7) -> flags."""
     with box.server.client(box.user, box.password) as imap:
         imap.folder_encode = False
-        return {name: flags for flags, _delimiter, name in imap.list_folders()}
+        return {name.encode(): flags for flags, _delimiter, name in list_folders(imap)}
 
 
 # --- imap_filer --------------------------------------------------------------------------------------
@@ -63,21 +66,21 @@ def _raw_folders(box: Mailbox) -> dict[bytes, tuple[bytes, ...]]:
 def test_move_into_one_level_customer_folder_with_umlauts_and_slash(mailbox: Mailbox) -> None:
     mailbox.append([make_message(subject="Angebot")])
     before = _bodies(mailbox, "INBOX")
-    path = folder_for(TEMPLATE, {"thirdparty": {"name": "Müller / Söhne GmbH", "kind": "customer",
+    path = folder_for(TEMPLATE, {"thirdparty": {"id": 7, "name": "Müller / Söhne GmbH", "kind": "customer",
                                                 "external_id": None}})
-    assert path == MUELLER
+    assert path == MUELLER + " ~7"
     with _imap(mailbox) as imap:
         server_path = ensure_folder(imap, path)
-        assert server_path == MUELLER
+        assert server_path == path
         move(imap, imap.search("ALL"), server_path)
         subscribed = {name for _flags, _delim, name in imap.list_sub_folders()}
     folders = _raw_folders(mailbox)
-    assert MUELLER_UTF7 in folders, "imapclient sends the name in modified UTF-7"
+    assert MUELLER_UTF7 + b" ~7" in folders, "imapclient sends the name in modified UTF-7"
     children = [name for name in folders if name.startswith(b"Customers/")]
-    assert children == [MUELLER_UTF7], "the slash in the name must not create a level"
+    assert children == [MUELLER_UTF7 + b" ~7"], "the slash in the name must not create a level"
     assert b"\\Noselect" not in folders[b"Customers"], "the parent is created as a real folder"
-    assert {"Customers", MUELLER} <= subscribed
-    assert _bodies(mailbox, MUELLER) == before
+    assert {"Customers", path} <= subscribed
+    assert _bodies(mailbox, path) == before
     assert _bodies(mailbox, "INBOX") == []
 
 
@@ -101,6 +104,57 @@ def test_dovecot_maildir_refuses_dots_so_the_folder_is_made_without_them(mailbox
         assert ensure_folder(imap, "Customers/example.com") == "Customers/example-com"
         move(imap, imap.search("ALL"), server_path)
     assert len(_bodies(mailbox, "Customers/Müller & Co KG")) == 1
+
+
+def test_names_that_clean_alike_get_a_folder_each(mailbox: Mailbox) -> None:
+    """The issue: third parties called `..`, `*`, `%` and `-` all went to `Customers/-`."""
+    names = ["..", "*", "%", "-", "ACME [Berlin]"]
+    mailbox.append([make_message(subject=name) for name in names])
+    with _imap(mailbox) as imap:
+        uids = imap.search("ALL")
+        for thirdparty_id, (uid, name) in enumerate(zip(uids, names, strict=True), start=1):
+            path = folder_for(TEMPLATE, {"thirdparty": {"id": thirdparty_id, "name": name}})
+            move(imap, [uid], ensure_folder(imap, path))
+    customers = sorted(name for name in _raw_folders(mailbox) if name.startswith(b"Customers/"))
+    assert customers == [b"Customers/ACME (Berlin) ~5", b"Customers/unnamed ~1", b"Customers/unnamed ~2",
+                         b"Customers/unnamed ~3", b"Customers/unnamed ~4"]
+    assert all(len(_bodies(mailbox, name.decode())) == 1 for name in customers)
+
+
+def test_a_folder_imapclient_cannot_list_takes_nothing_down(mailbox: Mailbox) -> None:
+    """A folder such as `Projekt[alt` (made by a person, or by an older maild) breaks imapclient's LIST parser;
+    the Sent copies of the account and filing into folders beside it must go on."""
+    with _imap(mailbox, folder=None) as imap:
+        imap.create_folder("Projekt[alt")
+        with pytest.raises(ProtocolError):
+            imap.list_folders()  # the premise: imapclient alone cannot read this LIST
+        names = {name for _flags, _delim, name in list_folders(imap)}
+        assert {"Projekt[alt", "Sent", "INBOX"} <= names
+        assert folder_exists(imap, "Projekt[alt") and not folder_exists(imap, "Projekt[neu")
+        assert sent_folder_append(imap, make_message(subject="sent copy")) == "Sent"
+        assert ensure_folder(imap, "Projekt[alt/2026") == "Projekt[alt/2026"
+    assert len(_bodies(mailbox, "Sent")) == 1
+    assert b"Projekt[alt/2026" in _raw_folders(mailbox)
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    (b'(\\HasNoChildren) "/" Projekt[alt', ((b"\\HasNoChildren",), b"/", b"Projekt[alt")),
+    (b'(\\HasNoChildren \\Sent) "/" "Sent [old]"', ((b"\\HasNoChildren", b"\\Sent"), b"/", b"Sent [old]")),
+    (b'() "\\\\" "a\\"b"', ((), b"\\", b'a"b')),
+    (b'(\\Noselect) NIL Public', ((b"\\Noselect",), None, b"Public")),
+    ((b'(\\HasNoChildren) "." {5}', b"a]b[c"), ((b"\\HasNoChildren",), b".", b"a]b[c")),
+    (b"garbage", None),
+    (b'() "/" "unterminated', None),
+])
+def test_list_lines_are_read_in_every_form_a_name_can_take(line: bytes | tuple[bytes, bytes], expected: object) -> None:
+    assert parse_list_line(line) == expected
+
+
+def _long_levels(count: int) -> str:
+    """A path of `count` levels of about MAX_LEVEL_BYTES each: fine one by one, too long for Maildir++ together."""
+    context = {f"l{i}": f"Großhandel Müller & Söhne für Garten- und Landschaftsbau, Abteilung {i} Süd" for i in
+               range(count)}
+    return folder_for("/".join(f"{{{{ l{i} }}}}" for i in range(count)), context)
 
 
 def test_copy_fallback_expunges_exactly_the_moved_uids(mailbox: Mailbox) -> None:
@@ -343,3 +397,38 @@ def test_uid_removed_by_someone_else_ends_done_as_already_gone(tmp_path: Path, m
     assert "already_gone" not in events[uids[1]]
     assert {_tasks(db)[t].status for t in (gone, here)} == {"done"}
     assert b"seen-by-maild" in _flags(mailbox, "INBOX")[0]
+
+
+def test_a_name_too_long_for_the_server_is_filed_under_a_compact_name_recorded_exactly(
+        tmp_path: Path, mailbox: Mailbox, db_url: str, db: Database) -> None:
+    mailbox.append([make_message(subject="long way down")])
+    before = _bodies(mailbox, "INBOX")
+    ref = _ingest(tmp_path, db_url, db, mailbox)
+    target = _long_levels(3)
+    with _imap(mailbox) as imap, pytest.raises(imapclient.exceptions.IMAPClientError, match=r"too long|Not found"):
+        imap.create_folder(target.replace("/", "-") + "/x" * 40)  # the premise: Dovecot has a limit
+    task_id = _add_task(db, next(iter(_locations(db))), target=target)
+    with _imap(mailbox, folder=None) as imap:
+        assert run_pending(db, imap, ref, _select(imap), max_attempts=5) == FilingReport(1, 0, 0)
+    task = _tasks(db)[task_id]
+    assert task.status == "done" and task.filed_folder is not None and task.filed_folder != target
+    assert all(level.isascii() and len(level) <= 50 for level in task.filed_folder.split("/"))
+    assert _bodies(mailbox, task.filed_folder) == before, "recorded exactly where the server has it"
+    (event,) = _events(db)
+    assert event.data["folder"] == target and event.data["server_folder"] == task.filed_folder
+
+
+def test_a_name_refused_in_every_form_fails_the_task_at_once(tmp_path: Path, mailbox: Mailbox, db_url: str,
+                                                             db: Database) -> None:
+    mailbox.append([make_message(subject="nowhere to go")])
+    before = _bodies(mailbox, "INBOX")
+    ref = _ingest(tmp_path, db_url, db, mailbox)
+    task_id = _add_task(db, next(iter(_locations(db))), target=_long_levels(6))
+    with _imap(mailbox, folder=None) as imap:
+        assert run_pending(db, imap, ref, _select(imap), max_attempts=5) == FilingReport(0, 1, 0)
+        assert run_pending(db, imap, ref, _select(imap), max_attempts=5) == FilingReport(0, 0, 0), "not retried"
+    task = _tasks(db)[task_id]
+    assert (task.status, task.attempts) == ("failed", 1)
+    assert "refused the folder" in task.last_error and ("too long" in task.last_error or "Not found" in task.last_error)
+    assert _bodies(mailbox, "INBOX") == before, "the message stays where it was"
+    assert _events(db) == []

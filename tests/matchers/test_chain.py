@@ -109,3 +109,23 @@ def test_display_name_alone_is_too_weak() -> None:
     d = decide(facts(from_addr="anna.b@gmail.com", from_name="Anna Becker"), snap)
     assert d.status == "unmatched"
     assert "weak evidence" in d.reason and "Müller Bau GmbH" in d.reason
+
+
+def test_a_subdomain_matches_the_third_party_of_its_registered_parent() -> None:
+    snap = snapshot(domains={"customer.example": [ACME]})
+    d = decide(facts(from_addr="anna@mail.customer.example"), snap)
+    assert (d.status, d.thirdparty_id, d.matcher) == ("matched", ACME, "domain")
+    assert "mail.customer.example (under customer.example) belongs to ACME Corp" in d.reason
+
+
+def test_the_most_specific_registered_domain_wins() -> None:
+    snap = snapshot(domains={"customer.example": [ACME], "eu.customer.example": [MUELLER]})
+    assert decide(facts(from_addr="x@mx.eu.customer.example"), snap).thirdparty_id == MUELLER
+    assert decide(facts(from_addr="x@eu.customer.example"), snap).thirdparty_id == MUELLER
+    assert decide(facts(from_addr="x@mail.customer.example"), snap).thirdparty_id == ACME
+
+
+def test_subdomains_never_reach_a_public_suffix_or_a_free_mail_provider() -> None:
+    snap = snapshot(domains={"co.uk": [ACME], "github.io": [ACME], "gmail.com": [MUELLER]})
+    for sender in ("x@customer.co.uk", "x@someone.github.io", "x@eu.gmail.com"):
+        assert decide(facts(from_addr=sender), snap).status == "unmatched", sender

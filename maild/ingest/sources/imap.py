@@ -79,7 +79,7 @@ class ImapFolderWorker(FolderWorker):
         settings = self.ctx.settings
         # Read-write when maild may file here: by the filing config, or by a rule's `move` (filing `none`).
         files = self.ctx.matching is not None
-        if files and self.filing.action != "none":
+        if files:  # refiles: after a triage assignment, or a rule's second move of a message
             from maild.filing.refile import run_refiles
 
             run_refiles(self.ctx.db, client, self.ref, self.filing.max_attempts)
