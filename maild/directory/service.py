@@ -54,32 +54,48 @@ def upsert_thirdparty(db: Database, *, external_id: str | None, name: str, kind:
     On update None leaves a field as it is and "" clears it; lists replace the stored ones; custom fields
     merge key by key, an empty value removing its key. Returns (id, created).
     """
+    with db.session() as session:
+        return upsert_thirdparty_in(session, external_id=external_id, name=name, kind=kind, tags=tags,
+                                    custom_fields=custom_fields, owner=owner, language=language, domains=domains,
+                                    addresses=addresses)
+
+
+def upsert_thirdparty_in(session: Session, *, external_id: str | None, name: str, kind: str | None = None,
+                         tags: Iterable[str] | None = None, custom_fields: Mapping[str, Any] | None = None,
+                         owner: str | None = None, language: str | None = None,
+                         domains: Iterable[str] | None = None, addresses: Iterable[str] | None = None,
+                         ) -> tuple[int, bool]:
+    """`upsert_thirdparty` in the caller's transaction."""
     ext = fields.text(external_id, "external id", 200)
     changes = _thirdparty_changes(name=name, kind=kind, tags=tags, custom_fields=custom_fields, owner=owner,
                                   language=language, domains=domains, addresses=addresses)
-    with db.session() as session:
-        existing = _thirdparty_by_external_id(session, ext) if ext is not None else None
-        return _write_thirdparty(session, existing, ext, changes), existing is None
+    existing = _thirdparty_by_external_id(session, ext) if ext is not None else None
+    return _write_thirdparty(session, existing, ext, changes), existing is None
 
 
 def resolve_thirdparty(db: Database, ref: str, *, by_id: bool = True) -> ThirdParty:
     """The one third party that `ref` names: its numeric id (unless by_id=False), external id, exact name, or a
     mail address of it or of one of its contacts."""
+    with db.session() as session:
+        return resolve_thirdparty_in(session, ref, by_id=by_id)
+
+
+def resolve_thirdparty_in(session: Session, ref: str, *, by_id: bool = True) -> ThirdParty:
+    """`resolve_thirdparty` in the caller's transaction."""
     wanted = ref.strip()
     if not wanted:
         raise LookupError("no third party named: the reference is empty")
-    with db.session() as session:
-        if by_id and wanted.isdigit():
-            found = session.get(ThirdParty, int(wanted))
-            if found is not None:
-                return found
-        found = _thirdparty_by_external_id(session, wanted)
+    if by_id and wanted.isdigit():
+        found = session.get(ThirdParty, int(wanted))
         if found is not None:
             return found
-        key = name_key(wanted)
-        named = list(session.exec(select(ThirdParty).where(ThirdParty.name_key == key).order_by(col(ThirdParty.id))))
+    found = _thirdparty_by_external_id(session, wanted)
+    if found is not None:
+        return found
+    key = name_key(wanted)
+    named = list(session.exec(select(ThirdParty).where(ThirdParty.name_key == key).order_by(col(ThirdParty.id))))
     if not named and "@" in wanted:  # a mail address of the third party or of one of its contacts
-        named = thirdparties_with_address(db, wanted)
+        named = _thirdparties_with_address(session, wanted)
         if len(named) > 1:
             ids = ", ".join(f"#{tp.id}" for tp in named)
             raise LookupError(f"several third parties have the address {wanted!r} ({ids}): use the id")
@@ -94,11 +110,14 @@ def resolve_thirdparty(db: Database, ref: str, *, by_id: bool = True) -> ThirdPa
 
 def thirdparties_with_address(db: Database, address: str) -> list[ThirdParty]:
     """The third parties that own this address, as a contact's or as a general one (normalised first)."""
-    normal = fields.address(address)
     with db.session() as session:
-        owners = select(MailAddress.thirdparty_id).where(MailAddress.address == normal)
-        query = select(ThirdParty).where(col(ThirdParty.id).in_(owners)).order_by(col(ThirdParty.id))
-        return list(session.exec(query))
+        return _thirdparties_with_address(session, address)
+
+
+def _thirdparties_with_address(session: Session, address: str) -> list[ThirdParty]:
+    owners = select(MailAddress.thirdparty_id).where(MailAddress.address == fields.address(address))
+    query = select(ThirdParty).where(col(ThirdParty.id).in_(owners)).order_by(col(ThirdParty.id))
+    return list(session.exec(query))
 
 
 def list_thirdparties(db: Database, kind: str | None = None, tag: str | None = None) -> list[ThirdParty]:
@@ -161,12 +180,20 @@ def upsert_contact(db: Database, *, external_id: str | None, thirdparty_id: int,
                    addresses: Iterable[str] | None = None, phones: Iterable[str] | None = None,
                    role: str | None = None, language: str | None = None) -> tuple[int, bool]:
     """Insert, or update the contact with this external id (same None/"" rules as upsert_thirdparty)."""
+    with db.session() as session:
+        return upsert_contact_in(session, external_id=external_id, thirdparty_id=thirdparty_id, name=name,
+                                 addresses=addresses, phones=phones, role=role, language=language)
+
+
+def upsert_contact_in(session: Session, *, external_id: str | None, thirdparty_id: int, name: str,
+                      addresses: Iterable[str] | None = None, phones: Iterable[str] | None = None,
+                      role: str | None = None, language: str | None = None) -> tuple[int, bool]:
+    """`upsert_contact` in the caller's transaction."""
     ext = fields.text(external_id, "external id", 200)
     columns, clean_addresses = _contact_changes(thirdparty_id=thirdparty_id, name=name, phones=phones, role=role,
                                                 language=language, addresses=addresses)
-    with db.session() as session:
-        existing = _contact_by_external_id(session, ext) if ext is not None else None
-        return _write_contact(session, existing, ext, columns, clean_addresses), existing is None
+    existing = _contact_by_external_id(session, ext) if ext is not None else None
+    return _write_contact(session, existing, ext, columns, clean_addresses), existing is None
 
 
 def list_contacts(db: Database, thirdparty_id: int | None = None) -> list[dict[str, Any]]:
@@ -194,19 +221,25 @@ def add_document(db: Database, *, ref: str, thirdparty_id: int, kind: str = "inv
 
 
 def upsert_document(db: Database, *, ref: str, thirdparty_id: int, kind: str | None = "invoice") -> tuple[int, bool]:
+    with db.session() as session:
+        return upsert_document_in(session, ref=ref, thirdparty_id=thirdparty_id, kind=kind)
+
+
+def upsert_document_in(session: Session, *, ref: str, thirdparty_id: int,
+                       kind: str | None = "invoice") -> tuple[int, bool]:
+    """`upsert_document` in the caller's transaction: (id, created)."""
     clean_ref = fields.text(ref, "document reference", 100, required=True)
     clean_kind = (fields.text(kind, "document kind", 40) or "invoice").lower()
-    with db.session() as session:
-        _require_thirdparty(session, thirdparty_id)
-        doc = session.exec(select(Document).where(Document.ref == clean_ref, Document.kind == clean_kind)).first()
-        created = doc is None
-        if doc is None:
-            doc = Document(ref=clean_ref, kind=clean_kind, thirdparty_id=thirdparty_id)
-            session.add(doc)
-        doc.thirdparty_id = thirdparty_id
-        session.flush()
-        assert doc.id is not None
-        return doc.id, created
+    _require_thirdparty(session, thirdparty_id)
+    doc = session.exec(select(Document).where(Document.ref == clean_ref, Document.kind == clean_kind)).first()
+    created = doc is None
+    if doc is None:
+        doc = Document(ref=clean_ref, kind=clean_kind, thirdparty_id=thirdparty_id)
+        session.add(doc)
+    doc.thirdparty_id = thirdparty_id
+    session.flush()
+    assert doc.id is not None
+    return doc.id, created
 
 
 # --- helpers -----------------------------------------------------------------------------------

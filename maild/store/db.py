@@ -35,9 +35,16 @@ class Database:
             self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on error."""
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error.
+
+        write=True, for one long all-or-nothing write with savepoints inside (an import): on SQLite the
+        transaction starts at once with the write lock (BEGIN IMMEDIATE). Otherwise pysqlite begins it only at
+        the first INSERT/UPDATE/DELETE, and a savepoint opened before that commits when it is released.
+        """
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            if write and self.is_sqlite:
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield session
 
     def insert_ignore(self, table: Any) -> Insert:
