@@ -15,9 +15,9 @@ from pathlib import Path
 from sqlmodel import Session
 
 from maild.business import ENTITIES, fields, invoices, meetings
-from maild.directory.csv_import import ImportOptions, ImportReport, import_rows, map_columns
+from maild.directory.csv_rows import ImportOptions, ImportReport, import_rows, map_columns, one_by_one
 from maild.directory.fields import MULTI_SEPARATOR
-from maild.directory.service import resolve_thirdparty_in
+from maild.directory.references import resolve_ids
 from maild.store.db import Database
 
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -50,7 +50,7 @@ def import_csv(db: Database, entity: str, path: str | Path, mapping: Mapping[str
     store = _STORERS[entity]
     chosen = settings or ImportSettings()
     return import_rows(db, path, delimiter, lambda header: _columns(entity, header, dict(mapping or {}), path),
-                       lambda session, row: store(session, row, chosen), options or ImportOptions())
+                       one_by_one(lambda session, row: store(session, row, chosen)), options or ImportOptions())
 
 
 def _columns(entity: str, header: list[str], mapping: dict[str, str], path: str | Path) -> list[str | None]:
@@ -64,8 +64,9 @@ def _multi(row: Row, name: str) -> list[str]:
 
 
 def _thirdparty_id(session: Session, ref: str) -> int:
-    found = resolve_thirdparty_in(session, ref, by_id=False).id
-    assert found is not None
+    found = resolve_ids(session.connection(), [ref], by_id=False)[ref]
+    if isinstance(found, Exception):
+        raise found
     return found
 
 

@@ -202,9 +202,14 @@ def document_add(app: AppContext, ref: str, thirdparty_ref: str, kind: str) -> N
 @click.option("--map", "mapping", multiple=True, metavar="CSVCOLUMN=FIELD",
               help="Feed a field from a differently named column (repeatable); e.g. --map Company=name.")
 @click.option("--delimiter", default=",", show_default=True, help="Cell separator; `tab` for tab-separated files.")
+@click.option("--skip-invalid", is_flag=True,
+              help="Import the good rows even when others are rejected (default: all rows or none).")
+@click.option("--raw", is_flag=True,
+              help="Keep a leading ' before =, +, -, @ (default: take off the one `maild export` adds).")
 @pass_app
 @_friendly
-def import_(app: AppContext, entity: str, file: Path, mapping: tuple[str, ...], delimiter: str) -> None:
+def import_(app: AppContext, entity: str, file: Path, mapping: tuple[str, ...], delimiter: str, skip_invalid: bool,
+            raw: bool) -> None:
     """Import (upsert) thirdparties, contacts, documents, invoices, payments or meetings from a CSV file.
 
     \b
@@ -216,22 +221,34 @@ def import_(app: AppContext, entity: str, file: Path, mapping: tuple[str, ...], 
       payments      invoice* (ref), amount*, paid_on*, reference (unique per invoice: a re-run pays once)
       meetings      uid, subject*, start*, end* (ISO 8601; without offset: rules.timezone), thirdparty,
                     location, attendees, organizer, owner, next_steps, status
-    Upsert by external_id, invoice ref or meeting uid. Bad rows are reported as FILE:LINE: reason, the others
-    imported; exit 1 if any row was rejected.
+    Upsert by external_id, invoice ref or meeting uid. The file is UTF-8 (a BOM is fine).
+
+    All or nothing: bad rows are reported as FILE:LINE: reason and then no row is imported (exit 1);
+    with --skip-invalid the other rows are imported (still exit 1). A cell `maild export` protected
+    against spreadsheet formulas ('=..., '+..., '-..., '@...) loses that ' again unless --raw.
     """
+    from maild.directory.csv_rows import ImportOptions
+
     sep = "\t" if delimiter in ("tab", "\\t") else delimiter
     columns = _pairs(mapping, "--map", "CSVCOLUMN=FIELD")
+    options = ImportOptions(skip_invalid=skip_invalid, raw=raw)
     if entity in BUSINESS_ENTITIES:
         from maild.business import csv_import as business_import
         from maild.business.meetings import OwnMail
 
         settings = business_import.ImportSettings(OwnMail.from_config(app.config), app.config.rules.timezone)
-        report = business_import.import_csv(app.database(), entity, file, columns, sep, settings)
+        report = business_import.import_csv(app.database(), entity, file, columns, sep, settings, options)
     else:
         from maild.directory.csv_import import import_csv
 
-        report = import_csv(app.database(), entity, file, columns, sep)
-    click.echo(f"inserted {report.inserted}, updated {report.updated}, rejected {len(report.rejected)}")
+        report = import_csv(app.database(), entity, file, columns, sep, options)
+    rejected = len(report.rejected)
+    if report.committed:
+        click.echo(f"inserted {report.inserted}, updated {report.updated}, rejected {rejected}")
+    else:
+        good = report.inserted + report.updated
+        click.echo(f"nothing imported: {rejected} row(s) rejected (all or nothing; fix them and import again, or "
+                   f"import the other {good} row(s) with --skip-invalid)")
     if report.ignored_columns:
         click.echo(f"ignored columns: {', '.join(report.ignored_columns)}")
     for line, reason in report.rejected:
@@ -244,13 +261,20 @@ def import_(app: AppContext, entity: str, file: Path, mapping: tuple[str, ...], 
 @click.argument("entity", type=click.Choice(ENTITIES))
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.option("--raw", is_flag=True, help="CSV cells exactly as stored, without the ' put before a cell that "
+                                          "starts with =, +, -, @, tab or CR (unsafe to open in a spreadsheet).")
 @pass_app
 @_friendly
-def export_(app: AppContext, entity: str, fmt: str, output: Path | None) -> None:
-    """Export thirdparties, contacts or documents; the CSV reads back with `maild import`."""
+def export_(app: AppContext, entity: str, fmt: str, output: Path | None, raw: bool) -> None:
+    """Export thirdparties, contacts or documents; the CSV reads back with `maild import`.
+
+    A CSV cell that starts with =, +, -, @, tab or CR gets a ' in front (as OWASP recommends), so that a
+    spreadsheet shows it as text instead of running it as a formula (mail display names come from
+    outsiders); `maild import` takes the ' off again. --raw leaves the cells as they are.
+    """
     from maild.directory.csv_export import export
 
-    text = export(app.database(), entity, fmt)
+    text = export(app.database(), entity, fmt, raw=raw)
     if output is None:
         click.echo(text, nl=False)
         return

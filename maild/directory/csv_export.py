@@ -1,4 +1,4 @@
-"""Export the directory as CSV (the columns `import_csv` reads back) or JSON."""
+"""Export the directory as CSV (the columns `import_csv` reads back; formula cells neutralised) or JSON."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from maild.directory.csv_formulas import neutralise
 from maild.directory.csv_import import CUSTOM_PREFIX, ENTITIES, FIELDS
 from maild.directory.fields import MULTI_SEPARATOR
 from maild.store.db import Database
@@ -17,8 +18,9 @@ from maild.store.models import Contact, Document, MailAddress, MailDomain, Third
 FORMATS = ("csv", "json")
 
 
-def export(db: Database, entity: str, fmt: str = "csv") -> str:
-    """All records of `entity` (thirdparties, contacts, documents), in insertion order."""
+def export(db: Database, entity: str, fmt: str = "csv", *, raw: bool = False) -> str:
+    """All records of `entity` (thirdparties, contacts, documents), in insertion order. In CSV a cell that a
+    spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a ' in front, unless `raw`."""
     if entity not in ENTITIES:
         raise ValueError(f"unknown entity {entity!r}: use {', '.join(ENTITIES)}")
     if fmt not in FORMATS:
@@ -27,20 +29,21 @@ def export(db: Database, entity: str, fmt: str = "csv") -> str:
         records = _RECORDS[entity](session)
     if fmt == "json":
         return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
-    return _to_csv(entity, records)
+    return _to_csv(entity, records, raw)
 
 
-def _to_csv(entity: str, records: list[dict[str, Any]]) -> str:
+def _to_csv(entity: str, records: list[dict[str, Any]], raw: bool) -> str:
     custom_keys = sorted({key for r in records for key in r.get("custom_fields", {})})
     header = [*FIELDS[entity], *(CUSTOM_PREFIX + key for key in custom_keys)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
+    safe = (lambda cell: cell) if raw else neutralise
+    writer.writerow([safe(name) for name in header])
     for record in records:
         row = [_cell(record[name]) for name in FIELDS[entity]]
         custom = record.get("custom_fields", {})
         row += [_cell(custom.get(key)) for key in custom_keys]
-        writer.writerow(row)
+        writer.writerow([safe(cell) for cell in row])
     return out.getvalue()
 
 

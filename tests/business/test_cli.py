@@ -103,19 +103,22 @@ def test_import_invoices_payments_meetings(tmp_path: Path) -> None:
                     "FA-2,Müller & Söhne,2026-10-02,2026-10-16,99.90,\n"
                     "FA-3,Nobody,2026-10-02,2026-10-16,10,\n"
                     "FA-4,C-1,2026-10-02,2026-10-16,-1,\n")
-    first = maild(config, "import", "invoices", str(invoices), "--map", "Number=ref", check=False)
+    refused = maild(config, "import", "invoices", str(invoices), "--map", "Number=ref", check=False)
+    assert refused.returncode == 1 and refused.stdout.startswith("nothing imported: 2 row(s) rejected")
+    assert f"{invoices}:4: no third party with external id, name or mail address 'Nobody'" in refused.stdout
+    assert f"{invoices}:5: invoice amount must not be negative: '-1'" in refused.stdout
+    assert json.loads(maild(config, "invoice", "list", "--json").stdout) == []  # all or nothing
+    first = maild(config, "import", "invoices", str(invoices), "--map", "Number=ref", "--skip-invalid", check=False)
     assert first.returncode == 1
     assert first.stdout.splitlines()[0] == "inserted 2, updated 0, rejected 2"
-    assert f"{invoices}:4: no third party with external id, name or mail address 'Nobody'" in first.stdout
-    assert f"{invoices}:5: invoice amount must not be negative: '-1'" in first.stdout
-    rerun = maild(config, "import", "invoices", str(invoices), "--map", "Number=ref", check=False)
+    rerun = maild(config, "import", "invoices", str(invoices), "--map", "Number=ref", "--skip-invalid", check=False)
     assert rerun.stdout.splitlines()[0] == "inserted 0, updated 2, rejected 2"
 
     payments = _csv(tmp_path / "pay.csv", "invoice;amount;paid_on;reference\nFA-2;99.90;2026-10-10;TX-1\n"
                     "FA-1;1000;2026-10-11;TX-2\nFA-1;garbage;2026-10-11;TX-3\n")
-    paid = maild(config, "import", "payments", str(payments), "--delimiter", ";", check=False)
+    paid = maild(config, "import", "payments", str(payments), "--delimiter", ";", "--skip-invalid", check=False)
     assert paid.stdout.splitlines()[0] == "inserted 2, updated 0, rejected 1"
-    assert maild(config, "import", "payments", str(payments), "--delimiter", ";",
+    assert maild(config, "import", "payments", str(payments), "--delimiter", ";", "--skip-invalid",
                  check=False).stdout.splitlines()[0] == "inserted 0, updated 2, rejected 1"
     data = {i["ref"]: i for i in json.loads(maild(config, "invoice", "list", "--json").stdout)}
     assert data["FA-1"]["paid_amount"] == "1000.00" and data["FA-1"]["amount_due"] == "234.50"
@@ -124,10 +127,11 @@ def test_import_invoices_payments_meetings(tmp_path: Path) -> None:
     meetings = _csv(tmp_path / "m.csv", "subject,start,end,attendees,location\n"
                     "Kickoff,2026-11-19 14:00,2026-11-19 15:00,jw@mueller.example;lena@nordlicht.example,HH\n"
                     "Broken,2026-11-19 14:00,2026-11-19 13:00,,\n")
-    imported = maild(config, "import", "meetings", str(meetings), check=False)
+    imported = maild(config, "import", "meetings", str(meetings), "--skip-invalid", check=False)
     assert imported.stdout.splitlines()[0] == "inserted 1, updated 0, rejected 1"
     assert f"{meetings}:3: the meeting ends" in imported.stdout
-    assert maild(config, "import", "meetings", str(meetings), check=False).stdout.startswith("inserted 0, updated 1")
+    assert maild(config, "import", "meetings", str(meetings), "--skip-invalid",
+                 check=False).stdout.startswith("inserted 0, updated 1")
     [meeting] = json.loads(maild(config, "meeting", "list", "--json").stdout)
     assert meeting["thirdparty_id"] == 1 and meeting["start_at"] == "2026-11-19T13:00:00+00:00"
 

@@ -66,8 +66,17 @@ def test_import_reports_rejected_lines_and_export_round_trips(tmp_path: Path) ->
         "C-3,Gamma,,bad address,\n"
         "C-4,Delta,delta.example,,\n"
     ))
-    result = maild(config, "import", "thirdparties", str(tps), "--map", "Id=external_id", "--map", "Company=name",
-                   check=False)
+    args = ("import", "thirdparties", str(tps), "--map", "Id=external_id", "--map", "Company=name")
+    refused = maild(config, *args, check=False)
+    assert refused.returncode == 1
+    assert refused.stdout.splitlines() == [
+        "nothing imported: 2 row(s) rejected (all or nothing; fix them and import again, or import the other 2 "
+        "row(s) with --skip-invalid)",
+        f"{tps}:4: name is missing",
+        f"{tps}:5: not a valid mail address: 'bad address'",
+    ]
+    assert maild(config, "thirdparty", "list").stdout.startswith("no third parties yet")
+    result = maild(config, *args, "--skip-invalid", check=False)
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         "inserted 2, updated 0, rejected 2",

@@ -8,7 +8,10 @@ import pytest
 from maild.directory import service
 from maild.directory.csv_export import export
 from maild.directory.csv_import import import_csv
+from maild.directory.csv_rows import ImportOptions
 from maild.store.db import Database
+
+SKIP = ImportOptions(skip_invalid=True)
 
 
 def _write(path: Path, text: str, bom: bool = False) -> Path:
@@ -30,9 +33,12 @@ def test_bad_rows_are_rejected_with_their_physical_line_and_good_rows_import(db:
         "C-6,Epsilon,prospect,eps.example,Sales+x@EPS.example;b@eps.example,\n"  # 10
         "C-7,Zeta,customer,,,,surplus\n"                          # 11 too many cells
     ))
-    report = import_csv(db, "thirdparties", csv_file)
-    assert (report.inserted, report.updated) == (3, 0)
-    assert [line for line, _ in report.rejected] == [6, 8, 9, 11]
+    refused = import_csv(db, "thirdparties", csv_file)
+    assert (refused.committed, refused.inserted, [line for line, _ in refused.rejected]) == (False, 3, [6, 8, 9, 11])
+    assert service.list_thirdparties(db) == []  # all or nothing
+    report = import_csv(db, "thirdparties", csv_file, options=ImportOptions(skip_invalid=True))
+    assert (report.committed, report.inserted, report.updated) == (True, 3, 0)
+    assert report.rejected == refused.rejected
     reasons = dict(report.rejected)
     assert reasons[6] == "name is missing"
     assert reasons[8] == "not a valid mail address: 'not-an-address'"
@@ -56,7 +62,7 @@ def test_contacts_with_unknown_company_or_bad_address_are_rejected(db: Database,
         "P-4,C-1,Dora,dora@@acme.example,,\n"                                    # 6 bad address
         "P-5,C-1,,eve@acme.example,,\n"                                          # 7 missing name
     ))
-    report = import_csv(db, "contacts", csv_file)
+    report = import_csv(db, "contacts", csv_file, options=SKIP)
     assert (report.inserted, report.updated) == (2, 0)
     assert report.rejected == [
         (5, "no third party with external id, name or mail address 'Nobody Inc'"),
@@ -67,7 +73,7 @@ def test_contacts_with_unknown_company_or_bad_address_are_rejected(db: Database,
     anna = service.list_contacts(db, service.resolve_thirdparty(db, "C-1").id)[0]
     assert anna["phones"] == ["+44 1", "+44 2"] and anna["role"] == "buyer"
 
-    again = import_csv(db, "contacts", csv_file)   # same file again: upserts by external id
+    again = import_csv(db, "contacts", csv_file, options=SKIP)   # same file again: upserts by external id
     assert (again.inserted, again.updated, len(again.rejected)) == (0, 2, 3)
     assert len(service.list_contacts(db)) == 2
 
