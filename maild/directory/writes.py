@@ -164,8 +164,11 @@ def _insert(conn: Connection, table: Table, states: list[State], columns: Sequen
     """INSERT the new states (in order) and set their ids."""
     if not states:
         return
-    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    ids = conn.execute(statement, [{c: s[c] for c in columns} for s in states]).scalars().all()
+    values = [{c: s[c] for c in columns} for s in states]
+    if conn.dialect.name == "sqlite":  # multi-row INSERTs (1000 rows each) that SQLite numbers in row order
+        ids = sorted(conn.execute(insert(table).returning(table.c.id), values).scalars())
+    else:
+        ids = list(conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), values).scalars())
     for state, new_id in zip(states, ids, strict=True):
         state["id"] = new_id
 

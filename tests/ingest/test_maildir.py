@@ -141,3 +141,28 @@ def test_unreadable_file_is_retried_not_lost(tmp_path: Path) -> None:
     blocked.write_bytes(content)
     assert Daemon(config_at(config)).ingest_once().handled == 1
     assert status_json(config)["totals"]["messages"] == 2
+
+
+def test_same_name_in_new_and_cur_with_different_content_are_both_ingested(tmp_path: Path, db_url: str) -> None:
+    """A copy left in cur/ beside a new delivery of the same unique name: two mails, each once, every pass."""
+    box = _maildir(tmp_path / "mail")
+    name = "1700000000.M1P2.host"
+    box_path = Path(box._path)
+    (box_path / "new" / name).write_bytes(make_message(subject="the new one"))
+    (box_path / "cur" / f"{name}:2,S").write_bytes(make_message(subject="the old one"))
+    twin = "1700000001.M3P4.host"  # the same bytes twice (a move caught half-way): one message
+    same = make_message(subject="twin")
+    (box_path / "new" / twin).write_bytes(same)
+    (box_path / "cur" / f"{twin}:2,").write_bytes(same)
+    config = write_config(tmp_path / "home", db_url, [{"name": "m", "type": "maildir", "path": str(box_path)}])
+    daemon = Daemon(config_at(config))
+    assert daemon.ingest_once().handled == 3
+    assert Daemon(config_at(config)).ingest_once().handled == 0  # stable keys: nothing again
+    with daemon.db.engine.connect() as conn:
+        subjects = sorted(conn.execute(select(Message.__table__.c.subject)).scalars())
+    assert subjects == ["the new one", "the old one", "twin"]
+    assert _count(daemon, Event, RECEIVED) == 3
+    # The client finally removes the stale copy: the survivor gets its plain name back as key, a known message.
+    (box_path / "cur" / f"{name}:2,S").unlink()
+    Daemon(config_at(config)).ingest_once()
+    assert _count(daemon, Message) == 3 and _count(daemon, Event, RECEIVED) == 3

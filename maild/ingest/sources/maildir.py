@@ -1,13 +1,13 @@
 """Maildir folder worker: mail delivered locally into `new/` and `cur/`, found by polling.
 
 A Maildir message's unique name (the part before `:2,`) survives a move from new/ to cur/ and a
-flag change, so it is the location key. The folder is never modified.
+flag change, so it is the location key (maildir_files.py: two different files with one name are two
+messages). The folder is never modified.
 """
 
 from __future__ import annotations
 
 import logging
-import mailbox
 from pathlib import Path
 
 from sqlalchemy import select
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from maild.config import MaildirSourceConfig, resolve_path
 from maild.ingest.context import IngestContext
 from maild.ingest.sources.base import FolderWorker
+from maild.ingest.sources.maildir_files import MaildirFiles
 from maild.ingest.store import Fetched
 from maild.store import checkpoints
 from maild.store.checkpoints import FolderRef
@@ -40,7 +41,7 @@ class MaildirFolderWorker(FolderWorker):
         self.match()  # anything a crash or an error left undecided
 
     def sync_once(self) -> int:
-        box = mailbox.Maildir(self.path, factory=None, create=False)
+        box = MaildirFiles(self.path)
         keys = box.keys()
         known = self._known_keys()
         waiting = sorted(key for key in keys if key not in known)
