@@ -48,15 +48,17 @@ def import_rows(db: Database, path: str | Path, delimiter: str, columns_for: Col
     file or header raises ValueError (and nothing is committed)."""
     if len(delimiter) != 1 or delimiter in "\r\n\"":
         raise ValueError(f"the delimiter must be one character other than a quote or a line break, not {delimiter!r}")
-    text = read_text(path)
     report = ImportReport()
     try:
+        text = read_text(path)
         with db.session(write=True) as session:
             _import(session, text, path, delimiter, columns_for, store, options, report)
             if report.rejected and not options.skip_invalid:
                 raise _RollBack
     except _RollBack:
         report.committed = False
+    except ValueError as exc:
+        raise ValueError(f"{exc}; nothing imported") from None
     report.rejected.sort()
     return report
 
