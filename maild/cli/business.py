@@ -12,7 +12,7 @@ import click
 
 from maild.cli.directory import _friendly, _table
 from maild.cli.main import AppContext, pass_app
-from maild.cli.render import local_time
+from maild.cli.render import local_time, say
 
 INVOICE_STATUSES = ("open", "paid", "disputed", "paused", "cancelled")
 LINE_HELP = ("A line item 'DESCRIPTION|QUANTITY|UNIT PRICE|VAT %[|UNIT]' (repeatable), e.g. "
@@ -96,9 +96,9 @@ def invoice_add(app: AppContext, ref: str, thirdparty_ref: str | None, issued_on
         db, ref=ref, thirdparty_id=tp_id, issued_on=issued_on, due_on=due_on, amount=amount, currency=currency,
         contact_id=contact_id, lines=[_line(text) for text in lines] if lines else None, status=status)
     data = invoices.describe_invoice(db, f"#{invoice_id}")
-    click.echo(f"{'added' if created else 'updated'} invoice #{invoice_id} {data['ref']} of "
-               f"#{data['thirdparty_id']} {data['thirdparty_name']}: {data['amount']} {data['currency']}, "
-               f"due {data['due_on']}, {data['status']}")
+    say(f"{'added' if created else 'updated'} invoice #{invoice_id} {data['ref']} of "
+        f"#{data['thirdparty_id']} {data['thirdparty_name']}: {data['amount']} {data['currency']}, "
+        f"due {data['due_on']}, {data['status']}")
 
 
 @invoice.command("list")
@@ -141,21 +141,21 @@ def invoice_show(app: AppContext, ref: str, as_json: bool) -> None:
         click.echo(_dumps(data))
         return
     cur = data["currency"]
-    click.echo(f"invoice {data['ref']}  (#{data['id']}, {data['status']})")
-    click.echo(f"third party: #{data['thirdparty_id']} {data['thirdparty_name']}")
-    click.echo(f"date: {data['issued_on']}   due: {data['due_on']}")
+    say(f"invoice {data['ref']}  (#{data['id']}, {data['status']})")
+    say(f"third party: #{data['thirdparty_id']} {data['thirdparty_name']}")
+    say(f"date: {data['issued_on']}   due: {data['due_on']}")
     for line in data["lines"]:
-        click.echo(f"  {line['description']}: {line['quantity']} x {line['unit_price']} {cur} "
-                   f"(VAT {line['vat_rate']}%) = {line['total']} {cur}")
-    click.echo(f"amount: {data['amount']} {cur}   paid: {data['paid_amount']} {cur}   "
-               f"late fees: {data['late_fees']} {cur}   due now: {data['amount_due']} {cur}")
+        say(f"  {line['description']}: {line['quantity']} x {line['unit_price']} {cur} "
+            f"(VAT {line['vat_rate']}%) = {line['total']} {cur}")
+    say(f"amount: {data['amount']} {cur}   paid: {data['paid_amount']} {cur}   "
+        f"late fees: {data['late_fees']} {cur}   due now: {data['amount_due']} {cur}")
     if data["paid_at"]:
-        click.echo(f"paid at: {data['paid_at'].isoformat()}")
-    click.echo(f"dunning level: {data['dunning_level']} (repeats {data['dunning_repeats']}, last "
-               f"{data['last_dunned_at'].isoformat() if data['last_dunned_at'] else 'never'})")
-    click.echo(f"payments: {len(data['payments'])}")
+        say(f"paid at: {data['paid_at'].isoformat()}")
+    say(f"dunning level: {data['dunning_level']} (repeats {data['dunning_repeats']}, last "
+        f"{data['last_dunned_at'].isoformat() if data['last_dunned_at'] else 'never'})")
+    say(f"payments: {len(data['payments'])}")
     for p in data["payments"]:
-        click.echo(f"  {p['paid_on']}  {p['amount']} {cur}  {p['reference']}")
+        say(f"  {p['paid_on']}  {p['amount']} {cur}  {p['reference']}")
 
 
 @invoice.command("pay")
@@ -173,11 +173,11 @@ def invoice_pay(app: AppContext, ref: str, amount: str, paid_on: str | None, ref
     result = invoices.record_payment(app.database(), ref, amount=amount, paid_on=paid_on or _today(app),
                                      reference=reference)
     if not result.created:
-        click.echo(f"payment already recorded for invoice {result.ref}; nothing changed "
-                   f"(paid {result.paid_amount}, due {result.amount_due}, {result.status})")
+        say(f"payment already recorded for invoice {result.ref}; nothing changed "
+            f"(paid {result.paid_amount}, due {result.amount_due}, {result.status})")
         return
-    click.echo(f"recorded payment #{result.payment_id} on invoice {result.ref}: paid {result.paid_amount}, "
-               f"due {result.amount_due}, {result.status}" + (" (now fully paid)" if result.became_paid else ""))
+    say(f"recorded payment #{result.payment_id} on invoice {result.ref}: paid {result.paid_amount}, "
+        f"due {result.amount_due}, {result.status}" + (" (now fully paid)" if result.became_paid else ""))
 
 
 @invoice.command("status")
@@ -190,7 +190,7 @@ def invoice_status(app: AppContext, ref: str, status: str) -> None:
     from maild.business import invoices
 
     changed = invoices.set_status(app.database(), ref, status)
-    click.echo(f"invoice {ref.strip()}: {status.lower()}" + ("" if changed else " (unchanged)"))
+    say(f"invoice {ref.strip()}: {status.lower()}" + ("" if changed else " (unchanged)"))
 
 
 def _line(text: str) -> dict[str, str]:
@@ -243,8 +243,8 @@ def meeting_add(app: AppContext, subject: str, start: str, end: str | None, minu
         next_steps=next_steps)
     data = meetings.describe_meeting(app.database(), str(meeting_id))
     who = f" with #{data['thirdparty_id']} {data['thirdparty_name']}" if data["thirdparty_id"] else ""
-    click.echo(f"added meeting #{meeting_id} {subject.strip()!r} {local_time(start_at, zone)}-"
-               f"{local_time(end_at, zone)[11:]} ({zone}){who}")
+    say(f"added meeting #{meeting_id} {subject.strip()!r} {local_time(start_at, zone)}-"
+        f"{local_time(end_at, zone)[11:]} ({zone}){who}")
 
 
 @meeting.command("list")
@@ -286,15 +286,15 @@ def meeting_show(app: AppContext, ref: str, as_json: bool) -> None:
         click.echo(_dumps(data))
         return
     zone = app.config.rules.timezone
-    click.echo(f"meeting #{data['id']} {data['subject']!r}  ({data['status']})")
-    click.echo(f"when: {local_time(data['start_at'], zone)} - {local_time(data['end_at'], zone)} ({zone})")
+    say(f"meeting #{data['id']} {data['subject']!r}  ({data['status']})")
+    say(f"when: {local_time(data['start_at'], zone)} - {local_time(data['end_at'], zone)} ({zone})")
     for label, value in (("where", data["location"]), ("third party", data["thirdparty_id"] and
                                                         f"#{data['thirdparty_id']} {data['thirdparty_name']}"),
                          ("organizer", data["organizer"]), ("owner", data["owner"]), ("uid", data["uid"]),
                          ("from message", data["message_id"])):
         if value:
-            click.echo(f"{label}: {value}")
-    click.echo(f"attendees: {len(data['attendees'])}")
+            say(f"{label}: {value}")
+    say(f"attendees: {len(data['attendees'])}")
     for a in data["attendees"]:
         tags = ["internal" if a.get("internal") else "external"]
         if a.get("contact_id"):
@@ -302,9 +302,9 @@ def meeting_show(app: AppContext, ref: str, as_json: bool) -> None:
         if a.get("thirdparty_id"):
             tags.append(f"third party #{a['thirdparty_id']}")
         name = f"{a['name']} <{a['address']}>" if a.get("name") else a["address"]
-        click.echo(f"  {name}  ({', '.join(tags)})")
+        say(f"  {name}  ({', '.join(tags)})")
     for step in data["next_steps"]:
-        click.echo(f"next step: {step}")
+        say(f"next step: {step}")
 
 
 @meeting.command("cancel")
@@ -316,7 +316,7 @@ def meeting_cancel(app: AppContext, ref: str) -> None:
     from maild.business import meetings
 
     changed = meetings.cancel_meeting(app.database(), ref)
-    click.echo(f"meeting {ref.strip()}: cancelled" + ("" if changed else " (it already was)"))
+    say(f"meeting {ref.strip()}: cancelled" + ("" if changed else " (it already was)"))
 
 
 # --- task --------------------------------------------------------------------------------------
@@ -358,7 +358,7 @@ def task_done(app: AppContext, task_id: int) -> None:
     from maild.business import tasks
 
     changed = tasks.complete_task(app.database(), task_id)
-    click.echo(f"task #{task_id}: done" + ("" if changed else " (it already was)"))
+    say(f"task #{task_id}: done" + ("" if changed else " (it already was)"))
 
 
 COMMANDS = (invoice, meeting, task)

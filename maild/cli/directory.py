@@ -13,6 +13,7 @@ import click
 
 from maild.business import ENTITIES as BUSINESS_ENTITIES
 from maild.cli.main import AppContext, parse_since, pass_app
+from maild.cli.render import printable, say
 from maild.directory.fields import KINDS
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def thirdparty_add(app: AppContext, name: str, kind: str, external_id: str | Non
     new_id = service.add_thirdparty(app.database(), name=name, kind=kind, external_id=external_id, tags=tags,
                                     custom_fields=fields, owner=owner, language=language, domains=domains,
                                     addresses=addresses)
-    click.echo(f"added third party #{new_id} {name.strip()}")
+    say(f"added third party #{new_id} {name.strip()}")
 
 
 @thirdparty.command("show")
@@ -145,7 +146,7 @@ def contact_add(app: AppContext, name: str, thirdparty_ref: str, addresses: tupl
     assert company.id is not None
     new_id = service.add_contact(db, thirdparty_id=company.id, name=name, addresses=addresses, phones=phones,
                                  role=role, external_id=external_id, language=language)
-    click.echo(f"added contact #{new_id} {name.strip()} to #{company.id} {company.name}")
+    say(f"added contact #{new_id} {name.strip()} to #{company.id} {company.name}")
 
 
 @contact.command("list")
@@ -189,8 +190,8 @@ def document_add(app: AppContext, ref: str, thirdparty_ref: str, kind: str) -> N
     company = service.resolve_thirdparty(db, thirdparty_ref)
     assert company.id is not None
     doc_id, created = service.upsert_document(db, ref=ref, thirdparty_id=company.id, kind=kind)
-    click.echo(f"{'added' if created else 'updated'} document #{doc_id} {kind.strip().lower()} {ref.strip()} "
-               f"of #{company.id} {company.name}")
+    say(f"{'added' if created else 'updated'} document #{doc_id} {kind.strip().lower()} {ref.strip()} "
+        f"of #{company.id} {company.name}")
 
 
 # --- import / export ---------------------------------------------------------------------------
@@ -244,15 +245,15 @@ def import_(app: AppContext, entity: str, file: Path, mapping: tuple[str, ...], 
         report = import_csv(app.database(), entity, file, columns, sep, options)
     rejected = len(report.rejected)
     if report.committed:
-        click.echo(f"inserted {report.inserted}, updated {report.updated}, rejected {rejected}")
+        say(f"inserted {report.inserted}, updated {report.updated}, rejected {rejected}")
     else:
         good = report.inserted + report.updated
-        click.echo(f"nothing imported: {rejected} row(s) rejected (all or nothing; fix them and import again, or "
-                   f"import the other {good} row(s) with --skip-invalid)")
+        say(f"nothing imported: {rejected} row(s) rejected (all or nothing; fix them and import again, or "
+            f"import the other {good} row(s) with --skip-invalid)")
     if report.ignored_columns:
-        click.echo(f"ignored columns: {', '.join(report.ignored_columns)}")
+        say(f"ignored columns: {', '.join(report.ignored_columns)}")
     for line, reason in report.rejected:
-        click.echo(f"{file}:{line}: {reason}")
+        say(f"{file}:{line}: {reason}")
     if report.rejected:
         sys.exit(1)
 
@@ -279,7 +280,7 @@ def export_(app: AppContext, entity: str, fmt: str, output: Path | None, raw: bo
         click.echo(text, nl=False)
         return
     output.write_text(text, encoding="utf-8", newline="")
-    click.echo(f"wrote {output}")
+    say(f"wrote {output}")
 
 
 @click.command("timeline")
@@ -314,12 +315,12 @@ def timeline(app: AppContext, ref: str, since: str | None, types: tuple[str, ...
         click.echo(json.dumps([e.as_json() for e in entries], indent=2, ensure_ascii=False, default=str))
         return
     if not entries:
-        click.echo(f"#{tp.id} {tp.name}: no events" + (" match" if since or types else " yet"))
+        say(f"#{tp.id} {tp.name}: no events" + (" match" if since or types else " yet"))
         return
     zone = app.config.rules.timezone
-    click.echo(f"#{tp.id} {tp.name}: {len(entries)} event(s), oldest first")
+    say(f"#{tp.id} {tp.name}: {len(entries)} event(s), oldest first")
     for entry in entries:
-        click.echo(f"{local_time(entry.occurred_at, zone)}  {entry.text}")
+        say(f"{local_time(entry.occurred_at, zone)}  {entry.text}")
 
 
 COMMANDS = (thirdparty, contact, document, import_, export_, timeline)
@@ -329,7 +330,7 @@ COMMANDS = (thirdparty, contact, document, import_, export_, timeline)
 
 
 def _table(header: list[tuple[str, ...]], rows: list[tuple[str, ...]]) -> None:
-    lines = header + rows
+    lines = [tuple(printable(cell) for cell in line) for line in header + rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for line in lines:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
@@ -346,24 +347,24 @@ def _unicode_domain(domain: str) -> str:
 def _print_description(data: dict[str, Any]) -> None:
     from maild.business.history import describe
 
-    click.echo(f"#{data['id']} {data['name']}  ({data['kind']})")
+    say(f"#{data['id']} {data['name']}  ({data['kind']})")
     for label, value in (("external id", data["external_id"]), ("tags", ", ".join(data["tags"])),
                          ("owner", data["owner"]), ("language", data["language"]),
                          ("domains", ", ".join(_unicode_domain(d) for d in data["domains"])),
                          ("addresses", ", ".join(data["addresses"]))):
         if value:
-            click.echo(f"{label}: {value}")
+            say(f"{label}: {value}")
     for key, value in sorted(data["custom_fields"].items()):
-        click.echo(f"{key}: {value}")
-    click.echo(f"contacts: {len(data['contacts'])}")
+        say(f"{key}: {value}")
+    say(f"contacts: {len(data['contacts'])}")
     for c in data["contacts"]:
         extra = [c["role"] or "", ", ".join(c["addresses"]), ", ".join(c["phones"])]
-        click.echo(f"  #{c['id']} {c['name']}  " + "  ".join(part for part in extra if part))
-    click.echo(f"documents: {len(data['documents'])}")
+        say(f"  #{c['id']} {c['name']}  " + "  ".join(part for part in extra if part))
+    say(f"documents: {len(data['documents'])}")
     for d in data["documents"]:
-        click.echo(f"  {d['kind']} {d['ref']}")
-    click.echo(f"events (newest {len(data['events'])}):" if data["events"] else "events: none yet")
+        say(f"  {d['kind']} {d['ref']}")
+    say(f"events (newest {len(data['events'])}):" if data["events"] else "events: none yet")
     for e in data["events"]:
-        click.echo(f"  {e['occurred_at'][:16].replace('T', ' ')}  {describe(e['type'], e['data'] or {})}")
+        say(f"  {e['occurred_at'][:16].replace('T', ' ')}  {describe(e['type'], e['data'] or {})}")
     if data["events"]:
-        click.echo(f"(the whole history: maild timeline {data['id']})")
+        say(f"(the whole history: maild timeline {data['id']})")

@@ -171,12 +171,13 @@ def config_check(app: AppContext, connect: bool) -> None:
     _report_permissions(config)
     if not connect:
         return
+    from maild.cli.render import say
     from maild.probe import probe_all
 
     results = probe_all(config)
     width = max(len(r.what) for r in results)
     for result in results:
-        click.echo(f"{result.what:<{width}}  {'OK    ' if result.ok else 'FAILED'}  {result.detail}")
+        say(f"{result.what:<{width}}  {'OK    ' if result.ok else 'FAILED'}  {result.detail}")
     if not all(r.ok for r in results):
         sys.exit(1)
 
@@ -220,6 +221,7 @@ def run(app: AppContext, sources: tuple[str, ...]) -> None:
 def ingest(app: AppContext, once: bool, sources: tuple[str, ...], progress: bool | None) -> None:
     """Ingest everything new in every folder once, then exit. Exit 1 if any folder failed."""
     from maild.cli.progress import PassProgress
+    from maild.cli.render import say
     from maild.daemon import Daemon
 
     daemon = Daemon(app.with_sources(sources))
@@ -229,7 +231,7 @@ def ingest(app: AppContext, once: bool, sources: tuple[str, ...], progress: bool
         report = daemon.ingest_once(progress=bar.update)
     click.echo(f"ingested {report.handled} message(s) from {len(daemon.config.sources)} source(s)")
     for label, error in report.errors.items():
-        click.echo(f"error: {label}: {error}", err=True)
+        say(f"error: {label}: {error}", err=True)
     if report.errors:
         sys.exit(1)
 

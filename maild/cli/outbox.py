@@ -9,6 +9,7 @@ from collections.abc import Callable
 import click
 
 from maild.cli.main import AppContext, pass_app
+from maild.cli.render import say
 from maild.config import ConfigError
 from maild.store.db import Database
 
@@ -33,8 +34,8 @@ def list_(app: AppContext, status: str | None, limit: int | None) -> None:
     for row in rows:
         when = f" next {row.next_attempt_at:%Y-%m-%d %H:%M:%S}" if row.status == "retry" and row.next_attempt_at else ""
         error = f"  [{row.last_error}]" if row.last_error and row.status != "sent" else ""
-        click.echo(f"{row.id:>6}  {row.status:<9} {row.attempts:>2}x  {','.join(row.recipients)}  "
-                   f"{row.subject!r}  key={row.idempotency_key}{when}{error}")
+        say(f"{row.id:>6}  {row.status:<9} {row.attempts:>2}x  {','.join(row.recipients)}  "
+            f"{row.subject!r}  key={row.idempotency_key}{when}{error}")
 
 
 @outbox.command()
@@ -64,10 +65,10 @@ def _each(app: AppContext, ids: tuple[int, ...], change: Callable[[Database, int
     bad = 0
     for outbox_id in ids:
         if change(db, outbox_id):
-            click.echo(f"{outbox_id}: {done}")
+            say(f"{outbox_id}: {done}")
         else:
             bad += 1
-            click.echo(f"{outbox_id}: {refused} (or no such row); unchanged", err=True)
+            say(f"{outbox_id}: {refused} (or no such row); unchanged", err=True)
     if bad:
         sys.exit(1)
 
@@ -95,8 +96,8 @@ def send_due(app: AppContext, limit: int) -> None:
             await sender.transport.close()
 
     counts = asyncio.run(once())
-    click.echo(f"sent {counts['sent']}, retry {counts['retry']}, failed {counts['failed']}"
-               + (f"; recovered stale claims: {recovered}" if any(recovered.values()) else ""))
+    say(f"sent {counts['sent']}, retry {counts['retry']}, failed {counts['failed']}"
+        + (f"; recovered stale claims: {recovered}" if any(recovered.values()) else ""))
     if counts["failed"]:
         sys.exit(1)
 

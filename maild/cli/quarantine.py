@@ -7,6 +7,7 @@ import sys
 import click
 
 from maild.cli.main import AppContext, pass_app
+from maild.cli.render import say
 
 
 @click.group()
@@ -26,7 +27,7 @@ def list_(app: AppContext, include_resolved: bool) -> None:
         click.echo("quarantine is empty")
     for item in items:
         state = f" resolved->message {item.resolved_message_id}" if item.resolved_message_id else ""
-        click.echo(f"{item.id:>5}  {item.size:>9} B  {item.source_name}/{item.folder}  {item.reason}{state}")
+        say(f"{item.id:>5}  {item.size:>9} B  {item.source_name}/{item.folder}  {item.reason}{state}")
 
 
 @quarantine.command()
@@ -47,8 +48,8 @@ def show(app: AppContext, entry_id: int, raw: bool) -> None:
         return
     for key in ("id", "reason", "size", "source_name", "folder", "created_at", "retries", "last_retry_at",
                 "resolved_message_id", "raw_sha256"):
-        click.echo(f"{key}: {getattr(item, key)}")
-    click.echo(f"raw file: {blobs.path(item.raw_sha256)}")
+        say(f"{key}: {getattr(item, key)}")
+    say(f"raw file: {blobs.path(item.raw_sha256)}")
 
 
 @quarantine.command()
@@ -72,15 +73,15 @@ def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_byte
         try:
             outcome = q.retry(db, BlobStore(app.config.blob_dir), entry_id, limit)
         except (LookupError, FileNotFoundError) as exc:
-            click.echo(f"{entry_id}: {exc}", err=True)
+            say(f"{entry_id}: {exc}", err=True)
             failed += 1
             continue
         if outcome.message_id is not None:
             MatchingStage(app.config, db).run([outcome.message_id])
-            click.echo(f"{entry_id}: stored as message {outcome.message_id}")
+            say(f"{entry_id}: stored as message {outcome.message_id}")
         else:
             failed += 1
-            click.echo(f"{entry_id}: still quarantined: {outcome.reason}")
+            say(f"{entry_id}: still quarantined: {outcome.reason}")
     if failed:
         sys.exit(1)
 

@@ -1,12 +1,36 @@
-"""Human-readable tables for the CLI."""
+"""Human-readable output for the CLI: tables, times, and text from mail or the directory made safe to print."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
+
+# C0 controls (CR, LF, ESC, ...), DEL, C1 controls, bidi marks/overrides/isolates, line/paragraph separators
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(value: object) -> str:
+    """`value` as text that is safe on a terminal: control characters and bidi overrides (from mail headers,
+    directory imports, server replies) are shown escaped (`\\n`, `\\x1b`, `\\u202e`), so they cannot start a
+    new line, move the cursor, recolour the screen or reverse the text around them."""
+    return _UNSAFE.sub(_escaped, "" if value is None else str(value))
+
+
+def say(line: str, *, err: bool = False) -> None:
+    """Print one line whose parts may come from mail or the directory (see `printable`)."""
+    click.echo(printable(line), err=err)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    char = found.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 def local_time(value: datetime | None, zone: str) -> str:
@@ -37,12 +61,13 @@ def print_status(data: dict[str, Any]) -> None:
         rows.append((f["source"], f["folder"] or "(maildir)", _s(f["uidvalidity"]), last_uid,
                      str(f["locations"]), str(f["quarantined"]), _s(f["lag"]),
                      "never" if ago is None else f"{_age(ago)} ago", f["held_by"] or "-"))
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     for f in data["folders"]:
         if f["last_error"]:
-            click.echo(f"last error {f['source']}/{f['folder']} at {f['last_error_at']}: {f['last_error']}")
+            say(f"last error {f['source']}/{f['folder']} at {f['last_error_at']}: {f['last_error']}")
 
 
 def _s(value: Any) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from maild.cli.main import AppContext, parse_since, pass_app
+from maild.cli.render import say
 
 
 @click.command("log")
@@ -50,13 +51,13 @@ def log_command(app: AppContext, rule_name: str | None, subject: str | None, sin
                                                   else ""))
         return
     for item in items:
-        click.echo(f"{item['at'][:19]}  {item['status']:<7} {item['rule']}  {item['subject']}  "
-                   f"{item['action']}: {item['summary']}")
-        click.echo(f"    why: {item['reason']}")
+        say(f"{item['at'][:19]}  {item['status']:<7} {item['rule']}  {item['subject']}  "
+            f"{item['action']}: {item['summary']}")
+        say(f"    why: {item['reason']}")
         if item["skipped"]:
-            click.echo(f"    nothing to do: {item['skipped']}")
+            say(f"    nothing to do: {item['skipped']}")
         if item["error"]:
-            click.echo(f"    error: {item['error']}")
+            say(f"    error: {item['error']}")
 
 
 def _entry(row: Any, as_utc: Any) -> dict[str, Any]:
@@ -101,13 +102,13 @@ def simulate_command(app: AppContext, since: str, as_json: bool) -> None:
         click.echo(json.dumps([p._asdict() for p in planned], indent=2, ensure_ascii=False, default=str))
         return
     if not planned:
-        click.echo(f"no rule would act (events since {since}, sweeps at now; {len(ruleset.rules)} rule(s))")
+        say(f"no rule would act (events since {since}, sweeps at now; {len(ruleset.rules)} rule(s))")
         return
     for item in planned:
-        click.echo(f"{item.status:<12} {item.rule}  {item.subject}  {item.action}: {item.summary}")
-        click.echo(f"    why: {item.reason}")
+        say(f"{item.status:<12} {item.rule}  {item.subject}  {item.action}: {item.summary}")
+        say(f"    why: {item.reason}")
     todo = sum(1 for p in planned if p.status == "planned")
-    click.echo(f"{todo} action(s) would run; {len(planned) - todo} already done, skipped or blocked")
+    say(f"{todo} action(s) would run; {len(planned) - todo} already done, skipped or blocked")
 
 
 COMMANDS = (log_command, simulate_command)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from maild.cli.main import AppContext, pass_app
+from maild.cli.render import say
 
 
 @click.command()
@@ -42,9 +43,9 @@ def send(app: AppContext, template: str, to: str, invoice_ref: str | None, attac
     key = key or f"cli:{uuid.uuid4().hex}"
     outbox_id, created = mailing.queue(app.config, db, mail, key=key, template=template)
     if not created:
-        click.echo(f"key {key} was queued before (outbox {outbox_id}); not sent again")
+        say(f"key {key} was queued before (outbox {outbox_id}); not sent again")
         return
-    click.echo(f"queued outbox {outbox_id} to {mail.recipient.address}: {mail.subject!r} (key {key})")
+    say(f"queued outbox {outbox_id} to {mail.recipient.address}: {mail.subject!r} (key {key})")
     if queue_only:
         return
     from maild.ingest.context import new_owner_id
@@ -55,4 +56,4 @@ def send(app: AppContext, template: str, to: str, invoice_ref: str | None, attac
     row = outbox.get(db, outbox_id)
     assert row is not None
     detail = row.smtp_reply or row.last_error or ""
-    click.echo(f"outbox {outbox_id}: {row.status} {detail}".rstrip())
+    say(f"outbox {outbox_id}: {row.status} {detail}".rstrip())

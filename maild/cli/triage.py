@@ -7,6 +7,7 @@ import json
 import click
 
 from maild.cli.main import AppContext, pass_app
+from maild.cli.render import printable, say
 
 
 @click.group()
@@ -25,8 +26,8 @@ def list_(app: AppContext, limit: int) -> None:
     if not rows:
         click.echo("triage is empty")
     for row in rows:
-        click.echo(f"{row.id:>6}  {str(row.date or '')[:16]:16}  {row.from_addr or '-':30}  "
-                   f"{(row.subject or '')[:50]:50}  {row.status}: {row.reason}")
+        sender, subject = printable(row.from_addr or "-"), printable(row.subject or "")
+        say(f"{row.id:>6}  {str(row.date or '')[:16]:16}  {sender:30}  {subject[:50]:50}  {row.status}: {row.reason}")
 
 
 @triage.command()
@@ -48,7 +49,7 @@ def assign(app: AppContext, message_id: int, thirdparty: str, learn: bool) -> No
     except LookupError as exc:
         raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
     learned = f"; sender learned as contact {done.learned_contact_id}" if done.learned_contact_id else ""
-    click.echo(f"message {message_id} assigned to {target.name}{learned}; {done.refiled} filing task(s) planned")
+    say(f"message {message_id} assigned to {target.name}{learned}; {done.refiled} filing task(s) planned")
 
 
 @click.command()
@@ -67,23 +68,24 @@ def explain(app: AppContext, message_id: int, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
         return
     m = data["message"]
-    click.echo(f"message {m['id']} {m['message_id'] or ''}\n  from {m['from']}  subject {m['subject']!r}")
+    say(f"message {m['id']} {m['message_id'] or ''}")
+    say(f"  from {m['from']}  subject {m['subject']!r}")
     d = data["decision"]
     if d is None:
         click.echo("not decided yet (pending matching)")
     else:
         who = f"{d['thirdparty']} (#{d['thirdparty_id']})" if d["thirdparty_id"] else "-"
-        click.echo(f"decision: {d['status']} -> {who} by {d['matcher'] or '-'} "
-                   f"({d['confidence']:.2f}): {d['reason']}")
+        say(f"decision: {d['status']} -> {who} by {d['matcher'] or '-'} "
+            f"({d['confidence']:.2f}): {d['reason']}")
     for verdict in data["verdicts"]:
         if verdict["candidates"]:
             for c in verdict["candidates"]:
-                click.echo(f"  {verdict['matcher']:12} {c['confidence']:.2f}  {c['reason']}")
+                say(f"  {verdict['matcher']:12} {c['confidence']:.2f}  {c['reason']}")
         else:
-            click.echo(f"  {verdict['matcher']:12}   -   {verdict['note']}")
+            say(f"  {verdict['matcher']:12}   -   {verdict['note']}")
     for f in data["filing"]:
         error = f" ({f['last_error']})" if f["last_error"] else ""
         on_server = f" (on the server: {f['filed_folder']})" if f["filed_folder"] not in (None, f["folder"]) else ""
-        click.echo(f"filing: {f['action']} -> {f['folder'] or '-'}{on_server}: {f['status']}, "
-                   f"{f['attempts']} attempt(s){error}")
+        say(f"filing: {f['action']} -> {f['folder'] or '-'}{on_server}: {f['status']}, "
+            f"{f['attempts']} attempt(s){error}")
 
