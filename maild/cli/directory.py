@@ -248,8 +248,8 @@ def import_(app: AppContext, entity: str, file: Path, mapping: tuple[str, ...], 
         say(f"inserted {report.inserted}, updated {report.updated}, rejected {rejected}")
     else:
         good = report.inserted + report.updated
-        say(f"nothing imported: {rejected} row(s) rejected (all or nothing; fix them and import again, or "
-            f"import the other {good} row(s) with --skip-invalid)")
+        others = f", or import the other {good} row(s) with --skip-invalid" if good else ""
+        say(f"nothing imported: {rejected} row(s) rejected (all or nothing; fix them and import again{others})")
     if report.ignored_columns:
         say(f"ignored columns: {', '.join(report.ignored_columns)}")
     for line, reason in report.rejected:
