@@ -111,8 +111,10 @@ def test_meeting_followup_goes_to_external_attendees_unless_we_wrote_since(db: D
     config = make_config(tmp_path, db)
     tp, _ = customer(db)
     end = datetime(2026, 11, 20, 15, tzinfo=UTC)
-    attendees = [{"name": "Anna", "address": "anna@mueller.example", "internal": False},
-                 {"name": "Bob", "address": "bob@ourco.example", "internal": True}]
+    attendees = [{"name": "Anna", "address": "anna@mueller.example", "internal": False, "thirdparty_id": tp},
+                 {"name": "Bob", "address": "bob@ourco.example", "internal": True, "thirdparty_id": None},
+                 # named by the invitation, not in the directory: recorded, never mailed
+                 {"name": "Guest", "address": "guest@elsewhere.example", "internal": False, "thirdparty_id": None}]
     with db.engine.begin() as conn:
         for uid, status in (("m1", "confirmed"), ("m2", "confirmed"), ("m3", "cancelled")):
             conn.execute(Meeting.__table__.insert().values(
