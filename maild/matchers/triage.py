@@ -109,6 +109,9 @@ def explain(db: Database, message_id: int) -> dict[str, Any]:
             raise LookupError(f"no message {message_id}")
         decision = conn.execute(select(_mm).where(_mm.c.message_id == message_id)).one_or_none()
         tasks = conn.execute(select(_ft).where(_ft.c.message_id == message_id).order_by(_ft.c.id)).all()
+        ev = Event.__table__
+        meetings = conn.execute(select(ev.c.type, ev.c.data).where(ev.c.message_id == message_id,
+                                                                   ev.c.type.like("meeting.%")).order_by(ev.c.id)).all()
         names = dict(conn.execute(select(ThirdParty.__table__.c.id, ThirdParty.__table__.c.name)).all()) \
             if decision is not None else {}
     return {
@@ -121,4 +124,7 @@ def explain(db: Database, message_id: int) -> dict[str, Any]:
         "verdicts": [] if decision is None else decision.verdicts,
         "filing": [{"action": t.action, "folder": t.target_folder, "filed_folder": t.filed_folder, "status": t.status,
                     "attempts": t.attempts, "last_error": t.last_error} for t in tasks],
+        # pass | fail | none per the trusted server's Authentication-Results; None: not read (none configured)
+        "authentication": {"status": message.auth, "reason": message.auth_reason},
+        "meetings": [{"event": row.type, **dict(row.data or {})} for row in meetings],
     }

@@ -216,10 +216,14 @@ class RulesEngine:
             message = invoice = meeting = None
             if row.message_id is not None:
                 found = conn.execute(select(_m).where(_m.c.id == row.message_id)).first()
-                if found is not None and found.auth == UNAUTHENTICATED:  # a forged sender triggers nothing
-                    log.info("event %s: message %s failed authentication; no rule acts on it", row.id,
-                             row.message_id, extra={"fields": {"event": row.id, "message": row.message_id}})
-                    return 0
+                if found is not None and found.auth == UNAUTHENTICATED:
+                    # A forged sender triggers nothing; only filing the mail (rules that just move it) goes on.
+                    matching = [(rule, seen_as) for rule, seen_as in matching if _only_files(rule)]
+                    log.info("event %s: message %s failed authentication; %s", row.id, row.message_id,
+                             "only its filing rules act on it" if matching else "no rule acts on it",
+                             extra={"fields": {"event": row.id, "message": row.message_id}})
+                    if not matching:
+                        return 0
                 message = message_view(found) if found is not None else None
                 if message is not None:
                     message["outbound"] = self.own.is_own(message["from"])  # our own mail (a sent copy, a colleague)
@@ -700,6 +704,11 @@ def _log_outcome(entry: ledger.Entry, summary: str, outcome: str) -> None:
                  outcome.removeprefix("skipped: "))
     else:
         log.info("rule %s: %s (%s)", entry.rule, summary, entry.key)
+
+
+def _only_files(rule: Rule) -> bool:
+    """The rule's actions only move the mail (as the shared-inbox pack files it): harmless for forged mail."""
+    return bool(rule.actions) and all(action.name == "move" for action in rule.actions)
 
 
 def _cause_key(row: Any) -> str | None:

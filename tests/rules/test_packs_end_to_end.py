@@ -360,3 +360,79 @@ def test_an_outsiders_invitations_make_maild_mail_nobody_and_change_no_meeting(
         refused = conn.execute(select(ev).where(ev.c.type == "meeting.refused").order_by(ev.c.id)).all()
     assert len(refused) == 3, "each refused invitation is reported"
     assert all(r.data["sender"] == "mallory@evil.example" for r in refused)
+
+
+def _received_by_us(raw: bytes, results: str) -> bytes:
+    """The mail as our receiving server hands it on: its Authentication-Results and Received on top."""
+    return (f"Authentication-Results: mx.nordlicht.example;\n\t{results}\n"
+            "Received: from sender.example by mx.nordlicht.example with ESMTPS; Fri, 20 Nov 2026 10:00:00 +0000\n"
+            ).encode() + raw
+
+
+def test_a_forged_sender_is_filed_unauthenticated_and_holds_or_triggers_no_automation(
+        tmp_path: Path, pg_url: str, smtp_sink: Sink, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch,
+        run_daemon: Callable[..., None]) -> None:
+    """Issue 11, item 16: `dmarc=fail` from our own server: filed to the customer, marked on the timeline and in
+    `maild explain`, but it pauses no dunning, notifies nobody and makes no meeting. Dovecot, PostgreSQL, SMTP."""
+    from tests.business.invites import ics, invitation_mail
+
+    home, tp = _servers_home(tmp_path, pg_url, smtp_sink, mailbox, monkeypatch,
+                             trusted_authserv_ids=["mx.nordlicht.example"])
+    db = home.db
+    upsert_invoice(db, ref="FA2611-0007", thirdparty_id=tp, issued_on=date(2026, 10, 18),
+                   due_on=date(2026, 11, 1), currency="EUR",
+                   lines=[{"description": "Wartung", "quantity": "1", "unit_price": "1300.00", "vat_rate": "19"}])
+    other = add_thirdparty(db, name="Nordwind GmbH")
+    with db.engine.begin() as conn:
+        from maild.store.models import ThirdParty
+        conn.execute(ThirdParty.__table__.update().where(ThirdParty.__table__.c.id == other)
+                     .values(owner="lena@nordlicht.example"))
+    add_contact(db, thirdparty_id=other, name="Kai Berg", addresses=["k.berg@nordwind.example"])
+
+    def mail(sender: str, subject: str, text: str) -> bytes:
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = "billing@nordlicht.example"
+        message["Subject"] = subject
+        message["Date"] = "Fri, 20 Nov 2026 10:00:00 +0000"
+        message["Message-ID"] = f"<{abs(hash(subject))}@sender.example>"
+        message.set_content(text)
+        return message.as_bytes()
+
+    fail = "spf=fail smtp.mailfrom=evil.example; dkim=none; dmarc=fail (p=reject) header.from=mueller-soehne.example"
+    forged_reply = _received_by_us(mail("Jürgen Weiß <j.weiss@mueller-soehne.example>", "Zahlung FA2611-0007",
+                                        "Bitte zahlen Sie ab jetzt auf unser neues Konto."), fail)
+    forged_invite = _received_by_us(invitation_mail(ics(uid="forged@evil.example"), attach_file=False), fail)
+    genuine = _received_by_us(mail("k.berg@nordwind.example", "Angebot", "Können Sie uns ein Angebot machen?"),
+                              "spf=pass smtp.mailfrom=nordwind.example; dmarc=pass header.from=nordwind.example")
+    mailbox.append([forged_reply, forged_invite, genuine])
+    clock = Clock(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))  # due + 24 days: level 2 is due
+
+    run_daemon(home.config, clock, lambda: not mailbox.uids("INBOX")[1] and len(home.sent()) >= 2, settle=4.0,
+               what="filing, the level-2 reminder and the owner's notice")
+    sent = sorted((m["To"].addresses[0].addr_spec, m["Subject"]) for m in home.sent())
+    assert len(sent) == 2, sent
+    assert sent[0][0] == "j.weiss@mueller-soehne.example" and "FA2611-0007" in sent[0][1], \
+        "the reminder goes out despite the forged reply"
+    assert sent[1] == ("lena@nordlicht.example", "New conversation with Nordwind GmbH: Angebot"), \
+        "only the genuine mail tells the owner"
+    assert home.invoice("FA2611-0007").dunning_level == 2
+    with mailbox.server.client(mailbox.user, mailbox.password) as imap:
+        folders = [name for _flags, _delim, name in imap.list_folders()]
+    customer = next(f for f in folders if f.startswith("Customers") and "Müller" in f)
+    assert len(mailbox.uids(customer)[1]) == 2, "forged mail is still filed to the customer it claims to be from"
+
+    from maild.business.meetings import list_meetings
+    assert list_meetings(db) == [], "a forged invitation makes no meeting"
+    timeline = maild(home.file, "timeline", str(tp)).stdout
+    assert timeline.count("UNAUTHENTICATED") == 2, timeline
+    assert "dmarc=fail" in timeline
+    with db.engine.connect() as conn:
+        from maild.store.models import Message
+        ids = dict(conn.execute(select(Message.__table__.c.subject, Message.__table__.c.id)).all())
+    explained = maild(home.file, "explain", str(ids["Zahlung FA2611-0007"])).stdout
+    assert "UNAUTHENTICATED: mx.nordlicht.example: spf=fail" in explained
+    assert "no rule acts on it beyond filing" in explained
+    explained = maild(home.file, "explain", str(ids["Einladung: Rollout"])).stdout
+    assert "refused: the mail failed authentication" in explained
+    assert "OK" in maild(home.file, "config", "check").stdout
