@@ -171,7 +171,7 @@ def config_check(app: AppContext, connect: bool) -> None:
     _report_permissions(config)
     if not config.matching.trusted_authserv_ids:
         click.echo("note: matching.trusted_authserv_ids is empty: Authentication-Results are not read, so mail with "
-                   "a forged From is believed (set it to your receiving server's authserv-id)")
+                   "a forged From is believed (set it to your receiving server's authserv-id)", err=True)
     if not connect:
         return
     from maild.probe import probe_all
