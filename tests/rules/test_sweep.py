@@ -139,3 +139,24 @@ def test_meeting_followup_goes_to_external_attendees_unless_we_wrote_since(db: D
     mails = [m for m in outbox_rows(db) if m.idempotency_key != "manual-1"]
     assert [m.recipients for m in mails] == [["anna@mueller.example"]]
     assert [r.subject for r in ledger_rows(db)] == ["meeting:1"]
+
+
+def test_a_send_to_all_of_a_meetings_attendees_never_mails_those_outside_the_directory(db: Database,
+                                                                                     tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    end = datetime(2026, 11, 20, 15, tzinfo=UTC)
+    guests = [{"name": f"Guest {n}", "address": f"guest{n}@elsewhere.example", "internal": False,
+               "thirdparty_id": None, "contact_id": None} for n in range(3)]
+    with db.engine.begin() as conn:
+        conn.execute(Meeting.__table__.insert().values(
+            uid="g1", thirdparty_id=tp, subject="g1", start_at=end - timedelta(hours=1), end_at=end, attendees=guests,
+            status="confirmed", sequence=0, location="", next_steps=[], created_at=end, updated_at=end))
+    ruleset = rules(rule("tell-everyone", on_sweep("meeting", "end_at", timedelta(hours=2), 7 * D),
+                         [send("followup", to="meeting.attendees")]))
+    engine = RulesEngine(config, db, ruleset, clock=FakeClock(end + timedelta(hours=3)))
+    assert engine.sweep() == 0
+    assert outbox_rows(db) == []
+    [row] = ledger_rows(db)
+    assert row.status == "failed"
+    assert "gave no recipient (3 attendee(s) not in the directory: rules never mail them)" in str(row.detail)
