@@ -87,9 +87,19 @@ class MatchingConfig(_Strict):
     own_domains: list[str] = Field(default_factory=list)
     own_addresses: list[str] = Field(default_factory=list)
     free_mail_domains: list[str] = Field(default_factory=list, description="added to the shipped list")
+    # The authserv-ids of our own receiving server(s): their Authentication-Results decide whether a sender was
+    # authenticated (maild/ingest/authentication.py). Empty: none are read, a forged From is believed.
+    trusted_authserv_ids: list[str] = Field(default_factory=list)
     references: list[ReferencePattern] = Field(default_factory=lambda: [
         ReferencePattern(pattern=r"FA\d{4}-\d{4}\b", kind="invoice"),
         ReferencePattern(pattern=r"PR\d{4}-\d{4}\b", kind="proposal")])
+
+
+class InvitationsConfig(_Strict):
+    """Calendar invitations in ingested mail: limits per message (what is over them is reported, not applied)."""
+
+    max_meetings_per_message: int = Field(default=20, ge=1)
+    max_attendees: int = Field(default=100, ge=1)
 
 
 class FilingConfig(_Strict):
@@ -324,6 +334,7 @@ class Config(_Strict):
     log: LogConfig = LogConfig()
     matching: MatchingConfig = MatchingConfig()
     filing: FilingConfig = FilingConfig()
+    invitations: InvitationsConfig = InvitationsConfig()
     outbound: OutboundConfig = OutboundConfig()
     tracking: TrackingConfig = TrackingConfig()
     rules: RulesConfig = RulesConfig()

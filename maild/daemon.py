@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from maild.clock import utcnow
 from maild.config import Config, ImapSourceConfig, MaildirSourceConfig
+from maild.ingest.authentication import normalise_ids
 from maild.ingest.context import IngestContext, new_owner_id
 from maild.ingest.parser_pool import ParserPool
 from maild.ingest.pipeline import Pipeline
@@ -53,7 +54,8 @@ class Daemon:
 
     def start_pool(self) -> Pipeline:
         settings = self.config.ingest
-        self._pool = ParserPool(settings.parse_workers, str(self.config.blob_dir), settings.max_message_bytes)
+        self._pool = ParserPool(settings.parse_workers, str(self.config.blob_dir), settings.max_message_bytes,
+                                normalise_ids(self.config.matching.trusted_authserv_ids))
         return Pipeline(self.db, self._pool)
 
     def workers(self, ctx: IngestContext) -> list[FolderWorker]:

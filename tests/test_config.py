@@ -146,6 +146,10 @@ def test_config_check_command(tmp_path: Path) -> None:
     good.write_text("sources:\n  - {name: a, type: maildir, path: x}\n")
     ok = maild(good, "config", "check")
     assert "OK (1 source(s)" in ok.stdout
+    assert "note: matching.trusted_authserv_ids is empty: Authentication-Results are not read" in ok.stderr
+    trusting = tmp_path / "trusting.yaml"
+    trusting.write_text("matching: {trusted_authserv_ids: [mx.example.com]}\n")
+    assert "trusted_authserv_ids" not in maild(trusting, "config", "check").stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("log:\n  level: loud\n")
     result = maild(bad, "config", "check", check=False)

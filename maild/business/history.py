@@ -48,7 +48,8 @@ def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, typ
     `mail.*`), oldest first."""
     at = case((_ev.c.type.in_(MAIL_EVENTS), func.coalesce(_m.c.date, _ev.c.occurred_at)),
               else_=_ev.c.occurred_at)
-    query = (select(_ev, _m.c.from_addr, at.label("at")).select_from(_ev.outerjoin(_m, _m.c.id == _ev.c.message_id))
+    query = (select(_ev, _m.c.from_addr, _m.c.auth, _m.c.auth_reason, at.label("at"))
+             .select_from(_ev.outerjoin(_m, _m.c.id == _ev.c.message_id))
              .where(_ev.c.thirdparty_id == thirdparty_id))
     if since is not None:
         query = query.where(at >= since)
@@ -68,6 +69,8 @@ def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, typ
     for row in reversed(rows):
         data = dict(row.data or {})
         shown = {**data, "from": row.from_addr} if row.from_addr and "from" not in data else data
+        if row.auth == "fail" and row.type in MAIL_EVENTS:  # from the message: also events written before it
+            shown = {**shown, "auth": "fail", "auth_reason": row.auth_reason}
         if row.type in ("mail.opened", "mail.clicked"):
             shown = {**shown, "subject": subjects.get(data.get("outbox_id"))}
             if row.id in repeats:  # one client's repeats within tracking.repeat_window, counted on this event
@@ -107,7 +110,18 @@ def _machine(data: Mapping[str, Any]) -> str:
 def _mail_in(data: Mapping[str, Any]) -> str:
     sender = f" from {data['from']}" if data.get("from") else ""
     how = f" [{data.get('matcher')}: {data.get('reason')}]" if data.get("matcher") else ""
-    return f"mail in   {_q(data.get('subject'))}{sender}{how}"
+    return f"mail in   {_q(data.get('subject'))}{sender}{how}{_unauthenticated(data)}"
+
+
+def _unauthenticated(data: Mapping[str, Any]) -> str:
+    if data.get("auth") != "fail":
+        return ""
+    return f" UNAUTHENTICATED ({data.get('auth_reason') or 'dmarc=fail'}): rules only file it"
+
+
+def _refused(data: Mapping[str, Any]) -> str:
+    more = f" (and {data['count'] - 1} more)" if data.get("count", 1) > 1 else ""
+    return f"meeting   invitation from {data.get('sender')} refused: {data.get('reason')}{more}"
 
 
 def _filed(data: Mapping[str, Any]) -> str:
@@ -126,8 +140,10 @@ def _invoice_updated(data: Mapping[str, Any]) -> str:
 
 def _meeting(verb: str) -> Callable[[Mapping[str, Any]], str]:
     def text(data: Mapping[str, Any]) -> str:
+        omitted = f" ({data['attendees_omitted']} attendees over the limit not recorded)" \
+            if data.get("attendees_omitted") else ""
         return f"meeting   {_q(data.get('subject'))} {_when(data.get('start_at'))} - {_when(data.get('end_at'))[11:]}" \
-               + (f" {verb}" if verb else "")
+               + (f" {verb}" if verb else "") + omitted
     return text
 
 
@@ -140,7 +156,7 @@ def _task(data: Mapping[str, Any]) -> str:
 _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "mail.matched": _mail_in,
     "mail.assigned": lambda d: f"mail in   {_q(d.get('subject'))}" + (f" from {d['from']}" if d.get("from") else "")
-    + " (assigned by hand)",
+    + " (assigned by hand)" + _unauthenticated(d),
     "mail.sent": lambda d: f"mail out  {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}",
     "mail.opened": lambda d: f"opened    {_q(d.get('subject'))}{_machine(d)}",
     "mail.clicked": lambda d: f"clicked   {d.get('url')} in {_q(d.get('subject'))}{_machine(d)}",
@@ -153,6 +169,7 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "meeting.created": _meeting(""),
     "meeting.updated": _meeting("(changed)"),
     "meeting.cancelled": _meeting("CANCELLED"),
+    "meeting.refused": _refused,
     "task.created": _task,
     "task.done": lambda d: f"done      {_q(d.get('title'))}" + (f" ({d['owner']})" if d.get("owner") else ""),
     "note.added": lambda d: f"note      {d['text']}" + (f" ({d['author']})" if d.get("author") else ""),

@@ -105,9 +105,10 @@ def upsert_meeting_in(conn: Connection, *, uid: str, subject: str, start_at: dat
                       attendees: list[dict[str, Any]] | None = None, organizer: str | None = None,
                       owner: str | None = None, sequence: int = 0, next_steps: list[str] | None = None,
                       status: str = "confirmed", message_id: int | None = None, force: bool = False,
-                      create_only: bool = False) -> MeetingChange:
+                      create_only: bool = False, event_data: Mapping[str, Any] | None = None) -> MeetingChange:
     """Create the meeting `uid` or update it when `sequence` is higher than the stored one (`force`: always,
-    as an import does; `create_only`: never). A None third party or attendees list keeps the stored one."""
+    as an import does; `create_only`: never). A None third party or attendees list keeps the stored one.
+    `event_data`: added to the data of the `meeting.created` / `meeting.updated` event (e.g. what was left out)."""
     clean_uid = fields.text(uid, "meeting uid", 500, required=True)
     clean_subject = fields.text(subject, "subject", 10_000) or ""
     start, end = _aware(start_at, "start"), _aware(end_at, "end")
@@ -140,7 +141,8 @@ def upsert_meeting_in(conn: Connection, *, uid: str, subject: str, start_at: dat
             .scalar_one())
         append_event(conn, "meeting.created", thirdparty_id=values.get("thirdparty_id"), message_id=message_id,
                      occurred_at=now, data={"meeting_id": meeting_id, "subject": clean_subject,
-                                            "start_at": start.isoformat(), "end_at": end.isoformat()})
+                                            "start_at": start.isoformat(), "end_at": end.isoformat(),
+                                            **(event_data or {})})
         return MeetingChange(meeting_id, "created")
     if create_only or (not force and sequence < existing.sequence):
         return MeetingChange(existing.id, "stale")
@@ -157,7 +159,7 @@ def upsert_meeting_in(conn: Connection, *, uid: str, subject: str, start_at: dat
     append_event(conn, event, thirdparty_id=tp_id, message_id=message_id, occurred_at=now, data={
         "meeting_id": existing.id, "subject": diff.get("subject", existing.subject),
         "start_at": start.isoformat(), "end_at": end.isoformat(), "sequence": sequence,
-        "changed": sorted(diff)})
+        "changed": sorted(diff), **(event_data or {})})
     return MeetingChange(existing.id, "cancelled" if event == "meeting.cancelled" else "updated")
 
 

@@ -169,6 +169,9 @@ def config_check(app: AppContext, connect: bool) -> None:
         sys.exit(1)
     click.echo(f"{path or 'built-in defaults'}: OK ({len(config.sources)} source(s), database {_safe_url(config)})")
     _report_permissions(config)
+    if not config.matching.trusted_authserv_ids:
+        click.echo("note: matching.trusted_authserv_ids is empty: Authentication-Results are not read, so mail with "
+                   "a forged From is believed (set it to your receiving server's authserv-id)", err=True)
     if not connect:
         return
     from maild.cli.render import say

@@ -60,6 +60,7 @@ def show(app: AppContext, entry_id: int, raw: bool) -> None:
 def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_bytes: int | None) -> None:
     """Parse and store quarantined messages again (after an upgrade, or with a larger --max-bytes)."""
     from maild.ingest import quarantine as q
+    from maild.ingest.authentication import normalise_ids
     from maild.matchers.stage import MatchingStage
     from maild.store.blobs import BlobStore
 
@@ -71,7 +72,8 @@ def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_byte
     failed = 0
     for entry_id in ids:
         try:
-            outcome = q.retry(db, BlobStore(app.config.blob_dir), entry_id, limit)
+            outcome = q.retry(db, BlobStore(app.config.blob_dir), entry_id, limit,
+                              normalise_ids(app.config.matching.trusted_authserv_ids))
         except (LookupError, FileNotFoundError) as exc:
             say(f"{entry_id}: {exc}", err=True)
             failed += 1

@@ -57,7 +57,8 @@ def assign(app: AppContext, message_id: int, thirdparty: str, learn: bool) -> No
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_app
 def explain(app: AppContext, message_id: int, as_json: bool) -> None:
-    """Why MESSAGE was matched (or not): the decision, every matcher's verdict, and its filing."""
+    """Why MESSAGE was matched (or not): the sender's authentication, the decision, every matcher's verdict, the
+    meetings its invitations made or why they were refused, and its filing."""
     from maild.matchers import triage as t
 
     try:
@@ -70,6 +71,13 @@ def explain(app: AppContext, message_id: int, as_json: bool) -> None:
     m = data["message"]
     say(f"message {m['id']} {m['message_id'] or ''}")
     say(f"  from {m['from']}  subject {m['subject']!r}")
+    auth = data["authentication"]
+    if auth["status"] == "fail":
+        say(f"UNAUTHENTICATED: {auth['reason']}")
+        click.echo("  filed as decided, but no rule acts on it beyond filing, "
+                   "it counts as no reply, and its invitations change no meeting")
+    elif auth["status"] is not None:
+        say(f"authentication: {auth['status']} ({auth['reason']})")
     d = data["decision"]
     if d is None:
         click.echo("not decided yet (pending matching)")
@@ -83,6 +91,14 @@ def explain(app: AppContext, message_id: int, as_json: bool) -> None:
                 say(f"  {verdict['matcher']:12} {c['confidence']:.2f}  {c['reason']}")
         else:
             say(f"  {verdict['matcher']:12}   -   {verdict['note']}")
+    for m in data["meetings"]:
+        if m["event"] == "meeting.refused":
+            for item in m.get("refused") or []:
+                say(f"invitation {item['uid']} refused: {item['reason']}")
+            if m.get("count", 0) > len(m.get("refused") or []):
+                click.echo(f"  ... {m['count'] - len(m['refused'])} more refused")
+        else:
+            say(f"{m['event']}: #{m.get('meeting_id')} {m.get('subject')!r}")
     for f in data["filing"]:
         error = f" ({f['last_error']})" if f["last_error"] else ""
         on_server = f" (on the server: {f['filed_folder']})" if f["filed_folder"] not in (None, f["folder"]) else ""

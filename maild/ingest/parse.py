@@ -11,16 +11,18 @@ import base64
 import email
 import email.policy
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message as StdMessage
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import mailparser
 
+from maild.ingest.authentication import NONE, verdict
 from maild.store.blobs import BlobStore, sha256_hex
 
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
@@ -57,6 +59,8 @@ class ParsedMail:
     parser: str
     defects: list[str]
     attachments: list[ParsedAttachment] = field(default_factory=list)
+    auth: str | None = None  # pass | fail | none from our trusted server's Authentication-Results; None: not read
+    auth_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,10 @@ class Rejected:
     reason: str
 
 
-def parse_and_store(raw: bytes, blob_dir: str, max_bytes: int) -> ParsedMail | Rejected:
-    """Keep the raw bytes whatever happens, then parse. Safe to call in a worker process."""
+def parse_and_store(raw: bytes, blob_dir: str, max_bytes: int,
+                    trusted_authserv_ids: frozenset[str] = frozenset()) -> ParsedMail | Rejected:
+    """Keep the raw bytes whatever happens, then parse. Safe to call in a worker process. With trusted
+    authserv-ids, the mail's Authentication-Results are read too (`auth`, `auth_reason`)."""
     blobs = BlobStore(Path(blob_dir))
     if not raw:
         return Rejected(sha256_hex(raw), 0, "empty message (zero bytes)")
@@ -77,9 +83,11 @@ def parse_and_store(raw: bytes, blob_dir: str, max_bytes: int) -> ParsedMail | R
     errors: list[str] = []
     for parser in (_with_mailparser, _with_stdlib):
         try:
-            return parser(raw, digest, blobs, errors)
+            parsed = parser(raw, digest, blobs, errors)
         except Exception as exc:  # any parser bug is a property of this mail, not of the daemon
             errors.append(f"{parser.__name__.removeprefix('_with_')}: {type(exc).__name__}: {exc}")
+            continue
+        return _authenticated(parsed, raw, trusted_authserv_ids) if trusted_authserv_ids else parsed
     return Rejected(digest, len(raw), "unparseable: " + "; ".join(errors))
 
 
@@ -125,6 +133,15 @@ def _with_mailparser(raw: bytes, digest: str, blobs: BlobStore, errors: list[str
         defects=defects,
         attachments=attachments,
     )
+
+
+def _authenticated(parsed: ParsedMail, raw: bytes, trusted: frozenset[str]) -> ParsedMail:
+    try:
+        headers = BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        found = verdict([(str(k), str(v)) for k, v in headers.items()], trusted, parsed.from_addr)
+    except Exception as exc:  # the header block was parsed once already: this is a mail's oddity, not ours
+        return replace(parsed, auth=NONE, auth_reason=f"Authentication-Results unreadable: {type(exc).__name__}")
+    return replace(parsed, auth=found.status, auth_reason=found.reason)
 
 
 def _inline_calendars(message: StdMessage, first_position: int, blobs: BlobStore) -> list[ParsedAttachment]:

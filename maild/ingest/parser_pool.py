@@ -49,8 +49,8 @@ def _die_with_parent() -> None:
         pass  # not Linux: the worker still exits when its call queue closes
 
 
-def _parse_chunk(raws: Sequence[bytes], blob_dir: str, max_bytes: int) -> list[Parsed]:
-    return [parse_and_store(raw, blob_dir, max_bytes) for raw in raws]
+def _parse_chunk(raws: Sequence[bytes], blob_dir: str, max_bytes: int, trusted: frozenset[str]) -> list[Parsed]:
+    return [parse_and_store(raw, blob_dir, max_bytes, trusted) for raw in raws]
 
 
 def _warm_up(_: int = 0) -> int:
@@ -58,10 +58,12 @@ def _warm_up(_: int = 0) -> int:
 
 
 class ParserPool:
-    def __init__(self, workers: int, blob_dir: str, max_bytes: int) -> None:
+    def __init__(self, workers: int, blob_dir: str, max_bytes: int,
+                 trusted_authserv_ids: frozenset[str] = frozenset()) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.blob_dir = blob_dir
         self.max_bytes = max_bytes
+        self.trusted = trusted_authserv_ids
         self._lock = threading.Lock()
         self._executor = self._start()
 
@@ -79,7 +81,7 @@ class ParserPool:
         with self._lock:
             executor = self._executor
         size = max(1, -(-len(raws) // (self.workers * CHUNKS_PER_WORKER)))
-        futures = [executor.submit(_parse_chunk, raws[i:i + size], self.blob_dir, self.max_bytes)
+        futures = [executor.submit(_parse_chunk, raws[i:i + size], self.blob_dir, self.max_bytes, self.trusted)
                    for i in range(0, len(raws), size)]
         return executor, futures
 
@@ -97,7 +99,7 @@ class ParserPool:
             with self._lock:
                 executor = self._executor
             try:
-                return executor.submit(parse_and_store, raw, self.blob_dir, self.max_bytes).result()
+                return executor.submit(parse_and_store, raw, self.blob_dir, self.max_bytes, self.trusted).result()
             except BrokenProcessPool:
                 self._replace(executor)
                 if attempt == 2:

@@ -37,7 +37,8 @@ def entry(db: Database, quarantine_id: int) -> Quarantine | None:
         return session.get(Quarantine, quarantine_id)
 
 
-def retry(db: Database, blobs: BlobStore, quarantine_id: int, max_bytes: int) -> RetryOutcome:
+def retry(db: Database, blobs: BlobStore, quarantine_id: int, max_bytes: int,
+          trusted_authserv_ids: frozenset[str] = frozenset()) -> RetryOutcome:
     item = entry(db, quarantine_id)
     if item is None:
         raise LookupError(f"no quarantine entry {quarantine_id}")
@@ -45,7 +46,7 @@ def retry(db: Database, blobs: BlobStore, quarantine_id: int, max_bytes: int) ->
         return RetryOutcome(quarantine_id, item.resolved_message_id, None)
     if not blobs.exists(item.raw_sha256):
         raise FileNotFoundError(f"raw bytes of quarantine entry {quarantine_id} are missing from the blob store")
-    parsed = parse_and_store(blobs.get(item.raw_sha256), str(blobs.root), max_bytes)
+    parsed = parse_and_store(blobs.get(item.raw_sha256), str(blobs.root), max_bytes, trusted_authserv_ids)
     with db.engine.begin() as conn:
         conn.execute(update(_quar).where(_quar.c.id == quarantine_id)
                      .values(retries=_quar.c.retries + 1, last_retry_at=utcnow()))

@@ -50,6 +50,7 @@ class MatchingStage:
         self.filing: dict[str, FilingConfig] = {
             s.name: s.filing or config.filing for s in config.sources if isinstance(s, ImapSourceConfig)}
         self.invitations = InvitationReader.from_config(config)  # meetings from text/calendar parts
+        self._auth: dict[int, tuple[str, str | None]] = {}  # message id -> (auth, reason) of the batch in hand
 
     def run(self, message_ids: Sequence[int] | None = None, limit: int = 500) -> int:
         """Decide up to `limit` pending messages (only those among `message_ids` when given)."""
@@ -60,9 +61,11 @@ class MatchingStage:
                 return 0
             query = query.where(_m.c.id.in_(list(message_ids)))
         with self.db.engine.begin() as conn:
-            facts = [chain.derive(_facts(row), self.settings) for row in conn.execute(query)]
-            if not facts:
+            rows = conn.execute(query).all()
+            if not rows:
                 return 0
+            facts = [chain.derive(_facts(row), self.settings) for row in rows]
+            self._auth = {row.id: (row.auth, row.auth_reason) for row in rows if row.auth is not None}
             snap = snapshot.load(conn, facts, self.settings, with_names="display_name" in self.order)
             decided = []
             for fact in facts:
@@ -91,13 +94,21 @@ class MatchingStage:
             {"type": "mail.matched" if d.status == "matched" else "mail.unmatched", "occurred_at": now,
              "recorded_at": now, "thirdparty_id": d.thirdparty_id, "message_id": f.message_id,
              "data": {"status": d.status, "matcher": d.matcher, "confidence": d.confidence, "reason": d.reason,
-                      "contact_id": d.contact_id, "subject": f.subject}} for f, _, d in decided])
+                      "contact_id": d.contact_id, "subject": f.subject, **self._auth_data(f.message_id)}}
+            for f, _, d in decided])
         for f, _, d in decided:
             log.info(d.status, extra={"fields": {"message": f.message_id, "thirdparty": d.thirdparty_id,
                                                  "matcher": d.matcher, "reason": d.reason}})
         self.plan_filing(conn, {f.message_id: d.thirdparty_id for f, _, d in decided})
         self.invitations.record(conn, {f.message_id: d.thirdparty_id for f, _, d in decided})
         return len(decided)
+
+    def _auth_data(self, message_id: int) -> dict[str, Any]:
+        """The sender's authentication for the decision's event, when our trusted server was asked."""
+        found = self._auth.get(message_id)
+        if found is None:
+            return {}
+        return {"auth": found[0], "auth_reason": found[1]} if found[0] == "fail" else {"auth": found[0]}
 
     def plan_filing(self, conn: Connection, decisions: dict[int, int | None]) -> int:
         """Filing tasks for the decided messages' IMAP locations, per their account's filing config."""

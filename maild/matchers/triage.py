@@ -5,7 +5,8 @@ timeline, optionally learns the sender as a contact (so the next mail matches by
 re-plans filing: a move still pending is redirected to the customer's folder; a message already
 filed into the triage folder gets a task with `from_folder` set, which the folder worker carries out
 by finding the message there by its Message-ID (maild/filing/refile.py). A meeting created from the
-message's invitation goes with it, unless its third party was set otherwise.
+message's invitation goes with it, unless its third party was set otherwise; an invitation refused because
+nobody knew its sender is taken now (a person vouched for the mail; one that failed authentication is not).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def assign(db: Database, stage: MatchingStage, message_id: int, thirdparty_id: i
             message_id=message_id, data={"learned_contact_id": contact_id, "subject": message.subject}))
         refiled = _replan_filing(conn, stage, message_id)
         follow_message(conn, message_id, previous, thirdparty_id)
+        # A person vouched for the mail: an invitation refused for its unknown sender is taken now.
+        stage.invitations.record(conn, {message_id: thirdparty_id}, vouched=True)
     return Assignment(message_id, thirdparty_id, contact_id, refiled)
 
 
@@ -106,6 +109,9 @@ def explain(db: Database, message_id: int) -> dict[str, Any]:
             raise LookupError(f"no message {message_id}")
         decision = conn.execute(select(_mm).where(_mm.c.message_id == message_id)).one_or_none()
         tasks = conn.execute(select(_ft).where(_ft.c.message_id == message_id).order_by(_ft.c.id)).all()
+        ev = Event.__table__
+        meetings = conn.execute(select(ev.c.type, ev.c.data).where(ev.c.message_id == message_id,
+                                                                   ev.c.type.like("meeting.%")).order_by(ev.c.id)).all()
         names = dict(conn.execute(select(ThirdParty.__table__.c.id, ThirdParty.__table__.c.name)).all()) \
             if decision is not None else {}
     return {
@@ -118,4 +124,7 @@ def explain(db: Database, message_id: int) -> dict[str, Any]:
         "verdicts": [] if decision is None else decision.verdicts,
         "filing": [{"action": t.action, "folder": t.target_folder, "filed_folder": t.filed_folder, "status": t.status,
                     "attempts": t.attempts, "last_error": t.last_error} for t in tasks],
+        # pass | fail | none per the trusted server's Authentication-Results; None: not read (none configured)
+        "authentication": {"status": message.auth, "reason": message.auth_reason},
+        "meetings": [{"event": row.type, **dict(row.data or {})} for row in meetings],
     }

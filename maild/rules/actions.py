@@ -23,7 +23,7 @@ from maild.clock import as_utc
 from maild.config import Config, ImapSourceConfig, resolve_path
 from maild.filing.folders import folder_for
 from maild.rules import webhooks
-from maild.rules.context import Evaluator, address_of
+from maild.rules.context import Evaluator, address_of, is_unknown_attendee
 from maild.rules.expressions import Expression, TextTemplate
 from maild.rules.ledger import jsonable
 from maild.rules.model import (
@@ -115,16 +115,21 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
     value = run.value(spec.to)
     targets = value if isinstance(value, list | tuple) else ([] if value in (None, "") else (value,))
     addresses: list[str] = []
+    unknown = 0
     for target in targets:
         if isinstance(target, dict) and target.get("internal"):
             continue  # an attendee who is one of us
+        if is_unknown_attendee(target):
+            unknown += 1  # named by an invitation, not in the directory: never mailed by a rule
+            continue
         address = address_of(target)
         if address is None:
             raise ActionError(f"send: `to: {spec.to.source}` gave {_short(target)}, not a mail address")
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise ActionError(f"send: `to: {spec.to.source}` gave no recipient")
+        why = f" ({unknown} attendee(s) not in the directory: rules never mail them)" if unknown else ""
+        raise ActionError(f"send: `to: {spec.to.source}` gave no recipient{why}")
     files: list[str] = []
     data: dict[str, Any] = {"template": spec.template, "to": addresses, "invoice_ref": None, "files": files,
                             "invoice_id": run.invoice_id, "meeting_id": run.meeting_id, "language": None,

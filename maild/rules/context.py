@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import nodes
-from sqlalchemy import ARRAY, Connection, Text, any_, bindparam, cast, func, literal_column, select
+from sqlalchemy import ARRAY, Connection, Text, any_, bindparam, cast, func, literal_column, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from maild.business.invoices import invoice_context
@@ -46,6 +46,8 @@ _tp, _c, _a = ThirdParty.__table__, Contact.__table__, MailAddress.__table__
 _m, _mm, _ob, _ev, _mt = Message.__table__, MessageMatch.__table__, OutboxMessage.__table__, Event.__table__, \
     Meeting.__table__
 DECIDED = ("matched", "assigned")
+# Mail that failed authentication (a forged sender) is no reply of the customer and no mail of ours.
+AUTHENTIC = or_(_m.c.auth.is_(None), _m.c.auth != "fail")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHUNK = 900  # ids per IN (...) list
 ZERO = Decimal("0.00")
@@ -174,6 +176,18 @@ def meeting_view(row: Any) -> dict[str, Any]:
             "message_id": row.message_id}
 
 
+def known_attendees(attendees: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The external attendees whose address is in the directory (a third party's contact or general address):
+    the `attendees` of a meeting rule, and the only attendees a rule mails. An invitation may name anyone;
+    those are recorded on the meeting, never written to."""
+    return [dict(a) for a in attendees if not a.get("internal") and a.get("thirdparty_id") is not None]
+
+
+def is_unknown_attendee(target: Any) -> bool:
+    """An attendee dict (it has `internal`) of no third party: someone an invitation named, not our contact."""
+    return isinstance(target, dict) and "internal" in target and target.get("thirdparty_id") is None
+
+
 def message_view(row: Any) -> dict[str, Any]:
     return {"id": row.id, "message_id": row.header_message_id, "subject": row.subject or "",
             "from": row.from_addr, "from_name": row.from_name, "to": [p[1] for p in row.to_addrs or []],
@@ -288,7 +302,7 @@ class Replies:
         rows = conn.execute(
             select(_mm.c.thirdparty_id, _m.c.from_addr, func.max(when).label("at"))
             .select_from(_mm.join(_m, _m.c.id == _mm.c.message_id))
-            .where(any_of(conn, _mm.c.thirdparty_id, wanted), _mm.c.status.in_(DECIDED))
+            .where(any_of(conn, _mm.c.thirdparty_id, wanted), _mm.c.status.in_(DECIDED), AUTHENTIC)
             .group_by(_mm.c.thirdparty_id, _m.c.from_addr)).all()
         for tp_id, sender, at in rows:
             if at is None or self.own.is_own(sender):
@@ -477,7 +491,7 @@ def wrote_to(conn: Connection, own: OwnMail, target: Any, moment: datetime | Non
         if any(normalize_address(r) == address for r in recipients or []):
             return True
     when = func.coalesce(_m.c.date, _m.c.ingested_at)
-    query = select(_m.c.from_addr, _m.c.to_addrs, _m.c.cc_addrs)
+    query = select(_m.c.from_addr, _m.c.to_addrs, _m.c.cc_addrs).where(AUTHENTIC)
     if domain.isascii():
         query = query.where(func.lower(cast(_m.c.to_addrs, Text)).like(pattern, escape="\\")
                             | func.lower(cast(_m.c.cc_addrs, Text)).like(pattern, escape="\\"))

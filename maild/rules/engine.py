@@ -39,6 +39,7 @@ from maild.rules.context import (
     event_view,
     helpers,
     invoice_view,
+    known_attendees,
     meeting_view,
     message_view,
     rule_view,
@@ -54,6 +55,7 @@ from maild.store.models import Event, Invoice, Meeting, Message
 log = logging.getLogger("maild.rules")
 _ev, _inv, _mt, _m = Event.__table__, Invoice.__table__, Meeting.__table__, Message.__table__
 REPLIED = "mail.replied"
+UNAUTHENTICATED = "fail"  # messages.auth of mail our trusted server says failed authentication
 # Rules react to what other rules did (a task, a note, a sent mail) at most this many actions deep: two rules
 # that trigger each other stop there instead of running for ever. (A rule never reacts to what it did itself.)
 MAX_CHAIN = 5
@@ -214,6 +216,14 @@ class RulesEngine:
             message = invoice = meeting = None
             if row.message_id is not None:
                 found = conn.execute(select(_m).where(_m.c.id == row.message_id)).first()
+                if found is not None and found.auth == UNAUTHENTICATED:
+                    # A forged sender triggers nothing; only filing the mail (rules that just move it) goes on.
+                    matching = [(rule, seen_as) for rule, seen_as in matching if _only_files(rule)]
+                    log.info("event %s: message %s failed authentication; %s", row.id, row.message_id,
+                             "only its filing rules act on it" if matching else "no rule acts on it",
+                             extra={"fields": {"event": row.id, "message": row.message_id}})
+                    if not matching:
+                        return 0
                 message = message_view(found) if found is not None else None
                 if message is not None:
                     message["outbound"] = self.own.is_own(message["from"])  # our own mail (a sent copy, a colleague)
@@ -311,7 +321,7 @@ class RulesEngine:
                     thirdparty = thirdparty_of(tp_id)
                     names["meeting"] = view
                     names["thirdparty"] = thirdparty
-                    names["attendees"] = [a for a in view["attendees"] if not a.get("internal")]
+                    names["attendees"] = known_attendees(view["attendees"])
                     names["owner"] = view["owner"] or (thirdparty or {}).get("owner")
                     scope.invoice = None
                 scope.thirdparty = thirdparty
@@ -694,6 +704,11 @@ def _log_outcome(entry: ledger.Entry, summary: str, outcome: str) -> None:
                  outcome.removeprefix("skipped: "))
     else:
         log.info("rule %s: %s (%s)", entry.rule, summary, entry.key)
+
+
+def _only_files(rule: Rule) -> bool:
+    """The rule's actions only move the mail (as the shared-inbox pack files it): harmless for forged mail."""
+    return bool(rule.actions) and all(action.name == "move" for action in rule.actions)
 
 
 def _cause_key(row: Any) -> str | None:

@@ -99,6 +99,10 @@ class Message(SQLModel, table=True):
     parser: str = Field(default="mail-parser", max_length=40)
     defects: list[str] = Field(default_factory=list, sa_type=JSON)
     ingested_at: datetime = _ts(nullable=False, default=utcnow)
+    # The sender's authentication per our trusted server's Authentication-Results (maild/ingest/authentication.py):
+    # pass | fail | none; NULL when none was configured. `fail`: filed, but no rule, meeting or reply counts it.
+    auth: str | None = Field(default=None, max_length=8)
+    auth_reason: str | None = Field(default=None, sa_type=Text)
 
 
 class Attachment(SQLModel, table=True):

@@ -287,3 +287,152 @@ def test_shared_inbox_pack_with_filing_off_leaves_the_mail_where_it_is(
     assert "filing is off for account shared (filing.action: none)" in rows["triage-unmatched-mail"].detail["skipped"]
     log = maild(home.file, "rules", "log", "--rule", "triage-unmatched-mail").stdout
     assert "nothing to do: filing is off for account shared" in log
+
+
+def _servers_home(tmp_path: Path, pg_url: str, smtp_sink: Sink, mailbox: Mailbox,
+                  monkeypatch: pytest.MonkeyPatch, **matching: Any) -> tuple[Home, int]:
+    """A home on PostgreSQL, the SMTP sink and the Dovecot mailbox, with the customer Müller & Söhne (owner
+    lena@nordlicht.example, contact j.weiss@mueller-soehne.example)."""
+    monkeypatch.setenv("MAILD_TEST_IMAP_PASSWORD", mailbox.password)
+    home = Home(tmp_path / "home", pg_url, smtp_sink)
+    data = yaml.safe_load(home.file.read_text())
+    data["sources"] = [mailbox.source(name="shared")]
+    data["filing"]["action"] = "move"  # the shared inbox sorts itself
+    data["matching"].update(matching)
+    home.file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    home.config = config_at(home.file)
+    db = home.db
+    tp = add_thirdparty(db, name="Müller & Söhne KG", language="de")
+    with db.engine.begin() as conn:
+        from maild.store.models import ThirdParty
+        conn.execute(ThirdParty.__table__.update().where(ThirdParty.__table__.c.id == tp)
+                     .values(owner="lena@nordlicht.example"))
+    add_contact(db, thirdparty_id=tp, name="Jürgen Weiß", addresses=["j.weiss@mueller-soehne.example"])
+    return home, tp
+
+
+def test_an_outsiders_invitations_make_maild_mail_nobody_and_change_no_meeting(
+        tmp_path: Path, pg_url: str, smtp_sink: Sink, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch,
+        run_daemon: Callable[..., None]) -> None:
+    """Issue 11, item 2: the open relay through calendar invitations, against Dovecot, PostgreSQL and SMTP."""
+    from tests.business.invites import ics, invitation_mail
+
+    home, _tp = _servers_home(tmp_path, pg_url, smtp_sink, mailbox, monkeypatch)
+    legit_uid = "040000008200E00074C5B7101A82E008@example.com"
+    victims = tuple(f"CN=Victim {n}:mailto:victim{n}@victims.example" for n in range(30))
+    mallory = "CN=Mallory:mailto:mallory@evil.example"
+    # The customer's real invitation: Lena (ours), Jürgen (a contact) and a guest nobody knows.
+    legit = invitation_mail(ics(uid=legit_uid), attach_file=False)
+    # An outsider: a meeting of their own with 30 strangers and our customer's contact as attendees ...
+    spam = invitation_mail(ics(uid="spam-1@evil.example", summary="Cheap pills at evil.example", organizer=mallory,
+                               attendees=(*victims, "CN=Jürgen:mailto:j.weiss@mueller-soehne.example")),
+                           sender="mallory@evil.example", subject="Meeting")
+    # ... an "update" of the customer's meeting (its UID is in every copy of the invitation) ...
+    hijack = invitation_mail(ics(uid=legit_uid, sequence=7, summary="Moved: see evil.example", organizer=mallory,
+                                 attendees=victims), sender="mallory@evil.example", subject="Update")
+    # ... and its cancellation.
+    cancel = invitation_mail(ics(method="CANCEL", uid=legit_uid, sequence=8, organizer=mallory), method="CANCEL",
+                             sender="mallory@evil.example", subject="Cancelled")
+    mailbox.append([legit, spam, hijack, cancel])
+    clock = Clock(datetime(2026, 11, 19, 12, 0, tzinfo=UTC))  # the meeting is 13:00-14:30 UTC
+
+    def followed_up() -> bool:
+        if mailbox.uids("INBOX")[1] or len(home.sent()) < 1:
+            return False
+        clock.now = datetime(2026, 11, 19, 17, 0, tzinfo=UTC)  # every meeting of these mails ended 2.5 hours ago
+        return len(home.sent()) >= 2
+
+    run_daemon(home.config, clock, followed_up, settle=4.0, what="the owner's notice and the follow-up")
+    recipients = sorted({r.lower() for m in smtp_sink.handler.received for r in m.recipients})
+    assert recipients == ["j.weiss@mueller-soehne.example", "lena@nordlicht.example"], recipients
+    subjects = [m["Subject"] for m in home.sent()]
+    assert len(subjects) == 2 and not any("evil" in s for s in subjects), subjects
+
+    from maild.business.meetings import list_meetings
+    [meeting] = list_meetings(home.db)
+    assert meeting["uid"] == legit_uid and meeting["status"] == "confirmed"
+    assert meeting["subject"] == "Rollout der Version 4.2" and meeting["sequence"] == 0
+    assert meeting["organizer"] == "j.weiss@mueller-soehne.example"
+    guest = next(a for a in meeting["attendees"] if a["address"] == "guest@elsewhere.example")
+    assert guest["thirdparty_id"] is None, "the unknown guest is recorded, and was not mailed"
+    ev = Event.__table__
+    with home.db.engine.connect() as conn:
+        refused = conn.execute(select(ev).where(ev.c.type == "meeting.refused").order_by(ev.c.id)).all()
+    assert len(refused) == 3, "each refused invitation is reported"
+    assert all(r.data["sender"] == "mallory@evil.example" for r in refused)
+
+
+def _received_by_us(raw: bytes, results: str) -> bytes:
+    """The mail as our receiving server hands it on: its Authentication-Results and Received on top."""
+    return (f"Authentication-Results: mx.nordlicht.example;\n\t{results}\n"
+            "Received: from sender.example by mx.nordlicht.example with ESMTPS; Fri, 20 Nov 2026 10:00:00 +0000\n"
+            ).encode() + raw
+
+
+def test_a_forged_sender_is_filed_unauthenticated_and_holds_or_triggers_no_automation(
+        tmp_path: Path, pg_url: str, smtp_sink: Sink, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch,
+        run_daemon: Callable[..., None]) -> None:
+    """Issue 11, item 16: `dmarc=fail` from our own server: filed to the customer, marked on the timeline and in
+    `maild explain`, but it pauses no dunning, notifies nobody and makes no meeting. Dovecot, PostgreSQL, SMTP."""
+    from tests.business.invites import ics, invitation_mail
+
+    home, tp = _servers_home(tmp_path, pg_url, smtp_sink, mailbox, monkeypatch,
+                             trusted_authserv_ids=["mx.nordlicht.example"])
+    db = home.db
+    upsert_invoice(db, ref="FA2611-0007", thirdparty_id=tp, issued_on=date(2026, 10, 18),
+                   due_on=date(2026, 11, 1), currency="EUR",
+                   lines=[{"description": "Wartung", "quantity": "1", "unit_price": "1300.00", "vat_rate": "19"}])
+    other = add_thirdparty(db, name="Nordwind GmbH")
+    with db.engine.begin() as conn:
+        from maild.store.models import ThirdParty
+        conn.execute(ThirdParty.__table__.update().where(ThirdParty.__table__.c.id == other)
+                     .values(owner="lena@nordlicht.example"))
+    add_contact(db, thirdparty_id=other, name="Kai Berg", addresses=["k.berg@nordwind.example"])
+
+    def mail(sender: str, subject: str, text: str) -> bytes:
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = "billing@nordlicht.example"
+        message["Subject"] = subject
+        message["Date"] = "Fri, 20 Nov 2026 10:00:00 +0000"
+        message["Message-ID"] = f"<{abs(hash(subject))}@sender.example>"
+        message.set_content(text)
+        return message.as_bytes()
+
+    fail = "spf=fail smtp.mailfrom=evil.example; dkim=none; dmarc=fail (p=reject) header.from=mueller-soehne.example"
+    forged_reply = _received_by_us(mail("Jürgen Weiß <j.weiss@mueller-soehne.example>", "Zahlung FA2611-0007",
+                                        "Bitte zahlen Sie ab jetzt auf unser neues Konto."), fail)
+    forged_invite = _received_by_us(invitation_mail(ics(uid="forged@evil.example"), attach_file=False), fail)
+    genuine = _received_by_us(mail("k.berg@nordwind.example", "Angebot", "Können Sie uns ein Angebot machen?"),
+                              "spf=pass smtp.mailfrom=nordwind.example; dmarc=pass header.from=nordwind.example")
+    mailbox.append([forged_reply, forged_invite, genuine])
+    clock = Clock(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))  # due + 24 days: level 2 is due
+
+    run_daemon(home.config, clock, lambda: not mailbox.uids("INBOX")[1] and len(home.sent()) >= 2, settle=4.0,
+               what="filing, the level-2 reminder and the owner's notice")
+    sent = sorted((m["To"].addresses[0].addr_spec, m["Subject"]) for m in home.sent())
+    assert len(sent) == 2, sent
+    assert sent[0][0] == "j.weiss@mueller-soehne.example" and "FA2611-0007" in sent[0][1], \
+        "the reminder goes out despite the forged reply"
+    assert sent[1] == ("lena@nordlicht.example", "New conversation with Nordwind GmbH: Angebot"), \
+        "only the genuine mail tells the owner"
+    assert home.invoice("FA2611-0007").dunning_level == 2
+    with mailbox.server.client(mailbox.user, mailbox.password) as imap:
+        folders = [name for _flags, _delim, name in imap.list_folders()]
+    customer = next(f for f in folders if f.startswith("Customers") and "Müller" in f)
+    assert len(mailbox.uids(customer)[1]) == 2, "forged mail is still filed to the customer it claims to be from"
+
+    from maild.business.meetings import list_meetings
+    assert list_meetings(db) == [], "a forged invitation makes no meeting"
+    timeline = maild(home.file, "timeline", str(tp)).stdout
+    assert timeline.count("UNAUTHENTICATED") == 2, timeline
+    assert "dmarc=fail" in timeline
+    with db.engine.connect() as conn:
+        from maild.store.models import Message
+        ids = dict(conn.execute(select(Message.__table__.c.subject, Message.__table__.c.id)).all())
+    explained = maild(home.file, "explain", str(ids["Zahlung FA2611-0007"])).stdout
+    assert "UNAUTHENTICATED: mx.nordlicht.example: spf=fail" in explained
+    assert "no rule acts on it beyond filing" in explained
+    explained = maild(home.file, "explain", str(ids["Einladung: Rollout"])).stdout
+    assert "refused: the mail failed authentication" in explained
+    assert "OK" in maild(home.file, "config", "check").stdout

@@ -111,8 +111,10 @@ def test_meeting_followup_goes_to_external_attendees_unless_we_wrote_since(db: D
     config = make_config(tmp_path, db)
     tp, _ = customer(db)
     end = datetime(2026, 11, 20, 15, tzinfo=UTC)
-    attendees = [{"name": "Anna", "address": "anna@mueller.example", "internal": False},
-                 {"name": "Bob", "address": "bob@ourco.example", "internal": True}]
+    attendees = [{"name": "Anna", "address": "anna@mueller.example", "internal": False, "thirdparty_id": tp},
+                 {"name": "Bob", "address": "bob@ourco.example", "internal": True, "thirdparty_id": None},
+                 # named by the invitation, not in the directory: recorded, never mailed
+                 {"name": "Guest", "address": "guest@elsewhere.example", "internal": False, "thirdparty_id": None}]
     with db.engine.begin() as conn:
         for uid, status in (("m1", "confirmed"), ("m2", "confirmed"), ("m3", "cancelled")):
             conn.execute(Meeting.__table__.insert().values(
@@ -137,3 +139,50 @@ def test_meeting_followup_goes_to_external_attendees_unless_we_wrote_since(db: D
     mails = [m for m in outbox_rows(db) if m.idempotency_key != "manual-1"]
     assert [m.recipients for m in mails] == [["anna@mueller.example"]]
     assert [r.subject for r in ledger_rows(db)] == ["meeting:1"]
+
+
+def test_a_send_to_all_of_a_meetings_attendees_never_mails_those_outside_the_directory(db: Database,
+                                                                                     tmp_path: Path) -> None:
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    end = datetime(2026, 11, 20, 15, tzinfo=UTC)
+    guests = [{"name": f"Guest {n}", "address": f"guest{n}@elsewhere.example", "internal": False,
+               "thirdparty_id": None, "contact_id": None} for n in range(3)]
+    with db.engine.begin() as conn:
+        conn.execute(Meeting.__table__.insert().values(
+            uid="g1", thirdparty_id=tp, subject="g1", start_at=end - timedelta(hours=1), end_at=end, attendees=guests,
+            status="confirmed", sequence=0, location="", next_steps=[], created_at=end, updated_at=end))
+    ruleset = rules(rule("tell-everyone", on_sweep("meeting", "end_at", timedelta(hours=2), 7 * D),
+                         [send("followup", to="meeting.attendees")]))
+    engine = RulesEngine(config, db, ruleset, clock=FakeClock(end + timedelta(hours=3)))
+    assert engine.sweep() == 0
+    assert outbox_rows(db) == []
+    [row] = ledger_rows(db)
+    assert row.status == "failed"
+    assert "gave no recipient (3 attendee(s) not in the directory: rules never mail them)" in str(row.detail)
+
+
+def test_a_forged_mail_from_one_of_us_does_not_count_as_having_written_to_the_attendees(db: Database,
+                                                                                        tmp_path: Path) -> None:
+    """`wrote_to` reads our colleagues' mail seen in ingested folders; one whose sender failed authentication
+    (someone posing as us) holds back no follow-up."""
+    from maild.store.models import Message
+
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    end = datetime(2026, 11, 20, 15, tzinfo=UTC)
+    anna = {"name": "Anna", "address": "anna@mueller.example", "internal": False, "thirdparty_id": tp}
+    with db.engine.begin() as conn:
+        conn.execute(Meeting.__table__.insert().values(
+            uid="w1", thirdparty_id=tp, subject="w1", start_at=end - timedelta(hours=1), end_at=end, attendees=[anna],
+            status="confirmed", sequence=0, location="", next_steps=[], created_at=end, updated_at=end))
+        conn.execute(Message.__table__.insert().values(
+            raw_sha256="a" * 64, size=1, from_addr="bob@ourco.example", to_addrs=[["Anna", "anna@mueller.example"]],
+            cc_addrs=[], reply_to=[], references=[], defects=[], date=end + timedelta(minutes=30), subject="minutes",
+            auth="fail", auth_reason="mx.ourco.example: dmarc=fail", ingested_at=end + timedelta(minutes=31)))
+    ruleset = rules(rule("meeting-followup", on_sweep("meeting", "end_at", timedelta(hours=2), 7 * D),
+                         [send("followup", to="attendees")],
+                         conditions=("attendees", "not wrote_to(attendees, meeting.end_at)")))
+    engine = RulesEngine(config, db, ruleset, clock=FakeClock(end + timedelta(hours=3)))
+    assert engine.sweep() == 1, "the forged mail holds nothing back"
+    assert [m.recipients for m in outbox_rows(db)] == [["anna@mueller.example"]]
