@@ -18,6 +18,18 @@ from tests.support.dovecot import Dovecot
 PG_ADMIN = os.environ.get("MAILD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+@pytest.fixture(autouse=True)
+def _leaves_process_state_alone() -> Iterator[None]:
+    """Tests share worker processes (pytest-xdist): one that changes the environment or the working directory
+    without monkeypatch would change what the next tests on its worker see."""
+    environ, cwd = dict(os.environ), os.getcwd()
+    yield
+    keys = {*environ, *os.environ} - {"PYTEST_CURRENT_TEST"}  # pytest's own, set for each phase
+    changed = sorted(k for k in keys if environ.get(k) != os.environ.get(k))
+    assert not changed, f"the test left environment variables changed (use monkeypatch.setenv): {changed}"
+    assert os.getcwd() == cwd, "the test left the working directory changed (use monkeypatch.chdir)"
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""

@@ -166,12 +166,12 @@ def test_uidvalidity_change_resyncs_without_reimport(tmp_path: Path, mailbox: Ma
     assert len(_locations(daemon.db)) == 4 + 5
 
 
-def test_dovecot_restart_mid_run_is_survived(tmp_path: Path) -> None:
+def test_dovecot_restart_mid_run_is_survived(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     server = Dovecot(tmp_path / "own-dovecot")
     server.start()
     try:
         user = next(iter(server.users))
-        os.environ["MAILD_TEST_IMAP_PASSWORD"] = server.users[user]
+        monkeypatch.setenv("MAILD_TEST_IMAP_PASSWORD", server.users[user])
         box = Mailbox(server, user, server.users[user])
         box.append([make_message(subject="before")])
         config = write_config(tmp_path / "home", _sqlite(tmp_path), [box.source()], reconnect_max_delay=1)
@@ -185,7 +185,6 @@ def test_dovecot_restart_mid_run_is_survived(tmp_path: Path) -> None:
             _wait_for(lambda: _count(daemon.db, Message) == 2, 30, "ingestion to resume after the restart")
             _wait_for(lambda: status_json(config)["folders"][0]["last_error"] is None, 10, "the error to clear")
     finally:
-        os.environ.pop("MAILD_TEST_IMAP_PASSWORD", None)
         server.close()
 
 
