@@ -128,7 +128,7 @@ def test_a_failure_before_the_commit_queues_nothing(home: Config, db: Database,
     def links_fail(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("crash between the outbox rows and their links")
 
-    monkeypatch.setattr("maild.outbound.batch.store_links", links_fail)
+    monkeypatch.setattr("maild.outbound.queueing.store_links", links_fail)
     with pytest.raises(RuntimeError):
         queue_many(home, db, items)
     assert count(db, T) == 0 and count(db, TrackingId.__table__) == 0  # all of the batch or nothing
