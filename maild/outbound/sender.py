@@ -1,7 +1,8 @@
 """The sending loop: claim due outbox rows, hand them to a transport, record each outcome.
 
-A TempFail after DATA began (dropped connection, timeout waiting for the final reply) may have been
-delivered: it is failed with the "interrupted" reason, never retried automatically (at most once).
+A TempFail that may have been delivered (dropped connection or timeout once DATA began) is failed with the
+"interrupted" reason, never retried automatically (at most once); a 4xx reply, also one to the end of DATA
+(greylisting, a content filter), says "not accepted" and is retried with backoff like any other.
 
 Bookkeeping per pass (`_Pass`), in few transactions: when the first of a run of rows is about to begin
 DATA, one transaction marks it and the next DATA_START_WINDOW - 1 claimed rows as data-started (always
@@ -174,7 +175,7 @@ class OutboxSender:
             return ""
         except Exception as exc:  # a transport bug must not leave the row claimed until the lease runs out
             log.exception("transport failed unexpectedly", extra={"fields": {"outbox_id": outbox_id}})
-            result = TempFail(f"{type(exc).__name__}: {exc}")
+            result = TempFail(f"{type(exc).__name__}: {exc}", maybe_delivered=started)
         fields = {"outbox_id": outbox_id, "key": row.idempotency_key}
         if isinstance(result, Delivered):
             batch.sent(outbox_id, result.reply)
@@ -188,7 +189,7 @@ class OutboxSender:
             outbox.mark_failed(self.db, outbox_id, result.reason, result.reply, owner=self.owner)
             log.warning("refused: %s", result.reason, extra={"fields": fields})
             return "failed"
-        if started:
+        if result.maybe_delivered:
             outbox.mark_failed(self.db, outbox_id, f"{outbox.INTERRUPTED} ({result.reason})", owner=self.owner)
             log.warning("interrupted after DATA began: %s", result.reason, extra={"fields": fields})
             return "failed"

@@ -1,8 +1,10 @@
 """Transports: hand one stored message to an SMTP server (or to files) and say what happened, as a value.
 
 `Delivered(reply)`: the server took responsibility (250 after DATA). `TempFail(reason)`: a 4xx, a timeout or
-a dropped connection: try later (unless DATA had begun; the sender decides that). `PermFail(reason, reply)`:
-a 5xx: the server refused for good.
+a dropped connection: try later. A 4xx is a definite "not accepted", also at the end of DATA (greylisting,
+content filters); only a timeout or a dropped connection once DATA began leaves the server's answer unknown:
+`TempFail(reason, maybe_delivered=True)`, never retried automatically. `PermFail(reason, reply)`: a 5xx: the
+server refused for good.
 
 Before DATA every transport calls `on_data_started(outbox_id)` (a synchronous, committed DB update), so a
 crash from then on is known to be ambiguous and never re-sent blindly.
@@ -36,6 +38,8 @@ class Delivered:
 @dataclass(frozen=True)
 class TempFail:
     reason: str
+    maybe_delivered: bool = False  # DATA began and no reply came: the server may have taken the mail
+    reply: str | None = None  # the server's 4xx, when it gave one
 
 
 @dataclass(frozen=True)
@@ -246,10 +250,10 @@ class SmtpTransport(Transport):
             return _classify(exc.code, exc.message, "DATA")
         except aiosmtplib.SMTPTimeoutError as exc:
             client.close()
-            return TempFail(f"timeout during DATA (the message may have been delivered): {exc}")
+            return TempFail(f"timeout during DATA (the message may have been delivered): {exc}", True)
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
-            return TempFail(f"connection lost during DATA (the message may have been delivered): {exc}")
+            return TempFail(f"connection lost during DATA (the message may have been delivered): {exc}", True)
         return Delivered(f"{response.code} {response.message}")
 
     async def close(self) -> None:
@@ -273,7 +277,7 @@ def _classify(code: int, message: str, stage: str) -> Outcome:
     reply = f"{code} {message}"
     if 500 <= code < 600:
         return PermFail(f"refused at {stage}: {reply}", reply)
-    return TempFail(f"{stage}: {reply}")
+    return TempFail(f"{stage}: {reply}", reply=reply)
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:

@@ -221,3 +221,20 @@ def test_a_sender_whose_claim_was_taken_over_does_not_send(db: Database, blobs: 
     assert not smtp_sink.handler.received
     row = outbox.get(db, row_id)
     assert row.status == "sending" and row.claimed_by == "sender-b" and row.data_started_at is None
+
+
+def test_a_4xx_reply_to_the_end_of_data_is_retried_with_backoff_not_interrupted(db: Database, blobs: BlobStore,
+                                                                                smtp_sink: Sink) -> None:
+    """Greylisting and content filters answer 451 after the message: a definite "not accepted"."""
+    smtp_sink.handler.data_reply = "451 4.7.1 greylisted, come back later"
+    row_id = queue(db, blobs, "grey")
+    assert send_all(db, blobs, smtp_sink.transport()) == {"sent": 0, "retry": 1, "failed": 0}
+    row = outbox.get(db, row_id)
+    assert row.status == "retry" and row.attempts == 1 and not row.last_error.startswith(outbox.INTERRUPTED)
+    assert "451 4.7.1 greylisted" in row.last_error and row.data_started_at is None
+    assert as_utc(row.next_attempt_at) > utcnow()
+    smtp_sink.handler.data_reply = None
+    with db.engine.begin() as conn:  # the backoff has passed
+        conn.execute(outbox.T.update().values(next_attempt_at=utcnow()))
+    assert send_all(db, blobs, smtp_sink.transport()) == {"sent": 1, "retry": 0, "failed": 0}
+    assert [r.subject for r in smtp_sink.handler.received] == ["offer grey"]
