@@ -6,8 +6,8 @@ content filters); only a timeout or a dropped connection once DATA began leaves 
 `TempFail(reason, maybe_delivered=True)`, never retried automatically. `PermFail(reason, reply)`: a 5xx: the
 server refused for good.
 
-Before DATA every transport calls `on_data_started(outbox_id)` (a synchronous, committed DB update), so a
-crash from then on is known to be ambiguous and never re-sent blindly.
+Right before DATA every transport awaits `on_data_started(outbox_id, connection)` (a committed DB update
+naming the connection), so a crash from then on is known to be ambiguous and never re-sent blindly.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import ssl
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,7 @@ class PermFail:
 
 
 Outcome = Delivered | TempFail | PermFail
-DataStarted = Callable[[int], None]
+DataStarted = Callable[[int, str], Awaitable[None]]  # (outbox id, connection)
 
 
 class Transport:
@@ -77,7 +77,7 @@ class FileTransport(Transport):
             private_dir(target.parent)  # sent mail, owner-only (the temp file below is 0600)
         except OSError as exc:
             return TempFail(f"cannot create {target.parent}: {exc}")
-        on_data_started(outbox_id)
+        await on_data_started(outbox_id, f"file {target.parent}")
         try:
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
             try:
@@ -239,7 +239,7 @@ class SmtpTransport(Transport):
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
             raise _StaleConnection(str(exc)) from exc
         try:
-            on_data_started(outbox_id)
+            await on_data_started(outbox_id, _describe_connection(client))
         except BaseException:
             await _reset(client)  # nothing was transmitted; leave the connection clean for the next message
             raise
@@ -267,6 +267,14 @@ class SmtpTransport(Transport):
                 except (TimeoutError, aiosmtplib.SMTPException, OSError):
                     client.close()
         self._slots = None
+
+
+def _describe_connection(client: aiosmtplib.SMTP) -> str:
+    """`local address:port -> server:port`, as the server's log would show the connection."""
+    transport = getattr(client, "transport", None)
+    local = transport.get_extra_info("sockname") if transport is not None else None
+    here = f"{local[0]}:{local[1]}" if isinstance(local, tuple) and len(local) >= 2 else "?"
+    return f"{here} -> {client.hostname}:{client.port}"
 
 
 class _StaleConnection(Exception):
