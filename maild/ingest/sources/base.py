@@ -12,7 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from maild.ingest.backoff import backoff_delay
+from maild.backoff import backoff_delay
 from maild.ingest.context import IngestContext
 from maild.ingest.pipeline import Ack, ParsedBatch
 from maild.ingest.store import Fetched, Outcome, Result
