@@ -114,6 +114,10 @@ class HealthBoard:
         self._lock = threading.Lock()
         self._workers: dict[str, WorkerHealth] = {}
 
+    def add(self, health: WorkerHealth) -> None:
+        with self._lock:
+            self._workers[health.name] = health
+
     def worker(self, name: str) -> WorkerHealth:
         with self._lock:
             health = self._workers.get(name)

@@ -247,10 +247,14 @@ class OutboxSender:
         """
         last_recover = last_sweep = float("-inf")
         backoff = Backoff(RUN_RETRY_MAX_DELAY)
+        release_claims = False
         try:
             while not stop.is_set():
                 try:
                     self._record_unrecorded()
+                    if release_claims:  # nothing of ours is in flight between two passes
+                        self._release_unstarted()
+                        release_claims = False
                     if time.monotonic() - last_recover >= RECOVER_EVERY:
                         recovered = outbox.recover_stale(self.db)
                         if any(recovered.values()):
@@ -265,7 +269,7 @@ class OutboxSender:
                     log.warning("outbox pass failed; retrying", exc_info=True,
                                 extra={"fields": {"error": describe(exc), "retry_in": f"{delay:.1f}s"}})
                     self.health.failed(exc, delay)
-                    self._release_unstarted()
+                    release_claims = True
                     await _pause(stop, delay)
                     continue
                 backoff.reset()
@@ -285,11 +289,7 @@ class OutboxSender:
             self.unrecorded = []
 
     def _release_unstarted(self) -> None:
-        try:
-            released = outbox.release_unstarted(self.db, self.owner)
-        except Exception as exc:  # still down: the claims expire by themselves, or the next failure tries again
-            log.debug("could not release claims: %s", exc)
-            return
+        released = outbox.release_unstarted(self.db, self.owner)
         if released:
             log.info("released %d claimed outbox rows whose DATA never began", released)
 

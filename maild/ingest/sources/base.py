@@ -12,7 +12,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from maild.backoff import backoff_delay
+from imapclient.exceptions import LoginError
+
+from maild.backoff import Backoff
+from maild.health import WorkerHealth
 from maild.ingest.context import IngestContext
 from maild.ingest.pipeline import Ack, ParsedBatch
 from maild.ingest.store import Fetched, Outcome, Result
@@ -35,6 +38,8 @@ class FolderWorker(ABC):
         self._waiting_for_lease = False
         # Set once the folder was synced (or tried) after start: the rules' catch-up sweep waits for it.
         self.first_pass = threading.Event()
+        self.health = WorkerHealth(f"ingest {self.label}")
+        self.backoff = Backoff(ctx.settings.reconnect_max_delay)
 
     # --- what a source implements -------------------------------------------------------------
     @abstractmethod
@@ -54,31 +59,51 @@ class FolderWorker(ABC):
 
     # --- shared machinery ---------------------------------------------------------------------
     def run(self) -> None:
-        """Supervised loop for `maild run`: returns only when the stop flag is set."""
+        """Supervised loop for `maild run`: returns only when the stop flag is set.
+
+        The backoff starts again from its shortest wait as soon as the source and the database answer again
+        after an outage (a reconnect, then the folder's lease), not after a whole pass: the next outage is then
+        retried quickly too. Failures that keep coming after a good reconnect (a full disk) keep backing off.
+        """
         stop = self.ctx.stop
-        attempt = 0
+        failed_while_connected = False  # the last failure came after the source and the database had answered
         while not stop.is_set():
+            connected = False
             try:
                 self.open()
                 try:
                     while not stop.is_set():
-                        if self.take_lease():
+                        held = self.take_lease()
+                        connected = True
+                        if not failed_while_connected:
+                            self.backoff.reset()  # back after an outage
+                        if held:
                             self.sync_once()
-                            attempt = 0
+                            self.backoff.reset()
+                            failed_while_connected = False
+                            self.health.ok()
                             self.first_pass.set()
                             self.wait_for_change()
                         else:
+                            self.health.ok()
                             self.first_pass.set()  # another daemon ingests this folder
                             stop.wait(self.ctx.settings.lock_ttl / 3)
                 finally:
                     self.close()
                     self.release_lease()
             except Exception as exc:
-                attempt += 1
-                delay = backoff_delay(attempt, self.ctx.settings.reconnect_max_delay)
+                failed_while_connected = connected
+                delay = self.retry_delay(exc)
                 self.record_error(exc, retry_in=delay)
+                self.health.failed(exc, delay)
                 self.first_pass.set()  # tried: an unreachable server must not hold up the rest
                 stop.wait(delay)
+
+    def retry_delay(self, exc: BaseException) -> float:
+        """The wait before the next try: short (`reconnect_max_delay`) for a server, database or disk that is
+        away; `login_retry_max_delay` for a refused login, so a wrong password does not knock every few seconds."""
+        cap = self.ctx.settings.login_retry_max_delay if isinstance(exc, LoginError) else None
+        return self.backoff.failed(cap)
 
     def run_once(self) -> int:
         """One pass for `maild ingest --once`; errors propagate to the caller.
