@@ -31,3 +31,32 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+class ReconnectBackoff(Backoff):
+    """The folder workers' policy: after an outage (failures before the source and the database answered), the
+    first good connection resets the count, so the next outage is retried quickly; failures that keep coming
+    after good connections (a full disk, a message the server cannot send) go on backing off. A refused login
+    backs off up to `slow_cap` instead, so a wrong password does not knock every few seconds."""
+
+    def __init__(self, cap: float, slow_cap: float, base: float = 1.0,
+                 jitter: Callable[[float, float], float] = random.uniform) -> None:
+        super().__init__(cap, base, jitter)
+        self.slow_cap = slow_cap
+        self._failed_while_connected = False
+
+    def connected(self) -> None:
+        """The source and the database answered."""
+        if not self._failed_while_connected:
+            self.reset()
+
+    def succeeded(self) -> None:
+        """A whole step (a pass over the folder) went through."""
+        self.reset()
+        self._failed_while_connected = False
+
+    def failed_after(self, connected: bool, *, slow: bool = False) -> float:
+        """Count a failure that happened after (`connected`) or before a good connection; the wait before the
+        next try."""
+        self._failed_while_connected = connected
+        return self.failed(self.slow_cap if slow else None)

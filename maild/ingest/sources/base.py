@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from imapclient.exceptions import LoginError
 
-from maild.backoff import Backoff
+from maild.backoff import ReconnectBackoff
 from maild.health import WorkerHealth
 from maild.ingest.context import IngestContext
 from maild.ingest.pipeline import Ack, ParsedBatch
@@ -39,7 +39,7 @@ class FolderWorker(ABC):
         # Set once the folder was synced (or tried) after start: the rules' catch-up sweep waits for it.
         self.first_pass = threading.Event()
         self.health = WorkerHealth(f"ingest {self.label}")
-        self.backoff = Backoff(ctx.settings.reconnect_max_delay)
+        self.backoff = ReconnectBackoff(ctx.settings.reconnect_max_delay, ctx.settings.login_retry_max_delay)
 
     # --- what a source implements -------------------------------------------------------------
     @abstractmethod
@@ -61,12 +61,11 @@ class FolderWorker(ABC):
     def run(self) -> None:
         """Supervised loop for `maild run`: returns only when the stop flag is set.
 
-        The backoff starts again from its shortest wait as soon as the source and the database answer again
-        after an outage (a reconnect, then the folder's lease), not after a whole pass: the next outage is then
-        retried quickly too. Failures that keep coming after a good reconnect (a full disk) keep backing off.
+        Waits between tries follow `ReconnectBackoff` (maild/backoff.py): capped at `reconnect_max_delay`
+        (`login_retry_max_delay` after a refused login), reset as soon as the source and the database answer
+        again after an outage (a reconnect, then the folder's lease), not after a whole pass.
         """
         stop = self.ctx.stop
-        failed_while_connected = False  # the last failure came after the source and the database had answered
         while not stop.is_set():
             connected = False
             try:
@@ -75,12 +74,10 @@ class FolderWorker(ABC):
                     while not stop.is_set():
                         held = self.take_lease()
                         connected = True
-                        if not failed_while_connected:
-                            self.backoff.reset()  # back after an outage
+                        self.backoff.connected()
                         if held:
                             self.sync_once()
-                            self.backoff.reset()
-                            failed_while_connected = False
+                            self.backoff.succeeded()
                             self.health.ok()
                             self.first_pass.set()
                             self.wait_for_change()
@@ -92,18 +89,11 @@ class FolderWorker(ABC):
                     self.close()
                     self.release_lease()
             except Exception as exc:
-                failed_while_connected = connected
-                delay = self.retry_delay(exc)
+                delay = self.backoff.failed_after(connected, slow=isinstance(exc, LoginError))
                 self.record_error(exc, retry_in=delay)
                 self.health.failed(exc, delay)
                 self.first_pass.set()  # tried: an unreachable server must not hold up the rest
                 stop.wait(delay)
-
-    def retry_delay(self, exc: BaseException) -> float:
-        """The wait before the next try: short (`reconnect_max_delay`) for a server, database or disk that is
-        away; `login_retry_max_delay` for a refused login, so a wrong password does not knock every few seconds."""
-        cap = self.ctx.settings.login_retry_max_delay if isinstance(exc, LoginError) else None
-        return self.backoff.failed(cap)
 
     def run_once(self) -> int:
         """One pass for `maild ingest --once`; errors propagate to the caller.
