@@ -205,6 +205,16 @@ def recover_stale(db: Database, now: datetime | None = None) -> dict[str, int]:
     return counts
 
 
+def release_unstarted(db: Database, owner: str) -> int:
+    """`owner`'s claims whose DATA never began go back to be sent at once (the owner's pass failed and nothing of
+    it is in flight any more: no need to wait for the claims to expire). Rows whose DATA began stay as they are."""
+    with db.engine.begin() as conn:
+        result = conn.execute(update(T).where(T.c.status == "sending", T.c.claimed_by == owner,
+                                              T.c.data_started_at.is_(None))
+                              .values(status="retry", next_attempt_at=utcnow(), claimed_by=None, claimed_until=None))
+    return int(result.rowcount)
+
+
 class ClaimLost(Exception):
     """The row is no longer `sending` under this owner (its claim expired and was recovered): do not send."""
 

@@ -490,6 +490,22 @@ class Lease(SQLModel, table=True):
     expires_at: datetime = _ts(nullable=False)
 
 
+class WorkerStatus(SQLModel, table=True):
+    """What a running daemon's supervisor last reported about one of its workers (for `maild status`)."""
+
+    __tablename__ = "worker_status"
+    owner: str = Field(primary_key=True, max_length=200)
+    name: str = Field(primary_key=True, max_length=300)
+    state: str = Field(max_length=20)
+    attempt: int = 0
+    restarts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    last_error_at: datetime | None = _ts(nullable=True)
+    retry_at: datetime | None = _ts(nullable=True)
+    since: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
 # APScheduler 3's SQLAlchemyJobStore table, declared here so the migrations create it and it matches the models.
 apscheduler_jobs = Table(
     "apscheduler_jobs", SQLModel.metadata,
