@@ -1,0 +1,24 @@
+"""Detector: mail to our VERP return path (`bounces+maild.<instance>.<token>@...`): a notice about that mail."""
+
+from __future__ import annotations
+
+from maild.classify.base import BOUNCE, MailView, Settings, Verdict
+from maild.classify.detectors.auto_reply import auto_reply_signs
+from maild.classify.detectors.notice import ROBOT_SENDER
+from maild.outbound.verp import token_of
+
+NAME = "verp"
+
+
+def detect(mail: MailView, settings: Settings) -> Verdict:
+    if not settings.return_path:
+        return Verdict(NAME)
+    for address in mail.envelope_to:
+        token = token_of(address, settings.return_path, settings.instance_id)
+        if token is None:
+            continue
+        robot = mail.return_path == "" or ROBOT_SENDER.match(mail.from_addr)
+        if auto_reply_signs(mail) and not robot:
+            return Verdict(NAME, verp_token=token, evidence=f"to {address}: an auto-reply, not a delivery failure")
+        return Verdict(NAME, BOUNCE, f"sent to our VERP address {address}", verp_token=token)
+    return Verdict(NAME)
