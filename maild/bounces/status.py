@@ -26,6 +26,7 @@ _TEXT_REASONS: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple(
         (r"user unknown|unknown user|no such user|does not exist|doesn't exist|not exist|unknown recipient|"
          r"recipient (address )?rejected|invalid recipient|no mailbox|mailbox not found|mailbox unavailable|"
          r"address rejected|unbekannt|existiert nicht|n'existe pas|inexistant|no existe|non esiste|bestaat niet|"
+         r"recipient not found|wasn't found at|was not found at|not listed in|no such (address|mailbox)|"
          r"account (is )?disabled|account has been disabled|no longer active", "user unknown", True),
         (r"mailbox (is )?full|over ?quota|quota exceeded|insufficient (disk )?space|postfach (ist )?voll|"
          r"speicherplatz", "mailbox full", False),

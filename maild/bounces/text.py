@@ -17,7 +17,8 @@ from maild.bounces.model import MAX_RECIPIENTS, FailedRecipient
 
 log = logging.getLogger("maild.bounces")
 MAX_TEXT = 200_000  # characters of the notice's explanation that are read
-ADDRESS = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+"
+ADDRESS = (r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+           r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+")
 _ADDRESS = re.compile(ADDRESS)
 # Where the returned original begins: addresses below are the original's, not failed recipients.
 _ORIGINAL = re.compile(
@@ -44,13 +45,13 @@ _ROBOT = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|maildaemon|no-?re
                     r"(?:[+@]|$)", re.I)
 
 
-def failed_recipients(message: Message, explanation: str, own: frozenset[str] = frozenset()
-                      ) -> list[FailedRecipient]:
+def failed_recipients(message: Message, explanation: str, own: frozenset[str] = frozenset(),
+                      own_patterns: bool = True) -> list[FailedRecipient]:
     """The failed recipients a notice names (maild's patterns first, flufl.bounce for the rest). `explanation` is
     the notice's human-readable text; `own` are addresses that are never failed recipients (the notice's To)."""
     found: dict[str, FailedRecipient] = {}
     text = _explanation(explanation)
-    for address, diagnostic in _by_patterns(text):
+    for address, diagnostic in _by_patterns(text) if own_patterns else []:
         if address not in own and not _ROBOT.match(address) and address not in found:
             found[address] = _recipient(address, diagnostic, text)
     for address, temporary in _by_flufl(message):

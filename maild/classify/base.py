@@ -30,7 +30,7 @@ class MailView:
     from_addr: str
     subject: str
     return_path: str | None  # None: no Return-Path header; "": the null sender <>
-    envelope_to: tuple[str, ...]  # To, Cc, Delivered-To, X-Original-To, Envelope-To, X-Envelope-To (lower-cased)
+    envelope_to: tuple[str, ...]  # To, Cc, Delivered-To, X-Original-To, Envelope-To, X-Envelope-To (case kept)
     text: str  # the human-readable text (first text/plain part, else text of the HTML), cut to a size
     date: datetime | None
     message: Any  # the email.message.Message (for detectors that walk parts)

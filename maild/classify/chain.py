@@ -45,10 +45,10 @@ def classify(message: Message, raw: bytes, settings: Settings, order: Sequence[s
         mail = views.view(message)
         tokens = our_tokens(raw, settings.instance_id)
         reasons: list[str] = []
-        verp_token = None
+        addressed = verp.addressed_token(mail, settings)
+        verp_token = addressed[1] if addressed else None
         for name in order:
             verdict: Verdict = DETECTORS[name](mail, settings)
-            verp_token = verp_token or verdict.verp_token
             if verdict.kind is None:
                 if verdict.evidence:
                     reasons.append(f"{verdict.detector}: {verdict.evidence}")

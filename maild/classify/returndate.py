@@ -22,7 +22,8 @@ MONTHS = {
 _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 # Words after which a return date follows, per language.
 _LEAD = (r"(?:back (?:in the office )?(?:on|by)|return(?:ing)? (?:to the office )?on|returning|back|until|till|"
-         r"zurück (?:am|ab)|ab dem|wieder (?:am|ab|erreichbar ab|im büro am|im büro ab)|bis (?:einschließlich |zum |am )?|"
+         r"zurück (?:am|ab)|ab dem|wieder (?:am|ab|erreichbar ab|im büro am|im büro ab)|"
+         r"bis (?:einschließlich |zum |am )?|"
          r"de retour (?:le|à partir du)|jusqu'au|à partir du|"
          r"de regreso el|regreso el|volveré el|hasta el|"
          r"rientro (?:il|in ufficio il)|di ritorno il|fino al|"

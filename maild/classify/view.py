@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import re
@@ -36,8 +37,8 @@ def view(message: Message) -> MailView:
     envelope = []
     for name in ENVELOPE_HEADERS:
         for _, address in getaddresses(headers.get(name, [])):
-            if address and address.lower() not in envelope:
-                envelope.append(address.strip().lower())
+            if address and address.strip() not in envelope:
+                envelope.append(address.strip())  # case kept: a VERP token is case-sensitive
     return MailView(headers=headers, content_type=content_type, report_type=report_type, from_addr=from_addr,
                     subject=" ".join(headers.get("subject", [""])[0].split()), return_path=return_path,
                     envelope_to=tuple(envelope), text=readable_text(message),
@@ -96,10 +97,10 @@ def _payload_text(part: Message) -> str:
 
 def _decoded(value: object) -> str:
     text = str(value)
-    try:
+    if any("\udc80" <= char <= "\udcff" for char in text):  # raw 8-bit header bytes (compat32 keeps them escaped)
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    with contextlib.suppress(Exception):  # an undecodable encoded-word stays as it came
         text = str(make_header(decode_header(text)))
-    except Exception:  # an undecodable encoded-word stays as it came
-        pass
     return " ".join(text.split())[:2000]
 
 

@@ -10,13 +10,21 @@ from maild.outbound.verp import token_of
 NAME = "verp"
 
 
-def detect(mail: MailView, settings: Settings) -> Verdict:
+def addressed_token(mail: MailView, settings: Settings) -> tuple[str, str] | None:
+    """(VERP address, token) when the mail was sent to one of our VERP addresses."""
     if not settings.return_path:
-        return Verdict(NAME)
+        return None
     for address in mail.envelope_to:
         token = token_of(address, settings.return_path, settings.instance_id)
-        if token is None:
-            continue
+        if token is not None:
+            return address, token
+    return None
+
+
+def detect(mail: MailView, settings: Settings) -> Verdict:
+    found = addressed_token(mail, settings)
+    if found is not None:
+        address, token = found
         robot = mail.return_path == "" or ROBOT_SENDER.match(mail.from_addr)
         if auto_reply_signs(mail) and not robot:
             return Verdict(NAME, verp_token=token, evidence=f"to {address}: an auto-reply, not a delivery failure")
