@@ -21,7 +21,8 @@ def detect(mail: MailView, settings: Settings) -> Verdict:
         dropped += cut
     evidence = f"Content-Type: multipart/report; report-type={mail.report_type or '?'}"
     if not recipients:  # a malformed status part: the report's own words may still name the recipient
-        recipients = notice_text.failed_recipients(mail.message, mail.text, frozenset(a.lower() for a in mail.envelope_to))
+        own = frozenset(a.lower() for a in mail.envelope_to)
+        recipients = notice_text.failed_recipients(mail.message, mail.text, own)
         evidence += "; no readable delivery-status fields, recipients from the text"
     if not recipients and not parts:
         return Verdict(NAME)
