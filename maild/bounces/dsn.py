@@ -9,7 +9,7 @@ from maild.bounces import status as codes
 from maild.bounces.model import MAX_RECIPIENTS, FailedRecipient
 
 MAX_STATUS_BYTES = 2_000_000  # a delivery-status part beyond this is read only this far
-_TYPED = re.compile(r"^\s*(?:rfc822|x-[\w.-]+|utf-8)\s*;\s*(.*)$", re.I | re.S)
+_TYPED = re.compile(r"^\s*(?:rfc822|smtp|dns|x-[\w.-]+|utf-8)\s*;\s*(.*)$", re.I | re.S)
 _ADDRESS = re.compile(r"<?([^\s<>@;,\"]+@[^\s<>;,\"]+?)>?\s*$")
 
 

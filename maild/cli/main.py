@@ -309,6 +309,8 @@ def _register_subgroups() -> None:
     cli.add_command(outbox)
     cli.add_command(explain)
     cli.add_command(rules)
+    from maild.cli.machine import classify  # machine mail (docs/machine-mail.md)
+    cli.add_command(classify)
     for command in directory_commands:
         cli.add_command(command)
     from maild.cli.business import COMMANDS as business_commands  # invoice, meeting, task
