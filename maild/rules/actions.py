@@ -22,7 +22,7 @@ from maild.business.tasks import create_task
 from maild.clock import as_utc
 from maild.config import Config, ImapSourceConfig, resolve_path
 from maild.filing.folders import folder_for
-from maild.rules import webhooks
+from maild.rules import loops, webhooks
 from maild.rules.context import Evaluator, address_of, is_unknown_attendee
 from maild.rules.expressions import Expression, TextTemplate
 from maild.rules.ledger import jsonable
@@ -545,10 +545,15 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
     files = tuple(resolve_path(env.config.base_dir, name) for name in data.get("files") or [])
     outbox: list[dict[str, Any]] = []
     recipients = list(data["to"])
+    cap = env.config.machine_mail.rule_mail_daily_cap
     for address in recipients:
-        mail = prepare(env.config, env.db, template=data["template"], to=address, invoice_ref=data.get("invoice_ref"),
-                       attach=files, language=data.get("language"), extra=extra)
         outbox_key = key if len(recipients) == 1 else f"{key}/{address.lower()}"
+        if cap and loops.over_daily_cap(env.db, address, cap, outbox_key):
+            loops.hold_back(env.db, address, data, outbox_key, cap)
+            outbox.append({"to": address, "held_back": f"already {cap} rule mails to it in 24 h"})
+            continue
+        mail = prepare(env.config, env.db, template=data["template"], to=address, invoice_ref=data.get("invoice_ref"),
+                       attach=files, language=data.get("language"), extra=extra, auto_submitted=True)
         outbox_id, created = queue(env.config, env.db, mail, key=outbox_key, template=data["template"])
         outbox.append({"to": address, "outbox_id": outbox_id, "queued": created, "key": outbox_key})
     return {"outbox": outbox}

@@ -224,6 +224,16 @@ class RulesEngine:
                              extra={"fields": {"event": row.id, "message": row.message_id}})
                     if not matching:
                         return 0
+                if found is not None and found.kind not in (None, "human"):
+                    # Machine mail (a bounce, an auto-reply, list mail...): never answered by a rule's mail (loops).
+                    held = [rule.name for rule, _ in matching if _sends(rule)]
+                    matching = [(rule, seen_as) for rule, seen_as in matching if not _sends(rule)]
+                    if held:
+                        log.info("event %s: message %s is %s; rules that send mail do not act on it: %s", row.id,
+                                 row.message_id, found.kind, ", ".join(held),
+                                 extra={"fields": {"event": row.id, "message": row.message_id}})
+                    if not matching:
+                        return 0
                 message = message_view(found) if found is not None else None
                 if message is not None:
                     message["outbound"] = self.own.is_own(message["from"])  # our own mail (a sent copy, a colleague)
@@ -704,6 +714,11 @@ def _log_outcome(entry: ledger.Entry, summary: str, outcome: str) -> None:
                  outcome.removeprefix("skipped: "))
     else:
         log.info("rule %s: %s (%s)", entry.rule, summary, entry.key)
+
+
+def _sends(rule: Rule) -> bool:
+    """The rule sends mail (it must not answer machine mail: a bounce or an auto-reply would answer back)."""
+    return any(action.name == "send" for action in rule.actions)
 
 
 def _only_files(rule: Rule) -> bool:
