@@ -1,4 +1,4 @@
-"""`maild classify FILE...` and `maild contact health ADDRESS`: machine mail as an administrator sees it."""
+"""`maild classify FILE...` and `maild contact show ADDRESS`: machine mail as an administrator sees it."""
 
 from __future__ import annotations
 
@@ -42,6 +42,38 @@ def classify(app: AppContext, files: tuple[Path, ...], as_json: bool) -> None:
                         "return_date": found.return_date})
     if failed:
         raise SystemExit(1)
+
+
+@click.command("show")
+@click.argument("address")
+@pass_app
+def contact_show(app: AppContext, address: str) -> None:
+    """ADDRESS: the contact(s) it belongs to and whether mail to it arrives (undeliverable since when and why,
+    soft bounces, cleared by a later mail), with its latest delivery-failure notices."""
+    from sqlalchemy import select
+
+    from maild.bounces import health
+    from maild.directory import service
+    from maild.store.models import Bounce
+
+    db = app.database()
+    key = health.key(address)
+    if key is None:
+        raise click.ClickException(f"{address!r} is not a mail address")
+    contacts = [c for c in service.list_contacts(db, None) if key in {health.key(a) for a in c["addresses"]}]
+    for c in contacts:
+        say(f"contact #{c['id']} {c['name']} ({c['role'] or '-'}) of #{c['thirdparty_id']} {c['thirdparty_name']}")
+    if not contacts:
+        say(f"{address}: no contact has this address")
+    found = health.lookup(db, address)
+    say(f"health: {found.describe() if found else 'ok (no delivery failure recorded)'}")
+    b = Bounce.__table__
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(b).where(b.c.address == key).order_by(b.c.id.desc()).limit(5)).all()
+    for row in rows:
+        counted = "" if row.counted else ", not counted"
+        say(f"  {row.created_at:%Y-%m-%d %H:%M} message {row.message_id}: {row.action} {row.status or '-'} "
+            f"{row.reason} ({'hard' if row.hard else 'soft'}{counted}): {row.diagnostic}")
 
 
 def _settings(app: AppContext) -> Any:
