@@ -331,7 +331,8 @@ class MachineMailConfig(_Strict):
     bounce_folder: str | None = None  # IMAP folder for notices about mail we cannot identify (None: triage_folder)
     soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces within the window that make an address undeliverable
     soft_bounce_window: float = Field(default=14 * 86400.0, gt=0)  # seconds
-    rule_mail_daily_cap: int = Field(default=3, ge=0)  # mails rules send one address per 24 h (0: no cap)
+    # An event rule sends no more mail to an address that rules mailed this many times in 24 h (0: no cap).
+    rule_mail_daily_cap: int = Field(default=3, ge=0)
 
 
 class LogConfig(_Strict):

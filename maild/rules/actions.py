@@ -133,7 +133,8 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
     files: list[str] = []
     data: dict[str, Any] = {"template": spec.template, "to": addresses, "invoice_ref": None, "files": files,
                             "invoice_id": run.invoice_id, "meeting_id": run.meeting_id, "language": None,
-                            "thirdparty_id": run.thirdparty_id, "message_id": run.message_id}
+                            "thirdparty_id": run.thirdparty_id, "message_id": run.message_id,
+                            "on_event": run.subject.startswith("event:")}
     for name in spec.attach:
         if name == "invoice_pdf":
             invoice = run.names.get("invoice")
@@ -548,7 +549,7 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
     cap = env.config.machine_mail.rule_mail_daily_cap
     for address in recipients:
         outbox_key = key if len(recipients) == 1 else f"{key}/{address.lower()}"
-        if cap and loops.over_daily_cap(env.db, address, cap, outbox_key):
+        if cap and data.get("on_event") and loops.over_daily_cap(env.db, address, cap, outbox_key):
             loops.hold_back(env.db, address, data, outbox_key, cap)
             outbox.append({"to": address, "held_back": f"already {cap} rule mails to it in 24 h"})
             continue

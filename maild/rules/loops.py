@@ -1,5 +1,6 @@
-"""Loop protection for rule mail: at most `machine_mail.rule_mail_daily_cap` mails to one address per 24 hours;
-what a cap holds back is a `rule.held_back` event on the timeline."""
+"""Loop protection for rule mail: a rule reacting to an event (a mail that came in...) sends no more mail to an
+address that rules already sent `machine_mail.rule_mail_daily_cap` mails in the last 24 hours; what the cap holds
+back is a `rule.held_back` event on the timeline. (Sweeps send once per record and level: the ledger bounds them.)"""
 
 from __future__ import annotations
 
