@@ -125,6 +125,9 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
         address = address_of(target)
         if address is None:
             raise ActionError(f"send: `to: {spec.to.source}` gave {_short(target)}, not a mail address")
+        if _answers_machine_mail(run, address):
+            raise ActionError(f"send: {address} sent machine mail ({run.names['message']['kind']}): rules never "
+                              f"answer it (mail loops)")
         if address not in addresses:
             addresses.append(address)
     if not addresses:
@@ -148,6 +151,13 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
         data["language"] = str(language) if language else None
     pdf = f" with {data['invoice_ref']}.pdf" if data["invoice_ref"] else ""
     return Planned(data, f"send {spec.template} to {', '.join(addresses)}{pdf}")
+
+
+def _answers_machine_mail(run: Run, address: str) -> bool:
+    message = run.names.get("message")
+    if not message or message.get("kind") in (None, "human"):
+        return False
+    return address.strip().lower() == (message.get("from") or "").lower()
 
 
 def plan_move(spec: MoveAction, run: Run, key: str) -> Planned:

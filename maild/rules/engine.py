@@ -55,6 +55,9 @@ from maild.store.models import Event, Invoice, Meeting, Message
 log = logging.getLogger("maild.rules")
 _ev, _inv, _mt, _m = Event.__table__, Invoice.__table__, Meeting.__table__, Message.__table__
 REPLIED = "mail.replied"
+# What a notice says about our own mail (maild/bounces/record.py): rules may act on these, mailing someone else
+# (a billing contact for a bounced dunning letter); never the notice's sender (`actions.plan_send`).
+NOTICE_EVENTS = frozenset({"mail.bounced", "mail.delayed", "mail.complained"})
 UNAUTHENTICATED = "fail"  # messages.auth of mail our trusted server says failed authentication
 # Rules react to what other rules did (a task, a note, a sent mail) at most this many actions deep: two rules
 # that trigger each other stop there instead of running for ever. (A rule never reacts to what it did itself.)
@@ -224,7 +227,7 @@ class RulesEngine:
                              extra={"fields": {"event": row.id, "message": row.message_id}})
                     if not matching:
                         return 0
-                if found is not None and found.kind not in (None, "human"):
+                if found is not None and found.kind not in (None, "human") and row.type not in NOTICE_EVENTS:
                     # Machine mail (a bounce, an auto-reply, list mail...): never answered by a rule's mail (loops).
                     held = [rule.name for rule, _ in matching if _sends(rule)]
                     matching = [(rule, seen_as) for rule, seen_as in matching if not _sends(rule)]

@@ -74,6 +74,7 @@ class RuleErrors(ValueError):
 EVENT_TYPES = frozenset({
     "mail.received", "mail.matched", "mail.unmatched", "mail.assigned", "mail.filed", "mail.replied",
     "mail.sent", "mail.opened", "mail.clicked",
+    "mail.bounced", "mail.delayed", "mail.complained", "address.cleared", "rule.held_back",
     "invoice.created", "invoice.updated", "invoice.paid", "payment.recorded",
     "meeting.created", "meeting.updated", "meeting.cancelled", "task.created", "task.done", "note.added",
 })
