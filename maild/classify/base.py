@@ -20,24 +20,36 @@ class Settings:
     return_path: str | None = None  # outbound.return_path: VERP addresses are its local part + maild.<instance>.<token>
 
 
-@dataclass(frozen=True)
-class MailView:
-    """What detectors may look at, taken once from the parsed message."""
+class MailView(Protocol):
+    """What detectors may look at, taken from the parsed message when first asked (maild/classify/view.py)."""
 
-    headers: dict[str, list[str]]  # lower-cased name -> values (decoded, one line each)
+    headers: dict[str, list[str]]  # lower-cased name -> raw values
     content_type: str
     report_type: str
-    from_addr: str
-    subject: str
-    return_path: str | None  # None: no Return-Path header; "": the null sender <>
-    envelope_to: tuple[str, ...]  # To, Cc, Delivered-To, X-Original-To, Envelope-To, X-Envelope-To (case kept)
-    text: str  # the human-readable text (first text/plain part, else text of the HTML), cut to a size
-    date: datetime | None
     message: Any  # the email.message.Message (for detectors that walk parts)
 
-    def header(self, name: str) -> str:
-        values = self.headers.get(name)
-        return values[0] if values else ""
+    def header(self, name: str) -> str: ...  # the first value, decoded, on one line
+
+    @property
+    def from_addr(self) -> str: ...
+
+    @property
+    def from_name(self) -> str: ...
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def return_path(self) -> str | None: ...  # None: no Return-Path header; "": the null sender <>
+
+    @property
+    def envelope_to(self) -> tuple[str, ...]: ...  # To, Cc, Delivered-To, X-Original-To, Envelope-To (case kept)
+
+    @property
+    def text(self) -> str: ...  # the human-readable text (first text/plain part, else the HTML's text), cut
+
+    @property
+    def date(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,17 @@ from collections.abc import Sequence
 from email.message import Message
 
 from maild.classify import view as views
-from maild.classify.base import HUMAN, UNKNOWN, Classification, Detector, Settings, Verdict
+from maild.classify.base import (
+    AUTO_REPLY,
+    BOUNCE,
+    FEEDBACK,
+    HUMAN,
+    UNKNOWN,
+    Classification,
+    Detector,
+    Settings,
+    Verdict,
+)
 from maild.classify.detectors import auto_reply, dsn, feedback, list_mail, notice, notification, verp
 
 log = logging.getLogger("maild.classify")
@@ -43,7 +53,6 @@ def classify(message: Message, raw: bytes, settings: Settings, order: Sequence[s
     """The kind of one parsed mail, with every verdict that had something to say."""
     try:
         mail = views.view(message)
-        tokens = our_tokens(raw, settings.instance_id)
         reasons: list[str] = []
         addressed = verp.addressed_token(mail, settings)
         verp_token = addressed[1] if addressed else None
@@ -54,9 +63,10 @@ def classify(message: Message, raw: bytes, settings: Settings, order: Sequence[s
                     reasons.append(f"{verdict.detector}: {verdict.evidence}")
                 continue
             reasons.append(f"{verdict.detector}: {verdict.evidence}")
+            tokens = our_tokens(raw, settings.instance_id) if verdict.kind in (BOUNCE, FEEDBACK, AUTO_REPLY) else []
             return Classification(verdict.kind, reasons, list(verdict.recipients), verdict.return_date, tokens,
                                   verp_token)
-        return Classification(HUMAN, reasons or ["no detector found machine mail"], [], None, tokens, verp_token)
+        return Classification(HUMAN, reasons or ["no detector found machine mail"], [], None, [], verp_token)
     except Exception as exc:  # a detector's bug on odd input: recorded, never a crash of ingest
         log.warning("classification failed: %s: %s", type(exc).__name__, exc)
         return Classification(UNKNOWN, [f"error: {type(exc).__name__}: {exc}"[:500]])

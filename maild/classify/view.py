@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from functools import cached_property
 
 from maild.classify.base import MailView
 
@@ -24,25 +25,66 @@ def parse(raw: bytes) -> Message:
     return email.message_from_bytes(raw, policy=email.policy.compat32)
 
 
+class View:
+    """`MailView` of one parsed message: each part is read when a detector first asks (most human mail needs
+    only a few headers)."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        headers: dict[str, list[str]] = {}
+        for name, value in message.items():
+            headers.setdefault(str(name).lower(), []).append(str(value))
+        self.headers = headers
+        self.content_type = message.get_content_type()
+        self.report_type = str(message.get_param("report-type", "") or "").lower() \
+            if self.content_type == "multipart/report" else ""
+
+    def header(self, name: str) -> str:
+        values = self.headers.get(name)
+        return _decoded(values[0]) if values else ""
+
+    @cached_property
+    def _from(self) -> tuple[str, str]:
+        name, address = parseaddr(self.header("from"))
+        return name.strip(), address.strip().lower()
+
+    @property
+    def from_addr(self) -> str:
+        return self._from[1]
+
+    @property
+    def from_name(self) -> str:
+        return self._from[0]
+
+    @cached_property
+    def subject(self) -> str:
+        return self.header("subject")
+
+    @cached_property
+    def return_path(self) -> str | None:
+        values = self.headers.get("return-path")
+        return parseaddr(values[-1])[1].strip().lower() if values else None
+
+    @cached_property
+    def envelope_to(self) -> tuple[str, ...]:
+        envelope: list[str] = []
+        for name in ENVELOPE_HEADERS:
+            for _, address in getaddresses([_decoded(v) for v in self.headers.get(name, [])]):
+                if address and address.strip() not in envelope:
+                    envelope.append(address.strip())  # case kept: a VERP token is case-sensitive
+        return tuple(envelope)
+
+    @cached_property
+    def text(self) -> str:
+        return readable_text(self.message)
+
+    @cached_property
+    def date(self) -> datetime | None:
+        return _date(self.header("date"))
+
+
 def view(message: Message) -> MailView:
-    headers: dict[str, list[str]] = {}
-    for name, value in message.items():
-        headers.setdefault(str(name).lower(), []).append(_decoded(value))
-    content_type = message.get_content_type()
-    report_type = str(message.get_param("report-type", "") or "").lower() if content_type == "multipart/report" else ""
-    from_addr = parseaddr(headers.get("from", [""])[0])[1].strip().lower()
-    return_path = None
-    if "return-path" in headers:
-        return_path = parseaddr(headers["return-path"][-1])[1].strip().lower()
-    envelope = []
-    for name in ENVELOPE_HEADERS:
-        for _, address in getaddresses(headers.get(name, [])):
-            if address and address.strip() not in envelope:
-                envelope.append(address.strip())  # case kept: a VERP token is case-sensitive
-    return MailView(headers=headers, content_type=content_type, report_type=report_type, from_addr=from_addr,
-                    subject=" ".join(headers.get("subject", [""])[0].split()), return_path=return_path,
-                    envelope_to=tuple(envelope), text=readable_text(message),
-                    date=_date(headers.get("date", [""])[0]), message=message)
+    return View(message)
 
 
 def readable_text(message: Message) -> str:
@@ -97,6 +139,8 @@ def _payload_text(part: Message) -> str:
 
 def _decoded(value: object) -> str:
     text = str(value)
+    if "=?" not in text and text.isascii():
+        return " ".join(text.split())[:2000]
     if any("\udc80" <= char <= "\udcff" for char in text):  # raw 8-bit header bytes (compat32 keeps them escaped)
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     with contextlib.suppress(Exception):  # an undecodable encoded-word stays as it came

@@ -25,7 +25,7 @@ SUBJECT = re.compile(
 
 
 def detect(mail: MailView, settings: Settings) -> Verdict:
-    robot = bool(ROBOT_SENDER.match(mail.from_addr) or ROBOT_SENDER.match(_display_name(mail)))
+    robot = bool(ROBOT_SENDER.match(mail.from_addr) or ROBOT_SENDER.match(mail.from_name))
     subject = SUBJECT.search(mail.subject)
     if not robot and not subject:
         return Verdict(NAME)
@@ -49,9 +49,3 @@ def _machine_signs(mail: MailView) -> bool:
     if mail.return_path == "" or mail.header("auto-submitted").lower().startswith("auto"):
         return True
     return bool(codes.ENHANCED.search(mail.text[:20000]) or re.search(r"^\s*5\d\d[ -]", mail.text[:20000], re.M))
-
-
-def _display_name(mail: MailView) -> str:
-    from email.utils import parseaddr
-
-    return parseaddr(mail.header("from"))[0].strip()

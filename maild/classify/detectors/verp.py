@@ -5,6 +5,7 @@ from __future__ import annotations
 from maild.classify.base import BOUNCE, MailView, Settings, Verdict
 from maild.classify.detectors.auto_reply import auto_reply_signs
 from maild.classify.detectors.notice import ROBOT_SENDER
+from maild.classify.view import ENVELOPE_HEADERS
 from maild.outbound.verp import token_of
 
 NAME = "verp"
@@ -14,6 +15,8 @@ def addressed_token(mail: MailView, settings: Settings) -> tuple[str, str] | Non
     """(VERP address, token) when the mail was sent to one of our VERP addresses."""
     if not settings.return_path:
         return None
+    if not any("+maild." in value for name in ENVELOPE_HEADERS for value in mail.headers.get(name, ())):
+        return None  # the cheap look first: most mail is not addressed to a VERP address
     for address in mail.envelope_to:
         token = token_of(address, settings.return_path, settings.instance_id)
         if token is not None:
