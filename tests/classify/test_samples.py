@@ -73,3 +73,29 @@ def test_human_mail_is_human(path) -> None:
 def test_the_exchange_ndr_sent_to_our_verp_address_names_its_token() -> None:
     found = classify_bytes((WRITTEN / "exchange-m365-ndr.eml").read_bytes(), SETTINGS)
     assert found.verp_token == "AbCdEfGh12345678"
+
+
+# The notices among the shared corpus (other parsers' test suites), each looked at by hand: the rest is people's
+# mail, newsletters and torture tests, and none of it may be called a bounce.
+CORPUS_NOTICES = {
+    "flanker/bounce/broken-mime.eml", "flanker/bounce/delayed-broken.eml", "flanker/bounce/delayed.eml",
+    "flanker/bounce/gmail-invalid-address.eml", "flanker/bounce/gmail-no-dns.eml", "flanker/bounce/mailbox-full.eml",
+    "flanker/bounce/no-mx.eml", "flanker/bounce/office365.eml", "flanker/bounce/zed.eml",
+    "james-mime4j/core/src/test/resources/mimetools-testmsgs/badbound.msg", "mail-parser/mail_malformed_2",
+    "nodemailer-mailparser/test/fixtures/delivery-status.eml", "postal-mime/bounce.eml",
+}
+
+
+def test_the_shared_corpus_has_no_bounce_but_its_notices() -> None:
+    from tests.helpers import CORPUS, corpus_files
+
+    files = corpus_files()
+    if not files:
+        pytest.skip("the shared corpus is not here")
+    bounces = set()
+    for path in files:
+        found = classify_bytes(path.read_bytes(), SETTINGS)
+        assert found.kind != "unknown", (path, found.reasons)
+        if found.kind == "bounce":
+            bounces.add(str(path.relative_to(CORPUS)))
+    assert bounces == CORPUS_NOTICES
