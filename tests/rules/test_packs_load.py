@@ -46,7 +46,7 @@ def test_init_installs_the_packs_and_check_passes(tmp_path: Path) -> None:
         assert {"subject.txt", "body.txt", "subject.de.txt", "body.de.txt"} <= {
             p.name for p in (home / "templates" / template).iterdir()}
     out = maild(config, "rules", "check").stdout
-    assert "3 files, 9 rules OK" in out and "dunning-level-3-repeat" in out
+    assert "3 files, 11 rules OK" in out and "dunning-level-3-repeat" in out
     assert "OK" in maild(config, "templates", "check", "--lang", "de").stdout
 
 
