@@ -251,6 +251,9 @@ class OutboundConfig(_Strict):
     templates_dir: str = "templates"
     default_language: str = "en"
     sent_folder_source: str | None = None  # IMAP source whose Sent folder (SPECIAL-USE) gets a copy
+    # VERP: each mail's envelope sender becomes <local>+maild.<instance>.<token>@<domain> of this address, so a
+    # delivery-failure notice is tied to its outbox row (docs/machine-mail.md). None: the envelope sender is `sender`.
+    return_path: str | None = None
     company: dict[str, Any] = Field(default_factory=dict)  # `company` in templates: name, address, bank...
     transport: SmtpTransportConfig = SmtpTransportConfig()
 
@@ -323,6 +326,17 @@ class RulesConfig(_Strict):
         return value
 
 
+class MachineMailConfig(_Strict):
+    """Bounces, auto-replies, complaint reports and list mail (docs/machine-mail.md)."""
+
+    classify: bool = True  # classify each mail at ingest; off: every mail counts as written by a person
+    bounce_folder: str | None = None  # IMAP folder for notices about mail we cannot identify (None: triage_folder)
+    soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces within the window that make an address undeliverable
+    soft_bounce_window: float = Field(default=14 * 86400.0, gt=0)  # seconds
+    # An event rule sends no more mail to an address that rules mailed this many times in 24 h (0: no cap).
+    rule_mail_daily_cap: int = Field(default=3, ge=0)
+
+
 class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -340,6 +354,7 @@ class Config(_Strict):
     outbound: OutboundConfig = OutboundConfig()
     tracking: TrackingConfig = TrackingConfig()
     rules: RulesConfig = RulesConfig()
+    machine_mail: MachineMailConfig = MachineMailConfig()
     # Where relative paths are resolved from: the config file's folder.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from maild.classify.settings import classify_settings
 from maild.clock import utcnow
 from maild.config import Config, ImapSourceConfig, MaildirSourceConfig
 from maild.health import HealthBoard
@@ -60,7 +61,8 @@ class Daemon:
     def start_pool(self) -> Pipeline:
         settings = self.config.ingest
         self._pool = ParserPool(settings.parse_workers, str(self.config.blob_dir), settings.max_message_bytes,
-                                normalise_ids(self.config.matching.trusted_authserv_ids))
+                                normalise_ids(self.config.matching.trusted_authserv_ids),
+                                classify_settings(self.config))
         return Pipeline(self.db, self._pool)
 
     def workers(self, ctx: IngestContext) -> list[FolderWorker]:

@@ -309,8 +309,11 @@ def _register_subgroups() -> None:
     cli.add_command(outbox)
     cli.add_command(explain)
     cli.add_command(rules)
+    from maild.cli.machine import classify, contact_show  # machine mail (docs/machine-mail.md)
+    cli.add_command(classify)
     for command in directory_commands:
         cli.add_command(command)
+    directory_commands[1].add_command(contact_show)  # `maild contact show ADDRESS`: address health
     from maild.cli.business import COMMANDS as business_commands  # invoice, meeting, task
     for command in business_commands:
         cli.add_command(command)

@@ -35,4 +35,6 @@ class MailRequest:
     attach: tuple[Path, ...] = ()
     language: str | None = None
     extra: dict[str, Any] | None = None
+    auto_submitted: bool = False  # a rule's mail: Auto-Submitted: auto-generated (RFC 3834)
+    allow_undeliverable: bool = False  # send even to an address marked undeliverable (a person's override)
 

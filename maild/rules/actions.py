@@ -22,7 +22,7 @@ from maild.business.tasks import create_task
 from maild.clock import as_utc
 from maild.config import Config, ImapSourceConfig, resolve_path
 from maild.filing.folders import folder_for
-from maild.rules import webhooks
+from maild.rules import loops, webhooks
 from maild.rules.context import Evaluator, address_of, is_unknown_attendee
 from maild.rules.expressions import Expression, TextTemplate
 from maild.rules.ledger import jsonable
@@ -125,6 +125,9 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
         address = address_of(target)
         if address is None:
             raise ActionError(f"send: `to: {spec.to.source}` gave {_short(target)}, not a mail address")
+        if _answers_machine_mail(run, address):
+            raise ActionError(f"send: {address} sent machine mail ({run.names['message']['kind']}): rules never "
+                              f"answer it (mail loops)")
         if address not in addresses:
             addresses.append(address)
     if not addresses:
@@ -133,7 +136,8 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
     files: list[str] = []
     data: dict[str, Any] = {"template": spec.template, "to": addresses, "invoice_ref": None, "files": files,
                             "invoice_id": run.invoice_id, "meeting_id": run.meeting_id, "language": None,
-                            "thirdparty_id": run.thirdparty_id, "message_id": run.message_id}
+                            "thirdparty_id": run.thirdparty_id, "message_id": run.message_id,
+                            "on_event": run.subject.startswith("event:")}
     for name in spec.attach:
         if name == "invoice_pdf":
             invoice = run.names.get("invoice")
@@ -147,6 +151,13 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
         data["language"] = str(language) if language else None
     pdf = f" with {data['invoice_ref']}.pdf" if data["invoice_ref"] else ""
     return Planned(data, f"send {spec.template} to {', '.join(addresses)}{pdf}")
+
+
+def _answers_machine_mail(run: Run, address: str) -> bool:
+    message = run.names.get("message")
+    if not message or message.get("kind") in (None, "human"):
+        return False
+    return address.strip().lower() == (message.get("from") or "").lower()
 
 
 def plan_move(spec: MoveAction, run: Run, key: str) -> Planned:
@@ -545,10 +556,15 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
     files = tuple(resolve_path(env.config.base_dir, name) for name in data.get("files") or [])
     outbox: list[dict[str, Any]] = []
     recipients = list(data["to"])
+    cap = env.config.machine_mail.rule_mail_daily_cap
     for address in recipients:
-        mail = prepare(env.config, env.db, template=data["template"], to=address, invoice_ref=data.get("invoice_ref"),
-                       attach=files, language=data.get("language"), extra=extra)
         outbox_key = key if len(recipients) == 1 else f"{key}/{address.lower()}"
+        if cap and data.get("on_event") and loops.over_daily_cap(env.db, address, cap, outbox_key):
+            loops.hold_back(env.db, address, data, outbox_key, cap)
+            outbox.append({"to": address, "held_back": f"already {cap} rule mails to it in 24 h"})
+            continue
+        mail = prepare(env.config, env.db, template=data["template"], to=address, invoice_ref=data.get("invoice_ref"),
+                       attach=files, language=data.get("language"), extra=extra, auto_submitted=True)
         outbox_id, created = queue(env.config, env.db, mail, key=outbox_key, template=data["template"])
         outbox.append({"to": address, "outbox_id": outbox_id, "queued": created, "key": outbox_key})
     return {"outbox": outbox}

@@ -103,6 +103,10 @@ class Message(SQLModel, table=True):
     # pass | fail | none; NULL when none was configured. `fail`: filed, but no rule, meeting or reply counts it.
     auth: str | None = Field(default=None, max_length=8)
     auth_reason: str | None = Field(default=None, sa_type=Text)
+    # What kind of mail it is (maild/classify): human | bounce | auto_reply | feedback_report | list | notification |
+    # unknown; NULL: not classified (before 0007, or classification off). `machine`: reasons, recipients, tokens.
+    kind: str | None = Field(default=None, max_length=20, index=True)
+    machine: dict[str, Any] | None = Field(default=None, sa_type=JSON)
 
 
 class Attachment(SQLModel, table=True):
@@ -479,6 +483,48 @@ class RuleLedger(SQLModel, table=True):
     thirdparty_id: int | None = Field(default=None, index=True)
     created_at: datetime = _ts(nullable=False, default=utcnow, index=True)
     finished_at: datetime | None = _ts(nullable=True)
+
+
+class Bounce(SQLModel, table=True):
+    """One recipient of a delivery-failure notice (or a complaint report): what it says and which mail of ours.
+
+    `counted`: it counts against the address's health (we sent to that address, or the notice came to the VERP
+    address of the mail); a forged notice naming an address we never mailed is recorded but not counted.
+    """
+
+    __tablename__ = "bounces"
+    __table_args__ = (UniqueConstraint("message_id", "address", name="uq_bounces_message_address"),)
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="messages.id", index=True)
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id", index=True)
+    address: str = Field(max_length=320, index=True)
+    action: str = Field(max_length=20)  # failed | delayed | complaint
+    status: str | None = Field(default=None, max_length=20)
+    diagnostic: str = Field(default="", sa_type=Text)
+    reason: str = Field(default="", max_length=100)
+    hard: bool = False
+    counted: bool = False
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class AddressHealth(SQLModel, table=True):
+    """Whether mail to an address arrives: `undeliverable` after a hard bounce or a complaint (or enough soft
+    bounces within the window); a later human mail from the address clears it (state `ok`)."""
+
+    __tablename__ = "address_health"
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(unique=True, max_length=320)
+    state: str = Field(default="ok", max_length=20, index=True)  # ok | soft | undeliverable
+    reason: str = Field(default="", sa_type=Text)
+    status: str | None = Field(default=None, max_length=20)
+    since: datetime | None = _ts(nullable=True)
+    soft_count: int = 0
+    first_soft_at: datetime | None = _ts(nullable=True)
+    last_bounce_at: datetime | None = _ts(nullable=True)
+    message_id: int | None = Field(default=None, foreign_key="messages.id")  # the notice that decided
+    cleared_at: datetime | None = _ts(nullable=True)
+    cleared_by_message_id: int | None = Field(default=None, foreign_key="messages.id")
+    updated_at: datetime = _ts(nullable=False, default=utcnow)
 
 
 class Lease(SQLModel, table=True):
