@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 
 from maild.clock import as_utc
 from maild.store.db import Database
@@ -43,9 +43,9 @@ MAIL_EVENTS = ("mail.matched", "mail.assigned")
 
 
 def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, types: Iterable[str] = (),
-         limit: int = 50) -> list[Entry]:
+         limit: int = 50, before: tuple[datetime, int] | None = None) -> list[Entry]:
     """The newest `limit` events of the third party (since `since`; of these types, where `mail` means every
-    `mail.*`), oldest first."""
+    `mail.*`; shown before the entry at `before` = (its time, its id), for paging), oldest first."""
     at = case((_ev.c.type.in_(MAIL_EVENTS), func.coalesce(_m.c.date, _ev.c.occurred_at)),
               else_=_ev.c.occurred_at)
     query = (select(_ev, _m.c.from_addr, _m.c.auth, _m.c.auth_reason, at.label("at"))
@@ -53,6 +53,8 @@ def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, typ
              .where(_ev.c.thirdparty_id == thirdparty_id))
     if since is not None:
         query = query.where(at >= since)
+    if before is not None:
+        query = query.where(or_(at < before[0], and_(at == before[0], _ev.c.id < before[1])))
     wanted = [t.strip() for t in types if t.strip()]
     if wanted:
         query = query.where(or_(*[_ev.c.type == t if "." in t else _ev.c.type.startswith(f"{t}.") for t in wanted]))

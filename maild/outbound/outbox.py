@@ -338,15 +338,25 @@ def pending_sent_folder(db: Database, limit: int = 50) -> list[OutboxMessage]:
 def retry(db: Database, outbox_id: int) -> bool:
     """A person's decision: send a failed or cancelled mail again (now)."""
     with db.engine.begin() as conn:
-        result = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("failed", "cancelled"))).values(
-            status="queued", data_started_at=None, next_attempt_at=None, claimed_by=None, claimed_until=None,
-            attempts=0))
-        return result.rowcount == 1
+        return retry_in(conn, outbox_id)
+
+
+def retry_in(conn: Connection, outbox_id: int) -> bool:
+    """`retry` in the caller's transaction."""
+    result = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("failed", "cancelled"))).values(
+        status="queued", data_started_at=None, next_attempt_at=None, claimed_by=None, claimed_until=None,
+        attempts=0))
+    return result.rowcount == 1
 
 
 def cancel(db: Database, outbox_id: int) -> bool:
     """Withdraw a mail that is not being sent (queued or waiting for a retry)."""
     with db.engine.begin() as conn:
-        result = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("queued", "retry"))).values(
-            status="cancelled", next_attempt_at=None))
-        return result.rowcount == 1
+        return cancel_in(conn, outbox_id)
+
+
+def cancel_in(conn: Connection, outbox_id: int) -> bool:
+    """`cancel` in the caller's transaction."""
+    result = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("queued", "retry"))).values(
+        status="cancelled", next_attempt_at=None))
+    return result.rowcount == 1
