@@ -322,6 +322,8 @@ def _register_subgroups() -> None:
     cli.add_command(token)
     from maild.cli.audit import audit
     cli.add_command(audit)
+    from maild.cli.web import web
+    cli.add_command(web)
 
 
 _register_subgroups()
