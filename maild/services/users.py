@@ -115,7 +115,8 @@ def log_in(db: Database, cfg: WebConfig, username: str, password: str) -> tuple[
         if not ok or row is None or row.disabled:
             lock = throttle.failed(conn, key, now, max_failures=cfg.login_max_failures,
                                    window=cfg.login_lockout_seconds)
-            refused = LoginRefused("wrong user name or password", lock)
+            refused = LoginRefused("wrong user name or password" + (
+                "; too many failed logins: try again later" if lock else ""), lock)
         else:
             throttle.succeeded(conn, key)
             conn.execute(_u.update().where(_u.c.id == row.id).values(last_login_at=now))
