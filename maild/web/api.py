@@ -6,14 +6,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from maild.clock import utcnow
 from maild.directory.service import list_contacts, resolve_thirdparty
 from maild.services import audit, customers, invoices, messages, outbox, search, triage
 from maild.services.actor import Actor
-from maild.web.core import Ctx, Web, api
+from maild.web.core import ApiResponse, Ctx, Web, api
 
 PREFIX = "/api/v1"
 
@@ -25,8 +25,8 @@ def _limit(ctx: Ctx, default: int = 50) -> int:
     return int(value)
 
 
-def _page(items: list[Any], next_cursor: str | None) -> JSONResponse:
-    return JSONResponse({"items": items, "next_cursor": next_cursor})
+def _page(items: list[Any], next_cursor: str | None) -> ApiResponse:
+    return ApiResponse({"items": items, "next_cursor": next_cursor})
 
 
 def _str(ctx: Ctx, key: str, required: bool = True) -> str:
@@ -52,11 +52,11 @@ def thirdparty_create(ctx: Ctx) -> Response:
                                          kind=_str(ctx, "kind", False) or "customer",
                                          external_id=_str(ctx, "external_id", False) or None,
                                          owner=_str(ctx, "owner", False) or None, **lists)
-    return JSONResponse(customers.customer(ctx.db, new_id), status_code=201)
+    return ApiResponse(customers.customer(ctx.db, new_id), status_code=201)
 
 
 def thirdparty_get(ctx: Ctx) -> Response:
-    return JSONResponse(customers.customer(ctx.db, ctx.path_int("id")))
+    return ApiResponse(customers.customer(ctx.db, ctx.path_int("id")))
 
 
 def contacts(ctx: Ctx) -> Response:
@@ -71,7 +71,7 @@ def contact_create(ctx: Ctx) -> Response:
         raise ValueError("addresses is a list of strings")
     contact_id = customers.create_contact(ctx.db, ctx.actor, thirdparty_id=ctx.path_int("id"), name=_str(ctx, "name"),
                                           addresses=addresses, role=_str(ctx, "role", False) or None)
-    return JSONResponse({"id": contact_id}, status_code=201)
+    return ApiResponse({"id": contact_id}, status_code=201)
 
 
 def timeline(ctx: Ctx) -> Response:
@@ -82,7 +82,7 @@ def timeline(ctx: Ctx) -> Response:
 
 def message_get(ctx: Ctx) -> Response:
     data = messages.detail(ctx.db, ctx.path_int("id"))
-    return JSONResponse(data)
+    return ApiResponse(data)
 
 
 def message_raw(ctx: Ctx) -> Response:
@@ -112,7 +112,7 @@ def triage_assign(ctx: Ctx) -> Response:
     target = resolve_thirdparty(ctx.db, str(ctx.body.get("thirdparty", "")))
     assert target.id is not None
     done = triage.assign(ctx.db, ctx.config, ctx.actor, ids, target.id, bool(ctx.body.get("learn")))
-    return JSONResponse({"assigned": [d.__dict__ for d in done]})
+    return ApiResponse({"assigned": [d.__dict__ for d in done]})
 
 
 def send(ctx: Ctx) -> Response:
@@ -127,7 +127,7 @@ def send(ctx: Ctx) -> Response:
     outbox_id, created = mailing.queue(ctx.config, ctx.db, mail, key=key, template=template)
     if created:  # the outbox row commits in the mailing's own transaction; its key makes a repeat a no-op
         _audit_send(ctx, ctx.actor, outbox_id, template, mail.recipient.address, key)
-    return JSONResponse({"outbox_id": outbox_id, "created": created, "key": key}, status_code=201 if created else 200)
+    return ApiResponse({"outbox_id": outbox_id, "created": created, "key": key}, status_code=201 if created else 200)
 
 
 def _audit_send(ctx: Ctx, actor: Actor, outbox_id: int, template: str, to: str, key: str) -> None:
@@ -143,15 +143,15 @@ def outbox_list(ctx: Ctx) -> Response:
 
 
 def outbox_get(ctx: Ctx) -> Response:
-    return JSONResponse(outbox.story(ctx.db, ctx.path_int("id")))
+    return ApiResponse(outbox.story(ctx.db, ctx.path_int("id")))
 
 
 def _outbox_change(ctx: Ctx, verb: str) -> Response:
     outbox_id = ctx.path_int("id")
     if not (outbox.retry if verb == "retry" else outbox.cancel)(ctx.db, ctx.actor, outbox_id):
-        return JSONResponse({"error": {"status": 409, "message": f"outbox row {outbox_id} cannot {verb} in its "
+        return ApiResponse({"error": {"status": 409, "message": f"outbox row {outbox_id} cannot {verb} in its "
                                                                  "present state"}}, status_code=409)
-    return JSONResponse(outbox.story(ctx.db, outbox_id))
+    return ApiResponse(outbox.story(ctx.db, outbox_id))
 
 
 def outbox_retry(ctx: Ctx) -> Response:
@@ -183,18 +183,18 @@ def invoice_create(ctx: Ctx) -> Response:
         audit.record(conn, ctx.actor, "invoice.upsert", f"invoice:{ref}",
                      after={k: ctx.body.get(k) for k in ("ref", "thirdparty", "issued_on", "due_on", "amount",
                                                          "currency")})
-    return JSONResponse(describe_invoice(ctx.db, ref), status_code=201)
+    return ApiResponse(describe_invoice(ctx.db, ref), status_code=201)
 
 
 def invoice_payment(ctx: Ctx) -> Response:
     result = invoices.record_payment(ctx.db, ctx.actor, f"#{ctx.path_int('id')}", amount=str(ctx.body.get("amount")),
                                      paid_on=str(ctx.body.get("paid_on") or utcnow().date().isoformat()),
                                      reference=str(ctx.body.get("reference") or ""))
-    return JSONResponse({**result.__dict__}, status_code=201 if result.created else 200)
+    return ApiResponse({**result.__dict__}, status_code=201 if result.created else 200)
 
 
 def openapi(ctx: Ctx) -> Response:
-    return JSONResponse(document())
+    return ApiResponse(document())
 
 
 # (method, path, handler, summary, write role or None for reads)

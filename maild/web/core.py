@@ -134,8 +134,19 @@ def api(path: str, handler: Handler, web: Web, *, methods: tuple[str, ...] = ("G
     return route
 
 
-def api_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
+class ApiResponse(JSONResponse):
+    """JSON with dates, times and amounts as text (ISO dates, exact decimals)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, default=_text, separators=(",", ":")).encode("utf-8")
+
+
+def _text(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def api_error(status: int, message: str, headers: dict[str, str] | None = None) -> ApiResponse:
+    return ApiResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
 
 
 def _guarded_call(handler: Handler, ctx: Ctx, web: Web, as_json: bool = False) -> Response:
