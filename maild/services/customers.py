@@ -78,7 +78,7 @@ def list_customers(db: Database, *, query: str = "", cursor: str | None = None,
 
 def customer(db: Database, thirdparty_id: int) -> dict[str, Any]:
     """Fields, domains, addresses, contacts and documents (LookupError when there is no such third party)."""
-    return describe_thirdparty(db, thirdparty_id)
+    return describe_thirdparty(db, thirdparty_id, events=False)
 
 
 def timeline(db: Database, thirdparty_id: int, *, kinds: list[str] | None = None, cursor: str | None = None,

@@ -138,6 +138,8 @@ class Event(SQLModel, table=True):
     """One interaction on the timeline. Append-only: rows are never updated or deleted."""
 
     __tablename__ = "events"
+    # A third party's timeline, newest first, one page at a time (maild.business.history).
+    __table_args__ = (Index("ix_events_timeline", "thirdparty_id", "shown_at", "id"),)
     id: int | None = Field(default=None, primary_key=True)
     type: str = Field(index=True, max_length=100)
     occurred_at: datetime = _ts(nullable=False, index=True)
@@ -145,6 +147,9 @@ class Event(SQLModel, table=True):
     thirdparty_id: int | None = Field(default=None, index=True)
     message_id: int | None = Field(default=None, foreign_key="messages.id", index=True)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # Where the timeline shows it: a decided mail (mail.matched, mail.assigned) at the mail's own date, anything else
+    # at occurred_at. Set by the database on insert (a trigger of migration 0007_web), never by writers.
+    shown_at: datetime | None = _ts(nullable=True)
 
 
 # --- Third-party directory ---------------------------------------------------------------------

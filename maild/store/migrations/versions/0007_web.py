@@ -22,6 +22,11 @@ PG_DOCUMENT = ("to_tsvector('simple'::regconfig, coalesce(subject, '') || ' ' ||
                "coalesce(from_addr, '') || ' ' || coalesce(to_addrs::text, '') || ' ' || coalesce(cc_addrs::text, '') "
                "|| ' ' || left(coalesce(text_body, ''), 200000))")
 
+# An event's place on the timeline: a decided mail at its own date (a mailbox of years, ingested today, reads as those
+# years), anything else when it occurred.
+SHOWN_AT = ("COALESCE(CASE WHEN {row}.type IN ('mail.matched', 'mail.assigned') THEN "
+            "(SELECT date FROM messages WHERE messages.id = {row}.message_id) END, {row}.occurred_at)")
+
 FTS_COLUMNS = "subject, from_name, from_addr, to_addrs, cc_addrs, text_body"
 
 
@@ -76,8 +81,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_log_target'), ['target'], unique=False)
 
+    with op.batch_alter_table('events', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('shown_at', sa.DateTime(timezone=True), nullable=True))
+    op.execute(f"UPDATE events SET shown_at = {SHOWN_AT.format(row='events')}")
+    with op.batch_alter_table('events', schema=None) as batch_op:
+        batch_op.create_index('ix_events_timeline', ['thirdparty_id', 'shown_at', 'id'], unique=False)
+
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
+        op.execute("CREATE TRIGGER events_shown_at AFTER INSERT ON events WHEN new.shown_at IS NULL BEGIN "
+                   f"UPDATE events SET shown_at = {SHOWN_AT.format(row='new')} WHERE id = new.id; END")
         for verb in ("UPDATE", "DELETE"):
             op.execute(f"CREATE TRIGGER audit_log_no_{verb.lower()} BEFORE {verb} ON audit_log "
                        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END")
@@ -94,6 +107,11 @@ def upgrade() -> None:
                    f"INSERT INTO messages_fts(rowid, {FTS_COLUMNS}) VALUES (new.id, {new}); END")
         op.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
     else:
+        op.execute("CREATE FUNCTION maild_events_shown_at() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                   f"IF NEW.shown_at IS NULL THEN NEW.shown_at := {SHOWN_AT.format(row='NEW')}; END IF; "
+                   "RETURN NEW; END $$")
+        op.execute("CREATE TRIGGER events_shown_at BEFORE INSERT ON events "
+                   "FOR EACH ROW EXECUTE FUNCTION maild_events_shown_at()")
         op.execute("CREATE FUNCTION maild_audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
                    "BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$")
         op.execute("CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
@@ -104,6 +122,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS events_shown_at")
         for name in ("messages_fts_insert", "messages_fts_delete", "messages_fts_update",
                      "audit_log_no_update", "audit_log_no_delete"):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
@@ -112,6 +131,11 @@ def downgrade() -> None:
         op.execute("DROP INDEX IF EXISTS ix_messages_fulltext")
         op.execute("DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log")
         op.execute("DROP FUNCTION IF EXISTS maild_audit_log_append_only()")
+        op.execute("DROP TRIGGER IF EXISTS events_shown_at ON events")
+        op.execute("DROP FUNCTION IF EXISTS maild_events_shown_at()")
+    with op.batch_alter_table('events', schema=None) as batch_op:
+        batch_op.drop_index('ix_events_timeline')
+        batch_op.drop_column('shown_at')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_log_target'))
         batch_op.drop_index(batch_op.f('ix_audit_log_at'))
