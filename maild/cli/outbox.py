@@ -11,6 +11,7 @@ import click
 from maild.cli.main import AppContext, pass_app
 from maild.cli.render import say
 from maild.config import ConfigError
+from maild.services.actor import Actor, cli_actor
 from maild.store.db import Database
 
 
@@ -43,9 +44,9 @@ def list_(app: AppContext, status: str | None, limit: int | None) -> None:
 @pass_app
 def retry(app: AppContext, ids: tuple[int, ...]) -> None:
     """Queue failed or cancelled mail again (check first that an "interrupted" one did not arrive)."""
-    from maild.outbound import outbox as ob
+    from maild.services import outbox as service
 
-    _each(app, ids, ob.retry, "queued", "not failed or cancelled")
+    _each(app, ids, service.retry, "queued", "not failed or cancelled")
 
 
 @outbox.command()
@@ -53,18 +54,23 @@ def retry(app: AppContext, ids: tuple[int, ...]) -> None:
 @pass_app
 def cancel(app: AppContext, ids: tuple[int, ...]) -> None:
     """Withdraw queued mail (or mail waiting for a retry)."""
-    from maild.outbound import outbox as ob
+    from maild.services import outbox as service
 
-    _each(app, ids, ob.cancel, "cancelled", "not queued or waiting for a retry")
+    _each(app, ids, service.cancel, "cancelled", "not queued or waiting for a retry")
 
 
-def _each(app: AppContext, ids: tuple[int, ...], change: Callable[[Database, int], bool], done: str,
+def _each(app: AppContext, ids: tuple[int, ...], change: Callable[[Database, Actor, int], bool], done: str,
           refused: str) -> None:
-    """Apply `change` to each outbox row; exit 1 if any row was left unchanged."""
+    """Apply `change` (audited) to each outbox row; exit 1 if any row was left unchanged."""
     db = app.database()
+    actor = cli_actor()
     bad = 0
     for outbox_id in ids:
-        if change(db, outbox_id):
+        try:
+            changed = change(db, actor, outbox_id)
+        except LookupError:
+            changed = False
+        if changed:
             say(f"{outbox_id}: {done}")
         else:
             bad += 1

@@ -28,6 +28,8 @@ PG_DOCUMENT = ("to_tsvector('simple'::regconfig, coalesce(subject, '') || ' ' ||
                "|| ' ' || left(coalesce(text_body, ''), 200000))")
 EXCERPT_SOURCE = 20000  # characters of the body read for an excerpt
 MAX_WORDS = 20
+_SPACE = re.compile(r"\s+")
+_FTS = table("messages_fts", column("rowid"))
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def search(db: Database, query: str, *, filters: Filters | None = None, cursor: 
     conditions = _conditions(filters, own_domains, own_addresses)
     if db.is_sqlite:
         fts_text = " ".join('"' + w.replace('"', '""') + '"' for w in words)
-        fts = table("messages_fts", column("rowid"))
+        fts = _FTS
         id_col: Any = fts.c.rowid
         hits = select(id_col.label("id")).where(text("messages_fts MATCH :fts").bindparams(fts=fts_text))
         hits = hits.select_from(fts.join(_m, _m.c.id == id_col)) if conditions else hits.select_from(fts)
@@ -115,14 +117,14 @@ def _conditions(f: Filters, own_domains: tuple[str, ...], own_addresses: tuple[s
 
 
 def excerpt(body: str | None, words: list[str], width: int = 240) -> str:
-    """Escaped text around the first searched word in `body`, the words marked; the start when none is found."""
-    body = re.sub(r"\s+", " ", body or "").strip()
-    terms = [w.strip(".,;:!?\"'()<>") for w in words]
-    terms = [t for t in terms if t]
+    """Escaped text around the first searched word in `body`, the words marked; the start when none is found.
+    Only the window around the hit is cleaned and escaped (a body can be long; a page shows 50 excerpts)."""
+    body = body or ""
+    terms = [t for t in (w.strip(".,;:!?\"'()<>") for w in words) if t]
     lowered = body.lower()
     found = [p for p in (lowered.find(t.lower()) for t in terms) if p >= 0]
     start = max(0, min(found) - width // 3) if found else 0
-    piece = body[start:start + width]
+    piece = _SPACE.sub(" ", body[start:start + width + 200]).strip()[:width]
     escaped = html.escape(piece)
     if terms:
         pattern = re.compile("|".join(re.escape(html.escape(t)) for t in sorted(terms, key=len, reverse=True)),
