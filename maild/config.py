@@ -272,6 +272,21 @@ class TrackingConfig(_Strict):
     header_timeout: float = Field(default=10.0, gt=0)  # seconds a client has to send a whole request head
 
 
+class WebConfig(_Strict):
+    """The web app and JSON API (maild/web/): its own listener, not the public tracking one (which has 8025)."""
+
+    enabled: bool = True  # served by `maild run`; `maild web` serves it alone
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8026, ge=0, lt=65536)
+    secret_env: str | None = None  # signs session cookies; else secret_file (created owner-only when missing)
+    secret_file: str = "data/web.secret"
+    session_hours: float = Field(default=12.0, gt=0)  # a login lasts this long
+    secure_cookies: Literal["auto", "always", "never"] = "auto"  # auto: Secure when the request came over https
+    login_max_failures: int = Field(default=5, ge=1)  # failed logins of one user name before it waits
+    login_lockout_seconds: float = Field(default=900.0, gt=0)  # how long it waits (and the window failures count in)
+    page_size: int = Field(default=50, ge=1, le=500)  # rows per page (timeline, search, lists)
+
+
 class BusinessHoursConfig(_Strict):
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["mon", "tue", "wed", "thu", "fri"]
     start: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -355,6 +370,7 @@ class Config(_Strict):
     tracking: TrackingConfig = TrackingConfig()
     rules: RulesConfig = RulesConfig()
     machine_mail: MachineMailConfig = MachineMailConfig()
+    web: WebConfig = WebConfig()
     # Where relative paths are resolved from: the config file's folder.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -388,7 +404,8 @@ class Config(_Strict):
         owners: list[tuple[str, str | None, str | None]] = [
             ("outbound.transport.password", self.outbound.transport.password_env,
              self.outbound.transport.password_file),
-            ("tracking.secret", self.tracking.secret_env, self.tracking.secret_file)]
+            ("tracking.secret", self.tracking.secret_env, self.tracking.secret_file),
+            ("web.secret", self.web.secret_env, self.web.secret_file)]
         owners += [(f"the password of source {s.name!r}", s.password_env, s.password_file)
                    for s in self.sources if isinstance(s, ImapSourceConfig)]
         for what, env, file in owners:
