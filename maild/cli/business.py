@@ -153,9 +153,31 @@ def invoice_show(app: AppContext, ref: str, as_json: bool) -> None:
         say(f"paid at: {data['paid_at'].isoformat()}")
     say(f"dunning level: {data['dunning_level']} (repeats {data['dunning_repeats']}, last "
         f"{data['last_dunned_at'].isoformat() if data['last_dunned_at'] else 'never'})")
+    for line in _dunning_state(app, data):
+        say(line)
     say(f"payments: {len(data['payments'])}")
     for p in data["payments"]:
         say(f"  {p['paid_on']}  {p['amount']} {cur}  {p['reference']}")
+
+
+def _dunning_state(app: AppContext, data: dict[str, Any]) -> list[str]:
+    """`next step: ...` from the rules (what the sweeps would do next, given today's data)."""
+    from maild.clock import utcnow
+    from maild.rules.loader import load_rules
+    from maild.rules.model import RuleErrors
+    from maild.rules.next_step import next_step
+
+    config = app.config
+    try:
+        ruleset = load_rules(config.rules_dir, timezone=config.rules.timezone,
+                             webhook_secrets=config.rules.webhook_secrets)
+    except RuleErrors:
+        return ["next step: unknown, the rules have errors (maild rules check)"]
+    step = next_step(config, app.database(), ruleset, int(data["id"]), utcnow())
+    if step is None:
+        return ["next step: none (no rule would act on this invoice as it stands)"]
+    local = step.at.astimezone(ZoneInfo(ruleset.timezone))
+    return [f"next step: {step.rule} from {local.isoformat(timespec='minutes')}: {step.summary}"]
 
 
 @invoice.command("pay")
