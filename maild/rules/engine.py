@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
@@ -500,6 +500,34 @@ class RulesEngine:
         if found is None:
             raise LookupError(f"no {record} {ident!r} (give its {'number' if record == 'invoice' else 'UID'} or id)")
         return int(found)
+
+    def simulate_day(self) -> list[PlannedAction]:
+        """What the rules would do at clock() given today's data: the sweeps at that moment, and every schedule
+        rule at each of its times on that (local) day. No events are replayed (they have not happened). Writes
+        nothing."""
+        if not self.simulating:
+            return RulesEngine(self.config, self.db, self.rules, clock=self.clock, simulate=True).simulate_day()
+        from maild.rules.scheduler import schedule_trigger
+
+        self.planned = []
+        self.sweep()
+        moment = self.clock()
+        clock = self._new_pass().clock
+        start = datetime.combine(clock.today, time(0), clock.zone)
+        end = start + timedelta(days=1)
+        for rule in self.rules.rules:
+            if not rule.enabled or not isinstance(rule.trigger, ScheduleTrigger):
+                continue
+            trigger = schedule_trigger(rule.trigger)
+            fire = trigger.get_next_fire_time(None, start)
+            try:
+                while fire is not None and fire < end:
+                    self.clock = lambda fire=fire: fire  # type: ignore[misc]  # the rule sees its own fire time
+                    self.run_schedule(rule.name, fire)
+                    fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+            finally:
+                self.clock = lambda: moment
+        return list(self.planned)
 
     # --- one rule, one subject --------------------------------------------------------------------------
 
