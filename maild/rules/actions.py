@@ -27,6 +27,7 @@ from maild.rules.context import Evaluator, address_of, is_unknown_attendee
 from maild.rules.expressions import Expression, TextTemplate
 from maild.rules.ledger import jsonable
 from maild.rules.model import (
+    DUNNING_PDF,
     Action,
     AssignAction,
     MoveAction,
@@ -134,18 +135,29 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
     data: dict[str, Any] = {"template": spec.template, "to": addresses, "invoice_ref": None, "files": files,
                             "invoice_id": run.invoice_id, "meeting_id": run.meeting_id, "language": None,
                             "thirdparty_id": run.thirdparty_id, "message_id": run.message_id}
+    data["invoice_copy"] = False
     for name in spec.attach:
-        if name == "invoice_pdf":
+        letter = DUNNING_PDF.match(name)
+        if name == "invoice_pdf" or letter:
             invoice = run.names.get("invoice")
             if not invoice:
-                raise ActionError("send: attach invoice_pdf, but this subject has no invoice")
+                raise ActionError(f"send: attach {name}, but this subject has no invoice")
             data["invoice_ref"] = invoice["ref"]
+            if letter:
+                data["dunning_level"] = int(letter.group(1)) if letter.group(1) else int(invoice["dunning_level"]) + 1
+                today = run.names.get("today")
+                data["reminder_date"] = today.isoformat() if today is not None else None
+            else:
+                data["invoice_copy"] = True
         else:
             files.append(name)
     if spec.language is not None:
         language = run.value(spec.language)
         data["language"] = str(language) if language else None
-    pdf = f" with {data['invoice_ref']}.pdf" if data["invoice_ref"] else ""
+    documents = [f"{data['invoice_ref']}.pdf"] if data["invoice_copy"] else []
+    if data.get("dunning_level"):
+        documents.append(f"the level {data['dunning_level']} reminder letter")
+    pdf = f" with {' and '.join(documents)}" if documents else ""
     return Planned(data, f"send {spec.template} to {', '.join(addresses)}{pdf}")
 
 
@@ -547,7 +559,9 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
     recipients = list(data["to"])
     for address in recipients:
         mail = prepare(env.config, env.db, template=data["template"], to=address, invoice_ref=data.get("invoice_ref"),
-                       attach=files, language=data.get("language"), extra=extra)
+                       attach=files, language=data.get("language"), extra=extra,
+                       invoice_copy=bool(data.get("invoice_copy", True)), dunning_level=data.get("dunning_level"),
+                       reminder_date=data.get("reminder_date"))
         outbox_key = key if len(recipients) == 1 else f"{key}/{address.lower()}"
         outbox_id, created = queue(env.config, env.db, mail, key=outbox_key, template=data["template"])
         outbox.append({"to": address, "outbox_id": outbox_id, "queued": created, "key": outbox_key})

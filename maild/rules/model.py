@@ -28,6 +28,7 @@ Rule file shape (documented for users in docs/rules.md):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
@@ -117,6 +118,10 @@ FUNCTIONS = frozenset({
 
 
 # --- Actions -------------------------------------------------------------------------------------
+
+
+# `send.attach: [dunning_pdf]` (the level after the invoice's current one) or `dunning_pdf:2` (that level).
+DUNNING_PDF = re.compile(r"^dunning_pdf(?::([1-9]))?$")
 
 
 @dataclass(frozen=True)
