@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import OperationalError
 
+from maild.business import holds
+from maild.business.hold_mail import HoldWatch
 from maild.business.timeline import caused_by
 from maild.clock import as_utc, utcnow
 from maild.config import Config
@@ -125,8 +127,10 @@ class RulesEngine:
         self._stage: Any = None
         self.env = actions.Env(config, db, self._plan_filing)
         self.replace_rules(rules)
+        self.hold_watch = HoldWatch(config, db, lambda: self.clock())
         if not simulate:
             self.cursor.ensure()
+            self.hold_watch.ensure()
 
     def replace_rules(self, rules: RuleSet) -> None:
         self.rules = rules
@@ -149,6 +153,8 @@ class RulesEngine:
 
     def process_events(self, limit: int = 500) -> int:
         """Run the event rules over the events after the cursor (at most `limit`); returns actions taken."""
+        if not self.simulating:
+            self.maintain_holds()
         rows = self.cursor.read(limit)
         taken = 0
         for index, row in enumerate(rows, start=1):
@@ -285,12 +291,24 @@ class RulesEngine:
 
     def sweep(self) -> int:
         """Every enabled sweep rule once, at clock(); first, what earlier passes left unfinished."""
+        if not self.simulating:
+            self.maintain_holds()  # first: a reply that came meanwhile holds its invoice before a reminder goes
         taken = 0 if self.simulating else self.retry_pending()
         p = self._new_pass()
         stopped: set[str] = set()
         for rule in self._sweep_rules:
             taken += self._sweep_rule(p, rule, stopped)
         return taken
+
+    def maintain_holds(self) -> int:
+        """Holds from new mail (maild.business.hold_mail), promises whose day has passed released, holds nobody
+        resolved escalated. Returns the number of changes."""
+        done = self.hold_watch.run()
+        now = self.clock()
+        today = Clock.of(self.config, now, self.rules.timezone).today
+        with self.db.engine.begin() as conn:
+            done += holds.release_promises(conn, today, now) + holds.escalate(conn, self.config, now)
+        return done
 
     def _sweep_rule(self, p: _Pass, rule: Rule, stopped: set[str], trace: Explanation | None = None,
                     only: int | None = None) -> int:

@@ -50,6 +50,7 @@ EVENT_TYPES = frozenset({
     "mail.received", "mail.matched", "mail.unmatched", "mail.assigned", "mail.filed", "mail.replied",
     "mail.sent", "mail.opened", "mail.clicked",
     "invoice.created", "invoice.updated", "invoice.paid", "payment.recorded",
+    "invoice.held", "invoice.hold_escalated", "invoice.resumed", "invoice.promised", "invoice.disputed",
     "meeting.created", "meeting.updated", "meeting.cancelled", "task.created", "task.done", "note.added",
 })
 
