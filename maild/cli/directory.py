@@ -110,7 +110,7 @@ def thirdparty_show(app: AppContext, ref: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    _print_description(data)
+    _print_description(data, app.config.rules.timezone)
 
 
 @thirdparty.command("list")
@@ -333,7 +333,7 @@ def timeline(app: AppContext, ref: str, since: str | None, types: tuple[str, ...
     tp = service.resolve_thirdparty(db, ref)
     assert tp.id is not None
     start = parse_since(since, utcnow()) if since else None
-    entries = history.read(db, tp.id, since=start, types=types, limit=limit)
+    entries = history.read(db, tp.id, since=start, types=types, limit=limit, zone=app.config.rules.timezone)
     if as_json:
         click.echo(json.dumps([e.as_json() for e in entries], indent=2, ensure_ascii=False, default=str))
         return
@@ -373,7 +373,7 @@ def _postal(data: dict[str, Any]) -> str:
     return ", ".join(p for p in (data.get("street"), town, data.get("country")) if p)
 
 
-def _print_description(data: dict[str, Any]) -> None:
+def _print_description(data: dict[str, Any], zone: str = "UTC") -> None:
     from maild.business.history import describe
 
     say(f"#{data['id']} {data['name']}  ({data['kind']})")
@@ -394,6 +394,6 @@ def _print_description(data: dict[str, Any]) -> None:
         say(f"  {d['kind']} {d['ref']}")
     say(f"events (newest {len(data['events'])}):" if data["events"] else "events: none yet")
     for e in data["events"]:
-        say(f"  {e['occurred_at'][:16].replace('T', ' ')}  {describe(e['type'], e['data'] or {})}")
+        say(f"  {e['occurred_at'][:16].replace('T', ' ')}  {describe(e['type'], e['data'] or {}, zone)}")
     if data["events"]:
         say(f"(the whole history: maild timeline {data['id']})")

@@ -29,6 +29,7 @@ from maild.config import Config, ConfigError, resolve_path
 from maild.imap_folders import find_special_folder
 from maild.outbound import outbox
 from maild.outbound.smtp import Delivered, FileTransport, PermFail, SmtpTransport, TempFail, Transport
+from maild.own_mail import OwnMail
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
 from maild.store.models import OutboxMessage
@@ -108,8 +109,11 @@ class _Pass:
 class OutboxSender:
     def __init__(self, db: Database, blobs: BlobStore, transport: Transport, owner: str,
                  sent_folder: SentFolder | None = None, *, max_attempts: int = 8, retry_max_delay: float = 3600.0,
-                 lease_seconds: float = 900.0, concurrency: int = 4) -> None:
+                 lease_seconds: float = 900.0, concurrency: int = 4,
+                 internal: Callable[[list[str]], bool] | None = None) -> None:
+        """`internal(recipients)`: True for mail only to our own people (an owner notice): no Sent copy."""
         self.db = db
+        self.internal = internal or (lambda recipients: False)
         self.blobs = blobs
         self.transport = transport
         self.owner = owner
@@ -181,7 +185,10 @@ class OutboxSender:
             log.info("sent", extra={"fields": {**fields, "reply": result.reply}})
             if self.sent_folder is not None:
                 batch.finish()  # the Sent copy follows the recorded delivery
-                await self._copy_to_sent(outbox_id, raw)
+                if self.internal(list(row.recipients or [])):  # a notice to one of us: not the customers' Sent
+                    outbox.mark_sent_folder_done(self.db, outbox_id)
+                else:
+                    await self._copy_to_sent(outbox_id, raw)
             return "sent"
         batch.done.add(outbox_id)
         if isinstance(result, PermFail):
@@ -215,6 +222,9 @@ class OutboxSender:
         done = 0
         for row in outbox.pending_sent_folder(self.db, limit):
             assert row.id is not None
+            if self.internal(list(row.recipients or [])):
+                outbox.mark_sent_folder_done(self.db, row.id)
+                continue
             try:
                 raw = self.blobs.get(row.raw_sha256)
             except OSError:
@@ -295,6 +305,8 @@ def build_sender(config: Config, db: Database, owner: str) -> OutboxSender:
     cfg = config.outbound.transport
     concurrency = cfg.max_connections if cfg.type == "smtp" else 1
     lease = max(300.0, cfg.timeout * 4)
+    own = OwnMail.from_config(config)
     return OutboxSender(db, BlobStore(config.blob_dir), build_transport(config), owner, build_sent_folder(config),
                         max_attempts=cfg.max_attempts, retry_max_delay=cfg.retry_max_delay, lease_seconds=lease,
-                        concurrency=concurrency)
+                        concurrency=concurrency,
+                        internal=lambda recipients: bool(recipients) and all(own.is_own(r) for r in recipients))
