@@ -8,7 +8,9 @@ A human mail from the customer holds:
 - else, when it contains one of `dunning.hold_phrases` (whole words, any case): every invoice of that third party
   in dunning: phrase.
 Anything else (mail about other things from the same company) holds nothing. Our own mail, mail that failed
-authentication and machine mail (`maild.business.human_mail`) never hold anything.
+authentication and machine mail (`maild.business.human_mail`) never hold anything, except a bounce that carries
+the Message-ID of one of our reminders (matched or not, from our own mail server too): it holds that reminder's
+invoice, "letter not delivered".
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ from typing import Any
 from sqlalchemy import Connection, or_, select
 
 from maild.business import holds
-from maild.business.human_mail import machine_reason
+from maild.business.human_mail import is_bounce, machine_reason
 from maild.config import Config
 from maild.own_mail import OwnMail
 from maild.rules.cursor import EventCursor
+from maild.store.blobs import BlobStore
 from maild.store.db import Database
 from maild.store.models import Invoice, Message, OutboxMessage, RuleLedger
 
 log = logging.getLogger("maild.rules")
 _inv, _m, _ob, _led = Invoice.__table__, Message.__table__, OutboxMessage.__table__, RuleLedger.__table__
 CURSOR = "holds"
-EVENT_TYPES = ("mail.matched", "mail.assigned")
+EVENT_TYPES = ("mail.matched", "mail.assigned", "mail.unmatched")
+OUR_MESSAGE_ID = re.compile(rb"<maild\.[A-Za-z0-9._-]+@[A-Za-z0-9.-]+>")
 IN_DUNNING = ("open", holds.HELD)
 
 
@@ -62,19 +66,23 @@ class HoldWatch:
         while True:
             rows = self.cursor.read(limit)
             for row in rows:
-                if row.type in EVENT_TYPES and row.message_id is not None and row.thirdparty_id is not None:
+                if row.type in EVENT_TYPES and row.message_id is not None:
                     made += self.examine(row.message_id, row.thirdparty_id)
             if rows:
                 self.cursor.advance(rows[-1].id)
             if len(rows) < limit:
                 return made
 
-    def examine(self, message_id: int, thirdparty_id: int) -> int:
+    def examine(self, message_id: int, thirdparty_id: int | None) -> int:
         """Hold what this message calls for (in one transaction); returns the number of holds made."""
         now = self.clock()
         with self.db.engine.begin() as conn:
             message = conn.execute(select(_m).where(_m.c.id == message_id)).first()
-            if message is None or message.auth == "fail" or self.own.is_own(message.from_addr):
+            if message is None or message.auth == "fail":
+                return 0
+            if is_bounce(message):
+                return self._bounce(conn, message, now)
+            if thirdparty_id is None or self.own.is_own(message.from_addr):
                 return 0
             machine = machine_reason(message)
             if machine is not None:
@@ -86,6 +94,27 @@ class HoldWatch:
                 made += holds.hold(conn, self.config, invoice, kind=kind, reason=reason, now=now,
                                    message_id=message_id) is not None
             return made
+
+
+    def _bounce(self, conn: Connection, message: Any, now: datetime) -> int:
+        """A bounce holds the invoices whose reminders it returns (their Message-IDs are in its raw bytes)."""
+        try:
+            raw = BlobStore(self.config.blob_dir).get(message.raw_sha256)
+        except OSError:
+            return 0
+        ids = sorted({found.decode("ascii", "replace") for found in OUR_MESSAGE_ID.findall(raw)})
+        if not ids:
+            return 0
+        keys = [key for (key,) in conn.execute(select(_ob.c.idempotency_key).where(_ob.c.header_message_id.in_(ids)))]
+        subjects = {key.split("/", 1)[0]: None for key in keys}
+        invoice_ids = sorted({int(subject.removeprefix("invoice:")) for (subject,) in conn.execute(
+            select(_led.c.subject).where(_led.c.key.in_(list(subjects)), _led.c.subject.like("invoice:%")))})
+        made = 0
+        for invoice in conn.execute(select(_inv).where(_inv.c.id.in_(invoice_ids), _inv.c.status.in_(IN_DUNNING))):
+            reason = f"letter not delivered: {(message.subject or 'a bounce').strip()[:80]} (from {message.from_addr})"
+            made += holds.hold(conn, self.config, invoice, kind="bounce", reason=reason, now=now,
+                               message_id=message.id) is not None
+        return made
 
 
 def decide(conn: Connection, message: Any, thirdparty_id: int, phrases: re.Pattern[str] | None,

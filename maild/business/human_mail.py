@@ -18,6 +18,18 @@ _SUBJECTS = re.compile(
     r"returned mail|nicht zustellbar|unzustellbar)", re.IGNORECASE)
 
 
+_BOUNCE_SENDERS = re.compile(r"^(mailer-daemon|postmaster)@", re.IGNORECASE)
+_BOUNCE_SUBJECTS = re.compile(r"^\s*(undeliver(ed|able)|delivery status notification \(failure\)|"
+                              r"mail delivery (failed|failure|system)|returned mail|nicht zustellbar|unzustellbar)",
+                              re.IGNORECASE)
+
+
+def is_bounce(message: Any) -> bool:
+    """A delivery failure report (from the mailer daemon, or with such a subject)."""
+    return bool(_BOUNCE_SENDERS.match((message.from_addr or "").strip())
+                or _BOUNCE_SUBJECTS.match((message.subject or "").strip()))
+
+
 def machine_reason(message: Any) -> str | None:
     """Why this message is machine mail, or None when it looks written by a person."""
     sender = (message.from_addr or "").strip()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, update
@@ -449,6 +451,18 @@ def _apply_move(conn: Connection, env: Env, data: dict[str, Any], now: datetime)
 MAY_DO_NOTHING = frozenset({"move"})
 
 
+def signer(owner: str, config: Config) -> dict[str, str]:
+    """The `sender` of a mail signed by `owner` (`Lena Berg <lena@ourco.example>`, `lena.berg@ourco.example` or a
+    name): name and address; an address alone gives the name from its local part (lena.berg -> Lena Berg)."""
+    name, address = parseaddr(owner)
+    if "@" not in address:
+        name, address = owner.strip(), config.outbound.sender
+    elif not name:
+        local = address.split("@", 1)[0].split("+", 1)[0]
+        name = " ".join(part.capitalize() for part in re.split(r"[._-]+", local) if part)
+    return {"name": name, "email": address, "address": address}
+
+
 def nothing_to_do(conn: Connection, config: Config, name: str, data: dict[str, Any]) -> str | None:
     """Why this planned action (`plan_*`'s data) would do nothing, or None when it would do something. Read only,
     for `simulate`; what `apply` returning `Nothing` means for the real run. A move: not for a message in no IMAP
@@ -540,6 +554,8 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
                 from maild.business.meetings import meeting_context
 
                 extra["meeting"] = meeting_context(conn, row, env.config.rules.timezone)
+                if row.owner:  # the follow-up is signed by the meeting's owner (From stays the shared sender)
+                    extra["sender"] = signer(row.owner, env.config)
         # The mail is about the rule's subject: its third party (also for a notice to an owner, who is none of
         # its contacts) and the message that triggered it.
         if data.get("thirdparty_id") is not None:
@@ -554,6 +570,8 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
                 from maild.rules.context import message_view
 
                 extra["message"] = message_view(row)
+                # Whether the mail is (being) filed on the server, so a notice says so only when it is true.
+                extra["filing"] = {"on": _not_filed_because(conn, env.config, int(data["message_id"])) is None}
     files = tuple(resolve_path(env.config.base_dir, name) for name in data.get("files") or [])
     outbox: list[dict[str, Any]] = []
     recipients = list(data["to"])
