@@ -58,7 +58,9 @@ class IngestConfig(_Strict):
     mark_seen: bool = False
     poll_interval: float = Field(default=60.0, gt=0)
     idle_renew: float = Field(default=25 * 60.0, gt=0, lt=29 * 60)
-    reconnect_max_delay: float = Field(default=300.0, gt=0)
+    reconnect_max_delay: float = Field(default=8.0, gt=0)
+    login_retry_max_delay: float = Field(default=300.0, gt=0)
+    idle_check_interval: float = Field(default=120.0, gt=0)
     lock_ttl: float = Field(default=60.0, gt=1)
 
 

@@ -138,6 +138,14 @@ def _refused(data: Mapping[str, Any]) -> str:
     return f"meeting   invitation from {data.get('sender')} refused: {data.get('reason')}{more}"
 
 
+def _send_failed(data: Mapping[str, Any]) -> str:
+    to = f"{_q(data.get('subject'))} to {', '.join(data.get('to') or [])}"
+    if data.get("outcome") == "ambiguous":
+        return (f"mail out? {to}: interrupted after DATA began at {_when(data.get('data_started_at'))}, may have "
+                f"arrived (see `maild outbox show {data.get('outbox_id')}`)")
+    return f"not sent  {to}: {data.get('reason')}"
+
+
 def _filed(data: Mapping[str, Any]) -> str:
     keywords = f" +{' +'.join(data['keywords'])}" if data.get("keywords") else ""
     where = f"{data.get('action', 'move')} to {data.get('folder')}" if data.get("folder") else "keywords"
@@ -171,7 +179,10 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "mail.matched": _mail_in,
     "mail.assigned": lambda d: f"mail in   {_q(d.get('subject'))}" + (f" from {d['from']}" if d.get("from") else "")
     + " (assigned by hand)" + _unauthenticated(d),
-    "mail.sent": lambda d: f"mail out  {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}",
+    "mail.sent": lambda d: f"mail out  {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}"
+    + (" (marked sent by a person)" if d.get("marked_by") else ""),
+    "mail.refused": lambda d: f"refused   {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}: {d.get('reply')}",
+    "mail.send_failed": _send_failed,
     "mail.opened": lambda d: f"opened    {_q(d.get('subject'))}{_machine(d)}",
     "mail.clicked": lambda d: f"clicked   {d.get('url')} in {_q(d.get('subject'))}{_machine(d)}",
     "mail.filed": _filed,

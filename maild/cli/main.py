@@ -319,14 +319,15 @@ def _register_subgroups() -> None:
 _register_subgroups()
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """The `maild` command (arguments from sys.argv unless given)."""
     from sqlalchemy.exc import DBAPIError
 
     from maild.permissions import restrict_new_files
 
     restrict_new_files()  # mail, database, blobs, exports, sent .eml files: owner-only, whatever the shell's umask
     try:
-        cli(prog_name="maild")
+        cli(args=args, prog_name="maild")
     except DBAPIError as exc:  # unreachable or refusing database: say so, no traceback
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         click.echo(f"maild: database error: {reason}", err=True)

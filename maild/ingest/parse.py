@@ -23,7 +23,7 @@ from typing import Any
 import mailparser
 
 from maild.ingest.authentication import NONE, verdict
-from maild.store.blobs import BlobStore, sha256_hex
+from maild.store.blobs import BlobStore, StorageError, sha256_hex
 
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
@@ -73,7 +73,10 @@ class Rejected:
 def parse_and_store(raw: bytes, blob_dir: str, max_bytes: int,
                     trusted_authserv_ids: frozenset[str] = frozenset()) -> ParsedMail | Rejected:
     """Keep the raw bytes whatever happens, then parse. Safe to call in a worker process. With trusted
-    authserv-ids, the mail's Authentication-Results are read too (`auth`, `auth_reason`)."""
+    authserv-ids, the mail's Authentication-Results are read too (`auth`, `auth_reason`).
+
+    A blob store that cannot be written raises StorageError: that is the machine's problem, not the mail's.
+    """
     blobs = BlobStore(Path(blob_dir))
     if not raw:
         return Rejected(sha256_hex(raw), 0, "empty message (zero bytes)")
@@ -84,6 +87,8 @@ def parse_and_store(raw: bytes, blob_dir: str, max_bytes: int,
     for parser in (_with_mailparser, _with_stdlib):
         try:
             parsed = parser(raw, digest, blobs, errors)
+        except StorageError:
+            raise  # a full or read-only disk: the batch is not committed, the folder retries it
         except Exception as exc:  # any parser bug is a property of this mail, not of the daemon
             errors.append(f"{parser.__name__.removeprefix('_with_')}: {type(exc).__name__}: {exc}")
             continue

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import mimetypes
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +19,8 @@ from sqlalchemy import select
 
 from maild.config import Config, resolve_path
 from maild.outbound.compose import compose
+from maild.outbound.prepared import MailRequest, PreparedMail
+from maild.outbound.queueing import queue
 from maild.outbound.recipients import Recipient, resolve_recipient
 from maild.store.db import Database
 from maild.store.models import Document
@@ -32,37 +33,6 @@ log = logging.getLogger("maild.outbound")
 
 __all__ = ["MailRequest", "PreparedMail", "Recipient", "build", "load_invoices", "prepare", "queue",
            "resolve_recipient"]
-
-
-@dataclass
-class PreparedMail:
-    raw: bytes
-    subject: str
-    recipient: Recipient
-    message_id: str
-    token: str
-    language: str
-    attachments: list[str] = field(default_factory=list)
-    # Tracked links' URLs (link i is links[i]) not stored yet: `queue` stores them with the outbox row.
-    # Empty after `prepare`, which stores them at once.
-    links: list[str] = field(default_factory=list)
-    # `raw` is already in the blob store and synced to disk (a PreparePool worker did it): `queue` skips the sync.
-    durable: bool = False
-
-
-@dataclass(frozen=True)
-class MailRequest:
-    """The arguments of `prepare`, as a value (for `prepare_many`)."""
-
-    template: str
-    to: str
-    invoice_ref: str | None = None
-    attach: tuple[Path, ...] = ()
-    language: str | None = None
-    extra: dict[str, Any] | None = None
-    invoice_copy: bool = True  # with invoice_ref: attach the invoice as a PDF
-    dunning_level: int | None = None  # with invoice_ref: attach the reminder letter of this level
-    reminder_date: str | None = None  # the letter's date (ISO; default today); payment due dunning.payment_days later
 
 
 class TemplateSetup:
@@ -159,13 +129,6 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
                   message_id=message_id, reply_to=reply_to)
     return PreparedMail(raw, rendered.subject, recipient, message_id, token, rendered.language,
                         [name for name, _, _ in attachments], links)
-
-
-def queue(config: Config, db: Database, mail: PreparedMail, *, key: str, template: str) -> tuple[int, bool]:
-    """Record the tracking id (so replies thread back to the third party) and enqueue, once per key."""
-    from maild.outbound.batch import queue_many
-
-    return queue_many(config, db, [(mail, key, template)])[0]
 
 
 def _template_tracks(folder: Path) -> bool:

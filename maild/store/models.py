@@ -286,9 +286,9 @@ class FilingTask(SQLModel, table=True):
 class OutboxMessage(SQLModel, table=True):
     """One mail to send, rendered and stored before any SMTP attempt; sent at most once per key.
 
-    status: queued -> sending -> sent | retry (-> sending ...) | failed | cancelled. A sender claims a
-    row by setting claimed_by/claimed_until; a claim that expired while `sending` is never re-sent
-    blindly: the row goes to `retry` only when the SMTP transaction is known not to have completed.
+    status: queued -> sending -> sent | retry (-> sending ...) | failed | ambiguous | cancelled. A sender
+    claims a row by setting claimed_by/claimed_until; a claim that expired while `sending` is never re-sent
+    blindly: the row goes to `retry` only when its DATA never began (else `ambiguous`, for a person).
     """
 
     __tablename__ = "outbox"
@@ -312,12 +312,30 @@ class OutboxMessage(SQLModel, table=True):
     smtp_reply: str | None = Field(default=None, sa_type=Text)
     claimed_by: str | None = Field(default=None, max_length=200)
     claimed_until: datetime | None = _ts(nullable=True)
-    # Set just before SMTP DATA: a claim found expired after this may have been delivered, so it is
-    # never re-sent automatically (at most once); it waits for a person (`maild outbox retry`).
+    # Set (committed) just before SMTP DATA, with the connection it began on: a claim found expired after
+    # this may have been delivered, so it is never re-sent automatically (at most once); the row becomes
+    # `ambiguous` and waits for a person (`maild outbox retry` or `maild outbox mark-sent`).
     data_started_at: datetime | None = _ts(nullable=True)
+    data_connection: str | None = Field(default=None, max_length=200)
     created_at: datetime = _ts(nullable=False, default=utcnow)
     sent_at: datetime | None = _ts(nullable=True)
     sent_folder_done: bool = False
+
+
+class OutboxAttempt(SQLModel, table=True):
+    """One attempt to send an outbox row (or a person's decision about it): its delivery story, kept across
+    `maild outbox retry`. outcome: sent | retry | failed | refused | ambiguous | marked-sent | requeued."""
+
+    __tablename__ = "outbox_attempts"
+    id: int | None = Field(default=None, primary_key=True)
+    outbox_id: int = Field(foreign_key="outbox.id", index=True)
+    at: datetime = _ts(nullable=False, default=utcnow)
+    outcome: str = Field(max_length=20)
+    data_started_at: datetime | None = _ts(nullable=True)
+    connection: str | None = Field(default=None, max_length=200)
+    reply_code: int | None = None
+    reply: str | None = Field(default=None, sa_type=Text)
+    detail: str | None = Field(default=None, sa_type=Text)
 
 
 class TrackingLink(SQLModel, table=True):
@@ -511,6 +529,22 @@ class Lease(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=100)
     owner: str = Field(max_length=200)
     expires_at: datetime = _ts(nullable=False)
+
+
+class WorkerStatus(SQLModel, table=True):
+    """What a running daemon's supervisor last reported about one of its workers (for `maild status`)."""
+
+    __tablename__ = "worker_status"
+    owner: str = Field(primary_key=True, max_length=200)
+    name: str = Field(primary_key=True, max_length=300)
+    state: str = Field(max_length=20)
+    attempt: int = 0
+    restarts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    last_error_at: datetime | None = _ts(nullable=True)
+    retry_at: datetime | None = _ts(nullable=True)
+    since: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
 
 
 # APScheduler 3's SQLAlchemyJobStore table, declared here so the migrations create it and it matches the models.

@@ -1,7 +1,7 @@
 """dunning: postal addresses and names for letters, invoice holds
 
 Revision ID: 0007_dunning
-Revises: 0006_trust
+Revises: 0007_worker_status
 Create Date: 2026-12-02 12:00:00
 """
 
@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision = '0007_dunning'
-down_revision = '0006_trust'
+down_revision = '0007_worker_status'
 branch_labels = None
 depends_on = None
 
