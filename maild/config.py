@@ -352,6 +352,19 @@ class MachineMailConfig(_Strict):
     rule_mail_daily_cap: int = Field(default=3, ge=0)
 
 
+class DunningConfig(_Strict):
+    """Reminder letters and holds (docs/rules.md, "Holds" and "Reminder letters")."""
+
+    payment_days: int = Field(default=10, ge=1, le=90)  # a reminder letter asks for payment this many days later
+    # Mail from a customer holds an invoice in dunning when it is a human reply in the thread of one of its
+    # reminders, names the invoice's number, or contains one of these phrases (case-insensitive, whole words).
+    hold_phrases: list[str] = Field(default_factory=lambda: [
+        "bezahlt", "überwiesen", "ueberwiesen", "Zahlung", "Widerspruch", "reklamieren", "Reklamation",
+        "paid", "payment", "transferred", "dispute", "complaint"])
+    hold_owner: str | None = None  # who gets the task when the third party has no owner (else: nobody named)
+    hold_escalate_days: int = Field(default=7, ge=1, le=365)  # an unresolved hold escalates after this many days
+
+
 class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -371,6 +384,7 @@ class Config(_Strict):
     rules: RulesConfig = RulesConfig()
     machine_mail: MachineMailConfig = MachineMailConfig()
     web: WebConfig = WebConfig()
+    dunning: DunningConfig = DunningConfig()
     # Where relative paths are resolved from: the config file's folder.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -33,6 +33,7 @@ from maild.outbound import outbox
 from maild.outbound.marks import DataStartMarks
 from maild.outbound.smtp import Delivered, FileTransport, PermFail, SmtpTransport, TempFail, Transport
 from maild.outbound.verp import envelope_sender
+from maild.own_mail import OwnMail
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
 from maild.store.models import OutboxMessage
@@ -108,8 +109,10 @@ class OutboxSender:
     def __init__(self, db: Database, blobs: BlobStore, transport: Transport, owner: str,
                  sent_folder: SentFolder | None = None, *, max_attempts: int = 8, retry_max_delay: float = 3600.0,
                  lease_seconds: float = 900.0, concurrency: int = 4, return_path: str | None = None,
-                 instance: str = "") -> None:
+                 instance: str = "", internal: Callable[[list[str]], bool] | None = None) -> None:
+        """`internal(recipients)`: True for mail only to our own people (an owner notice): no Sent copy."""
         self.db = db
+        self.internal = internal or (lambda recipients: False)
         self.blobs = blobs
         self.transport = transport
         self.owner = owner
@@ -189,7 +192,10 @@ class OutboxSender:
             batch.sent(outbox_id, result.reply)
             log.info("sent", extra={"fields": {**fields, "reply": result.reply}})
             if self.sent_folder is not None and batch.flush():  # the Sent copy follows the recorded delivery
-                await self._copy_to_sent(outbox_id, raw)
+                if self.internal(list(row.recipients or [])):  # a notice to one of us: not the customers' Sent
+                    outbox.mark_sent_folder_done(self.db, outbox_id)
+                else:
+                    await self._copy_to_sent(outbox_id, raw)
             return "sent"
         if isinstance(result, PermFail):
             outbox.mark_failed(self.db, outbox_id, result.reason, result.reply, owner=self.owner)
@@ -222,6 +228,9 @@ class OutboxSender:
         done = 0
         for row in outbox.pending_sent_folder(self.db, limit):
             assert row.id is not None
+            if self.internal(list(row.recipients or [])):
+                outbox.mark_sent_folder_done(self.db, row.id)
+                continue
             try:
                 raw = self.blobs.get(row.raw_sha256)
             except OSError:
@@ -343,7 +352,9 @@ def build_sender(config: Config, db: Database, owner: str) -> OutboxSender:
     cfg = config.outbound.transport
     concurrency = cfg.max_connections if cfg.type == "smtp" else 1
     lease = max(300.0, cfg.timeout * 4)
+    own = OwnMail.from_config(config)
     return OutboxSender(db, BlobStore(config.blob_dir), build_transport(config), owner, build_sent_folder(config),
                         max_attempts=cfg.max_attempts, retry_max_delay=cfg.retry_max_delay, lease_seconds=lease,
                         concurrency=concurrency, return_path=config.outbound.return_path,
-                        instance=config.matching.instance_id)
+                        instance=config.matching.instance_id,
+                        internal=lambda recipients: bool(recipients) and all(own.is_own(r) for r in recipients))

@@ -172,6 +172,11 @@ class ThirdParty(SQLModel, table=True):
     custom_fields: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     owner: str | None = Field(default=None, max_length=200)
     language: str | None = Field(default=None, max_length=20)
+    # Postal address (printed in a letter's address window); see maild/directory/postal.py.
+    street: str | None = Field(default=None, max_length=200)
+    zip: str | None = Field(default=None, max_length=20)
+    town: str | None = Field(default=None, max_length=200)
+    country: str | None = Field(default=None, max_length=100)
     created_at: datetime = _ts(nullable=False, default=utcnow)
     updated_at: datetime = _ts(nullable=False, default=utcnow)
 
@@ -186,6 +191,16 @@ class Contact(SQLModel, table=True):
     phones: list[str] = Field(default_factory=list, sa_type=JSON)
     external_id: str | None = Field(default=None, unique=True, max_length=200)
     language: str | None = Field(default=None, max_length=20)
+    # For letters: "Sehr geehrte Frau Dr. Nord" (salutation Frau/Herr/Ms/Mr, title, last name), and a postal
+    # address of their own (else their company's).
+    salutation: str | None = Field(default=None, max_length=20)
+    title: str | None = Field(default=None, max_length=50)
+    first_name: str | None = Field(default=None, max_length=150)
+    last_name: str | None = Field(default=None, max_length=150)
+    street: str | None = Field(default=None, max_length=200)
+    zip: str | None = Field(default=None, max_length=20)
+    town: str | None = Field(default=None, max_length=200)
+    country: str | None = Field(default=None, max_length=100)
     created_at: datetime = _ts(nullable=False, default=utcnow)
 
 
@@ -373,7 +388,8 @@ def _money(**kw: Any) -> Any:
 class Invoice(SQLModel, table=True):
     """An invoice of a third party, with its dunning state (the dunning rules read and advance it).
 
-    status: open | paid | disputed | paused | cancelled. `amount` is the total due (VAT included).
+    status: open | paid | disputed | paused | cancelled | held (see InvoiceHold). `amount` is the total due (VAT
+    included).
     """
 
     __tablename__ = "invoices"
@@ -398,6 +414,31 @@ class Invoice(SQLModel, table=True):
     paid_at: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts(nullable=False, default=utcnow)
     updated_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class InvoiceHold(SQLModel, table=True):
+    """Why an invoice in dunning waits for a person (status `held`), who must look, and how it ended.
+
+    kind: reply (a human reply in a reminder's thread) | number (a human mail naming the invoice) | phrase
+    (a configured phrase such as "bezahlt") | bounce (a reminder was not delivered) | promise | dispute | manual.
+    One hold per (invoice, message): seeing the same mail again holds nothing twice.
+    """
+
+    __tablename__ = "invoice_holds"
+    __table_args__ = (UniqueConstraint("invoice_id", "message_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: int = Field(foreign_key="invoices.id", index=True)
+    kind: str = Field(max_length=20)
+    reason: str = Field(default="", sa_type=Text)
+    message_id: int | None = Field(default=None, foreign_key="messages.id")
+    owner: str | None = Field(default=None, max_length=200)
+    task_id: int | None = Field(default=None, foreign_key="tasks.id")
+    status_before: str = Field(default="open", max_length=20)
+    until: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    held_at: datetime = _ts(nullable=False, default=utcnow)
+    escalated_at: datetime | None = _ts(nullable=True)
+    resolved_at: datetime | None = _ts(nullable=True, index=True)
+    resolution: str | None = Field(default=None, sa_type=Text)
 
 
 class Payment(SQLModel, table=True):

@@ -28,7 +28,7 @@ def test_the_packs_load_against_the_shipped_templates() -> None:
     assert windows == {"dunning-due-soon": (-3, 0), "dunning-level-1": (7, 21), "dunning-level-2": (21, 35),
                        "dunning-level-3": (35, None), "dunning-level-3-repeat": (14, None)}
     level2 = by_name["dunning-level-2"].actions[0].spec
-    assert isinstance(level2, SendAction) and level2.attach == ("invoice_pdf",)
+    assert isinstance(level2, SendAction) and level2.attach == ("dunning_pdf:2",)  # the reminder letter
     assert [a.name for a in by_name["dunning-level-3"].actions] == ["send", "task", "set"]
     assert by_name["dunning-level-3-repeat"].once_per is not None
     assert sweeps["meeting-followup"].offset == timedelta(hours=2) and sweeps["meeting-followup"].until == timedelta(
