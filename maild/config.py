@@ -270,6 +270,9 @@ class TrackingConfig(_Strict):
     repeat_window: float = Field(default=3600.0, ge=0)  # seconds: one client's repeats are counted, not new events
     max_connections: int = Field(default=500, ge=1)  # open HTTP connections; past it the oldest idle one is dropped
     header_timeout: float = Field(default=10.0, gt=0)  # seconds a client has to send a whole request head
+    # Where open/click events are written: "process", a writer process of its own (the endpoint's process only
+    # answers and queues), or "thread", a thread of the daemon's process (one process fewer, a slower pixel).
+    writer: Literal["process", "thread"] = "process"
 
 
 class WebConfig(_Strict):
