@@ -45,10 +45,12 @@ class ReconnectBackoff(Backoff):
         self.slow_cap = slow_cap
         self._failed_while_connected = False
 
-    def connected(self) -> None:
-        """The source and the database answered."""
+    def connected(self) -> bool:
+        """The source and the database answered; True when that ends an outage (the count starts again)."""
         if not self._failed_while_connected:
             self.reset()
+            return True
+        return False
 
     def succeeded(self) -> None:
         """A whole step (a pass over the folder) went through."""

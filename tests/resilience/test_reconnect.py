@@ -7,16 +7,19 @@ and started again.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from maild.backoff import ReconnectBackoff
-from maild.config import IngestConfig
+from maild.config import IngestConfig, MaildirSourceConfig
 from maild.daemon import Daemon
+from maild.ingest.context import IngestContext
 from maild.ingest.sources.imap import ImapFolderWorker
+from maild.ingest.sources.maildir import MaildirFolderWorker
+from maild.store.checkpoints import FolderRef
 from maild.store.models import Message
 from tests.conftest import Mailbox
 from tests.helpers import config_at, make_message, write_config
@@ -107,12 +110,12 @@ def _messages(daemon: Daemon) -> int:
         return int(conn.execute(select(func.count()).select_from(Message.__table__)).scalar_one())
 
 
-def test_ingest_resumes_after_the_imap_server_was_away(tmp_path: Path) -> None:
+def test_ingest_resumes_after_the_imap_server_was_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     server = Dovecot(tmp_path / "own-dovecot")
     server.start()
     try:
         user = next(iter(server.users))
-        os.environ["MAILD_TEST_IMAP_PASSWORD"] = server.users[user]
+        monkeypatch.setenv("MAILD_TEST_IMAP_PASSWORD", server.users[user])
         box = Mailbox(server, user, server.users[user])
         box.append([make_message(subject="before")])
         config = write_config(tmp_path / "home", f"sqlite:///{tmp_path / 'maild.db'}", [box.source()],
@@ -130,10 +133,57 @@ def test_ingest_resumes_after_the_imap_server_was_away(tmp_path: Path) -> None:
             box.append([make_message(subject="after the outage")])
             wait_for(lambda: _messages(daemon) == 2, what="ingest to resume")
             wait_for(lambda: worker.backoff.attempt == 0, what="the backoff to start short again")
-            assert worker.health.view().state == "running"
+            # The worker thread sets the board just after the backoff: wait for it rather than race it.
+            wait_for(lambda: worker.health.view().state == "running", what="the worker to show as running")
         finally:
             daemon.stop.set()
             thread.join(30)
     finally:
-        os.environ.pop("MAILD_TEST_IMAP_PASSWORD", None)
         server.close()
+
+
+class GatedMaildirWorker(MaildirFolderWorker):
+    """A Maildir worker whose passes wait until the test opens the gate (to look at it mid-pass)."""
+
+    def __init__(self, ctx: IngestContext, ref: FolderRef, cfg: MaildirSourceConfig, gate: threading.Event) -> None:
+        super().__init__(ctx, ref, cfg)
+        self.gate = gate
+        self.in_pass = threading.Event()
+
+    def sync_once(self) -> int:
+        self.in_pass.set()
+        self.gate.wait(60)
+        return super().sync_once()
+
+
+def test_the_board_shows_running_at_the_reconnect_not_only_after_a_pass(tmp_path: Path) -> None:
+    maildir = tmp_path / "Maildir"
+    config = config_at(write_config(tmp_path, f"sqlite:///{tmp_path / 'maild.db'}",
+                                    [{"name": "local", "type": "maildir", "path": str(maildir)}],
+                                    reconnect_max_delay=1))
+    daemon = Daemon(config)
+    daemon.db.upgrade()
+    pipeline = daemon.start_pool()
+    gate = threading.Event()
+    try:
+        ctx = daemon.context(pipeline)
+        source = config.sources[0]
+        assert isinstance(source, MaildirSourceConfig)
+        worker = GatedMaildirWorker(ctx, daemon.workers(ctx)[0].ref, source, gate)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: worker.backoff.attempt >= 2, what="the missing Maildir to fail twice")
+            assert worker.health.view().state == "retrying"
+            for sub in ("new", "cur", "tmp"):
+                (maildir / sub).mkdir(parents=True)
+            wait_for(worker.in_pass.is_set, what="the worker to reconnect and start a pass")
+            assert worker.health.view().state == "running", "running once the source answers, before the pass"
+            assert worker.backoff.attempt == 0
+        finally:
+            gate.set()
+            daemon.stop.set()
+            thread.join(30)
+        assert not thread.is_alive()
+    finally:
+        daemon.shutdown()

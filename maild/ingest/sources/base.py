@@ -74,7 +74,8 @@ class FolderWorker(ABC):
                     while not stop.is_set():
                         held = self.take_lease()
                         connected = True
-                        self.backoff.connected()
+                        if self.backoff.connected():  # back after an outage: running again, not after a pass
+                            self.health.ok()
                         if held:
                             self.sync_once()
                             self.backoff.succeeded()
