@@ -8,6 +8,7 @@ and started again.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,52 @@ def test_idle_ends_to_look_at_the_folder_after_idle_check_interval(tmp_path: Pat
             idling.join(30)
             assert not idling.is_alive(), "after idle_check_interval the IDLE ends and the folder is selected again"
             assert worker.sync_once() == 0  # the connection is fine for the pass that follows
+        finally:
+            worker.close()
+            worker.release_lease()
+    finally:
+        daemon.shutdown()
+
+
+class DeliveryDuringPass(ImapFolderWorker):
+    """Delivers a message into the folder right after the pass's SELECT (as a mail server may at any moment)."""
+
+    deliver: Callable[[], None] | None = None
+
+    def _checkpoint_for(self, uidvalidity: int) -> int:
+        if self.deliver is not None:
+            self.deliver()
+            self.deliver = None
+        return super()._checkpoint_for(uidvalidity)
+
+
+def test_mail_delivered_during_a_pass_is_fetched_without_waiting_for_the_next_look(
+        tmp_path: Path, mailbox: Mailbox) -> None:
+    mailbox.append([make_message(subject="first")])
+    config = config_at(write_config(tmp_path, f"sqlite:///{tmp_path / 'maild.db'}", [mailbox.source()],
+                                    idle_check_interval=3600))
+    daemon = Daemon(config)
+    daemon.db.upgrade()
+    pipeline = daemon.start_pool()
+    try:
+        plain = daemon.workers(daemon.context(pipeline))[0]
+        assert isinstance(plain, ImapFolderWorker)
+        worker = DeliveryDuringPass(plain.ctx, plain.ref, plain.cfg, plain.filing)
+        worker.clock = SteppedClock()  # never moves: only the server's news may end an IDLE
+        worker.open()
+        try:
+            assert worker.take_lease() and worker.sync_once() == 1
+            worker.deliver = lambda: mailbox.append([make_message(subject="during the pass")])
+            worker.sync_once()  # the server tells of the new message at the end of a command of this pass
+            waiting = threading.Thread(target=worker.wait_for_change, daemon=True)
+            waiting.start()
+            waiting.join(30)
+            if waiting.is_alive():  # idling: let it end, so that the connection can be closed
+                daemon.stop.set()
+                waiting.join(30)
+            assert not daemon.stop.is_set(), "the announced message must be looked for now, not in an hour"
+            worker.sync_once()
+            assert _messages(daemon) == 2
         finally:
             worker.close()
             worker.release_lease()

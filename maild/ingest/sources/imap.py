@@ -86,6 +86,7 @@ class ImapFolderWorker(FolderWorker):
 
             run_refiles(self.ctx.db, client, self.ref, self.filing.max_attempts)
         info = client.select_folder(self.ref.folder, readonly=not (settings.mark_seen or files))
+        announced_new_mail(client)  # forget the SELECT's own EXISTS: only later ones tell of new mail
         uidvalidity = int(info[b"UIDVALIDITY"])
         uidnext = int(info[b"UIDNEXT"]) if b"UIDNEXT" in info else None
         last_uid = self._checkpoint_for(uidvalidity)
@@ -161,7 +162,10 @@ class ImapFolderWorker(FolderWorker):
 
     def wait_for_change(self) -> None:
         client = self._client()
-        if b"IDLE" in client.capabilities():
+        idle = b"IDLE" in client.capabilities()
+        if announced_new_mail(client):  # mail came while the pass ran (told once, before the IDLE): look now
+            return
+        if idle:
             self._idle(client)
         else:
             self.sleep_renewing(self.ctx.settings.poll_interval)
@@ -202,6 +206,14 @@ class ImapFolderWorker(FolderWorker):
         if self.client is None:
             raise ConnectionError("not connected")
         return self.client
+
+
+def announced_new_mail(client: IMAPClient) -> bool:
+    """Whether the server announced a new size of the selected folder (untagged EXISTS) since the last look, and
+    forget those announcements. A message delivered while a pass runs is announced at the end of one of the pass's
+    commands, not again in the IDLE that follows: without this look it would wait for `idle_check_interval`.
+    (imapclient keeps such unsolicited responses in its imaplib connection's `untagged_responses`.)"""
+    return bool(client._imap.untagged_responses.pop("EXISTS", None))
 
 
 def _is_keepalive(response: tuple) -> bool:
