@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import sys
@@ -333,7 +334,7 @@ _register_subgroups()
 
 
 def main(args: list[str] | None = None) -> None:
-    """The `maild` command (arguments from sys.argv unless given)."""
+    """The `maild` command (arguments from sys.argv unless given; then the process ends with the command)."""
     from sqlalchemy.exc import DBAPIError
 
     from maild.permissions import restrict_new_files
@@ -345,3 +346,13 @@ def main(args: list[str] | None = None) -> None:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         click.echo(f"maild: database error: {reason}", err=True)
         sys.exit(1)
+    finally:
+        if args is None:
+            leave_heap_to_exit()
+
+
+def leave_heap_to_exit() -> None:
+    """The command is done and the process ends: spare the interpreter's exit its garbage collection of the whole
+    heap. Everything was closed by then; the collections only cost time, ~0.6 s of CPU after `maild run`, which
+    on a loaded machine made a clean SIGTERM stop take 5-10 s instead of about one."""
+    gc.freeze()
