@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -26,6 +25,7 @@ from maild.store.blobs import BlobStore
 from maild.store.db import Database
 
 CHUNK = 25  # requests per task handed to a worker process
+STARTUP_TIMEOUT = 120.0  # seconds the pool's processes have to start (a BrokenBarrierError past it)
 
 __all__ = ["PreparePool", "Queued", "prepare_chunk", "prepare_many", "queue_many"]
 
@@ -46,10 +46,11 @@ def prepare_chunk(config: Config, db: Database, requests: Sequence[MailRequest])
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(config: Config) -> None:
+def _init_worker(config: Config, started: Any) -> None:
     _child_init()
     _worker["config"] = config
     _worker["db"] = None
+    _worker["started"] = started
 
 
 def _prepare_in_worker(requests: Sequence[MailRequest]) -> list[PreparedMail]:
@@ -70,7 +71,8 @@ def _prepare_in_worker(requests: Sequence[MailRequest]) -> list[PreparedMail]:
 
 
 def _pid(_: int) -> int:
-    time.sleep(0.05)  # long enough for every process to take one
+    """One per process: each waits until every process holds one (a process runs one task at a time)."""
+    _worker["started"].wait(STARTUP_TIMEOUT)
     return os.getpid()
 
 
@@ -82,8 +84,10 @@ class PreparePool:
 
     def __init__(self, config: Config, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
-        self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"),
-                                             initializer=_init_worker, initargs=(config,))
+        context = multiprocessing.get_context("fork")
+        started = context.Barrier(self.workers)  # not a sleep: a loaded machine may let one process take them all
+        self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                             initargs=(config, started))
         self.pids = sorted(set(self._executor.map(_pid, range(self.workers))))
 
     def submit(self, requests: Sequence[MailRequest]) -> Future[list[PreparedMail]]:

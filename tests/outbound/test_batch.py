@@ -6,8 +6,10 @@ import asyncio
 import collections
 import email
 import hashlib
+import multiprocessing
 import re
 import threading
+import time
 from email import policy
 from pathlib import Path
 
@@ -20,14 +22,14 @@ from maild.cli.setup import initialise
 from maild.clock import utcnow
 from maild.config import Config
 from maild.directory.service import add_contact, add_document, add_thirdparty
-from maild.outbound import attempts, outbox
+from maild.outbound import attempts, batch, outbox
 from maild.outbound.batch import PreparePool, prepare_many, queue_many
 from maild.outbound.mailing import MailRequest, prepare, queue
 from maild.outbound.sender import OutboxSender
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
 from maild.store.models import Event, OutboxMessage, TrackingId, TrackingLink
-from tests.helpers import config_at
+from tests.helpers import config_at, write_config
 from tests.outbound.conftest import Sink
 from tests.outbound.helpers import queue as queue_raw
 
@@ -108,6 +110,26 @@ def test_pool_prepares_the_same_mails_and_syncs_their_blobs(home: Config, db: Da
     assert [p.get_filename() for p in parsed.iter_attachments()] == ["FA-2.pdf"]
     results = queue_many(home, db, [(m, f"p{i}", TEMPLATE) for i, m in enumerate(mails)])
     assert all(created for _, created in results)
+
+
+def test_the_pool_knows_every_process_even_when_they_start_late(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a loaded machine one process may be up long before the others; the pool still reports each of them."""
+    started = multiprocessing.get_context("fork").Value("i", 0)
+    child_init = batch._child_init
+
+    def late_but_the_first() -> None:  # stands for the load: every process but the first starts 2 s late
+        child_init()
+        with started.get_lock():
+            started.value += 1
+            late = started.value > 1
+        if late:
+            time.sleep(2)
+
+    monkeypatch.setattr(batch, "_child_init", late_but_the_first)
+    config = config_at(write_config(tmp_path, f"sqlite:///{tmp_path / 'maild.db'}", []))
+    with PreparePool(config, 3) as pool:
+        assert len(pool.pids) == 3
 
 
 def test_a_failure_before_the_commit_queues_nothing(home: Config, db: Database,
