@@ -248,6 +248,10 @@ class OutboundConfig(_Strict):
     reply_to_plus: bool = False  # Reply-To sender+maild.<instance>.<token>@domain, so answers thread back
     templates_dir: str = "templates"
     default_language: str = "en"
+    # One template's rendering (subject, text, HTML): at most this long and this large, else the mail fails
+    # with the reason (a loop that never ends cannot stall sending).
+    template_max_seconds: float = Field(default=5.0, gt=0)
+    template_max_bytes: int = Field(default=2_000_000, gt=0)
     sent_folder_source: str | None = None  # IMAP source whose Sent folder (SPECIAL-USE) gets a copy
     company: dict[str, Any] = Field(default_factory=dict)  # `company` in templates: name, address, bank...
     transport: SmtpTransportConfig = SmtpTransportConfig()

@@ -25,7 +25,7 @@ from maild.store.db import Database
 from maild.store.models import Document
 from maild.templates.loader import TemplateFiles, find
 from maild.templates.pdf import invoice_pdf
-from maild.templates.render import render
+from maild.templates.render import RenderLimits, render
 from maild.tracking import ids
 
 log = logging.getLogger("maild.outbound")
@@ -110,7 +110,7 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         attachments.append((path.name, ctype, path.read_bytes()))
     files = setup.files(language)
-    rendered = render(files, context)
+    rendered = render(files, context, RenderLimits(outbound.template_max_seconds, outbound.template_max_bytes))
     html = rendered.html
     links: list[str] = []
     if html and setup.tracks and setup.secret is not None:
