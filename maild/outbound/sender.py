@@ -25,11 +25,15 @@ from typing import Any
 import imapclient
 from imapclient.imapclient import SEEN, SENT
 
+from maild.backoff import Backoff
 from maild.config import Config, ConfigError, resolve_path
+from maild.health import WorkerHealth, describe
 from maild.imap_folders import find_special_folder
 from maild.outbound import outbox
 from maild.outbound.marks import DataStartMarks
 from maild.outbound.smtp import Delivered, FileTransport, PermFail, SmtpTransport, TempFail, Transport
+from maild.outbound.verp import envelope_sender
+from maild.own_mail import OwnMail
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
 from maild.store.models import OutboxMessage
@@ -40,6 +44,7 @@ SentFolder = Callable[[bytes], Any]
 RECOVER_EVERY = 30.0
 SENT_FOLDER_SWEEP_EVERY = 60.0
 SENT_FLUSH_SECONDS = 0.02
+RUN_RETRY_MAX_DELAY = 8.0  # cap of the run loop's backoff: sending resumes within seconds of the database's return
 
 
 class _Pass:
@@ -51,6 +56,7 @@ class _Pass:
         self.marks = DataStartMarks(db)
         self._unsaved: list[tuple[int, str]] = []  # deliveries whose reply is not yet in the database
         self._sent: list[tuple[int, str]] = []  # deliveries not yet booked as sent (event, attempt record)
+        self.unrecorded: list[tuple[int, str]] = []  # deliveries a failed transaction could not record
         self._timer: asyncio.TimerHandle | None = None
         self._error: BaseException | None = None
 
@@ -82,6 +88,7 @@ class _Pass:
                 outbox.mark_sent_many(self.db, batch)
             except Exception as exc:  # the rows stay `sending`: recover_stale books those whose reply was saved
                 log.exception("could not record %d sent mails", len(batch))
+                self.unrecorded += batch  # the sender's run loop records them once the database is back
                 self._error = self._error or exc
             else:
                 booked = {row_id for row_id, _ in batch}
@@ -101,8 +108,11 @@ class _Pass:
 class OutboxSender:
     def __init__(self, db: Database, blobs: BlobStore, transport: Transport, owner: str,
                  sent_folder: SentFolder | None = None, *, max_attempts: int = 8, retry_max_delay: float = 3600.0,
-                 lease_seconds: float = 900.0, concurrency: int = 4) -> None:
+                 lease_seconds: float = 900.0, concurrency: int = 4, return_path: str | None = None,
+                 instance: str = "", internal: Callable[[list[str]], bool] | None = None) -> None:
+        """`internal(recipients)`: True for mail only to our own people (an owner notice): no Sent copy."""
         self.db = db
+        self.internal = internal or (lambda recipients: False)
         self.blobs = blobs
         self.transport = transport
         self.owner = owner
@@ -111,6 +121,10 @@ class OutboxSender:
         self.retry_max_delay = retry_max_delay
         self.lease_seconds = lease_seconds
         self.concurrency = concurrency
+        self.health = WorkerHealth("outbox")
+        self.unrecorded: list[tuple[int, str]] = []  # delivered, not yet recorded (the database failed)
+        self.return_path = return_path  # VERP (outbound.return_path): the envelope sender names the row's token
+        self.instance = instance
 
     async def send_due(self, limit: int = 100) -> dict[str, int]:
         """One pass: claim up to `limit` due rows and send them, at most `concurrency` at a time."""
@@ -127,10 +141,16 @@ class OutboxSender:
                 if outcome:
                     counts[outcome] += 1
 
-        try:
-            await asyncio.gather(*(one(row) for row in rows))
+        try:  # every send ends before the pass does, failed or not: none of its rows is left in flight
+            results = await asyncio.gather(*(one(row) for row in rows), return_exceptions=True)
         finally:
-            batch.finish()
+            try:
+                batch.finish()
+            finally:
+                self.unrecorded += batch.unrecorded
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
         return counts
 
     async def _send_one(self, row: OutboxMessage, batch: _Pass | None = None) -> str:
@@ -159,7 +179,8 @@ class OutboxSender:
             started = True
 
         try:
-            result = await self.transport.send(outbox_id, row.sender, row.recipients, raw, on_data_started)
+            envelope = envelope_sender(self.return_path, self.instance, row.tracking_token, row.sender)
+            result = await self.transport.send(outbox_id, envelope, row.recipients, raw, on_data_started)
         except outbox.ClaimLost as exc:
             log.warning("not sent: %s", exc, extra={"fields": {"outbox_id": outbox_id}})
             return ""
@@ -171,7 +192,10 @@ class OutboxSender:
             batch.sent(outbox_id, result.reply)
             log.info("sent", extra={"fields": {**fields, "reply": result.reply}})
             if self.sent_folder is not None and batch.flush():  # the Sent copy follows the recorded delivery
-                await self._copy_to_sent(outbox_id, raw)
+                if self.internal(list(row.recipients or [])):  # a notice to one of us: not the customers' Sent
+                    outbox.mark_sent_folder_done(self.db, outbox_id)
+                else:
+                    await self._copy_to_sent(outbox_id, raw)
             return "sent"
         if isinstance(result, PermFail):
             outbox.mark_failed(self.db, outbox_id, result.reason, result.reply, owner=self.owner)
@@ -204,6 +228,9 @@ class OutboxSender:
         done = 0
         for row in outbox.pending_sent_folder(self.db, limit):
             assert row.id is not None
+            if self.internal(list(row.recipients or [])):
+                outbox.mark_sent_folder_done(self.db, row.id)
+                continue
             try:
                 raw = self.blobs.get(row.raw_sha256)
             except OSError:
@@ -214,29 +241,70 @@ class OutboxSender:
         return done
 
     async def run(self, stop: threading.Event | asyncio.Event, poll: float = 1.0, limit: int = 50) -> None:
-        """Send until `stop` is set: poll every `poll` seconds; recover stale claims at start and periodically."""
+        """Send until `stop` is set: poll every `poll` seconds; recover stale claims at start and periodically.
+
+        Any error of a step (the database gone, a bug) is logged, shown in `self.health` and retried after a
+        capped backoff (RUN_RETRY_MAX_DELAY): the loop ends only when `stop` is set. After a failed pass, this
+        sender's claims whose DATA never began are released at once, and deliveries that could not be recorded
+        are recorded as soon as the database takes them.
+        """
         last_recover = last_sweep = float("-inf")
+        backoff = Backoff(RUN_RETRY_MAX_DELAY)
+        release_claims = False
         try:
             while not stop.is_set():
-                now = time.monotonic()
-                if now - last_recover >= RECOVER_EVERY:
-                    recovered = outbox.recover_stale(self.db)
-                    if any(recovered.values()):
-                        log.warning("recovered stale outbox claims", extra={"fields": recovered})
-                    last_recover = now
-                if now - last_sweep >= SENT_FOLDER_SWEEP_EVERY:
-                    await self.sweep_sent_folder()
-                    last_sweep = now
                 try:
+                    self._record_unrecorded()
+                    if release_claims:  # nothing of ours is in flight between two passes
+                        self._release_unstarted()
+                        release_claims = False
+                    if time.monotonic() - last_recover >= RECOVER_EVERY:
+                        recovered = outbox.recover_stale(self.db)
+                        if any(recovered.values()):
+                            log.warning("recovered stale outbox claims", extra={"fields": recovered})
+                        last_recover = time.monotonic()
+                    if time.monotonic() - last_sweep >= SENT_FOLDER_SWEEP_EVERY:
+                        await self.sweep_sent_folder()
+                        last_sweep = time.monotonic()
                     counts = await self.send_due(limit)
-                except Exception:
-                    log.exception("outbox pass failed")
-                    counts = {}
+                except Exception as exc:
+                    delay = backoff.failed()
+                    log.warning("outbox pass failed; retrying", exc_info=True,
+                                extra={"fields": {"error": describe(exc), "retry_in": f"{delay:.1f}s"}})
+                    self.health.failed(exc, delay)
+                    release_claims = True
+                    await _pause(stop, delay)
+                    continue
+                backoff.reset()
+                self.health.ok()
                 if sum(counts.values()) >= limit:
                     continue  # more may be due right away
-                await asyncio.sleep(poll)
+                await _pause(stop, poll)
         finally:
+            self.health.stopped()
             await self.transport.close()
+
+    def _record_unrecorded(self) -> None:
+        """Deliveries whose `sent` a failed transaction lost (the server's 250 is the truth): record them now."""
+        if self.unrecorded:
+            outbox.mark_sent_many(self.db, self.unrecorded)
+            log.info("recorded %d deliveries after the database came back", len(self.unrecorded))
+            self.unrecorded = []
+
+    def _release_unstarted(self) -> None:
+        released = outbox.release_unstarted(self.db, self.owner)
+        if released:
+            log.info("released %d claimed outbox rows whose DATA never began", released)
+
+
+async def _pause(stop: threading.Event | asyncio.Event, seconds: float) -> None:
+    """Sleep up to `seconds`, waking early when `stop` is set."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(left, 0.25))
 
 
 def sent_folder_append(imap_client: imapclient.IMAPClient, raw: bytes) -> str:
@@ -284,6 +352,9 @@ def build_sender(config: Config, db: Database, owner: str) -> OutboxSender:
     cfg = config.outbound.transport
     concurrency = cfg.max_connections if cfg.type == "smtp" else 1
     lease = max(300.0, cfg.timeout * 4)
+    own = OwnMail.from_config(config)
     return OutboxSender(db, BlobStore(config.blob_dir), build_transport(config), owner, build_sent_folder(config),
                         max_attempts=cfg.max_attempts, retry_max_delay=cfg.retry_max_delay, lease_seconds=lease,
-                        concurrency=concurrency)
+                        concurrency=concurrency, return_path=config.outbound.return_path,
+                        instance=config.matching.instance_id,
+                        internal=lambda recipients: bool(recipients) and all(own.is_own(r) for r in recipients))
