@@ -14,7 +14,7 @@ from maild.store.db import Database
 from maild.store.models import Event, OutboxMessage
 
 _o, _ev = OutboxMessage.__table__, Event.__table__
-STATUSES = ("queued", "sending", "sent", "retry", "failed", "cancelled")
+STATUSES = ob.STATUSES  # the outbox's own list (ambiguous included)
 
 
 def _row(r: Any) -> dict[str, Any]:
