@@ -7,7 +7,9 @@ and auto-replies (the written samples of eight systems); by default 90% / 6% / 4
 database with `Daemon.ingest_once()` (parser processes, blob store, one transaction per batch, matching and
 what follows from machine mail): `machine_mail.classify: true` and `false` alternate, `--rounds` times each,
 and the median rate of each counts. The last line printed is JSON: rate_on, rate_off, overhead
-(1 - rate_on / rate_off; target < 0.10), messages, rounds, and the kinds found in the last round with it on.
+(1 - rate_on / rate_off; target < 0.10), messages, rounds, the CPU time per message of maild and its parser
+processes (cpu_ms_on, cpu_ms_off, cpu_overhead: steadier than wall time on a loaded machine), and the kinds
+found in the last round with it on.
 
     .venv/bin/python bench/classify.py [--messages 3000] [--rounds 5] [--bounces 0.06] [--auto-replies 0.04]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import shutil
 import statistics
 import sys
@@ -89,7 +92,13 @@ def corpus(folder: Path, count: int, bounce_share: float, auto_share: float) -> 
     return kinds
 
 
-def one_round(work: Path, maildir: Path, classify: bool, round_no: int) -> tuple[float, Counter[str]]:
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (the parser processes, reaped at the daemon's shutdown)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def one_round(work: Path, maildir: Path, classify: bool, round_no: int) -> tuple[float, float, Counter[str]]:
     home = work / f"home-{round_no}-{'on' if classify else 'off'}"
     home.mkdir()
     config_file = home / "maild.yaml"
@@ -103,10 +112,12 @@ def one_round(work: Path, maildir: Path, classify: bool, round_no: int) -> tuple
     db = Database(config.database_url)
     db.upgrade()
     daemon = Daemon(config, db)
+    cpu = cpu_seconds()
     started = time.perf_counter()
     report = daemon.ingest_once()
     elapsed = time.perf_counter() - started
     daemon.shutdown()
+    cpu = cpu_seconds() - cpu
     assert not report.errors, report.errors
     with db.engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(Message.__table__)).scalar_one()
@@ -114,7 +125,7 @@ def one_round(work: Path, maildir: Path, classify: bool, round_no: int) -> tuple
                                           .group_by(Message.__table__.c.kind)).all()))
     db.engine.dispose()
     shutil.rmtree(home)
-    return stored / elapsed, kinds
+    return stored / elapsed, cpu * 1000 / stored, kinds
 
 
 def main() -> None:
@@ -130,19 +141,24 @@ def main() -> None:
         print(f"corpus: {args.messages} messages {dict(written)}")
         one_round(work, work / "maildir", True, -1)  # warm-up (imports, page cache), not counted
         rates: dict[bool, list[float]] = {True: [], False: []}
+        cpu: dict[bool, list[float]] = {True: [], False: []}
         kinds: Counter[str] = Counter()
         for round_no in range(args.rounds):
             for classify in ((True, False) if round_no % 2 == 0 else (False, True)):
-                rate, found = one_round(work, work / "maildir", classify, round_no)
+                rate, cpu_ms, found = one_round(work, work / "maildir", classify, round_no)
                 rates[classify].append(rate)
+                cpu[classify].append(cpu_ms)
                 if classify:
                     kinds = found
-                print(f"round {round_no + 1} classify {'on ' if classify else 'off'}: {rate:,.0f} msg/s")
+                print(f"round {round_no + 1} classify {'on ' if classify else 'off'}: {rate:,.0f} msg/s, "
+                      f"{cpu_ms:.2f} ms CPU per message")
     rate_on, rate_off = statistics.median(rates[True]), statistics.median(rates[False])
+    cpu_on, cpu_off = statistics.median(cpu[True]), statistics.median(cpu[False])
     print(json.dumps({"rate_on": round(rate_on, 1), "rate_off": round(rate_off, 1),
                       "overhead": round(1 - rate_on / rate_off, 4), "messages": args.messages,
                       "mix": {k: round(v / args.messages, 3) for k, v in written.items()},
-                      "rounds": args.rounds, "kinds": {str(k): v for k, v in kinds.items()}}))
+                      "rounds": args.rounds, "cpu_ms_on": round(cpu_on, 3), "cpu_ms_off": round(cpu_off, 3),
+                      "cpu_overhead": round(cpu_on / cpu_off - 1, 4), "kinds": {str(k): v for k, v in kinds.items()}}))
 
 
 if __name__ == "__main__":
