@@ -38,14 +38,14 @@ def list_(app: AppContext, limit: int) -> None:
 def assign(app: AppContext, message_id: int, thirdparty: str, learn: bool) -> None:
     """Tie MESSAGE to THIRDPARTY (id, external id or name); it is then filed like any other."""
     from maild.directory.service import resolve_thirdparty
-    from maild.matchers import triage as t
-    from maild.matchers.stage import MatchingStage
+    from maild.services import triage as service
+    from maild.services.actor import cli_actor
 
     db = app.database()
     try:
         target = resolve_thirdparty(db, thirdparty)
         assert target.id is not None
-        done = t.assign(db, MatchingStage(app.config, db), message_id, target.id, learn)
+        [done] = service.assign(db, app.config, cli_actor(), [message_id], target.id, learn)  # audited
     except LookupError as exc:
         raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
     learned = f"; sender learned as contact {done.learned_contact_id}" if done.learned_contact_id else ""

@@ -25,7 +25,7 @@ import mailparser
 from maild.classify.base import Settings as ClassifySettings
 from maild.classify.chain import classify as classify_message
 from maild.ingest.authentication import NONE, verdict
-from maild.store.blobs import BlobStore, sha256_hex
+from maild.store.blobs import BlobStore, StorageError, sha256_hex
 
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
@@ -79,7 +79,10 @@ def parse_and_store(raw: bytes, blob_dir: str, max_bytes: int,
                     classify: ClassifySettings | None = None) -> ParsedMail | Rejected:
     """Keep the raw bytes whatever happens, then parse. Safe to call in a worker process. With trusted
     authserv-ids, the mail's Authentication-Results are read too (`auth`, `auth_reason`); with `classify`
-    settings, its kind (human, bounce, auto_reply...: `kind`, `machine`)."""
+    settings, its kind (human, bounce, auto_reply...: `kind`, `machine`).
+
+    A blob store that cannot be written raises StorageError: that is the machine's problem, not the mail's.
+    """
     blobs = BlobStore(Path(blob_dir))
     if not raw:
         return Rejected(sha256_hex(raw), 0, "empty message (zero bytes)")
@@ -90,6 +93,8 @@ def parse_and_store(raw: bytes, blob_dir: str, max_bytes: int,
     for parser in (_with_mailparser, _with_stdlib):
         try:
             parsed, message = parser(raw, digest, blobs, errors)
+        except StorageError:
+            raise  # a full or read-only disk: the batch is not committed, the folder retries it
         except Exception as exc:  # any parser bug is a property of this mail, not of the daemon
             errors.append(f"{parser.__name__.removeprefix('_with_')}: {type(exc).__name__}: {exc}")
             continue

@@ -10,8 +10,6 @@ hand is then parsed again in a fresh pool, so stopping still loses nothing.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import multiprocessing
 import os
@@ -22,6 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from maild.children import die_with_parent
 from maild.classify.base import Settings as ClassifySettings
 from maild.ingest.parse import ParsedMail, Rejected, parse_and_store
 from maild.store.blobs import BlobStore
@@ -31,23 +30,13 @@ log = logging.getLogger("maild.ingest")
 Parsed = ParsedMail | Rejected
 Submitted = tuple[ProcessPoolExecutor, list[Future[list[Parsed]]]]
 CHUNKS_PER_WORKER = 4
-PR_SET_PDEATHSIG = 1
 
 
 def _child_init() -> None:
     # A Ctrl-C reaches the whole process group; only the daemon decides what it means. SIGTERM keeps its
     # default: the pool itself terminates its processes that way when it is broken or shut down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-
-
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL when the daemon dies (even by kill -9), so no parser process is orphaned."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: the worker still exits when its call queue closes
+    die_with_parent()
 
 
 def _parse_chunk(raws: Sequence[bytes], blob_dir: str, max_bytes: int, trusted: frozenset[str],

@@ -81,7 +81,12 @@ class MatchingStage:
                     decided.append((fact, [_notice_verdict(found)], found))
                     continue
                 verdicts = chain.run(fact, snap, self.settings, self.order)
-                decided.append((fact, verdicts, chain.decide(verdicts, self.settings, snap.thirdparty_names)))
+                decision = chain.decide(verdicts, self.settings, snap.thirdparty_names)
+                decided.append((fact, verdicts, decision))
+                if decision.status == "matched" and decision.thirdparty_id and fact.header_message_id:
+                    # a reply later in this batch joins the thread as if this mail had been filed before
+                    snap.filed_threads.setdefault(fact.header_message_id,
+                                                  (decision.thirdparty_id, decision.contact_id))
             return self._record(conn, decided)
 
     def run_all(self, batch: int = 500) -> int:

@@ -28,43 +28,18 @@ Rule file shape (documented for users in docs/rules.md):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
+# Re-exported: defined here first, imported from here by the loader, the CLI and tests.
+from maild.rules.errors import Position as Position
+from maild.rules.errors import RuleError as RuleError
+from maild.rules.errors import RuleErrors as RuleErrors
+
 if TYPE_CHECKING:
     from maild.rules.expressions import Expression, TextTemplate
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where something is in a rule file; line and column are 1-based."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
-
-
-class RuleError(ValueError):
-    """One problem in a rule file: `FILE:LINE:COLUMN: key: message`."""
-
-    def __init__(self, position: Position | None, key: str, message: str) -> None:
-        self.position = position
-        self.key = key
-        self.message = message
-        where = f"{position}: " if position else ""
-        super().__init__(f"{where}{key}: {message}" if key else f"{where}{message}")
-
-
-class RuleErrors(ValueError):
-    """Every problem found in a set of rule files (the loader reports all of them, not just the first)."""
-
-    def __init__(self, errors: list[RuleError]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))
 
 
 # --- Triggers ------------------------------------------------------------------------------------
@@ -76,6 +51,7 @@ EVENT_TYPES = frozenset({
     "mail.sent", "mail.opened", "mail.clicked",
     "mail.bounced", "mail.delayed", "mail.complained", "address.cleared", "rule.held_back",
     "invoice.created", "invoice.updated", "invoice.paid", "payment.recorded",
+    "invoice.held", "invoice.hold_escalated", "invoice.resumed", "invoice.promised", "invoice.disputed",
     "meeting.created", "meeting.updated", "meeting.cancelled", "task.created", "task.done", "note.added",
 })
 
@@ -147,6 +123,10 @@ FUNCTIONS = frozenset({
 
 
 # --- Actions -------------------------------------------------------------------------------------
+
+
+# `send.attach: [dunning_pdf]` (the level after the invoice's current one) or `dunning_pdf:2` (that level).
+DUNNING_PDF = re.compile(r"^dunning_pdf(?::([1-9]))?$")
 
 
 @dataclass(frozen=True)
