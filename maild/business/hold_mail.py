@@ -31,10 +31,11 @@ from maild.own_mail import OwnMail
 from maild.rules.cursor import EventCursor
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
-from maild.store.models import Invoice, Message, OutboxMessage, RuleLedger
+from maild.store.models import Bounce, Invoice, Message, OutboxMessage, RuleLedger
 
 log = logging.getLogger("maild.rules")
 _inv, _m, _ob, _led = Invoice.__table__, Message.__table__, OutboxMessage.__table__, RuleLedger.__table__
+_b = Bounce.__table__
 CURSOR = "holds"
 EVENT_TYPES = ("mail.matched", "mail.assigned", "mail.unmatched")
 OUR_MESSAGE_ID = re.compile(rb"<maild\.[A-Za-z0-9._-]+@[A-Za-z0-9.-]+>")
@@ -103,9 +104,12 @@ class HoldWatch:
         except OSError:
             return 0
         ids = sorted({found.decode("ascii", "replace") for found in OUR_MESSAGE_ID.findall(raw)})
-        if not ids:
+        # The outbox rows the notice was tied to at ingest (also through its VERP address: maild/bounces/record.py)
+        tied = select(_b.c.outbox_id).where(_b.c.message_id == message.id, _b.c.outbox_id.is_not(None))
+        keys = [key for (key,) in conn.execute(select(_ob.c.idempotency_key).where(
+            or_(_ob.c.header_message_id.in_(ids), _ob.c.id.in_(tied))))]
+        if not keys:
             return 0
-        keys = [key for (key,) in conn.execute(select(_ob.c.idempotency_key).where(_ob.c.header_message_id.in_(ids)))]
         subjects = {key.split("/", 1)[0]: None for key in keys}
         invoice_ids = sorted({int(subject.removeprefix("invoice:")) for (subject,) in conn.execute(
             select(_led.c.subject).where(_led.c.key.in_(list(subjects)), _led.c.subject.like("invoice:%")))})
