@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
 
@@ -43,9 +44,10 @@ MAIL_EVENTS = ("mail.matched", "mail.assigned")
 
 
 def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, types: Iterable[str] = (),
-         limit: int = 50, before: tuple[datetime, int] | None = None) -> list[Entry]:
+         limit: int = 50, before: tuple[datetime, int] | None = None, zone: str = "UTC") -> list[Entry]:
     """The newest `limit` events of the third party (since `since`; of these types, where `mail` means every
-    `mail.*`; shown before the entry at `before` = (its time, its id), for paging), oldest first."""
+    `mail.*`; shown before the entry at `before` = (its time, its id), for paging), oldest first; meeting times
+    in the text in `zone` (the rules' time zone)."""
     at = _ev.c.shown_at  # the mail's own date for MAIL_EVENTS, else occurred_at (set by the database on insert)
     query = (select(_ev, _m.c.from_addr, _m.c.auth, _m.c.auth_reason, at.label("at"))
              .select_from(_ev.outerjoin(_m, _m.c.id == _ev.c.message_id))
@@ -79,12 +81,14 @@ def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, typ
                 data.update(hits=hits, last_hit_at=(as_utc(last_at) or last_at).isoformat())
                 shown = {**shown, "hits": hits, "last_hit_at": data["last_hit_at"]}
         entries.append(Entry(row.id, row.type, as_utc(row.at) or row.at, row.message_id, data,
-                             describe(row.type, shown)))
+                             describe(row.type, shown, zone)))
     return entries
 
 
-def describe(event_type: str, data: Mapping[str, Any]) -> str:
-    """One line for an event: what happened, to what, and why when it says."""
+def describe(event_type: str, data: Mapping[str, Any], zone: str = "UTC") -> str:
+    """One line for an event: what happened, to what, and why when it says; meeting times in `zone`."""
+    if event_type.startswith("meeting.") and zone != "UTC":
+        data = {**data, **{key: _local(data[key], zone) for key in ("start_at", "end_at") if data.get(key)}}
     text = _DESCRIBE.get(event_type)
     if text is None:
         return f"{event_type} {json.dumps(dict(data), ensure_ascii=False, default=str, sort_keys=True)}"
@@ -96,6 +100,17 @@ def describe(event_type: str, data: Mapping[str, Any]) -> str:
 
 def _q(value: Any) -> str:
     return f'"{value}"' if value else '""'
+
+
+def _local(value: Any, zone: str) -> Any:
+    """An ISO instant (`2026-11-24T13:00:00+00:00`) as local time in `zone`; anything else unchanged."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        return value
+    return moment.astimezone(ZoneInfo(zone)).isoformat()
 
 
 def _when(value: Any) -> str:
@@ -123,6 +138,14 @@ def _unauthenticated(data: Mapping[str, Any]) -> str:
 def _refused(data: Mapping[str, Any]) -> str:
     more = f" (and {data['count'] - 1} more)" if data.get("count", 1) > 1 else ""
     return f"meeting   invitation from {data.get('sender')} refused: {data.get('reason')}{more}"
+
+
+def _send_failed(data: Mapping[str, Any]) -> str:
+    to = f"{_q(data.get('subject'))} to {', '.join(data.get('to') or [])}"
+    if data.get("outcome") == "ambiguous":
+        return (f"mail out? {to}: interrupted after DATA began at {_when(data.get('data_started_at'))}, may have "
+                f"arrived (see `maild outbox show {data.get('outbox_id')}`)")
+    return f"not sent  {to}: {data.get('reason')}"
 
 
 def _filed(data: Mapping[str, Any]) -> str:
@@ -158,7 +181,10 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "mail.matched": _mail_in,
     "mail.assigned": lambda d: f"mail in   {_q(d.get('subject'))}" + (f" from {d['from']}" if d.get("from") else "")
     + " (assigned by hand)" + _unauthenticated(d),
-    "mail.sent": lambda d: f"mail out  {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}",
+    "mail.sent": lambda d: f"mail out  {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}"
+    + (" (marked sent by a person)" if d.get("marked_by") else ""),
+    "mail.refused": lambda d: f"refused   {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}: {d.get('reply')}",
+    "mail.send_failed": _send_failed,
     "mail.opened": lambda d: f"opened    {_q(d.get('subject'))}{_machine(d)}",
     "mail.clicked": lambda d: f"clicked   {d.get('url')} in {_q(d.get('subject'))}{_machine(d)}",
     "mail.filed": _filed,
@@ -175,4 +201,12 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "task.done": lambda d: f"done      {_q(d.get('title'))}" + (f" ({d['owner']})" if d.get("owner") else ""),
     "note.added": lambda d: f"note      {d['text']}" + (f" ({d['author']})" if d.get("author") else ""),
     "rule.action": lambda d: f"rule      {d['rule']}: {d.get('summary') or d.get('action')}",
+    "invoice.held": lambda d: f"invoice   {d['ref']} HELD: {d.get('reason')}"
+    + (f" (decides: {d['owner']}" + (f", task #{d['task_id']}" if d.get("task_id") else "") + ")"
+       if d.get("owner") else " (nobody named: set an owner)"),
+    "invoice.hold_escalated": lambda d: f"invoice   {d['ref']} still held since {d.get('held_since')}: escalated"
+    + (f" to {d['owner']}" if d.get("owner") else ""),
+    "invoice.resumed": lambda d: f"invoice   {d['ref']} hold ended: {d.get('resolution')} ({d.get('status')})",
+    "invoice.promised": lambda d: f"invoice   {d['ref']} payment promised by {d.get('until')}: dunning waits",
+    "invoice.disputed": lambda d: f"invoice   {d['ref']} DISPUTED: {d.get('reason')}",
 }

@@ -311,8 +311,11 @@ def _register_subgroups() -> None:
     cli.add_command(outbox)
     cli.add_command(explain)
     cli.add_command(rules)
+    from maild.cli.machine import classify, contact_show  # machine mail (docs/machine-mail.md)
+    cli.add_command(classify)
     for command in directory_commands:
         cli.add_command(command)
+    directory_commands[1].add_command(contact_show)  # `maild contact show ADDRESS`: address health
     from maild.cli.business import COMMANDS as business_commands  # invoice, meeting, task
     for command in business_commands:
         cli.add_command(command)
@@ -329,14 +332,15 @@ def _register_subgroups() -> None:
 _register_subgroups()
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """The `maild` command (arguments from sys.argv unless given)."""
     from sqlalchemy.exc import DBAPIError
 
     from maild.permissions import restrict_new_files
 
     restrict_new_files()  # mail, database, blobs, exports, sent .eml files: owner-only, whatever the shell's umask
     try:
-        cli(prog_name="maild")
+        cli(args=args, prog_name="maild")
     except DBAPIError as exc:  # unreachable or refusing database: say so, no traceback
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         click.echo(f"maild: database error: {reason}", err=True)

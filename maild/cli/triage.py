@@ -78,6 +78,19 @@ def explain(app: AppContext, message_id: int, as_json: bool) -> None:
                    "it counts as no reply, and its invitations change no meeting")
     elif auth["status"] is not None:
         say(f"authentication: {auth['status']} ({auth['reason']})")
+    machine = data["machine"]
+    if machine["kind"] is not None:
+        back = f", back on {machine['return_date']}" if machine.get("return_date") else ""
+        say(f"kind: {machine['kind']}{back}")
+        for reason in machine.get("reasons") or []:
+            say(f"  {reason}")
+        if machine["kind"] not in ("human", "unknown"):
+            click.echo("  machine mail: no reply for replied_since(), and no rule sends mail in answer to it")
+    for b in data["bounces"]:
+        row = f" (our mail #{b['outbox_id']})" if b["outbox_id"] else ""
+        counted = "" if b["counted"] else " NOT COUNTED: we never sent to this address"
+        say(f"recipient {b['address']}{row}: {b['action']} {b['status'] or '-'} {b['reason']} "
+            f"({'hard' if b['hard'] else 'soft'}){counted}: {b['diagnostic']}")
     d = data["decision"]
     if d is None:
         click.echo("not decided yet (pending matching)")

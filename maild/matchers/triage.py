@@ -119,6 +119,10 @@ def explain(db: Database, message_id: int) -> dict[str, Any]:
                                                                    ev.c.type.like("meeting.%")).order_by(ev.c.id)).all()
         names = dict(conn.execute(select(ThirdParty.__table__.c.id, ThirdParty.__table__.c.name)).all()) \
             if decision is not None else {}
+        from maild.store.models import Bounce
+
+        bounces = conn.execute(select(Bounce.__table__).where(Bounce.__table__.c.message_id == message_id)
+                               .order_by(Bounce.__table__.c.id)).all()
     return {
         "message": {"id": message.id, "message_id": message.header_message_id, "from": message.from_addr,
                     "subject": message.subject, "date": str(message.date) if message.date else None},
@@ -132,4 +136,9 @@ def explain(db: Database, message_id: int) -> dict[str, Any]:
         # pass | fail | none per the trusted server's Authentication-Results; None: not read (none configured)
         "authentication": {"status": message.auth, "reason": message.auth_reason},
         "meetings": [{"event": row.type, **dict(row.data or {})} for row in meetings],
+        # human | bounce | auto_reply | ... with the detectors' reasons (maild/classify); None: not classified
+        "machine": {"kind": message.kind, **{k: (message.machine or {}).get(k) for k in ("reasons", "return_date")}},
+        "bounces": [{"address": b.address, "action": b.action, "status": b.status, "reason": b.reason,
+                     "diagnostic": b.diagnostic, "hard": b.hard, "counted": b.counted, "outbox_id": b.outbox_id}
+                    for b in bounces],
     }

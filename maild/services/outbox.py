@@ -63,7 +63,8 @@ def _change(db: Database, actor: Actor, outbox_id: int, verb: str) -> bool:
         before = conn.execute(select(_o.c.status, _o.c.attempts).where(_o.c.id == outbox_id)).one_or_none()
         if before is None:
             raise LookupError(f"no outbox row {outbox_id}")
-        changed = (ob.retry_in if verb == "retry" else ob.cancel_in)(conn, outbox_id)
+        changed = {"retry": ob.retry_in, "cancel": ob.cancel_in, "mark_sent": ob.mark_sent_by_person_in}[verb](
+            conn, outbox_id)
         if changed:
             after = conn.execute(select(_o.c.status, _o.c.attempts).where(_o.c.id == outbox_id)).one()
             audit.record(conn, actor, f"outbox.{verb}", f"outbox:{outbox_id}",
@@ -73,8 +74,13 @@ def _change(db: Database, actor: Actor, outbox_id: int, verb: str) -> bool:
 
 
 def retry(db: Database, actor: Actor, outbox_id: int) -> bool:
-    """Queue a failed or cancelled mail again; False when it is in another state."""
+    """Queue a failed, ambiguous or cancelled mail again; False when it is in another state."""
     return _change(db, actor, outbox_id, "retry")
+
+
+def mark_sent(db: Database, actor: Actor, outbox_id: int) -> bool:
+    """A person checked that an ambiguous mail arrived: record it as sent; False when it is not ambiguous."""
+    return _change(db, actor, outbox_id, "mark_sent")
 
 
 def cancel(db: Database, actor: Actor, outbox_id: int) -> bool:

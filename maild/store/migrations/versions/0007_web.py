@@ -13,7 +13,7 @@ import sqlmodel
 from alembic import op
 
 revision = '0007_web'
-down_revision = '0006_trust'
+down_revision = '0007_machine'
 branch_labels = None
 depends_on = None
 
