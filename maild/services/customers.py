@@ -27,13 +27,15 @@ KINDS: dict[str, tuple[str, ...]] = {
     "mail_out": ("mail.sent",),
     "opens_clicks": ("mail.opened", "mail.clicked"),
     "filing": ("mail.filed",),
-    "rules": ("rule.action",),
-    "invoices": ("invoice.created", "invoice.updated", "invoice.paid"),  # dunning levels are invoice.updated
+    "rules": ("rule.action", "rule.held_back"),
+    # dunning levels are invoice.updated; holds, promises and disputes have their own events
+    "invoices": ("invoice.created", "invoice.updated", "invoice.paid", "invoice.held", "invoice.resumed",
+                 "invoice.promised", "invoice.disputed", "invoice.hold_escalated"),
     "payments": ("payment.recorded",),
     "meetings": ("meeting.created", "meeting.updated", "meeting.cancelled", "meeting.refused"),
     "tasks": ("task.created", "task.done"),
     "notes": ("note.added",),
-    "bounces": ("mail.bounced",),
+    "bounces": ("mail.bounced", "mail.delayed", "mail.complained", "mail.refused", "mail.send_failed"),
 }
 
 
