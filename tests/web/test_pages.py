@@ -172,3 +172,27 @@ def test_the_other_pages_render_for_a_viewer(site: Site) -> None:
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.text[:500])
     assert "local" in client.get("/status").text
+
+
+def test_hostile_headers_huge_subjects_and_broken_charsets_are_shown_as_text(site: Site) -> None:
+    data = seed(site)
+    box = mailbox.Maildir(str(data.maildir))
+    script = '<script>document.title="PWNED"</script><img src=x onerror=alert(1)>'
+    box.add(make_message(subject=script + "A" * 20000, body="javascript:alert(1) " + script,
+                         sender="anna@mueller.example"))
+    box.add(b"From: anna@mueller.example\r\nTo: sales@ourco.example\r\nSubject: =?x-unknown?B?/////w==?=\r\n"
+            b"Content-Type: text/plain; charset=bogus-charset\r\n\r\nbroken \xff\xfe bytes\r\n")
+    assert not Daemon(site.config, site.db).ingest_once().errors
+    client, _csrf = site.logged_in("vic")
+    timeline = client.get(f"/customers/{data.customer_id}")
+    assert timeline.status_code == 200
+    assert "<script>document.title" not in timeline.text and "&lt;script&gt;document.title" in timeline.text
+    with site.db.engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(select(MessageMatch.__table__.c.message_id)
+                                          .order_by(MessageMatch.__table__.c.message_id.desc()).limit(2))]
+    for message_id in ids:
+        page = client.get(f"/messages/{message_id}")
+        assert page.status_code == 200
+        assert "<script>document.title" not in page.text and "<img src=x onerror" not in page.text
+    found = client.get("/search", params={"q": "javascript:alert(1)"})
+    assert found.status_code == 200 and "<script>document.title" not in found.text
