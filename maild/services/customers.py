@@ -12,14 +12,17 @@ from maild.business.notes import add_note as note_in
 from maild.business.tasks import create_task
 from maild.clock import as_utc
 from maild.directory import changes, writes
-from maild.directory.service import describe_thirdparty
+from maild.directory.service import _contact_fields as contact_fields
+from maild.directory.service import _thirdparty_fields as thirdparty_fields
 from maild.matchers.normalize import name_key
 from maild.services import audit, paging
 from maild.services.actor import Actor
 from maild.store.db import Database
-from maild.store.models import Event, Invoice, Message, ThirdParty
+from maild.store.models import Contact, Document, Event, Invoice, MailAddress, MailDomain, Message, ThirdParty
 
 _tp, _ev, _m, _inv = ThirdParty.__table__, Event.__table__, Message.__table__, Invoice.__table__
+_con, _doc, _addr, _dom = Contact.__table__, Document.__table__, MailAddress.__table__, MailDomain.__table__
+
 
 # The timeline's filters: a kind, and the event types it shows.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -79,8 +82,26 @@ def list_customers(db: Database, *, query: str = "", cursor: str | None = None,
 
 
 def customer(db: Database, thirdparty_id: int) -> dict[str, Any]:
-    """Fields, domains, addresses, contacts and documents (LookupError when there is no such third party)."""
-    return describe_thirdparty(db, thirdparty_id, events=False)
+    """Fields, domains, addresses, contacts and documents (LookupError when there is no such third party): the
+    shape of maild.directory.service.describe_thirdparty, read with five Core queries (the page's header)."""
+    with db.engine.connect() as conn:
+        tp = conn.execute(select(_tp).where(_tp.c.id == thirdparty_id)).one_or_none()
+        if tp is None:
+            raise LookupError(f"no third party with id {thirdparty_id}")
+        domains = sorted(conn.execute(select(_dom.c.domain).where(_dom.c.thirdparty_id == thirdparty_id)).scalars())
+        addresses = conn.execute(select(_addr.c.address, _addr.c.contact_id)
+                                 .where(_addr.c.thirdparty_id == thirdparty_id)).all()
+        contacts = conn.execute(select(_con).where(_con.c.thirdparty_id == thirdparty_id)
+                                .order_by(_con.c.name_key, _con.c.id)).all()
+        documents = conn.execute(select(_doc.c.id, _doc.c.ref, _doc.c.kind).where(_doc.c.thirdparty_id == thirdparty_id)
+                                 .order_by(_doc.c.kind, _doc.c.ref)).all()
+    by_contact: dict[int | None, list[str]] = {}
+    for address, contact_id in addresses:
+        by_contact.setdefault(contact_id, []).append(address)
+    # The directory's own field views (they read attributes: Core rows serve as well as models).
+    return {**thirdparty_fields(tp), "domains": domains, "addresses": sorted(by_contact.get(None, [])),
+            "contacts": [contact_fields(c, sorted(by_contact.get(c.id, []))) for c in contacts],
+            "documents": [{"id": d.id, "ref": d.ref, "kind": d.kind} for d in documents]}
 
 
 def timeline(db: Database, thirdparty_id: int, *, kinds: list[str] | None = None, cursor: str | None = None,
