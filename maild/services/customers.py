@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select
 from maild.business import history
 from maild.business.notes import add_note as note_in
 from maild.business.tasks import create_task
-from maild.clock import as_utc
+from maild.clock import as_utc, utcnow
 from maild.directory import changes, writes
 from maild.directory.service import _contact_fields as contact_fields
 from maild.directory.service import _thirdparty_fields as thirdparty_fields
@@ -165,6 +165,31 @@ def create_thirdparty(db: Database, actor: Actor, *, name: str, kind: str = "cus
                      after={"name": name, "kind": kind, "external_id": external_id, "domains": domains or [],
                             "addresses": addresses or [], "owner": owner, "tags": tags or []})
     return thirdparty_id
+
+
+EDITABLE = ("name", "kind", "owner", "tags", "language")
+
+
+def update_thirdparty(db: Database, actor: Actor, thirdparty_id: int, values: dict[str, Any]) -> dict[str, Any]:
+    """Change a third party's name, kind, owner, tags or language (others are refused); audited with before and
+    after. A third party is never deleted: its history stays."""
+    actor.require("staff")
+    unknown = sorted(set(values) - set(EDITABLE))
+    if unknown:
+        raise ValueError(f"cannot change {', '.join(unknown)} (only {', '.join(EDITABLE)})")
+    with db.engine.begin() as conn:
+        row = conn.execute(select(_tp).where(_tp.c.id == thirdparty_id)).one_or_none()
+        if row is None:
+            raise LookupError(f"no third party with id {thirdparty_id}")
+        item = changes.thirdparty(external_id=None, name=values.get("name", row.name), kind=values.get("kind"),
+                                  tags=values.get("tags"), custom_fields=None, owner=values.get("owner"),
+                                  language=values.get("language"), domains=None, addresses=None)
+        columns = {k: v for k, v in item.columns.items() if k in ("name", "name_key") or k in values}
+        before = {k: getattr(row, k) for k in columns if k != "name_key"}
+        conn.execute(_tp.update().where(_tp.c.id == thirdparty_id).values(**columns, updated_at=utcnow()))
+        audit.record(conn, actor, "thirdparty.update", f"thirdparty:{thirdparty_id}", before=before,
+                     after={k: v for k, v in columns.items() if k != "name_key"})
+    return customer(db, thirdparty_id)
 
 
 def create_contact(db: Database, actor: Actor, *, thirdparty_id: int, name: str, addresses: list[str] | None = None,

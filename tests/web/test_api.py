@@ -62,6 +62,10 @@ def test_changes_through_the_api_are_audited(site: Site) -> None:
                           headers=auth)
     assert created.status_code == 201 and created.json()["domains"] == ["dach.example"]
     new_id = created.json()["id"]
+    changed = client.patch(f"/api/v1/thirdparties/{new_id}", json={"owner": "lena", "tags": ["roof"]}, headers=auth)
+    assert changed.status_code == 200 and (changed.json()["owner"], changed.json()["tags"]) == ("lena", ["roof"])
+    refused = client.patch(f"/api/v1/thirdparties/{new_id}", json={"id": 7}, headers=auth)
+    assert refused.status_code == 400 and "cannot change id" in refused.json()["error"]["message"]
     contact = client.post(f"/api/v1/thirdparties/{new_id}/contacts", json={"name": "Karl", "addresses": []},
                           headers=auth)
     assert contact.status_code == 201
@@ -79,4 +83,7 @@ def test_changes_through_the_api_are_audited(site: Site) -> None:
     assert paid.status_code == 201 and paid.json()["status"] == "paid"
     actions = [e.action for e in audit.entries(site.db) if e.via == "api"]
     assert actions == ["invoice.payment", "invoice.upsert", "outbox.retry", "triage.assign", "contact.create",
-                       "thirdparty.create"]
+                       "thirdparty.update", "thirdparty.create"]
+    [update] = [e for e in audit.entries(site.db) if e.action == "thirdparty.update"]
+    assert update.before == {"name": "Dach & Co", "owner": None, "tags": []}
+    assert update.after == {"name": "Dach & Co", "owner": "lena", "tags": ["roof"]}
