@@ -201,7 +201,7 @@ def openapi(ctx: Ctx) -> Response:
     return ApiResponse(document())
 
 
-# (method, path, handler, summary, write role or None for reads)
+# (method, path, handler, summary): reads need a viewer's token, changes a staff user's (maild.web.core.api)
 ROUTES: list[tuple[str, str, Any, str]] = [
     ("GET", "/openapi.json", openapi, "This document"),
     ("GET", "/thirdparties", thirdparties, "Third parties by name (q filters), with last contact and open invoices"),

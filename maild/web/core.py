@@ -8,7 +8,7 @@ CSRF token is refused (403); a role too low gets 403. Only /login and /static ar
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -179,5 +179,3 @@ def _guarded_call(handler: Handler, ctx: Ctx, web: Web, as_json: bool = False) -
         return api_error(status, message)
     return ctx.render("error.html", status_code=status, message=message)
 
-
-Open = Callable[[Request], Awaitable[Response]]

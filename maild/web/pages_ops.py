@@ -30,8 +30,7 @@ def _outbox_change(ctx: Ctx, verb: str) -> Response:
     if ctx.request.headers.get("hx-request"):
         row = outbox.story(ctx.db, outbox_id)
         return ctx.render("outbox_row.html", row=row)
-    return RedirectResponse(ctx.form.get("back") or "/outbox", status_code=303) \
-        if (ctx.form.get("back") or "").startswith("/outbox") else RedirectResponse("/outbox", status_code=303)
+    return RedirectResponse(f"/outbox/{outbox_id}", status_code=303)
 
 
 def outbox_retry(ctx: Ctx) -> Response:
