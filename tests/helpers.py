@@ -41,6 +41,8 @@ def write_config(home: Path, db_url: str, sources: list[dict[str, Any]], **inges
         "storage": {"blob_dir": "blobs"},
         "ingest": {"reconnect_max_delay": 2, "poll_interval": 2, "lock_ttl": 10, **ingest},
         "sources": sources,
+        # No web app in the daemons tests run (tests/web/ turn it on where it is what they test).
+        "web": {"enabled": False},
     }
     path = home / "maild.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
