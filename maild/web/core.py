@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from maild.config import Config
+from maild.config import Config, ConfigError
 from maild.services import tokens, users
 from maild.services.actor import Actor
 from maild.store.blobs import BlobStore
@@ -173,7 +173,7 @@ def _guarded_call(handler: Handler, ctx: Ctx, web: Web, as_json: bool = False) -
         status, message = 403, str(exc)
     except LookupError as exc:
         status, message = 404, str(exc.args[0] if exc.args else exc)
-    except (ValueError, BadCursor) as exc:
+    except (ValueError, BadCursor, ConfigError) as exc:  # ConfigError: e.g. a template that cannot be used
         status, message = 400, str(exc)
     if as_json:
         return api_error(status, message)
