@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from maild.business import ENTITIES as BUSINESS_ENTITIES
-from maild.cli.main import AppContext, parse_since, pass_app
+from maild.cli.context import AppContext, parse_since, pass_app
 from maild.cli.render import printable, say
 from maild.directory.fields import KINDS
 
@@ -323,7 +323,6 @@ def timeline(app: AppContext, ref: str, since: str | None, types: tuple[str, ...
         say(f"{local_time(entry.occurred_at, zone)}  {entry.text}")
 
 
-COMMANDS = (thirdparty, contact, document, import_, export_, timeline)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 from maild.cli.render import say
 from maild.config import ConfigError
 from maild.store.db import Database

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 
 DIR_HELP = "Templates folder (default: outbound.templates_dir of the config, relative to the config file)."
 
