@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 # The commands of other modules, imported only when used: name -> "module:attribute". A new command (or group) is
 # one line here; its module takes AppContext, pass_app, parse_since from maild.cli.context, never from this one.
 LAZY_COMMANDS = {
+    "audit": "maild.cli.audit:audit",
+    "classify": "maild.cli.machine:classify",
     "contact": "maild.cli.directory:contact",
     "document": "maild.cli.directory:document",
     "explain": "maild.cli.triage:explain",
@@ -37,7 +39,10 @@ LAZY_COMMANDS = {
     "templates": "maild.cli.templates:templates",
     "thirdparty": "maild.cli.directory:thirdparty",
     "timeline": "maild.cli.directory:timeline",
+    "token": "maild.cli.tokens:token",
     "triage": "maild.cli.triage:triage",
+    "user": "maild.cli.users:user",
+    "web": "maild.cli.web:web",
 }
 
 SOURCE_HELP = ("Ingest from this source instead of the configured ones (repeatable): "
@@ -97,6 +102,8 @@ def init(directory: Path, force: bool, no_samples: bool) -> None:
         click.echo(f"  maild --config {config_file} timeline 'Müller Bau GmbH'   # its mail, matched and explained")
         click.echo(f"  maild --config {config_file} explain 1                   # why mail 1 went to whom")
     click.echo(f"  maild --config {config_file} rules check")
+    click.echo("Web app (served by `run` on http://127.0.0.1:8026, web.listen_port): first create an admin user:")
+    click.echo(f"  maild --config {config_file} user add admin --role admin   # asks for a password")
 
 
 @cli.group("config")

@@ -15,6 +15,22 @@ from pathlib import Path
 from maild.permissions import private_dir
 
 
+class StorageError(Exception):
+    """The blob store could not be written (disk full, read-only, permissions, I/O error): a problem of this
+    machine, never of the message being stored. Ingest does not commit the batch and retries it later."""
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+    def __reduce__(self) -> tuple[type[StorageError], tuple[str, int | None]]:  # crosses the parser processes
+        return (StorageError, (str(self), self.errno))
+
+
+def storage_error(root: Path, exc: OSError) -> StorageError:
+    return StorageError(f"cannot write to the blob store {root}: {exc.strerror or exc}", exc.errno)
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -27,16 +43,23 @@ class BlobStore:
         return self.root / digest[:2] / digest[2:4] / digest
 
     def put(self, data: bytes) -> str:
+        """Store `data`; its sha256. Any OSError (ENOSPC, EROFS, EACCES, EIO) is a StorageError."""
         digest = sha256_hex(data)
         target = self.path(digest)
         if target.exists():
             return digest
-        private_dir(target.parent)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")  # 0600
+        try:
+            private_dir(target.parent)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")  # 0600
+        except OSError as exc:
+            raise storage_error(self.root, exc) from exc
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise storage_error(self.root, exc) from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

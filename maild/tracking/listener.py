@@ -12,13 +12,17 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+import time
 
+from maild.backoff import Backoff
+from maild.health import WorkerHealth
 from maild.tracking.server import PortUnavailable, TrackingServer, holder_key_id
 from maild.tracking.signing import key_id
 
 log = logging.getLogger("maild.tracking")
 
 STANDBY_RETRY = 5.0
+RESTART_MAX_DELAY = 30.0
 
 
 class TrackingListener:
@@ -29,6 +33,9 @@ class TrackingListener:
         self.serving = False
         self._stop = threading.Event()
         self._standby: threading.Thread | None = None
+        self.health = WorkerHealth("tracking")
+        self._restarts = Backoff(RESTART_MAX_DELAY)
+        self._restart_at = 0.0
 
     def start(self) -> None:
         """Serve, or stand by for a daemon of ours that serves; PortUnavailable for any other holder."""
@@ -49,6 +56,29 @@ class TrackingListener:
         if self._standby is not None:
             self._standby.join(timeout=30)
         self.server.stop()
+
+    def check(self) -> None:
+        """Called by the daemon's supervisor: a serving thread that ended by itself is started again (after a
+        capped backoff when it keeps ending), and shown in the health board meanwhile."""
+        if not self.serving or self._stop.is_set():
+            return
+        failure = self.server.failure
+        if failure is None:
+            self.health.ok()
+            return
+        now = time.monotonic()
+        if now < self._restart_at:
+            return
+        delay = self._restarts.failed()
+        self._restart_at = now + delay
+        self.health.died(failure, delay)
+        log.error("tracking endpoint stopped (%s); starting it again", failure)
+        try:
+            self.server.restart()
+        except Exception as exc:
+            log.error("tracking endpoint could not start again: %s", exc)
+            return
+        self.health.ok()
 
     def _ours_holds(self, exc: PortUnavailable) -> bool:
         return exc.errno == errno.EADDRINUSE and holder_key_id(self.server.host, self.server.port) == self.key_id
@@ -71,5 +101,6 @@ class TrackingListener:
 
     def _serving(self) -> None:
         self.serving = True
+        self.health.ok()
         log.info("tracking endpoint listening",
                  extra={"fields": {"url": f"http://{self.server.host}:{self.server.port}"}})

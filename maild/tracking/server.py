@@ -87,6 +87,22 @@ class TrackingServer:
         sock.listen(BACKLOG)  # asyncio set the kernel's queue to its batch size; the batch stays small
 
     @property
+    def failure(self) -> BaseException | None:
+        """Why the serving thread ended by itself (None while it serves, before start() and after stop())."""
+        thread = self._thread
+        if thread is None or thread.is_alive():
+            return None
+        return self._error or RuntimeError("the tracking server stopped by itself")
+
+    def restart(self) -> None:
+        """Serve again after the serving thread ended by itself (same app, same recorder, a new socket)."""
+        if self._thread is not None:
+            self._thread.join(5.0)
+        self._server = self._thread = None
+        self._error = None
+        self.start()
+
+    @property
     def open_connections(self) -> int:
         """Connections open now (not yet being closed)."""
         server = self._server

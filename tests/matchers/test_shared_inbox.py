@@ -117,3 +117,20 @@ def test_shared_inbox_sorts_itself(inbox: tuple[Path, Database, dict[str, int]],
         "hello from a stranger", "order 1", "order 2 from his second address", "second mail from the learned sender"]
     assert "hello from a stranger" not in folders["Triage"]
     assert "decision: assigned" in invoke(config, "explain", stranger).stdout
+
+
+def test_a_reply_in_the_same_batch_as_the_mail_it_answers_joins_its_thread(
+        inbox: tuple[Path, Database, dict[str, int]], mailbox: Mailbox) -> None:
+    """John writes from ACME; a colleague of his answers from a free-mail address before maild's next pass."""
+    config, db, ids = inbox
+    mailbox.append([
+        mail("John Smith <john@acme.example>", "offer", message_id="<offer-1@acme.example>"),
+        mail("Jane <jane.private@gmail.com>", "Re: offer", in_reply_to="<offer-1@acme.example>"),
+        mail("Jane <jane.private@gmail.com>", "Re: Re: offer", in_reply_to="<offer-1@acme.example>"),
+    ])
+    assert Daemon(config_at(config)).ingest_once().errors == {}
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(MessageMatch.__table__.c.thirdparty_id, MessageMatch.__table__.c.reason)
+                            .order_by(MessageMatch.__table__.c.message_id)).all()
+    assert [row.thirdparty_id for row in rows] == [ids["acme"]] * 3
+    assert rows[1].reason == "reply in the thread of <offer-1@acme.example>"

@@ -178,7 +178,7 @@ def test_dunning_pack_sends_each_level_once_only_the_one_now_due_and_pauses_on_a
     run_daemon(home.config, clock, lambda: len(home.sent()) >= 2, settle=True, what="the level-2 reminder")
     sent = home.sent()
     assert len(sent) == 2, "only the level now due, not every missed one"
-    assert [p.get_filename() for p in sent[1].walk() if p.get_filename()] == ["FA2611-0007.pdf"]
+    assert [p.get_filename() for p in sent[1].walk() if p.get_filename()] == ["Mahnung-2-FA2611-0007.pdf"]
     assert home.invoice("FA2611-0007").dunning_level == 2
 
     reply = EmailMessage()

@@ -12,11 +12,12 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from imapclient import IMAPClient
 
+from maild.clock import monotonic
 from maild.config import FilingConfig, ImapSourceConfig, resolve_path
 from maild.filing.runner import has_pending
 from maild.ingest.context import IngestContext
@@ -64,6 +65,7 @@ class ImapFolderWorker(FolderWorker):
         self.cfg = cfg
         self.filing = filing
         self.client: IMAPClient | None = None
+        self.clock: Callable[[], float] = monotonic  # when to look at the folder while idling (tests move it)
 
     def open(self) -> None:
         self.client = connect(self.cfg, self.ctx.base_dir)
@@ -166,9 +168,13 @@ class ImapFolderWorker(FolderWorker):
             client.noop()
 
     def _idle(self, client: IMAPClient) -> None:
+        """IDLE until the server reports a change, a rule plans filing, `idle_renew` passes, or it is time to look
+        at the folder anyway (`idle_check_interval`: a server may change UIDVALIDITY without ending the IDLE
+        session; the next pass SELECTs the folder and compares it)."""
         client.idle()
         started = time.monotonic()
         next_filing_check = started + FILING_CHECK_SECONDS
+        look_at_folder = self.clock() + self.ctx.settings.idle_check_interval
         quick_empty = 0
         try:
             while not self.ctx.stop.is_set() and time.monotonic() - started < self.ctx.settings.idle_renew:
@@ -186,6 +192,8 @@ class ImapFolderWorker(FolderWorker):
                     next_filing_check = time.monotonic() + FILING_CHECK_SECONDS
                     if self.ctx.matching is not None and has_pending(self.ctx.db, self.ref):
                         break
+                if self.clock() >= look_at_folder:
+                    break
         finally:
             if quick_empty < 3:
                 client.idle_done()
