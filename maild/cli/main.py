@@ -165,6 +165,7 @@ def run(app: AppContext, sources: tuple[str, ...]) -> None:
     from maild.tracking.server import PortUnavailable
 
     daemon = Daemon(app.with_sources(sources))
+    click.get_current_context().call_on_close(daemon.db.dispose)  # like app.database(): released when done
     _stop_on_signals(daemon)
     signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(
         target=daemon.reload_rules, name="rules-reload", daemon=True).start())
@@ -191,6 +192,7 @@ def ingest(app: AppContext, once: bool, sources: tuple[str, ...], progress: bool
     from maild.daemon import Daemon
 
     daemon = Daemon(app.with_sources(sources))
+    click.get_current_context().call_on_close(daemon.db.dispose)  # like app.database(): released when done
     _stop_on_signals(daemon)
     show = sys.stderr.isatty() if progress is None else progress
     with PassProgress(enabled=show) as bar:
