@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from maild.cli.context import AppContext, pass_app
 from maild.cli.directory import _friendly, _table
-from maild.cli.main import AppContext, pass_app
 from maild.cli.render import local_time, say
 
 INVOICE_STATUSES = ("open", "paid", "disputed", "paused", "cancelled")
@@ -447,4 +447,3 @@ def task_done(app: AppContext, task_id: int) -> None:
     say(f"task #{task_id}: done" + ("" if changed else " (it already was)"))
 
 
-COMMANDS = (invoice, meeting, task)

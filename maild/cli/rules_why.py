@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 from maild.cli.render import say
 
 AT_HELP = ("The moment to evaluate at: an ISO date (its 09:00 in the rules' time zone) or date and time "

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 
 if TYPE_CHECKING:
     from maild.templates.render import RenderLimits

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import update
 
 from maild.business import history
-from maild.cli.main import AppContext
+from maild.cli.context import AppContext
 from maild.cli.outbox import outbox as outbox_group
 from maild.clock import utcnow
 from maild.directory.service import add_contact, add_thirdparty

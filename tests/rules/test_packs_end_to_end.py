@@ -108,6 +108,7 @@ class Home:
             data["outbound"]["transport"] = {"type": "smtp", "host": sink.host, "port": sink.port,
                                              "security": "plain", "timeout": 5}
         data["tracking"]["enabled"] = False
+        data.setdefault("web", {})["listen_port"] = 0  # any free port: tests run side by side
         data["rules"].update({"event_interval": 0.3, "sweep_interval": 1, "lease_ttl": 6})
         data["sources"][0]["poll_interval"] = 0.5
         self.file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
