@@ -15,7 +15,7 @@ import yaml
 
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
-from tests.helpers import maild
+from tests.helpers import invoke, maild
 
 
 def _mode(path: Path) -> int:
@@ -37,6 +37,7 @@ def usual_umask() -> Iterator[None]:
 
 
 def test_init_and_ingest_leave_nothing_readable_by_others(tmp_path: Path, usual_umask: None) -> None:
+    """Real processes, as a user runs them one after the other: what each leaves behind when it has exited."""
     home = tmp_path / "home"
     maild(None, "init", str(home))
     config = home / "maild.yaml"
@@ -73,7 +74,7 @@ def test_database_and_blobs_are_private_in_process(tmp_path: Path, usual_umask: 
 
 def test_config_check_names_what_others_can_read(tmp_path: Path, usual_umask: None) -> None:
     home = tmp_path / "home"
-    maild(None, "init", str(home), "--no-samples")
+    invoke(None, "init", str(home), "--no-samples")
     config = home / "maild.yaml"
     password = home / "imap.password"
     password.write_text("secret\n")  # 0644 under the usual umask
@@ -83,7 +84,7 @@ def test_config_check_names_what_others_can_read(tmp_path: Path, usual_umask: No
     config.write_text(yaml.safe_dump(data))
     os.chmod(home / "data" / "maild.db", 0o644)
     os.chmod(home / "data" / "blobs", 0o755)
-    result = maild(config, "config", "check")
+    result = invoke(config, "config", "check")
     assert result.returncode == 0  # a warning: the config itself is valid
     assert "permissions: owner-only" not in result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
@@ -98,7 +99,7 @@ def test_config_check_names_what_others_can_read(tmp_path: Path, usual_umask: No
     for path in (db, password):
         os.chmod(path, 0o600)
     os.chmod(blobs, 0o700)
-    again = maild(config, "config", "check")
+    again = invoke(config, "config", "check")
     assert not [line for line in again.stderr.splitlines() if line.startswith("warning:")]
     assert "permissions: owner-only (database, blob store, maildir local, " in again.stdout
 

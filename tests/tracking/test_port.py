@@ -21,7 +21,7 @@ from maild.daemon import Daemon
 from maild.tracking.app import KEY_ID_HEADER, create_app
 from maild.tracking.server import TrackingServer
 from maild.tracking.signing import key_id, load_secret
-from tests.helpers import maild
+from tests.helpers import invoke
 from tests.outbound.conftest import free_port
 from tests.support.http_server import LocalHttpServer, Reply
 
@@ -51,7 +51,7 @@ def _port(server: LocalHttpServer) -> int:
 
 
 def _tracking_line(config: Path) -> tuple[int, str]:
-    result = maild(config, "config", "check", "--connect", check=False)
+    result = invoke(config, "config", "check", "--connect", check=False)
     [line] = [line for line in result.stdout.splitlines() if line.startswith("tracking ")]
     return result.returncode, line.removeprefix("tracking").strip()
 
