@@ -34,6 +34,7 @@ class ServerKeeper:
         failure = self.server.failure
         if failure is None:
             self.health.ok()
+            self._backoff.reset()  # serving (checks come a heartbeat apart: a crash loop stays slow)
             return
         now = time.monotonic()
         if now < self._restart_at:

@@ -77,10 +77,6 @@ class Pipeline:
     def start(self, items: Sequence[Fetched]) -> ParsedBatch:
         return ParsedBatch(items, self.pool)
 
-    @property
-    def max_bytes(self) -> int:
-        return self.pool.max_bytes
-
     def keep_oversized(self, item: Fetched, chunks: Iterable[bytes]) -> Batch:
         """A message over `ingest.max_message_bytes`: its bytes go to the blob store as they arrive (never whole
         in memory) and it is quarantined as oversized, unparsed. (A server whose size was wrong and a message

@@ -174,6 +174,7 @@ class RulesRunner:
         held = leases.acquire(self.db, LEASE_NAME, self.owner, ttl)
         if held and not self.active:
             self._activate()
+            self.health.ok()  # running the rules (again); a job that fails shows at once
         elif not held and self.active:
             log.warning("rules scheduler lease lost; another daemon runs the rules now")
             self._deactivate()
