@@ -129,8 +129,8 @@ def test_ingest_resumes_after_the_imap_server_was_away(tmp_path: Path) -> None:
             server.start()
             box.append([make_message(subject="after the outage")])
             wait_for(lambda: _messages(daemon) == 2, what="ingest to resume")
-            wait_for(lambda: worker.backoff.attempt == 0, what="the backoff to start short again")
-            assert worker.health.view().state == "running"
+            wait_for(lambda: worker.health.view().state == "running", what="the worker to show running again")
+            assert worker.backoff.attempt == 0, "the backoff starts short again"
         finally:
             daemon.stop.set()
             thread.join(30)
