@@ -240,7 +240,9 @@ def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
     stranger["Subject"] = "Question"
     stranger["Message-ID"] = "<q-1@unknown-company.example>"
     stranger.set_content("Do you sell spare parts?")
-    mailbox.append([invitation_mail(calendar, attach_file=False), stranger.as_bytes()])
+    # sent days before the meeting: the invitation is no contact *after* it
+    invitation = invitation_mail(calendar, attach_file=False, date="Mon, 16 Nov 2026 08:00:00 +0000")
+    mailbox.append([invitation, stranger.as_bytes()])
     clock = Clock(datetime(2026, 11, 19, 12, 0, tzinfo=UTC))  # the meeting is 14:00-15:30 Berlin (13:00-14:30 UTC)
 
     def sorted_and_told() -> bool:
@@ -348,7 +350,7 @@ def test_an_outsiders_invitations_make_maild_mail_nobody_and_change_no_meeting(
     victims = tuple(f"CN=Victim {n}:mailto:victim{n}@victims.example" for n in range(30))
     mallory = "CN=Mallory:mailto:mallory@evil.example"
     # The customer's real invitation: Lena (ours), Jürgen (a contact) and a guest nobody knows.
-    legit = invitation_mail(ics(uid=legit_uid), attach_file=False)
+    legit = invitation_mail(ics(uid=legit_uid), attach_file=False, date="Mon, 16 Nov 2026 08:00:00 +0000")
     # An outsider: a meeting of their own with 30 strangers and our customer's contact as attendees ...
     spam = invitation_mail(ics(uid="spam-1@evil.example", summary="Cheap pills at evil.example", organizer=mallory,
                                attendees=(*victims, "CN=Jürgen:mailto:j.weiss@mueller-soehne.example")),
