@@ -28,6 +28,7 @@ from maild.ingest.sources.base import FolderWorker
 from maild.ingest.sources.imap import ImapFolderWorker
 from maild.ingest.sources.maildir import MAILDIR_FOLDER, MaildirFolderWorker
 from maild.matchers.stage import MatchingStage
+from maild.server_keeper import ServerKeeper
 from maild.store import checkpoints
 from maild.store.db import Database
 from maild.supervisor import Supervisor
@@ -115,6 +116,10 @@ class Daemon:
             if tracking is not None:
                 self.board.add(tracking.health)
                 supervisor.watch(tracking.check)
+            if web is not None:
+                keeper = ServerKeeper("web", web)
+                self.board.add(keeper.health)
+                supervisor.watch(keeper.check)
             supervisor.start_heartbeat()
             log.info("maild running", extra={"fields": {"folders": len(workers), "owner": ctx.owner}})
             self.stop.wait()
