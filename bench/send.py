@@ -1,27 +1,28 @@
-"""Sending benchmark: templated mails with invoice PDFs and tracking through the outbox, and tracking-pixel hits.
+"""Sending benchmark: maild's send path against the script a user would write instead, and the raw limit.
 
 In one run, against a fresh SQLite home (`initialise()`, then transport smtp to a local sink) with a directory
-of 200 third parties (each its own domain, one contact, one invoice with one line):
-  (A) maild:    N mails of a bench template (subject + text + HTML with two links; contact.name, invoice.ref),
-                as a pipeline timed from the first request to the last mail recorded as sent:
-                prepare_many() in a PreparePool of W worker processes (recipient look-up, render, one-page invoice
-                PDF, tracking links/pixel, compose; chunks of 25), queue_many() as each chunk arrives (its blobs,
-                one sync, one transaction: outbox rows + tracking ids + links) and, meanwhile, OutboxSender.send_due()
-                over K = max_connections connections until all N are sent. The pool is started (forked) before
-                the timing, like the warm-up below; with --workers 0 the three steps run one after the other
-                in this process (prepare_many, queue_many, send_due), for profiling;
-      baseline: the same N composed messages (the very bytes maild queued) sent with raw aiosmtplib:
-                K concurrent clients, each one connection and sendmail() for its share.
-      The SMTP sink is `smtp-sink` (postfix) when installed, else an aiosmtpd Controller that only counts,
-      in a separate process so it does not compete for this process's GIL.
-  (B) tracking pixel: maild's create_app() and a bare Starlette app (an async endpoint, like maild's open pixel)
-      returning the same 1x1 GIF, each served by TrackingServer on port 0 (same uvicorn settings), each hit
-      with R requests (valid signed open URLs of the queued mails, so opens are recorded) from an httpx client
-      in another process (a few keep-alive connections), in 3 alternating rounds (bare, maild, bare, ...).
-The last line printed is JSON: rate, baseline_rate, ratio (target >= 0.5), pixel_rate, pixel_baseline_rate,
-pixel_ratio (target >= 0.7), sink, connections, ...
+of 200 third parties (each its own domain, one contact, one invoice with one line), ROUNDS alternating rounds
+(the order of the sides flips each round; medians reported), each of N mails:
+  maild:      a bench template (subject + text + HTML with two links; contact.name, invoice.ref) as a pipeline
+              timed from the first request to the last mail recorded as sent: prepare_many() in a PreparePool of
+              W worker processes (recipient look-up, render, one-page invoice PDF, tracking links/pixel, compose;
+              chunks of 25), queue_many() as each chunk arrives (its blobs, one sync, one transaction: outbox rows
+              + tracking ids + links) and, meanwhile, OutboxSender.send_due() over K = max_connections connections
+              until all N are sent. The pool is forked before the timing; with --workers 0 the three steps run
+              one after the other in this process, for profiling;
+  same work:  bench/send_same_work.py in its own process, what a user would write: per mail the same template
+              rendered with Jinja2, the same invoice PDF with fpdf2, the same links and pixel, composed with the
+              standard library, sent over the same K aiosmtplib connections; no database, no durability
+              (`ratio_same_work` = maild's rate / its rate; goal >= 1.0, floor 0.8);
+  raw:        the very bytes maild queued in that round, sent with raw aiosmtplib over K connections: the
+              physical limit, not the same work (`ratio_raw`).
+The SMTP sink is `smtp-sink` (postfix) when installed, else an aiosmtpd process that only counts.
+Then the open pixel under wrk against a bare endpoint, a server per process (bench/pixel.py), on the mails
+sent here. The last line printed is JSON: ratio_same_work, ratio_raw, rate, same_work_rate, raw_rate,
+pixel_ratio, pixel_requests, opens_recorded, ...
 
-    .venv/bin/python bench/send.py [--mails 2000] [--requests 3000] [--connections 2] [--workers 2] [--profile]
+    .venv/bin/python bench/send.py [--mails 2000] [--rounds 3] [--connections 2] [--workers 2] [--profile]
+                                   [--pixel-rounds 5] [--pixel-seconds 4] [--pixel-connections 16]
 """
 
 from __future__ import annotations
@@ -33,14 +34,18 @@ import io
 import json
 import multiprocessing
 import os
+import pickle
 import pstats
+import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,35 +54,29 @@ sys.path.insert(0, str(ROOT))
 
 import aiosmtplib  # noqa: E402
 import yaml  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import Response  # noqa: E402
-from starlette.routing import Route  # noqa: E402
+from pixel import pixel_bench  # noqa: E402  (bench/pixel.py)
+from sqlalchemy import select, update  # noqa: E402
 
 import maild.templates.pdf  # noqa: E402  (imported lazily elsewhere: keep that out of the timing)
 import maild.tracking.links  # noqa: E402, F401
 from maild.business.invoices import upsert_invoice  # noqa: E402
 from maild.cli.setup import initialise  # noqa: E402
+from maild.clock import utcnow  # noqa: E402
 from maild.config import Config, load_config  # noqa: E402
 from maild.directory.service import add_contact, add_thirdparty  # noqa: E402
 from maild.outbound.batch import PreparePool, prepare_many, queue_many  # noqa: E402
-from maild.outbound.mailing import MailRequest, PreparedMail, prepare  # noqa: E402
+from maild.outbound.mailing import MailRequest, PreparedMail, _invoice_view, load_invoices, prepare  # noqa: E402
+from maild.outbound.recipients import resolve_recipient  # noqa: E402
 from maild.outbound.sender import build_sender  # noqa: E402
 from maild.store.blobs import BlobStore  # noqa: E402
 from maild.store.db import Database  # noqa: E402
-from maild.store.models import Event, OutboxMessage  # noqa: E402
-from maild.tracking.app import NO_CACHE, PIXEL, create_app  # noqa: E402
-from maild.tracking.server import TrackingServer  # noqa: E402
-from maild.tracking.signing import load_secret, sign  # noqa: E402
+from maild.store.models import OutboxMessage  # noqa: E402
+from maild.tracking.signing import load_secret  # noqa: E402
 
 PARTIES = 200
 TEMPLATE = "bench-invoice"
 SEND_LIMIT = 100  # rows claimed per send_due pass
 CHUNK = 25  # requests per PreparePool task
-CLIENT_CONNECTIONS = 4
-WARMUP_REQUESTS = 100
-PIXEL_ROUNDS = 3
 SUBJECT = "Invoice {{ invoice.ref }} for {{ contact.name }}\n"
 TEXT = """Dear {{ contact.name }},
 
@@ -96,37 +95,6 @@ in your <a href="https://portal.example.com/">customer portal</a>.</p>
 <p>Kind regards<br>{{ company.name }}</p>
 </body></html>
 """
-
-# The pixel client, run in its own process: GET every URL in a file over a few keep-alive connections.
-CLIENT = r"""
-import asyncio, json, sys, time
-import httpx
-
-async def main(path, workers, warmup):
-    urls = open(path).read().split()
-    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        bad = 0
-
-        async def run(todo):
-            nonlocal bad
-            while todo:
-                response = await client.get(todo.pop())
-                if response.status_code != 200 or response.content[:4] != b"GIF8":
-                    bad += 1
-
-        warm = urls[:warmup]
-        await asyncio.gather(*(run(warm) for _ in range(workers)))
-        todo = urls[warmup:][::-1]
-        count = len(todo)
-        started = time.perf_counter()
-        await asyncio.gather(*(run(todo) for _ in range(workers)))
-        elapsed = time.perf_counter() - started
-    print(json.dumps({"requests": count, "seconds": elapsed, "bad": bad}))
-
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
-"""
-
 
 # --- SMTP sink ---------------------------------------------------------------------------------------
 
@@ -280,7 +248,7 @@ class SyncTimer:
 
 
 def run_maild(config: Config, db: Database, targets: list[tuple[str, str]], mails: int, pool: PreparePool | None,
-              profile: cProfile.Profile | None) -> tuple[dict[str, float], list[bytes], float, int]:
+              profile: cProfile.Profile | None, round_: int = 0) -> tuple[dict[str, float], list[bytes], float, int]:
     """(seconds per step, the raw mails, seconds in os.sync, mails sent); "total" is the timed wall clock."""
     requests = [MailRequest(TEMPLATE, *targets[i % len(targets)]) for i in range(mails)]
     times = {"prepare": 0.0, "queue": 0.0, "send": 0.0, "total": 0.0}
@@ -290,7 +258,7 @@ def run_maild(config: Config, db: Database, targets: list[tuple[str, str]], mail
     def enqueue(chunk: list[PreparedMail]) -> None:
         started = time.perf_counter()
         first = len(prepared)
-        queue_many(config, db, [(mail, f"bench-{first + i}", TEMPLATE) for i, mail in enumerate(chunk)])
+        queue_many(config, db, [(mail, f"bench-{round_}-{first + i}", TEMPLATE) for i, mail in enumerate(chunk)])
         prepared.extend(chunk)
         times["queue"] += time.perf_counter() - started
 
@@ -368,63 +336,48 @@ async def baseline_send(port: int, sender: str, messages: list[tuple[str, bytes]
     return sum(done)
 
 
-# --- (B) tracking pixel ------------------------------------------------------------------------------
+# --- the same-work baseline and the raw limit --------------------------------------------------------
 
 
-def bare_app() -> Starlette:
-    """The same GIF from an `async def` endpoint, like maild's open handler (no threadpool hop for either)."""
+def same_work_input(config: Config, db: Database, targets: list[tuple[str, str]], mails: int, path: Path) -> None:
+    """What bench/send_same_work.py needs, looked up once outside any timing (a user's script reads a CSV)."""
+    invoices = load_invoices(db, [ref for _address, ref in targets])
+    per_target = []
+    for address, ref in targets:
+        recipient = resolve_recipient(db, address)
+        per_target.append({"address": address, "contact": recipient.contact or {},
+                           "thirdparty": recipient.thirdparty or {},
+                           "invoice": _invoice_view(ref, invoices[ref], recipient)})
+    setup = {"company": dict(config.outbound.company), "sender": config.outbound.sender,
+             "sender_name": config.outbound.sender_name, "base_url": config.tracking.base_url,
+             "secret": load_secret(config.tracking, config.base_dir),
+             "template_dir": str(config.base_dir / "templates" / TEMPLATE)}
+    with path.open("wb") as handle:
+        pickle.dump((setup, [per_target[i % len(per_target)] for i in range(mails)]), handle)
 
-    async def pixel(_request: Request) -> Response:
-        return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
-    return Starlette(routes=[Route("/o/{value}", pixel, methods=["GET"])])
-
-
-def hit(server: TrackingServer, paths: list[str], workdir: Path, warmup: int) -> tuple[float, int]:
-    """(seconds, requests) for GETting paths[warmup:] after the warm-up requests paths[:warmup]."""
-    urls = workdir / f"urls-{server.port}.txt"
-    urls.write_text("\n".join(f"http://127.0.0.1:{server.port}{path}" for path in paths))
-    proc = subprocess.run([sys.executable, "-c", CLIENT, str(urls), str(CLIENT_CONNECTIONS), str(warmup)],
-                          capture_output=True, text=True, timeout=600)
+def run_same_work(path: Path, port: int, connections: int) -> tuple[float, int, float]:
+    """(seconds, mails, CPU seconds of the script) of bench/send_same_work.py in its own process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "send_same_work.py"), str(path), str(port),
+                           str(connections)], capture_output=True, text=True, timeout=1800)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise SystemExit(f"pixel client failed:\n{proc.stderr}")
+        raise SystemExit(f"same-work baseline failed:\n{proc.stderr}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    if result["bad"]:
-        raise SystemExit(f"pixel client: {result['bad']} bad responses")
-    return result["seconds"], result["requests"]
+    return result["seconds"], result["mails"], after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-def pixel_bench(config: Config, db: Database, requests: int, workdir: Path) -> tuple[float, float, int]:
-    """Both servers run side by side; PIXEL_ROUNDS alternating rounds (bare, maild, bare, ...) of
-    requests / PIXEL_ROUNDS each, so a change in the machine's load hits both alike; rate = all / time."""
-    secret = load_secret(config.tracking, config.base_dir)
+def mark_sent(db: Database) -> None:
+    """bench/pixel.py alone: its queued mails count as sent a day ago (opens are then a person's, not a scanner's)."""
+    with db.engine.begin() as conn:
+        conn.execute(update(OutboxMessage).values(status="sent", sent_at=utcnow() - timedelta(days=1)))
+
+
+def tracking_tokens(db: Database) -> list[str]:
     with db.engine.connect() as conn:
-        tokens = list(conn.execute(select(OutboxMessage.tracking_token).order_by(OutboxMessage.id)).scalars())
-    per_round = requests // PIXEL_ROUNDS
-    servers = {"bare": TrackingServer(bare_app(), "127.0.0.1", 0),
-               "maild": TrackingServer(create_app(db, secret, config.tracking), "127.0.0.1", 0)}
-    spent = {name: [0.0, 0] for name in servers}
-    for server in servers.values():
-        server.start()
-    try:
-        for index in range(PIXEL_ROUNDS):
-            warmup = WARMUP_REQUESTS if index == 0 else 0
-            first = index * per_round
-            paths = [f"/o/{sign(secret, 'o', tokens[i % len(tokens)], None)}"
-                     for i in range(first, first + per_round + warmup)]
-            for name, server in servers.items():
-                seconds, count = hit(server, paths, workdir, warmup)
-                spent[name][0] += seconds
-                spent[name][1] += int(count)
-    finally:
-        for server in servers.values():
-            server.stop()
-    rates = {name: count / seconds for name, (seconds, count) in spent.items()}
-    for name, (_seconds, count) in spent.items():
-        print(f"pixel {name:5s}: {count} requests = {rates[name]:.0f}/s", flush=True)
-    with db.engine.connect() as conn:
-        opened = conn.execute(select(func.count()).select_from(Event).where(Event.type == "mail.opened")).scalar()
-    return rates["maild"], rates["bare"], int(opened or 0)
+        return [token for token in conn.execute(select(OutboxMessage.tracking_token).order_by(OutboxMessage.id))
+                .scalars() if token]
 
 
 # --- main --------------------------------------------------------------------------------------------
@@ -433,95 +386,140 @@ def pixel_bench(config: Config, db: Database, requests: int, workdir: Path) -> t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mails", type=int, default=2000)
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=2, help="outbound.transport.max_connections (K)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="PreparePool processes (0: prepare, queue and send one after the other, in-process)")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the maild sending path in this process (with --workers 0 also prepare)")
+    parser.add_argument("--pixel-rounds", type=int, default=5)
+    parser.add_argument("--pixel-seconds", type=int, default=4)
+    parser.add_argument("--pixel-connections", type=int, default=16)
+    parser.add_argument("--no-pixel", action="store_true", help="skip the pixel benchmark")
     args = parser.parse_args()
     sink = Sink()
     sink.start()
+    rates: dict[str, list[float]] = {"maild": [], "same_work": [], "raw": []}
+    cpu_ms: dict[str, list[float]] = {"maild_main": [], "maild_workers": [], "maild_sink": [], "same_work": [],
+                                      "same_work_sink": [], "raw_client": [], "raw_sink": []}
+    steps: dict[str, list[float]] = {"prepare": [], "queue": [], "sync": [], "send": []}
+    load = os.getloadavg()[0]
+    pixel: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="maild-bench-send-") as tmp:
             home = Path(tmp) / "home"
             config = make_home(home, sink.port, args.connections)
             db = Database(config.database_url)
             targets = fill_directory(db)
-            print(f"sink: {sink.name} on port {sink.port}; {PARTIES} third parties; {args.connections} connections",
-                  flush=True)
+            print(f"sink: {sink.name} on port {sink.port}; {PARTIES} third parties; {args.connections} connections; "
+                  f"{args.mails} mails x {args.rounds} rounds", flush=True)
+            same_input = Path(tmp) / "same-work.pickle"
+            same_work_input(config, db, targets, args.mails, same_input)
             # Warm-up outside the timing: first template load, first PDF (fonts), first SMTP connection.
             warm = prepare(config, db, template=TEMPLATE, to=targets[0][0], invoice_ref=targets[0][1])
             asyncio.run(baseline_send(sink.port, config.outbound.sender, [(targets[0][0], warm.raw)], 1))
 
             pool = PreparePool(config, args.workers) if args.workers else None
             profile = cProfile.Profile() if args.profile else None
-            before = sink.count
             workers = pool.pids if pool is not None else []
-            cpu = (cpu_seconds([os.getpid()]), cpu_seconds(workers), cpu_seconds([sink.pid]))
             try:
-                times, raws, sync_s, sent = run_maild(config, db, targets, args.mails, pool, profile)
-                cpu = (cpu_seconds([os.getpid()]) - cpu[0], cpu_seconds(workers) - cpu[1],
-                       cpu_seconds([sink.pid]) - cpu[2])
+                for round_ in range(args.rounds):
+                    order = ["maild", "same_work"] if round_ % 2 == 0 else ["same_work", "maild"]
+                    raws: list[bytes] = []
+                    for side in order:
+                        if side == "maild":
+                            cpu = (cpu_seconds([os.getpid()]), cpu_seconds(workers), cpu_seconds([sink.pid]))
+                            before = sink.count
+                            times, raws, sync_s, sent = run_maild(config, db, targets, args.mails, pool, profile,
+                                                                  round_)
+                            cpu = (cpu_seconds([os.getpid()]) - cpu[0], cpu_seconds(workers) - cpu[1],
+                                   cpu_seconds([sink.pid]) - cpu[2])
+                            if sent != args.mails or (before is not None and sink.count - before != args.mails):
+                                got = sink.count - before if before is not None else "?"
+                                raise SystemExit(f"maild sent {sent}, the sink got {got}")
+                            rates["maild"].append(sent / times["total"])
+                            for key, value in zip(("maild_main", "maild_workers", "maild_sink"), cpu, strict=True):
+                                cpu_ms[key].append(value * 1000 / sent)
+                            for key in ("prepare", "queue", "send"):
+                                steps[key].append(times[key])
+                            steps["sync"].append(sync_s)
+                            size = sum(len(r) for r in raws) / len(raws)
+                            how = f"{args.workers} prepare workers, overlapped" if args.workers else "sequential"
+                            print(f"round {round_ + 1} maild:     {sent} mails (avg {size / 1024:.1f} KB) in "
+                                  f"{times['total']:.2f}s = {rates['maild'][-1]:.0f}/s  [{how}: prepare "
+                                  f"{times['prepare']:.2f}s, queue {times['queue']:.2f}s (os.sync {sync_s:.2f}s), "
+                                  f"send {times['send']:.2f}s]; cpu ms/mail: main {cpu_ms['maild_main'][-1]:.2f}, "
+                                  f"workers {cpu_ms['maild_workers'][-1]:.2f}, sink {cpu_ms['maild_sink'][-1]:.2f}",
+                                  flush=True)
+                        else:
+                            sink_cpu = cpu_seconds([sink.pid])
+                            before = sink.count
+                            seconds, done, script_cpu = run_same_work(same_input, sink.port, args.connections)
+                            sink_cpu = cpu_seconds([sink.pid]) - sink_cpu
+                            if done != args.mails or (before is not None and sink.count - before != args.mails):
+                                raise SystemExit("same-work baseline: not every message reached the sink")
+                            rates["same_work"].append(done / seconds)
+                            cpu_ms["same_work"].append(script_cpu * 1000 / done)
+                            cpu_ms["same_work_sink"].append(sink_cpu * 1000 / done)
+                            print(f"round {round_ + 1} same work: {done} mails in {seconds:.2f}s = "
+                                  f"{rates['same_work'][-1]:.0f}/s; cpu ms/mail: script {cpu_ms['same_work'][-1]:.2f} "
+                                  f"(start-up included), sink {cpu_ms['same_work_sink'][-1]:.2f}", flush=True)
+                    messages = [(targets[i % len(targets)][0], raw) for i, raw in enumerate(raws)]
+                    before = sink.count
+                    raw_cpu = (cpu_seconds([os.getpid()]), cpu_seconds([sink.pid]))
+                    started = time.perf_counter()
+                    done = asyncio.run(baseline_send(sink.port, config.outbound.sender, messages, args.connections))
+                    raw_s = time.perf_counter() - started
+                    raw_cpu = (cpu_seconds([os.getpid()]) - raw_cpu[0], cpu_seconds([sink.pid]) - raw_cpu[1])
+                    if done != args.mails or (before is not None and sink.count - before != args.mails):
+                        raise SystemExit("raw baseline: not every message reached the sink")
+                    rates["raw"].append(done / raw_s)
+                    cpu_ms["raw_client"].append(raw_cpu[0] * 1000 / done)
+                    cpu_ms["raw_sink"].append(raw_cpu[1] * 1000 / done)
+                    print(f"round {round_ + 1} raw:       {done} prebuilt mails in {raw_s:.2f}s = "
+                          f"{rates['raw'][-1]:.0f}/s; cpu ms/mail: client {cpu_ms['raw_client'][-1]:.2f}, "
+                          f"sink {cpu_ms['raw_sink'][-1]:.2f}", flush=True)
+                    load = max(load, os.getloadavg()[0])
             finally:
                 if pool is not None:
                     pool.close()
-            maild_s = times["total"]
-            if sent != args.mails or (before is not None and sink.count - before != args.mails):
-                got = sink.count - before if before is not None else "?"
-                raise SystemExit(f"maild sent {sent}, the sink got {got}")
-            size = sum(len(r) for r in raws) / len(raws)
-            how = f"{args.workers} prepare workers, overlapped" if args.workers else "one after the other"
-            print(f"maild: {sent} mails (avg {size / 1024:.1f} KB) in {maild_s:.2f}s = {sent / maild_s:.0f}/s  "
-                  f"[{how}: prepare {times['prepare']:.2f}s, queue {times['queue']:.2f}s (os.sync {sync_s:.2f}s), "
-                  f"send {times['send']:.2f}s]", flush=True)
-            print(f"  cpu ms/mail: main {cpu[0] * 1000 / sent:.2f}, prepare workers {cpu[1] * 1000 / sent:.2f}, "
-                  f"sink {cpu[2] * 1000 / sent:.2f}", flush=True)
-
-            messages = [(targets[i % len(targets)][0], raw) for i, raw in enumerate(raws)]
-            before = sink.count
-            base_cpu = (cpu_seconds([os.getpid()]), cpu_seconds([sink.pid]))
-            started = time.perf_counter()
-            done = asyncio.run(baseline_send(sink.port, config.outbound.sender, messages, args.connections))
-            base_s = time.perf_counter() - started
-            base_cpu = (cpu_seconds([os.getpid()]) - base_cpu[0], cpu_seconds([sink.pid]) - base_cpu[1])
-            if done != args.mails or (before is not None and sink.count - before != args.mails):
-                raise SystemExit("baseline: not every message reached the sink")
-            print(f"baseline aiosmtplib sendmail: {done} prebuilt mails in {base_s:.2f}s = {done / base_s:.0f}/s",
-                  flush=True)
-            print(f"  cpu ms/mail: client {base_cpu[0] * 1000 / done:.2f}, sink {base_cpu[1] * 1000 / done:.2f}",
-                  flush=True)
-
-            pixel_rate, pixel_base, opened = pixel_bench(config, db, args.requests, Path(tmp))
-            print(f"opens recorded: {opened}", flush=True)
             if profile:
                 out = io.StringIO()
                 pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(40)
                 out.write("\n--- by own time ---\n")
                 pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)
                 print(out.getvalue(), flush=True)
+            tokens = tracking_tokens(db)
+            secret = load_secret(config.tracking, config.base_dir)
             db.dispose()
+            if not args.no_pixel:
+                pixel = pixel_bench(home / "maild.yaml", tokens, secret, config.database_url, Path(tmp) / "pixel",
+                                    rounds=args.pixel_rounds, seconds=args.pixel_seconds,
+                                    connections=args.pixel_connections)
     finally:
         sink.stop()
+    load = max(load, os.getloadavg()[0])
+    median = {side: statistics.median(values) for side, values in rates.items()}
+    print(f"medians of {args.rounds} rounds: maild {median['maild']:.0f}/s, same work {median['same_work']:.0f}/s, "
+          f"raw {median['raw']:.0f}/s; ratio_same_work {median['maild'] / median['same_work']:.2f}, ratio_raw "
+          f"{median['maild'] / median['raw']:.2f}; load average up to {load:.1f}", flush=True)
     result = {
         "benchmark": "send",
         "mails": args.mails,
-        "rate": round(args.mails / maild_s, 1),
-        "baseline_rate": round(args.mails / base_s, 1),
-        "ratio": round(base_s / maild_s, 3),
-        "prepare_s": round(times["prepare"], 2),
-        "queue_s": round(times["queue"], 2),
-        "sync_s": round(sync_s, 2),
-        "send_s": round(times["send"], 2),
-        "avg_kb": round(size / 1024, 1),
-        "pixel_rate": round(pixel_rate, 1),
-        "pixel_baseline_rate": round(pixel_base, 1),
-        "pixel_ratio": round(pixel_rate / pixel_base, 3),
-        "requests": args.requests,
-        "opens_recorded": opened,
+        "rounds": args.rounds,
+        "rate": round(median["maild"], 1),
+        "same_work_rate": round(median["same_work"], 1),
+        "raw_rate": round(median["raw"], 1),
+        "ratio_same_work": round(median["maild"] / median["same_work"], 3),
+        "ratio_raw": round(median["maild"] / median["raw"], 3),
+        "ratios_same_work": [round(m / s, 3) for m, s in zip(rates["maild"], rates["same_work"], strict=True)],
+        **{f"{step}_s": round(statistics.median(values), 2) for step, values in steps.items()},
+        "cpu_ms_per_mail": {key: round(statistics.median(values), 2) for key, values in cpu_ms.items()},
+        **pixel,
         "sink": sink.name,
         "connections": args.connections,
         "workers": args.workers,
+        "load": round(load, 1),
         "cores": os.cpu_count(),
     }
     print(json.dumps(result))

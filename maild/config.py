@@ -251,6 +251,9 @@ class OutboundConfig(_Strict):
     templates_dir: str = "templates"
     default_language: str = "en"
     sent_folder_source: str | None = None  # IMAP source whose Sent folder (SPECIAL-USE) gets a copy
+    # VERP: each mail's envelope sender becomes <local>+maild.<instance>.<token>@<domain> of this address, so a
+    # delivery-failure notice is tied to its outbox row (docs/machine-mail.md). None: the envelope sender is `sender`.
+    return_path: str | None = None
     company: dict[str, Any] = Field(default_factory=dict)  # `company` in templates: name, address, bank...
     transport: SmtpTransportConfig = SmtpTransportConfig()
 
@@ -267,6 +270,24 @@ class TrackingConfig(_Strict):
     repeat_window: float = Field(default=3600.0, ge=0)  # seconds: one client's repeats are counted, not new events
     max_connections: int = Field(default=500, ge=1)  # open HTTP connections; past it the oldest idle one is dropped
     header_timeout: float = Field(default=10.0, gt=0)  # seconds a client has to send a whole request head
+    # Where open/click events are written: "process", a writer process of its own (the endpoint's process only
+    # answers and queues), or "thread", a thread of the daemon's process (one process fewer, a slower pixel).
+    writer: Literal["process", "thread"] = "process"
+
+
+class WebConfig(_Strict):
+    """The web app and JSON API (maild/web/): its own listener, not the public tracking one (which has 8025)."""
+
+    enabled: bool = True  # served by `maild run`; `maild web` serves it alone
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8026, ge=0, lt=65536)
+    secret_env: str | None = None  # signs session cookies; else secret_file (created owner-only when missing)
+    secret_file: str = "data/web.secret"
+    session_hours: float = Field(default=12.0, gt=0)  # a login lasts this long
+    secure_cookies: Literal["auto", "always", "never"] = "auto"  # auto: Secure when the request came over https
+    login_max_failures: int = Field(default=5, ge=1)  # failed logins of one user name before it waits
+    login_lockout_seconds: float = Field(default=900.0, gt=0)  # how long it waits (and the window failures count in)
+    page_size: int = Field(default=50, ge=1, le=500)  # rows per page (timeline, search, lists)
 
 
 class BusinessHoursConfig(_Strict):
@@ -323,6 +344,17 @@ class RulesConfig(_Strict):
         return value
 
 
+class MachineMailConfig(_Strict):
+    """Bounces, auto-replies, complaint reports and list mail (docs/machine-mail.md)."""
+
+    classify: bool = True  # classify each mail at ingest; off: every mail counts as written by a person
+    bounce_folder: str | None = None  # IMAP folder for notices about mail we cannot identify (None: triage_folder)
+    soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces within the window that make an address undeliverable
+    soft_bounce_window: float = Field(default=14 * 86400.0, gt=0)  # seconds
+    # An event rule sends no more mail to an address that rules mailed this many times in 24 h (0: no cap).
+    rule_mail_daily_cap: int = Field(default=3, ge=0)
+
+
 class DunningConfig(_Strict):
     """Reminder letters and holds (docs/rules.md, "Holds" and "Reminder letters")."""
 
@@ -352,6 +384,8 @@ class Config(_Strict):
     outbound: OutboundConfig = OutboundConfig()
     tracking: TrackingConfig = TrackingConfig()
     rules: RulesConfig = RulesConfig()
+    machine_mail: MachineMailConfig = MachineMailConfig()
+    web: WebConfig = WebConfig()
     dunning: DunningConfig = DunningConfig()
     # Where relative paths are resolved from: the config file's folder.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -386,7 +420,8 @@ class Config(_Strict):
         owners: list[tuple[str, str | None, str | None]] = [
             ("outbound.transport.password", self.outbound.transport.password_env,
              self.outbound.transport.password_file),
-            ("tracking.secret", self.tracking.secret_env, self.tracking.secret_file)]
+            ("tracking.secret", self.tracking.secret_env, self.tracking.secret_file),
+            ("web.secret", self.web.secret_env, self.web.secret_file)]
         owners += [(f"the password of source {s.name!r}", s.password_env, s.password_file)
                    for s in self.sources if isinstance(s, ImapSourceConfig)]
         for what, env, file in owners:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from maild.classify.settings import classify_settings
 from maild.clock import utcnow
 from maild.config import Config, ImapSourceConfig, MaildirSourceConfig
 from maild.health import HealthBoard
@@ -34,6 +35,7 @@ from maild.supervisor import Supervisor
 if TYPE_CHECKING:
     from maild.rules.scheduler import RulesRunner
     from maild.tracking.listener import TrackingListener
+    from maild.tracking.server import TrackingServer
 
 log = logging.getLogger("maild.daemon")
 
@@ -60,7 +62,8 @@ class Daemon:
     def start_pool(self) -> Pipeline:
         settings = self.config.ingest
         self._pool = ParserPool(settings.parse_workers, str(self.config.blob_dir), settings.max_message_bytes,
-                                normalise_ids(self.config.matching.trusted_authserv_ids))
+                                normalise_ids(self.config.matching.trusted_authserv_ids),
+                                classify_settings(self.config))
         return Pipeline(self.db, self._pool)
 
     def workers(self, ctx: IngestContext) -> list[FolderWorker]:
@@ -93,9 +96,11 @@ class Daemon:
         owner = new_owner_id()
         self._start_rules(owner)
         tracking: TrackingListener | None = None
+        web: TrackingServer | None = None
         try:
             pipeline = self.start_pool()  # forks its processes before the tracking threads start
             tracking = self.tracking = self._start_tracking()
+            web = self._start_web()
             ctx = self.context(pipeline)
             ctx.owner = owner
             workers = self._workers = self.workers(ctx)
@@ -117,6 +122,9 @@ class Daemon:
             if tracking is not None:
                 tracking.stop()
                 tracking = None
+            if web is not None:
+                web.stop()
+                web = None
             if self.rules is not None:
                 self.rules.stop()
                 self.rules = None
@@ -125,6 +133,8 @@ class Daemon:
         finally:
             if tracking is not None:
                 tracking.stop()
+            if web is not None:
+                web.stop()
             self.shutdown()
         log.info("stopped")
 
@@ -179,6 +189,20 @@ class Daemon:
         listener = TrackingListener(server, secret)
         listener.start()
         return listener
+
+    def _start_web(self) -> TrackingServer | None:
+        """The web app on web.listen_host:web.listen_port, when web.enabled. Unlike the tracking port (which links in
+        sent mail name), a taken web port is logged and the daemon goes on without the web app."""
+        from maild.config import ConfigError
+        from maild.web.server import WebUnavailable, start_web
+
+        if not self.config.web.enabled:
+            return None
+        try:
+            return start_web(self.config, self.db)
+        except (WebUnavailable, ConfigError) as exc:
+            log.error("web app not started: %s", exc)
+            return None
 
     def ingest_once(self, progress: Callable[[str, int, int], None] | None = None) -> PassReport:
         """One pass over every folder, folders in parallel; per-folder errors are reported, not raised."""

@@ -52,6 +52,7 @@ def any_tracking_port(config_file: Path) -> Path:
     is taken, and tests (and other test runs on the machine) run side by side."""
     data = yaml.safe_load(config_file.read_text())
     data.setdefault("tracking", {})["listen_port"] = 0
+    data.setdefault("web", {})["listen_port"] = 0  # the web app's listener too (maild/web/)
     config_file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return config_file
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import and_, or_, select
 
 from maild.clock import as_utc
 from maild.store.db import Database
@@ -44,28 +44,30 @@ MAIL_EVENTS = ("mail.matched", "mail.assigned")
 
 
 def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, types: Iterable[str] = (),
-         limit: int = 50, zone: str = "UTC") -> list[Entry]:
+         limit: int = 50, before: tuple[datetime, int] | None = None, zone: str = "UTC") -> list[Entry]:
     """The newest `limit` events of the third party (since `since`; of these types, where `mail` means every
-    `mail.*`), oldest first; meeting times in the text in `zone` (the rules' time zone)."""
-    at = case((_ev.c.type.in_(MAIL_EVENTS), func.coalesce(_m.c.date, _ev.c.occurred_at)),
-              else_=_ev.c.occurred_at)
+    `mail.*`; shown before the entry at `before` = (its time, its id), for paging), oldest first; meeting times
+    in the text in `zone` (the rules' time zone)."""
+    at = _ev.c.shown_at  # the mail's own date for MAIL_EVENTS, else occurred_at (set by the database on insert)
     query = (select(_ev, _m.c.from_addr, _m.c.auth, _m.c.auth_reason, at.label("at"))
              .select_from(_ev.outerjoin(_m, _m.c.id == _ev.c.message_id))
              .where(_ev.c.thirdparty_id == thirdparty_id))
     if since is not None:
         query = query.where(at >= since)
+    if before is not None:
+        query = query.where(or_(at < before[0], and_(at == before[0], _ev.c.id < before[1])))
     wanted = [t.strip() for t in types if t.strip()]
     if wanted:
         query = query.where(or_(*[_ev.c.type == t if "." in t else _ev.c.type.startswith(f"{t}.") for t in wanted]))
     with db.engine.connect() as conn:
         rows = conn.execute(query.order_by(at.desc(), _ev.c.id.desc()).limit(limit)).all()
+        # Always these two queries (also for none): a page costs the same number of statements whatever it shows.
         outbox_ids = {(r.data or {}).get("outbox_id") for r in rows if r.type in ("mail.opened", "mail.clicked")}
         subjects = dict(conn.execute(select(_ob.c.id, _ob.c.subject).where(
-            _ob.c.id.in_(sorted(i for i in outbox_ids if isinstance(i, int))))).all()) if outbox_ids else {}
+            _ob.c.id.in_(sorted(i for i in outbox_ids if isinstance(i, int))))).all())
         tracked = [r.id for r in rows if r.type in ("mail.opened", "mail.clicked")]
         repeats = {event_id: (hits, last_at) for event_id, hits, last_at in conn.execute(
-            select(_hits.c.event_id, _hits.c.hits, _hits.c.last_at).where(_hits.c.event_id.in_(tracked)))
-            } if tracked else {}
+            select(_hits.c.event_id, _hits.c.hits, _hits.c.last_at).where(_hits.c.event_id.in_(tracked)))}
     entries = []
     for row in reversed(rows):
         data = dict(row.data or {})

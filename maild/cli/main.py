@@ -141,6 +141,8 @@ def init(directory: Path, force: bool, no_samples: bool) -> None:
         click.echo(f"  maild --config {config_file} timeline 'Müller Bau GmbH'   # its mail, matched and explained")
         click.echo(f"  maild --config {config_file} explain 1                   # why mail 1 went to whom")
     click.echo(f"  maild --config {config_file} rules check")
+    click.echo("Web app (served by `run` on http://127.0.0.1:8026, web.listen_port): first create an admin user:")
+    click.echo(f"  maild --config {config_file} user add admin --role admin   # asks for a password")
 
 
 @cli.group("config")
@@ -309,11 +311,22 @@ def _register_subgroups() -> None:
     cli.add_command(outbox)
     cli.add_command(explain)
     cli.add_command(rules)
+    from maild.cli.machine import classify, contact_show  # machine mail (docs/machine-mail.md)
+    cli.add_command(classify)
     for command in directory_commands:
         cli.add_command(command)
+    directory_commands[1].add_command(contact_show)  # `maild contact show ADDRESS`: address health
     from maild.cli.business import COMMANDS as business_commands  # invoice, meeting, task
     for command in business_commands:
         cli.add_command(command)
+    from maild.cli.users import user
+    cli.add_command(user)
+    from maild.cli.tokens import token
+    cli.add_command(token)
+    from maild.cli.audit import audit
+    cli.add_command(audit)
+    from maild.cli.web import web
+    cli.add_command(web)
 
 
 _register_subgroups()

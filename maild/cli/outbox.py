@@ -13,6 +13,7 @@ import click
 from maild.cli.main import AppContext, pass_app
 from maild.cli.render import say
 from maild.config import ConfigError
+from maild.services.actor import Actor, cli_actor
 from maild.store.db import Database
 
 if TYPE_CHECKING:
@@ -124,9 +125,9 @@ def _sent_copies(app: AppContext, rows: list[OutboxMessage]) -> SentCopies | Non
 def retry(app: AppContext, ids: tuple[int, ...]) -> None:
     """Queue failed, ambiguous or cancelled mail again (for an ambiguous one, check first that it did not
     arrive: `maild outbox show ID`). The earlier attempts stay in its delivery story."""
-    from maild.outbound import outbox as ob
+    from maild.services import outbox as service
 
-    _each(app, ids, ob.retry, "queued", "not failed, ambiguous or cancelled")
+    _each(app, ids, service.retry, "queued", "not failed, ambiguous or cancelled")
 
 
 @outbox.command("mark-sent")
@@ -134,9 +135,9 @@ def retry(app: AppContext, ids: tuple[int, ...]) -> None:
 @pass_app
 def mark_sent(app: AppContext, ids: tuple[int, ...]) -> None:
     """Record an ambiguous mail as sent: you checked that it arrived (it is then on the timeline as sent)."""
-    from maild.outbound import outbox as ob
+    from maild.services import outbox as service
 
-    _each(app, ids, ob.mark_sent_by_person, "sent (marked by you)", "not ambiguous")
+    _each(app, ids, service.mark_sent, "sent (marked by you)", "not ambiguous")
 
 
 @outbox.command()
@@ -144,18 +145,23 @@ def mark_sent(app: AppContext, ids: tuple[int, ...]) -> None:
 @pass_app
 def cancel(app: AppContext, ids: tuple[int, ...]) -> None:
     """Withdraw queued mail (or mail waiting for a retry)."""
-    from maild.outbound import outbox as ob
+    from maild.services import outbox as service
 
-    _each(app, ids, ob.cancel, "cancelled", "not queued or waiting for a retry")
+    _each(app, ids, service.cancel, "cancelled", "not queued or waiting for a retry")
 
 
-def _each(app: AppContext, ids: tuple[int, ...], change: Callable[[Database, int], bool], done: str,
+def _each(app: AppContext, ids: tuple[int, ...], change: Callable[[Database, Actor, int], bool], done: str,
           refused: str) -> None:
-    """Apply `change` to each outbox row; exit 1 if any row was left unchanged."""
+    """Apply `change` (audited) to each outbox row; exit 1 if any row was left unchanged."""
     db = app.database()
+    actor = cli_actor()
     bad = 0
     for outbox_id in ids:
-        if change(db, outbox_id):
+        try:
+            changed = change(db, actor, outbox_id)
+        except LookupError:
+            changed = False
+        if changed:
             say(f"{outbox_id}: {done}")
         else:
             bad += 1

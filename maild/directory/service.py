@@ -88,8 +88,9 @@ def list_thirdparties(db: Database, kind: str | None = None, tag: str | None = N
     return found
 
 
-def describe_thirdparty(db: Database, thirdparty_id: int) -> dict[str, Any]:
-    """Everything about one third party: fields, domains, addresses, contacts, documents, newest events."""
+def describe_thirdparty(db: Database, thirdparty_id: int, *, events: bool = True) -> dict[str, Any]:
+    """Everything about one third party: fields, domains, addresses, contacts, documents, newest events (unless
+    events=False: the web app pages the timeline itself)."""
     with db.session() as session:
         tp = _require_thirdparty(session, thirdparty_id)
         domains = session.exec(select(MailDomain.domain).where(MailDomain.thirdparty_id == thirdparty_id)).all()
@@ -98,9 +99,9 @@ def describe_thirdparty(db: Database, thirdparty_id: int) -> dict[str, Any]:
                                 .order_by(col(Contact.name_key), col(Contact.id))).all()
         documents = session.exec(select(Document).where(Document.thirdparty_id == thirdparty_id)
                                  .order_by(col(Document.kind), col(Document.ref))).all()
-        events = session.exec(select(Event).where(Event.thirdparty_id == thirdparty_id)
+        newest = session.exec(select(Event).where(Event.thirdparty_id == thirdparty_id)
                               .order_by(col(Event.occurred_at).desc(), col(Event.id).desc())
-                              .limit(TIMELINE_LIMIT)).all()
+                              .limit(TIMELINE_LIMIT)).all() if events else []
     by_contact: dict[int | None, list[str]] = {}
     for row in rows:
         by_contact.setdefault(row.contact_id, []).append(row.address)
@@ -111,7 +112,7 @@ def describe_thirdparty(db: Database, thirdparty_id: int) -> dict[str, Any]:
         "contacts": [_contact_fields(c, sorted(by_contact.get(c.id, []))) for c in contacts],
         "documents": [{"id": d.id, "ref": d.ref, "kind": d.kind} for d in documents],
         "events": [{"id": e.id, "type": e.type, "occurred_at": _iso(e.occurred_at), "message_id": e.message_id,
-                    "data": e.data} for e in events],
+                    "data": e.data} for e in newest],
     }
 
 

@@ -10,8 +10,6 @@ hand is then parsed again in a fresh pool, so stopping still loses nothing.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import multiprocessing
 import os
@@ -22,6 +20,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from maild.children import die_with_parent
+from maild.classify.base import Settings as ClassifySettings
 from maild.ingest.parse import ParsedMail, Rejected, parse_and_store
 from maild.store.blobs import BlobStore
 
@@ -30,27 +30,18 @@ log = logging.getLogger("maild.ingest")
 Parsed = ParsedMail | Rejected
 Submitted = tuple[ProcessPoolExecutor, list[Future[list[Parsed]]]]
 CHUNKS_PER_WORKER = 4
-PR_SET_PDEATHSIG = 1
 
 
 def _child_init() -> None:
     # A Ctrl-C reaches the whole process group; only the daemon decides what it means. SIGTERM keeps its
     # default: the pool itself terminates its processes that way when it is broken or shut down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL when the daemon dies (even by kill -9), so no parser process is orphaned."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: the worker still exits when its call queue closes
-
-
-def _parse_chunk(raws: Sequence[bytes], blob_dir: str, max_bytes: int, trusted: frozenset[str]) -> list[Parsed]:
-    return [parse_and_store(raw, blob_dir, max_bytes, trusted) for raw in raws]
+def _parse_chunk(raws: Sequence[bytes], blob_dir: str, max_bytes: int, trusted: frozenset[str],
+                 classify: ClassifySettings | None = None) -> list[Parsed]:
+    return [parse_and_store(raw, blob_dir, max_bytes, trusted, classify) for raw in raws]
 
 
 def _warm_up(_: int = 0) -> int:
@@ -59,8 +50,9 @@ def _warm_up(_: int = 0) -> int:
 
 class ParserPool:
     def __init__(self, workers: int, blob_dir: str, max_bytes: int,
-                 trusted_authserv_ids: frozenset[str] = frozenset()) -> None:
+                 trusted_authserv_ids: frozenset[str] = frozenset(), classify: ClassifySettings | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self.classify = classify  # machine-mail classification settings (None: off)
         self.blob_dir = blob_dir
         self.max_bytes = max_bytes
         self.trusted = trusted_authserv_ids
@@ -81,7 +73,8 @@ class ParserPool:
         with self._lock:
             executor = self._executor
         size = max(1, -(-len(raws) // (self.workers * CHUNKS_PER_WORKER)))
-        futures = [executor.submit(_parse_chunk, raws[i:i + size], self.blob_dir, self.max_bytes, self.trusted)
+        futures = [executor.submit(_parse_chunk, raws[i:i + size], self.blob_dir, self.max_bytes, self.trusted,
+                                   self.classify)
                    for i in range(0, len(raws), size)]
         return executor, futures
 
@@ -99,7 +92,8 @@ class ParserPool:
             with self._lock:
                 executor = self._executor
             try:
-                return executor.submit(parse_and_store, raw, self.blob_dir, self.max_bytes, self.trusted).result()
+                return executor.submit(parse_and_store, raw, self.blob_dir, self.max_bytes, self.trusted,
+                                       self.classify).result()
             except BrokenProcessPool:
                 self._replace(executor)
                 if attempt == 2:

@@ -73,10 +73,11 @@ class TemplateSetup:
 
 def prepare(config: Config, db: Database, *, template: str, to: str, invoice_ref: str | None = None,
             attach: tuple[Path, ...] = (), language: str | None = None,
-            extra: dict[str, Any] | None = None, invoice_copy: bool = True, dunning_level: int | None = None,
+            extra: dict[str, Any] | None = None, auto_submitted: bool = False,
+            allow_undeliverable: bool = False, invoice_copy: bool = True, dunning_level: int | None = None,
             reminder_date: str | None = None) -> PreparedMail:
-    request = MailRequest(template, to, invoice_ref, tuple(attach), language, extra, invoice_copy, dunning_level,
-                          reminder_date)
+    request = MailRequest(template, to, invoice_ref, tuple(attach), language, extra, auto_submitted,
+                          allow_undeliverable, invoice_copy, dunning_level, reminder_date)
     mail = build(config, db, request, resolve_recipient(db, to), TemplateSetup(config, template))
     if mail.links:
         from maild.tracking.links import store_links
@@ -94,6 +95,8 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
     request's invoice is looked up here.
     """
     outbound = config.outbound
+    if not request.allow_undeliverable:
+        _refuse_undeliverable(db, recipient.address)
     language = request.language or _first(recipient.contact, "language") \
         or _first(recipient.thirdparty, "language") or outbound.default_language
     token = ids.new_token()
@@ -128,9 +131,17 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
     reply_to = ids.plus_address(outbound.sender, config.matching.instance_id, token) if outbound.reply_to_plus else None
     raw = compose(sender=outbound.sender, sender_name=outbound.sender_name, to=[recipient.address],
                   subject=rendered.subject, text=rendered.text, html=html, attachments=attachments,
-                  message_id=message_id, reply_to=reply_to)
+                  message_id=message_id, reply_to=reply_to, auto_submitted=request.auto_submitted)
     return PreparedMail(raw, rendered.subject, recipient, message_id, token, rendered.language,
                         [name for name, _, _ in attachments], links)
+
+
+def _refuse_undeliverable(db: Database, address: str) -> None:
+    """Raises `Undeliverable` (a ValueError) when mail to `address` bounced for good (maild/bounces/health.py)."""
+    from maild.bounces.health import refuse_undeliverable
+
+    with db.engine.connect() as conn:
+        refuse_undeliverable(conn, [address])
 
 
 def _template_tracks(folder: Path) -> bool:

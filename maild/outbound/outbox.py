@@ -361,29 +361,43 @@ def pending_sent_folder(db: Database, limit: int = 50) -> list[OutboxMessage]:
 def retry(db: Database, outbox_id: int) -> bool:
     """A person's decision: send a failed, ambiguous or cancelled mail again (now); its story is kept."""
     with db.engine.begin() as conn:
-        changed = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("failed", "ambiguous",
-                                                                                      "cancelled")))
-                               .values(status="queued", data_started_at=None, data_connection=None, smtp_reply=None,
-                                       next_attempt_at=None, claimed_by=None, claimed_until=None, attempts=0)
-                               .returning(*attempts.COLUMNS)).all()
-        attempts.record(conn, changed, "requeued", detail="queued again by `maild outbox retry`")
-        return len(changed) == 1
+        return retry_in(conn, outbox_id)
+
+
+def retry_in(conn: Connection, outbox_id: int) -> bool:
+    """`retry` in the caller's transaction (the web app audits in the same one)."""
+    changed = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("failed", "ambiguous", "cancelled")))
+                           .values(status="queued", data_started_at=None, data_connection=None, smtp_reply=None,
+                                   next_attempt_at=None, claimed_by=None, claimed_until=None, attempts=0)
+                           .returning(*attempts.COLUMNS)).all()
+    attempts.record(conn, changed, "requeued", detail="queued again by a person (outbox retry)")
+    return len(changed) == 1
 
 
 def mark_sent_by_person(db: Database, outbox_id: int) -> bool:
     """A person's decision: an ambiguous mail did arrive; record it as sent (one `mail.sent` event)."""
     with db.engine.begin() as conn:
-        if conn.execute(select(T.c.status).where(T.c.id == outbox_id)).scalar() != "ambiguous":
-            return False
-        return bool(_record_sent(conn, [(outbox_id, "marked sent by a person")],
-                                 detail="marked sent by `maild outbox mark-sent`", by_person=True))
+        return mark_sent_by_person_in(conn, outbox_id)
+
+
+def mark_sent_by_person_in(conn: Connection, outbox_id: int) -> bool:
+    """`mark_sent_by_person` in the caller's transaction."""
+    if conn.execute(select(T.c.status).where(T.c.id == outbox_id)).scalar() != "ambiguous":
+        return False
+    return bool(_record_sent(conn, [(outbox_id, "marked sent by a person")],
+                             detail="marked sent by a person (outbox mark-sent)", by_person=True))
 
 
 def cancel(db: Database, outbox_id: int) -> bool:
     """Withdraw a mail that is not being sent (queued or waiting for a retry)."""
     with db.engine.begin() as conn:
-        changed = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("queued", "retry")))
-                               .values(status="cancelled", next_attempt_at=None)
-                               .returning(*attempts.COLUMNS)).all()
-        attempts.record(conn, changed, "cancelled", detail="withdrawn by `maild outbox cancel`")
-        return len(changed) == 1
+        return cancel_in(conn, outbox_id)
+
+
+def cancel_in(conn: Connection, outbox_id: int) -> bool:
+    """`cancel` in the caller's transaction."""
+    changed = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("queued", "retry")))
+                           .values(status="cancelled", next_attempt_at=None)
+                           .returning(*attempts.COLUMNS)).all()
+    attempts.record(conn, changed, "cancelled", detail="withdrawn by a person (outbox cancel)")
+    return len(changed) == 1

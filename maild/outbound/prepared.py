@@ -35,6 +35,8 @@ class MailRequest:
     attach: tuple[Path, ...] = ()
     language: str | None = None
     extra: dict[str, Any] | None = None
+    auto_submitted: bool = False  # a rule's mail: Auto-Submitted: auto-generated (RFC 3834)
+    allow_undeliverable: bool = False  # send even to an address marked undeliverable (a person's override)
     invoice_copy: bool = True  # with invoice_ref: attach the invoice as a PDF
     dunning_level: int | None = None  # with invoice_ref: attach the reminder letter of this level
     reminder_date: str | None = None  # the letter's date (ISO; default today); payment due dunning.payment_days later

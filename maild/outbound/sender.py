@@ -32,6 +32,7 @@ from maild.imap_folders import find_special_folder
 from maild.outbound import outbox
 from maild.outbound.marks import DataStartMarks
 from maild.outbound.smtp import Delivered, FileTransport, PermFail, SmtpTransport, TempFail, Transport
+from maild.outbound.verp import envelope_sender
 from maild.own_mail import OwnMail
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
@@ -107,8 +108,8 @@ class _Pass:
 class OutboxSender:
     def __init__(self, db: Database, blobs: BlobStore, transport: Transport, owner: str,
                  sent_folder: SentFolder | None = None, *, max_attempts: int = 8, retry_max_delay: float = 3600.0,
-                 lease_seconds: float = 900.0, concurrency: int = 4,
-                 internal: Callable[[list[str]], bool] | None = None) -> None:
+                 lease_seconds: float = 900.0, concurrency: int = 4, return_path: str | None = None,
+                 instance: str = "", internal: Callable[[list[str]], bool] | None = None) -> None:
         """`internal(recipients)`: True for mail only to our own people (an owner notice): no Sent copy."""
         self.db = db
         self.internal = internal or (lambda recipients: False)
@@ -122,6 +123,8 @@ class OutboxSender:
         self.concurrency = concurrency
         self.health = WorkerHealth("outbox")
         self.unrecorded: list[tuple[int, str]] = []  # delivered, not yet recorded (the database failed)
+        self.return_path = return_path  # VERP (outbound.return_path): the envelope sender names the row's token
+        self.instance = instance
 
     async def send_due(self, limit: int = 100) -> dict[str, int]:
         """One pass: claim up to `limit` due rows and send them, at most `concurrency` at a time."""
@@ -176,7 +179,8 @@ class OutboxSender:
             started = True
 
         try:
-            result = await self.transport.send(outbox_id, row.sender, row.recipients, raw, on_data_started)
+            envelope = envelope_sender(self.return_path, self.instance, row.tracking_token, row.sender)
+            result = await self.transport.send(outbox_id, envelope, row.recipients, raw, on_data_started)
         except outbox.ClaimLost as exc:
             log.warning("not sent: %s", exc, extra={"fields": {"outbox_id": outbox_id}})
             return ""
@@ -351,5 +355,6 @@ def build_sender(config: Config, db: Database, owner: str) -> OutboxSender:
     own = OwnMail.from_config(config)
     return OutboxSender(db, BlobStore(config.blob_dir), build_transport(config), owner, build_sent_folder(config),
                         max_attempts=cfg.max_attempts, retry_max_delay=cfg.retry_max_delay, lease_seconds=lease,
-                        concurrency=concurrency,
+                        concurrency=concurrency, return_path=config.outbound.return_path,
+                        instance=config.matching.instance_id,
                         internal=lambda recipients: bool(recipients) and all(own.is_own(r) for r in recipients))

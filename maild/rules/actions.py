@@ -24,7 +24,7 @@ from maild.business.tasks import create_task
 from maild.clock import as_utc
 from maild.config import Config, ImapSourceConfig, resolve_path
 from maild.filing.folders import folder_for
-from maild.rules import webhooks
+from maild.rules import loops, webhooks
 from maild.rules.context import Evaluator, address_of, is_unknown_attendee
 from maild.rules.expressions import Expression, TextTemplate
 from maild.rules.ledger import jsonable
@@ -128,6 +128,9 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
         address = address_of(target)
         if address is None:
             raise ActionError(f"send: `to: {spec.to.source}` gave {_short(target)}, not a mail address")
+        if _answers_machine_mail(run, address):
+            raise ActionError(f"send: {address} sent machine mail ({run.names['message']['kind']}): rules never "
+                              f"answer it (mail loops)")
         if address not in addresses:
             addresses.append(address)
     if not addresses:
@@ -136,7 +139,8 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
     files: list[str] = []
     data: dict[str, Any] = {"template": spec.template, "to": addresses, "invoice_ref": None, "files": files,
                             "invoice_id": run.invoice_id, "meeting_id": run.meeting_id, "language": None,
-                            "thirdparty_id": run.thirdparty_id, "message_id": run.message_id}
+                            "thirdparty_id": run.thirdparty_id, "message_id": run.message_id,
+                            "on_event": run.subject.startswith("event:")}
     data["invoice_copy"] = False
     for name in spec.attach:
         letter = DUNNING_PDF.match(name)
@@ -161,6 +165,13 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
         documents.append(f"the level {data['dunning_level']} reminder letter")
     pdf = f" with {' and '.join(documents)}" if documents else ""
     return Planned(data, f"send {spec.template} to {', '.join(addresses)}{pdf}")
+
+
+def _answers_machine_mail(run: Run, address: str) -> bool:
+    message = run.names.get("message")
+    if not message or message.get("kind") in (None, "human"):
+        return False
+    return address.strip().lower() == (message.get("from") or "").lower()
 
 
 def plan_move(spec: MoveAction, run: Run, key: str) -> Planned:
@@ -575,12 +586,17 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
     files = tuple(resolve_path(env.config.base_dir, name) for name in data.get("files") or [])
     outbox: list[dict[str, Any]] = []
     recipients = list(data["to"])
+    cap = env.config.machine_mail.rule_mail_daily_cap
     for address in recipients:
+        outbox_key = key if len(recipients) == 1 else f"{key}/{address.lower()}"
+        if cap and data.get("on_event") and loops.over_daily_cap(env.db, address, cap, outbox_key):
+            loops.hold_back(env.db, address, data, outbox_key, cap)
+            outbox.append({"to": address, "held_back": f"already {cap} rule mails to it in 24 h"})
+            continue
         mail = prepare(env.config, env.db, template=data["template"], to=address, invoice_ref=data.get("invoice_ref"),
-                       attach=files, language=data.get("language"), extra=extra,
+                       attach=files, language=data.get("language"), extra=extra, auto_submitted=True,
                        invoice_copy=bool(data.get("invoice_copy", True)), dunning_level=data.get("dunning_level"),
                        reminder_date=data.get("reminder_date"))
-        outbox_key = key if len(recipients) == 1 else f"{key}/{address.lower()}"
         outbox_id, created = queue(env.config, env.db, mail, key=outbox_key, template=data["template"])
         outbox.append({"to": address, "outbox_id": outbox_id, "queued": created, "key": outbox_key})
     return {"outbox": outbox}

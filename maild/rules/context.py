@@ -50,6 +50,8 @@ _led = RuleLedger.__table__
 DECIDED = ("matched", "assigned")
 # Mail that failed authentication (a forged sender) is no reply of the customer and no mail of ours.
 AUTHENTIC = or_(_m.c.auth.is_(None), _m.c.auth != "fail")
+# Mail a person wrote (maild/classify): out-of-office replies, bounces, list mail and notifications are no reply.
+HUMAN = or_(_m.c.kind.is_(None), _m.c.kind == "human")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHUNK = 900  # ids per IN (...) list
 ZERO = Decimal("0.00")
@@ -194,7 +196,8 @@ def message_view(row: Any) -> dict[str, Any]:
     return {"id": row.id, "message_id": row.header_message_id, "subject": row.subject or "",
             "from": row.from_addr, "from_name": row.from_name, "to": [p[1] for p in row.to_addrs or []],
             "cc": [p[1] for p in row.cc_addrs or []], "date": as_utc(row.date), "in_reply_to": row.in_reply_to,
-            "references": list(row.references or []), "body": row.text_body or ""}
+            "references": list(row.references or []), "body": row.text_body or "",
+            "kind": getattr(row, "kind", None) or "human"}
 
 
 def event_view(row: Any, type_: str | None = None) -> dict[str, Any]:
@@ -288,10 +291,12 @@ class Directory:
 
 @dataclass
 class Replies:
-    """The newest inbound mail (matched or assigned to the third party, not from us) per third party."""
+    """The newest inbound mail (matched or assigned to the third party, not from us) per third party: mail people
+    wrote (`kinds` None), or machine mail of the given kinds (`("auto_reply",)` for auto_replied_since)."""
 
     own: OwnMail
     latest: dict[int, datetime | None] = field(default_factory=dict)
+    kinds: tuple[str, ...] | None = None
 
     def load(self, conn: Connection, thirdparty_ids: Iterable[int | None]) -> None:
         wanted = sorted({i for i in thirdparty_ids if i is not None and i not in self.latest})
@@ -304,7 +309,8 @@ class Replies:
         rows = conn.execute(
             select(_mm.c.thirdparty_id, _m.c.from_addr, func.max(when).label("at"))
             .select_from(_mm.join(_m, _m.c.id == _mm.c.message_id))
-            .where(any_of(conn, _mm.c.thirdparty_id, wanted), _mm.c.status.in_(DECIDED), AUTHENTIC)
+            .where(any_of(conn, _mm.c.thirdparty_id, wanted), _mm.c.status.in_(DECIDED), AUTHENTIC,
+                   HUMAN if self.kinds is None else _m.c.kind.in_(self.kinds))
             .group_by(_mm.c.thirdparty_id, _m.c.from_addr)).all()
         for tp_id, sender, at in rows:
             if at is None or self.own.is_own(sender):
@@ -398,6 +404,7 @@ class Scope:
     directory: Directory
     thirdparty: dict[str, Any] | None = None
     invoice: dict[str, Any] | None = None
+    auto_replies: Replies = field(default_factory=lambda: Replies(OwnMail(), kinds=("auto_reply",)))
 
 
 def helpers(scope: Scope) -> dict[str, Callable[..., Any]]:
@@ -435,6 +442,25 @@ def helpers(scope: Scope) -> dict[str, Callable[..., Any]]:
             scope.replies.load(scope.conn, [tp["id"]])
         return scope.replies.since(tp["id"], clock.moment(moment))
 
+    def auto_replied_since(moment: date | datetime | None = None) -> bool:
+        tp = scope.thirdparty
+        if tp is None:
+            return False
+        replies = scope.auto_replies
+        if tp["id"] not in replies.latest:
+            replies.load(scope.conn, [tp["id"]])
+        return replies.since(tp["id"], clock.moment(moment))
+
+    def undeliverable(target: Any) -> bool:
+        from maild.bounces.health import UNDELIVERABLE, of
+
+        targets = target if isinstance(target, list | tuple) else [target]
+        addresses = [a for a in (address_of(t) for t in targets) if a]
+        if not addresses:
+            return False
+        found = of(scope.conn, addresses)
+        return any(h.state == UNDELIVERABLE for h in found.values())
+
     def wrote_to_(address: Any, moment: date | datetime | None = None) -> bool:
         return wrote_to(scope.conn, scope.own, address, clock.moment(moment))
 
@@ -460,7 +486,8 @@ def helpers(scope: Scope) -> dict[str, Callable[..., Any]]:
 
     return {"days_since": days_since, "days_until": days_until, "days_overdue": days_overdue,
             "amount_due": amount_due, "replied_since": replied_since, "wrote_to": wrote_to_, "has_tag": has_tag,
-            "business_hours": clock.business_hours, "contact_with_role": contact_with_role, "duration": duration}
+            "business_hours": clock.business_hours, "contact_with_role": contact_with_role, "duration": duration,
+            "auto_replied_since": auto_replied_since, "undeliverable": undeliverable}
 
 
 def address_of(value: Any) -> str | None:

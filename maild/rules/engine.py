@@ -58,6 +58,9 @@ from maild.store.models import Event, Invoice, Meeting, Message
 log = logging.getLogger("maild.rules")
 _ev, _inv, _mt, _m = Event.__table__, Invoice.__table__, Meeting.__table__, Message.__table__
 REPLIED = "mail.replied"
+# What a notice says about our own mail (maild/bounces/record.py): rules may act on these, mailing someone else
+# (a billing contact for a bounced dunning letter); never the notice's sender (`actions.plan_send`).
+NOTICE_EVENTS = frozenset({"mail.bounced", "mail.delayed", "mail.complained"})
 UNAUTHENTICATED = "fail"  # messages.auth of mail our trusted server says failed authentication
 # Rules react to what other rules did (a task, a note, a sent mail) at most this many actions deep: two rules
 # that trigger each other stop there instead of running for ever. (A rule never reacts to what it did itself.)
@@ -252,6 +255,16 @@ class RulesEngine:
                     log.info("event %s: message %s failed authentication; %s", row.id, row.message_id,
                              "only its filing rules act on it" if matching else "no rule acts on it",
                              extra={"fields": {"event": row.id, "message": row.message_id}})
+                    if not matching:
+                        return 0
+                if found is not None and found.kind not in (None, "human") and row.type not in NOTICE_EVENTS:
+                    # Machine mail (a bounce, an auto-reply, list mail...): never answered by a rule's mail (loops).
+                    held = [rule.name for rule, _ in matching if _sends(rule)]
+                    matching = [(rule, seen_as) for rule, seen_as in matching if not _sends(rule)]
+                    if held:
+                        log.info("event %s: message %s is %s; rules that send mail do not act on it: %s", row.id,
+                                 row.message_id, found.kind, ", ".join(held),
+                                 extra={"fields": {"event": row.id, "message": row.message_id}})
                     if not matching:
                         return 0
                 message = message_view(found) if found is not None else None
@@ -860,6 +873,11 @@ def _log_outcome(entry: ledger.Entry, summary: str, outcome: str) -> None:
                  outcome.removeprefix("skipped: "))
     else:
         log.info("rule %s: %s (%s)", entry.rule, summary, entry.key)
+
+
+def _sends(rule: Rule) -> bool:
+    """The rule sends mail (it must not answer machine mail: a bounce or an auto-reply would answer back)."""
+    return any(action.name == "send" for action in rule.actions)
 
 
 def _only_files(rule: Rule) -> bool:

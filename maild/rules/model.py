@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 EVENT_TYPES = frozenset({
     "mail.received", "mail.matched", "mail.unmatched", "mail.assigned", "mail.filed", "mail.replied",
     "mail.sent", "mail.opened", "mail.clicked",
+    "mail.bounced", "mail.delayed", "mail.complained", "address.cleared", "rule.held_back",
     "invoice.created", "invoice.updated", "invoice.paid", "payment.recorded",
     "invoice.held", "invoice.hold_escalated", "invoice.resumed", "invoice.promised", "invoice.disputed",
     "meeting.created", "meeting.updated", "meeting.cancelled", "task.created", "task.done", "note.added",
@@ -106,7 +107,10 @@ CONTEXT_NAMES: dict[str, frozenset[str]] = {
 #   days_since(t), days_until(t): whole days between now and a date/datetime (negative when in the past/future)
 #   days_overdue(): for an invoice, days past its due date (0 when not due)
 #   amount_due(): for an invoice, amount - paid_amount + late_fees
-#   replied_since(t): the current third party sent us mail after t (None means: ever)
+#   replied_since(t): a person of the current third party wrote to us after t (None means: ever); machine mail
+#     (out-of-office and other auto-replies, bounces, list mail, notifications) does not count
+#   auto_replied_since(t): an automatic reply (out-of-office ...) of the current third party came after t
+#   undeliverable(x): mail to that address (or contact / third party dict) bounced for good or it complained
 #   wrote_to(address, t): we sent mail to that address after t (None means: ever)
 #   has_tag(name): the current third party carries that tag
 #   business_hours(): now is within the configured business hours (rules.business_hours)
@@ -114,7 +118,7 @@ CONTEXT_NAMES: dict[str, frozenset[str]] = {
 #   duration(text): a timedelta from "7d", "2h", "1w", "90m", "1d12h"
 FUNCTIONS = frozenset({
     "days_since", "days_until", "days_overdue", "amount_due", "replied_since", "wrote_to", "has_tag",
-    "business_hours", "contact_with_role", "duration",
+    "business_hours", "contact_with_role", "duration", "auto_replied_since", "undeliverable",
 })
 
 

@@ -1,10 +1,10 @@
 """The open/click endpoint: `/o/<signed>` (pixel), `/c/<signed>` (redirect), `/health`.
 
 Only values signed with our secret count. A click redirects to the URL stored for (token, link) when the
-mail was instrumented, never to anything taken from the request. Events are written by an EventRecorder
-(maild/tracking/recorder.py), a group of hits per transaction in its writer thread. A click is answered
-once its event is committed; an open at once, its event written behind (a kill -9 may lose the last few
-milliseconds of opens; a stop loses none). One client's repeats of an open or a click within
+mail was instrumented, never to anything taken from the request. Events are queued by an EventRecorder
+(maild/tracking/recorder.py) and written a group of hits per transaction by the tracking writer process. A click
+is answered once its event is committed; an open at once, its event written behind (a kill -9 may lose the last
+few milliseconds of opens; a stop loses none). One client's repeats of an open or a click within
 `tracking.repeat_window` are counted on the first one's event, not recorded anew. HEAD requests get the same
 answer as GET and record nothing (link checkers and prefetchers send them). `/health` carries KEY_ID_HEADER, a
 fingerprint of the signing secret, so `maild config check --connect` can tell its own daemon on the port from

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 
 _APPLE_NETS = (ipaddress.ip_network("17.0.0.0/8"),)
 _BARE = "mozilla/5.0"
@@ -72,6 +73,7 @@ def is_machine(user_agent: str | None, ip: str | None, seconds_since_sent: float
     return None
 
 
+@lru_cache(maxsize=4096)
 def _in_nets(ip: str | None, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
     try:
         address = ipaddress.ip_address(ip or "")

@@ -28,7 +28,7 @@ _SIG = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
 def _mac(secret: bytes, payload: str) -> str:
-    digest = hmac.new(secret, _CONTEXT + payload.encode("ascii"), hashlib.sha256).digest()[:_SIG_BYTES]
+    digest = hmac.digest(secret, _CONTEXT + payload.encode("ascii"), hashlib.sha256)[:_SIG_BYTES]
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 

@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision = '0007_dunning'
-down_revision = '0007_worker_status'
+down_revision = '0007_web'
 branch_labels = None
 depends_on = None
 
