@@ -51,6 +51,21 @@ def inbound(sender: str, subject: str, body: str, when: str, *, in_reply_to: str
     return mail.as_bytes()
 
 
+def dsn(verp: str, recipient: str, message_id: str) -> bytes:
+    """A delivery status notification (RFC 3464) of a hard bounce, as Postfix writes one."""
+    host = "mx." + recipient.rpartition("@")[2]
+    return (f"Return-Path: <>\r\nFrom: Mail Delivery System <MAILER-DAEMON@{host}>\r\nTo: {verp}\r\n"
+            f"Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n"
+            f"Date: Tue, 10 Nov 2026 09:01:00 +0000\r\nMessage-ID: <bounce-1@{host}>\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r\n\r\n--b1\r\n"
+            f"Content-Type: text/plain\r\n\r\nThis is the mail system at host {host}.\r\n\r\n<{recipient}>: "
+            f"550 5.1.1 User unknown\r\n\r\n--b1\r\nContent-Type: message/delivery-status\r\n\r\n"
+            f"Reporting-MTA: dns; {host}\r\n\r\nFinal-Recipient: rfc822; {recipient}\r\nAction: failed\r\n"
+            f"Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <{recipient}>: User unknown\r\n\r\n--b1\r\n"
+            f"Content-Type: text/rfc822-headers\r\n\r\nFrom: billing@nordlicht.example\r\nTo: {recipient}\r\n"
+            f"Message-ID: {message_id}\r\n\r\n--b1--\r\n").encode()
+
+
 def customers_of(sent: list[EmailMessage]) -> list[EmailMessage]:
     return [m for m in sent if not m["To"].addresses[0].addr_spec.endswith("@nordlicht.example")]
 
@@ -100,13 +115,8 @@ def test_a_month_of_an_offices_mail(tmp_path: Path, pg_url: str, smtp_sink: Sink
 
     # --- 10 November: the customers answer ------------------------------------------------------------------
     day = "Tue, 10 Nov 2026 10:00:00 +0100"
-    bounce = EmailMessage()
-    bounce["From"], bounce["To"] = "MAILER-DAEMON@mx.kunde7.example", "billing@nordlicht.example"
-    bounce["Subject"], bounce["Date"], bounce["Message-ID"] = "Undelivered Mail Returned to Sender", day, "<b7@mx>"
-    bounce.set_content("This is the mail system at host mx.kunde7.example.\n\n<buchhaltung@kunde7.example>: "
-                       "550 5.1.1 User unknown\n")
-    bounce.add_attachment(f"From: billing@nordlicht.example\nTo: buchhaltung@kunde7.example\n"
-                          f"Message-ID: {reminder[7]}\nSubject: Zahlungserinnerung\n", subtype="rfc822-headers")
+    envelope = next(e for e in smtp_sink.handler.received if e.recipients == ["buchhaltung@kunde7.example"])
+    bounce = dsn(envelope.sender, "buchhaltung@kunde7.example", reminder[7])
     mailbox.append([
         inbound("buchhaltung@kunde1.example", "Neue Bestellung", "Bitte liefern Sie 20 Stück.", day),
         inbound("buchhaltung@kunde2.example", "Re: Zahlungserinnerung", "Wir haben gestern bezahlt.", day,
@@ -117,7 +127,7 @@ def test_a_month_of_an_offices_mail(tmp_path: Path, pg_url: str, smtp_sink: Sink
         inbound("buchhaltung@kunde6.example", "Automatische Antwort: Zahlungserinnerung",
                 "Ich bin bis 20.11. nicht im Büro. Ihre Mail wird nicht weitergeleitet.", day,
                 in_reply_to=reminder[6], Auto_Submitted="auto-replied"),
-        bounce.as_bytes(),
+        bounce,
     ])
     clock.now = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
