@@ -110,6 +110,8 @@ def test_a_reply_in_a_reminders_thread_holds_it_and_unrelated_mail_does_not(db: 
     assert office.at(datetime(2026, 11, 25, 9, tzinfo=UTC)) == 2
     explanation = office.engine.explain("level-2", f"invoice:{first}")
     assert not explanation.fires and ("invoice.status", "'held'") in explanation.conditions[0].seen
+    assert explanation.notes == ["held since 2026-11-15T10:00+01:00: mail from anna@mueller.example "
+                                 "('Re: Zahlungserinnerung') answers a reminder; decides: owner@ourco.example"]
     # The same mail seen again holds nothing twice.
     assert office.engine.hold_watch.examine(message, office.tp) == 0
 
