@@ -41,6 +41,7 @@ def write_config(home: Path, db_url: str, sources: list[dict[str, Any]], **inges
         "storage": {"blob_dir": "blobs"},
         "ingest": {"reconnect_max_delay": 2, "poll_interval": 2, "lock_ttl": 10, **ingest},
         "sources": sources,
+        "web": {"listen_port": 0},  # any free port: tests run side by side (the web app's tests pick their own)
     }
     path = home / "maild.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -70,7 +70,7 @@ def test_timeline_of_a_customer(tmp_path: Path, db_url: str) -> None:
         "payment   250.00 EUR for FA-7 on 2026-11-20 (BANK-1)",
         "invoice   FA-7: open -> paid (fully paid)",
         "invoice   FA-7 paid",
-        'meeting   "Baustellentermin" 2026-11-24 09:00 - 10:00',
+        'meeting   "Baustellentermin" 2026-11-24 10:00 - 11:00',
         'task      "Nachkalkulation" for lena@ourco.example',
         "note      Prefers calls after 3 pm (lena)",
         'mail out  "Danke, Anna Becker" to anna@mueller.example',

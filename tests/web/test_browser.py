@@ -139,7 +139,7 @@ def test_reading_works_with_javascript_off(served: tuple[Site, Seeded, str], bro
     try:
         _log_in(page, base, "vic")
         page.goto(f"{base}/customers/{data.customer_id}")
-        assert page.locator("#timeline tr.event").count() == 4
+        assert page.locator("#timeline tr.event").count() == 5  # four mails in, the refused send
         page.goto(f"{base}/messages/{data.hostile_id}")
         assert "The text part of the hostile mail." in page.inner_text("pre.mailtext")
         page.goto(f"{base}/search?q=Angebot")

@@ -42,7 +42,7 @@ def test_customer_list_timeline_filters_and_paging(small_pages: Site) -> None:
         if "Older" not in page:
             break
         page = client.get(f"/customers/{data.customer_id}?" + _more(page)).text
-    assert len(seen) == 4  # three mails and the hostile one, all matched to Anna's company
+    assert len(seen) == 5  # three mails, the hostile one and the refused send, all Anna's company's
     only_mail = client.get(f"/customers/{data.customer_id}", params={"kind": "mail_in"})
     assert "mail in" in only_mail.text
     notes = client.get(f"/customers/{data.customer_id}", params={"kind": "notes"})
