@@ -202,6 +202,10 @@ def test_a_month_of_an_offices_mail(tmp_path: Path, pg_url: str, smtp_sink: Sink
     assert "held since 2026-11-10" in shown and f"who decides: {OWNER}" in shown, shown
     shown = invoke(home.file, "invoice", "show", ref(8)).stdout
     assert "next step: dunning-level-3-repeat from " in shown, shown
+    timeline = invoke(home.file, "timeline", str(tps[2])).stdout
+    assert f"invoice   {ref(2)} HELD: mail from buchhaltung@kunde2.example ('Re: Zahlungserinnerung') answers a " \
+           f"reminder (decides: {OWNER}, task #" in timeline, timeline
+    assert f"invoice   {ref(2)} still held since 2026-11-10: escalated to {OWNER}" in timeline
     why = invoke(home.file, "rules", "why", "dunning-level-3", f"invoice:{ref(2)}", "--at", "2026-12-07", check=False)
     assert why.returncode == 3 and "invoice.status = 'held'" in why.stdout
 
