@@ -40,3 +40,27 @@ def test_signer_of_a_meeting_owner(db: Database, tmp_path: Path) -> None:
     assert signer("Lena Hoffmann <lena@ourco.example>", config)["name"] == "Lena Hoffmann"
     assert signer("Lena Hoffmann", config) == {"name": "Lena Hoffmann", "email": "billing@ourco.example",
                                                "address": "billing@ourco.example"}
+
+
+def test_the_owner_notice_does_not_claim_a_filing_that_is_off(db: Database, tmp_path: Path) -> None:
+    import email
+    import email.policy
+    import shutil
+
+    from maild.rules.model import SendAction
+    from tests.rules.test_engine_support import add_event, expr, inbound_mail, on_event, outbox_rows
+
+    config = make_config(tmp_path, db, outbound={"company": {"name": "Ourco GmbH"}})
+    shutil.copytree(Path(__file__).parents[2] / "maild" / "samples" / "templates" / "new-thread",
+                    tmp_path / "templates" / "new-thread")
+    tp, _ = customer(db)
+    message = inbound_mail(db, tp, "anna@mueller.example", datetime(2026, 11, 12, 8, tzinfo=UTC), subject="Angebot")
+    engine = RulesEngine(config, db, rules(rule("notify", on_event("mail.matched"), [
+        ("send", SendAction(template="new-thread", to=expr("owner")))])),
+        clock=lambda: datetime(2026, 11, 12, 9, tzinfo=UTC))
+    add_event(db, "mail.matched", tp, message)
+    assert engine.process_events() == 1
+    row, = outbox_rows(db)
+    notice = email.message_from_bytes(BlobStore(config.blob_dir).get(row.raw_sha256), policy=email.policy.default)
+    text = notice.get_body(("plain",)).get_content()
+    assert "it is not filed into a folder on the mail server" in text and "being filed" not in text
