@@ -366,8 +366,7 @@ class DunningConfig(_Strict):
     # Mail from a customer holds an invoice in dunning when it is a human reply in the thread of one of its
     # reminders, names the invoice's number, or contains one of these phrases (case-insensitive, whole words).
     hold_phrases: list[str] = Field(default_factory=lambda: [
-        "bezahlt", "überwiesen", "ueberwiesen", "Zahlung", "Widerspruch", "reklamieren", "Reklamation",
-        "paid", "payment", "transferred", "dispute", "complaint"])
+        "bezahlt", "überwiesen", "ueberwiesen", "Widerspruch", "Reklamation", "paid", "transferred", "dispute"])
     hold_owner: str | None = None  # who gets the task when the third party has no owner (else: nobody named)
     hold_escalate_days: int = Field(default=7, ge=1, le=365)  # an unresolved hold escalates after this many days
 
