@@ -9,8 +9,10 @@ Dovecot's caches, then runs ROUNDS alternating rounds (the order of the sides ro
                 split between their sharers: the memory really used), sampled every 50 ms from /proc;
   (c) mbsync:   what a user would run to merely copy the folder (isync: `mbsync` into a fresh Maildir, a
                 real subprocess, start-up included; Debian package `isync`, scripts/install-bench-deps).
-Rates are messages per second; `ratio` is the median over rounds of maild / baseline, `ratio_mbsync` of
-maild / mbsync; `peak_rss_mb` the highest peak of all rounds. The last line printed is JSON.
+CPU per message is printed for each side (Dovecot's own not counted): on a loaded machine the rates follow the
+CPU each side gets, and that figure does not. Rates are messages per second; `ratio` is the median over rounds
+of maild / baseline, `ratio_mbsync` of maild / mbsync; `peak_rss_mb` the highest peak of all rounds.
+The last line printed is JSON.
 
     .venv/bin/python bench/ingest.py [--messages 5000] [--rounds 3] [--workers N] [--no-mbsync]
 """
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -72,6 +75,7 @@ def mixed_messages(count: int, seed: int = 7) -> list[bytes]:
 
 def baseline(server: Dovecot, user: str, batch: int = 200) -> tuple[float, int]:
     started = time.perf_counter()
+    cpu = time.process_time()
     parsed = 0
     with server.client(user, timeout=120) as imap:
         imap.select_folder("INBOX", readonly=True)
@@ -81,6 +85,7 @@ def baseline(server: Dovecot, user: str, batch: int = 200) -> tuple[float, int]:
                 mail = mailparser.parse_from_bytes(data[b"BODY[]"])
                 _ = (mail.subject, mail.from_, mail.text_plain, mail.attachments)
                 parsed += 1
+    baseline.cpu = time.process_time() - cpu  # type: ignore[attr-defined]
     return time.perf_counter() - started, parsed
 
 
@@ -144,17 +149,20 @@ def run_maild(server: Dovecot, user: str, password: str, home: Path, workers: in
         settings["ingest"] = {"parse_workers": workers}
     config.write_text(yaml.safe_dump(settings))
     env = {**os.environ, "MAILD_BENCH_PW": password}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "ingest", "--once"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     sampler = MemorySampler(proc.pid)
     out, err = proc.communicate()
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # maild and every process it waited for (its parsers)
     sampler.stop()
     if proc.returncode != 0:
         raise SystemExit(f"maild ingest failed ({proc.returncode}):\n{out}\n{err}")
     return {"seconds": elapsed, "rss_kb": sampler.peak_rss, "pss_kb": sampler.peak_pss,
-            "main_kb": sampler.peak_main, "processes": sampler.peak_processes, "summary": out.strip()}
+            "main_kb": sampler.peak_main, "processes": sampler.peak_processes, "summary": out.strip(),
+            "cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime}
 
 
 MBSYNCRC = """IMAPAccount bench
@@ -216,6 +224,7 @@ def main() -> None:
     sides = ["baseline", "maild"] + ([] if args.no_mbsync else ["mbsync"])
     rates: dict[str, list[float]] = {side: [] for side in sides}
     memory: list[dict[str, float]] = []
+    cpu_ms: dict[str, list[float]] = {side: [] for side in sides}
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="maild-bench-") as tmp:
         server = Dovecot(Path(tmp) / "dovecot")
@@ -235,21 +244,28 @@ def main() -> None:
                     if side == "baseline":
                         seconds, parsed = baseline(server, user)
                         assert parsed == count, parsed
+                        cpu_ms[side].append(baseline.cpu * 1000 / count)  # type: ignore[attr-defined]
                         line = f"{parsed} messages in {seconds:.2f}s"
                     elif side == "maild":
                         result = run_maild(server, user, password, Path(tmp) / "maild", args.workers)
                         seconds = result["seconds"]
                         memory.append(result)
+                        cpu_ms[side].append(result["cpu"] * 1000 / count)
                         line = (f"{result['summary']} in {seconds:.2f}s; peak RSS {result['rss_kb'] / 1024:.0f} MB "
                                 f"(PSS {result['pss_kb'] / 1024:.0f} MB, main process {result['main_kb'] / 1024:.0f} "
                                 f"MB, {result['processes']} processes)")
                     else:
+                        before = resource.getrusage(resource.RUSAGE_CHILDREN)
                         seconds = run_mbsync(server, user, password, Path(tmp) / "mbsync")
+                        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                        cpu_ms[side].append((after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+                                            * 1000 / count)
                         copied = maildir_count(Path(tmp) / "mbsync" / "mail" / "INBOX")
                         assert copied == count, copied
                         line = f"{copied} messages in {seconds:.2f}s"
                     rates[side].append(count / seconds)
-                    print(f"round {round_ + 1} {side:8s}: {line} = {count / seconds:.0f}/s", flush=True)
+                    print(f"round {round_ + 1} {side:8s}: {line} = {count / seconds:.0f}/s; CPU "
+                          f"{cpu_ms[side][-1]:.2f} ms/message", flush=True)
                 load = max(load, os.getloadavg()[0])
         finally:
             server.close()
@@ -278,6 +294,7 @@ def main() -> None:
         "peak_pss_mb": round(peak_pss, 1),
         "peak_main_rss_mb": round(max(m["main_kb"] for m in memory) / 1024, 1),
         "processes": max(m["processes"] for m in memory),
+        "cpu_ms_per_message": {side: round(statistics.median(values), 2) for side, values in cpu_ms.items()},
         "load": round(load, 1),
         "cores": os.cpu_count(),
     }
