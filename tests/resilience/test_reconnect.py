@@ -180,8 +180,7 @@ def test_ingest_resumes_after_the_imap_server_was_away(tmp_path: Path, monkeypat
             box.append([make_message(subject="after the outage")])
             wait_for(lambda: _messages(daemon) == 2, what="ingest to resume")
             wait_for(lambda: worker.backoff.attempt == 0, what="the backoff to start short again")
-            # The worker thread sets the board just after the backoff: wait for it rather than race it.
-            wait_for(lambda: worker.health.view().state == "running", what="the worker to show as running")
+            wait_for(lambda: worker.health.view().state == "running", what="the worker to say it runs again")
         finally:
             daemon.stop.set()
             thread.join(30)
