@@ -90,6 +90,8 @@ def why_command(app: AppContext, rule_name: str, subject: str | None, at: str | 
                 say(f"             {source} = {value}")
             if check.error:
                 say(f"             {check.error}")
+        for note in explanation.notes:
+            say(f"  note: {note}")
         for action in explanation.actions:
             say(f"  action {action.action}: {action.status}: {action.summary}")
         say(explanation.verdict())

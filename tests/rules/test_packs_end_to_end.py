@@ -263,6 +263,7 @@ def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
     assert len(sent) == 2, [m["Subject"] for m in sent]
     notice, followup = sent
     assert notice["To"].addresses[0].addr_spec == "lena@nordlicht.example"
+    assert "is being filed into its folder on the mail server" in notice.get_body(("plain",)).get_content()
     assert followup["To"].addresses[0].addr_spec == "j.weiss@mueller-soehne.example", "external attendees only"
     assert "Rollout der Version 4.2" in followup["Subject"]
     ev = Event.__table__
