@@ -12,7 +12,7 @@ The p95 is the server's own time per request (maild/web/stats.py: the app's midd
 SQL statements per page are counted by an engine listener and must be one number per page kind. The last line
 printed is JSON: timeline_p95_ms, message_p95_ms, search_p95_ms (target < 150 each), queries_per_page, requests.
 
-    .venv/bin/python bench/web.py [--messages 100000] [--seconds 15] [--connections 8]
+    .venv/bin/python bench/web.py [--messages 100000] [--seconds 15] [--connections 4]
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args()
     wrk = ensure_wrk()
     rng = random.Random(20261202)

@@ -41,7 +41,9 @@ def write_config(home: Path, db_url: str, sources: list[dict[str, Any]], **inges
         "storage": {"blob_dir": "blobs"},
         "ingest": {"reconnect_max_delay": 2, "poll_interval": 2, "lock_ttl": 10, **ingest},
         "sources": sources,
-        "web": {"listen_port": 0},  # any free port: tests run side by side (the web app's tests pick their own)
+        # Any free port (tests run side by side), and off: the daemons other tests run serve no web app
+        # (tests/web/ turn it on where it is what they test).
+        "web": {"enabled": False, "listen_port": 0},
     }
     path = home / "maild.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

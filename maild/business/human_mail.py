@@ -1,8 +1,8 @@
 """Is a stored message machine mail (a bounce, an out-of-office reply, a list or a no-reply sender)? Holds ask this:
 machine mail never holds a dunning sequence.
 
-The classification at ingest (`messages.kind`, maild/classify) decides; mail stored before it (kind NULL) is
-judged by its sender's address and subject.
+The classification made at ingest (`messages.kind`, maild/classify) decides; messages stored before it existed
+(kind empty) are judged by their sender's address and subject.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ _BOUNCE_SUBJECTS = re.compile(r"^\s*(undeliver(ed|able)|delivery status notifica
 
 
 def is_bounce(message: Any) -> bool:
-    """A delivery failure report (classified so at ingest; unclassified: from the mailer daemon, or with such a
-    subject)."""
+    """A delivery failure report: classified so, or (unclassified) from the mailer daemon or with such a subject."""
     kind = getattr(message, "kind", None)
     if kind is not None:
         return bool(kind == "bounce")

@@ -10,16 +10,19 @@ from sqlalchemy import func, or_, select
 from maild.business import history
 from maild.business.notes import add_note as note_in
 from maild.business.tasks import create_task
-from maild.clock import as_utc
+from maild.clock import as_utc, utcnow
 from maild.directory import changes, writes
-from maild.directory.service import describe_thirdparty
+from maild.directory.service import _contact_fields as contact_fields
+from maild.directory.service import _thirdparty_fields as thirdparty_fields
 from maild.matchers.normalize import name_key
 from maild.services import audit, paging
 from maild.services.actor import Actor
 from maild.store.db import Database
-from maild.store.models import Event, Invoice, Message, ThirdParty
+from maild.store.models import Contact, Document, Event, Invoice, MailAddress, MailDomain, Message, ThirdParty
 
 _tp, _ev, _m, _inv = ThirdParty.__table__, Event.__table__, Message.__table__, Invoice.__table__
+_con, _doc, _addr, _dom = Contact.__table__, Document.__table__, MailAddress.__table__, MailDomain.__table__
+
 
 # The timeline's filters: a kind, and the event types it shows.
 KINDS: dict[str, tuple[str, ...]] = {
@@ -27,13 +30,15 @@ KINDS: dict[str, tuple[str, ...]] = {
     "mail_out": ("mail.sent",),
     "opens_clicks": ("mail.opened", "mail.clicked"),
     "filing": ("mail.filed",),
-    "rules": ("rule.action",),
-    "invoices": ("invoice.created", "invoice.updated", "invoice.paid"),  # dunning levels are invoice.updated
+    "rules": ("rule.action", "rule.held_back"),
+    # dunning levels are invoice.updated; holds, promises and disputes have their own events
+    "invoices": ("invoice.created", "invoice.updated", "invoice.paid", "invoice.held", "invoice.resumed",
+                 "invoice.promised", "invoice.disputed", "invoice.hold_escalated"),
     "payments": ("payment.recorded",),
     "meetings": ("meeting.created", "meeting.updated", "meeting.cancelled", "meeting.refused"),
     "tasks": ("task.created", "task.done"),
     "notes": ("note.added",),
-    "bounces": ("mail.bounced",),
+    "bounces": ("mail.bounced", "mail.delayed", "mail.complained", "mail.refused", "mail.send_failed"),
 }
 
 
@@ -77,8 +82,26 @@ def list_customers(db: Database, *, query: str = "", cursor: str | None = None,
 
 
 def customer(db: Database, thirdparty_id: int) -> dict[str, Any]:
-    """Fields, domains, addresses, contacts and documents (LookupError when there is no such third party)."""
-    return describe_thirdparty(db, thirdparty_id, events=False)
+    """Fields, domains, addresses, contacts and documents (LookupError when there is no such third party): the
+    shape of maild.directory.service.describe_thirdparty, read with five Core queries (the page's header)."""
+    with db.engine.connect() as conn:
+        tp = conn.execute(select(_tp).where(_tp.c.id == thirdparty_id)).one_or_none()
+        if tp is None:
+            raise LookupError(f"no third party with id {thirdparty_id}")
+        domains = sorted(conn.execute(select(_dom.c.domain).where(_dom.c.thirdparty_id == thirdparty_id)).scalars())
+        addresses = conn.execute(select(_addr.c.address, _addr.c.contact_id)
+                                 .where(_addr.c.thirdparty_id == thirdparty_id)).all()
+        contacts = conn.execute(select(_con).where(_con.c.thirdparty_id == thirdparty_id)
+                                .order_by(_con.c.name_key, _con.c.id)).all()
+        documents = conn.execute(select(_doc.c.id, _doc.c.ref, _doc.c.kind).where(_doc.c.thirdparty_id == thirdparty_id)
+                                 .order_by(_doc.c.kind, _doc.c.ref)).all()
+    by_contact: dict[int | None, list[str]] = {}
+    for address, contact_id in addresses:
+        by_contact.setdefault(contact_id, []).append(address)
+    # The directory's own field views (they read attributes: Core rows serve as well as models).
+    return {**thirdparty_fields(tp), "domains": domains, "addresses": sorted(by_contact.get(None, [])),
+            "contacts": [contact_fields(c, sorted(by_contact.get(c.id, []))) for c in contacts],
+            "documents": [{"id": d.id, "ref": d.ref, "kind": d.kind} for d in documents]}
 
 
 def timeline(db: Database, thirdparty_id: int, *, kinds: list[str] | None = None, cursor: str | None = None,
@@ -142,6 +165,31 @@ def create_thirdparty(db: Database, actor: Actor, *, name: str, kind: str = "cus
                      after={"name": name, "kind": kind, "external_id": external_id, "domains": domains or [],
                             "addresses": addresses or [], "owner": owner, "tags": tags or []})
     return thirdparty_id
+
+
+EDITABLE = ("name", "kind", "owner", "tags", "language")
+
+
+def update_thirdparty(db: Database, actor: Actor, thirdparty_id: int, values: dict[str, Any]) -> dict[str, Any]:
+    """Change a third party's name, kind, owner, tags or language (others are refused); audited with before and
+    after. A third party is never deleted: its history stays."""
+    actor.require("staff")
+    unknown = sorted(set(values) - set(EDITABLE))
+    if unknown:
+        raise ValueError(f"cannot change {', '.join(unknown)} (only {', '.join(EDITABLE)})")
+    with db.engine.begin() as conn:
+        row = conn.execute(select(_tp).where(_tp.c.id == thirdparty_id)).one_or_none()
+        if row is None:
+            raise LookupError(f"no third party with id {thirdparty_id}")
+        item = changes.thirdparty(external_id=None, name=values.get("name", row.name), kind=values.get("kind"),
+                                  tags=values.get("tags"), custom_fields=None, owner=values.get("owner"),
+                                  language=values.get("language"), domains=None, addresses=None)
+        columns = {k: v for k, v in item.columns.items() if k in ("name", "name_key") or k in values}
+        before = {k: getattr(row, k) for k in columns if k != "name_key"}
+        conn.execute(_tp.update().where(_tp.c.id == thirdparty_id).values(**columns, updated_at=utcnow()))
+        audit.record(conn, actor, "thirdparty.update", f"thirdparty:{thirdparty_id}", before=before,
+                     after={k: v for k, v in columns.items() if k != "name_key"})
+    return customer(db, thirdparty_id)
 
 
 def create_contact(db: Database, actor: Actor, *, thirdparty_id: int, name: str, addresses: list[str] | None = None,

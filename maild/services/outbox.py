@@ -11,10 +11,10 @@ from maild.outbound import outbox as ob
 from maild.services import audit, paging
 from maild.services.actor import Actor
 from maild.store.db import Database
-from maild.store.models import Event, OutboxMessage
+from maild.store.models import Event, OutboxAttempt, OutboxMessage
 
-_o, _ev = OutboxMessage.__table__, Event.__table__
-STATUSES = ("queued", "sending", "sent", "retry", "failed", "cancelled")
+_o, _ev, _att = OutboxMessage.__table__, Event.__table__, OutboxAttempt.__table__
+STATUSES = ob.STATUSES  # the outbox's own list (ambiguous included)
 
 
 def _row(r: Any) -> dict[str, Any]:
@@ -43,18 +43,24 @@ def listing(db: Database, *, status: str | None = None, cursor: str | None = Non
 
 
 def story(db: Database, outbox_id: int) -> dict[str, Any]:
-    """The row, and its events (sent, opened, clicked) in order: what happened to the mail."""
+    """The row, every attempt and decision about it (outbox_attempts: SMTP replies, connections, requeues), and its
+    events (sent, refused, opened, clicked) in order: what happened to the mail."""
     with db.engine.connect() as conn:
         row = conn.execute(select(_o).where(_o.c.id == outbox_id)).one_or_none()
         if row is None:
             raise LookupError(f"no outbox row {outbox_id}")
+        tries = conn.execute(select(_att).where(_att.c.outbox_id == outbox_id).order_by(_att.c.id)).all()
         events = conn.execute(select(_ev.c.id, _ev.c.type, _ev.c.occurred_at, _ev.c.data)
-                              .where(_ev.c.type.in_(("mail.sent", "mail.opened", "mail.clicked")),
+                              .where(_ev.c.type.in_(("mail.sent", "mail.opened", "mail.clicked", "mail.refused",
+                                                     "mail.send_failed")),
                                      _ev.c.thirdparty_id == row.thirdparty_id if row.thirdparty_id else _ev.c.id > 0)
                               .order_by(_ev.c.id.desc()).limit(500)).all()
     mine = [{"id": e.id, "type": e.type, "at": _iso(e.occurred_at), "data": e.data} for e in events
             if (e.data or {}).get("outbox_id") == outbox_id][::-1]
-    return {**_row(row), "events": mine}
+    attempts = [{"at": _iso(a.at), "outcome": a.outcome, "data_started_at": _iso(a.data_started_at),
+                 "connection": a.connection, "reply_code": a.reply_code, "reply": a.reply, "detail": a.detail}
+                for a in tries]
+    return {**_row(row), "events": mine, "attempt_log": attempts}
 
 
 def _change(db: Database, actor: Actor, outbox_id: int, verb: str) -> bool:

@@ -59,6 +59,10 @@ def thirdparty_get(ctx: Ctx) -> Response:
     return ApiResponse(customers.customer(ctx.db, ctx.path_int("id")))
 
 
+def thirdparty_update(ctx: Ctx) -> Response:
+    return ApiResponse(customers.update_thirdparty(ctx.db, ctx.actor, ctx.path_int("id"), ctx.body))
+
+
 def contacts(ctx: Ctx) -> Response:
     thirdparty_id = ctx.path_int("id")
     customers.customer(ctx.db, thirdparty_id)  # 404 for an unknown third party
@@ -197,12 +201,13 @@ def openapi(ctx: Ctx) -> Response:
     return ApiResponse(document())
 
 
-# (method, path, handler, summary, write role or None for reads)
+# (method, path, handler, summary): reads need a viewer's token, changes a staff user's (maild.web.core.api)
 ROUTES: list[tuple[str, str, Any, str]] = [
     ("GET", "/openapi.json", openapi, "This document"),
     ("GET", "/thirdparties", thirdparties, "Third parties by name (q filters), with last contact and open invoices"),
     ("POST", "/thirdparties", thirdparty_create, "Create a third party {name, kind, external_id, domains, ...}"),
     ("GET", "/thirdparties/{id:int}", thirdparty_get, "One third party with contacts, domains, documents"),
+    ("PATCH", "/thirdparties/{id:int}", thirdparty_update, "Change {name, kind, owner, tags, language}"),
     ("GET", "/thirdparties/{id:int}/contacts", contacts, "Its contacts"),
     ("POST", "/thirdparties/{id:int}/contacts", contact_create, "Add a contact {name, addresses, role}"),
     ("GET", "/thirdparties/{id:int}/timeline", timeline, "Its timeline, newest first (kind=..., cursor)"),
@@ -261,7 +266,7 @@ def document() -> dict[str, Any]:
                            {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 500}}]
         if parameters:
             operation["parameters"] = parameters
-        if method == "POST":
+        if method in ("POST", "PATCH"):
             operation["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
         paths.setdefault(PREFIX + clean, {})[method.lower()] = operation
     return {

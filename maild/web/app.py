@@ -122,6 +122,7 @@ def create_app(config: Config, db: Database, *, secret: bytes | None = None) -> 
         page("/outbox/{id:int}", po.outbox_story, web),
         page("/outbox/{id:int}/retry", po.outbox_retry, web, methods=("POST",)),
         page("/outbox/{id:int}/cancel", po.outbox_cancel, web, methods=("POST",)),
+        page("/outbox/{id:int}/mark-sent", po.outbox_mark_sent, web, methods=("POST",)),
         page("/rules", po.rules_page, web),
         page("/rules/simulate", po.rules_simulate, web),
         page("/invoices", po.invoices_page, web),

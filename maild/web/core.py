@@ -8,7 +8,7 @@ CSRF token is refused (403); a role too low gets 403. Only /login and /static ar
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from maild.config import Config
+from maild.config import Config, ConfigError
 from maild.services import tokens, users
 from maild.services.actor import Actor
 from maild.store.blobs import BlobStore
@@ -74,34 +74,47 @@ Handler = Callable[[Ctx], Response]
 def page(path: str, handler: Handler, web: Web, *, methods: tuple[str, ...] = ("GET",), read: str = "viewer",
          write: str = "staff") -> Route:
     async def endpoint(request: Request) -> Response:
-        session = web.sessions.read(request)
-        actor = await run_in_threadpool(users.session_actor, web.db, session.user_id, session.epoch) \
-            if session is not None else None
-        if actor is None or session is None:
-            if request.method == "GET":
-                return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
-            return web.render(request, "error.html", status_code=401, actor=None, csrf="",
-                              message="Your session has ended: log in again.")
-        ctx = Ctx(request, web, actor, web.sessions.csrf_token(session.sid))
+        form: dict[str, Any] = {}
+        lists: dict[str, list[str]] = {}
+        if web.sessions.read(request) is None:  # no signed cookie: refused before any body is read
+            return _logged_out(request, web)
         if request.method in CHANGES:
-            form = await request.form()
-            ctx.form = {k: v for k, v in form.items() if isinstance(v, str)}
-            ctx.form_lists = {k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form}
-            given = request.headers.get(CSRF_HEADER) or ctx.form.get(CSRF_FIELD)
-            if not web.sessions.csrf_ok(session.sid, given):
-                return ctx.render("error.html", status_code=403,
-                                  message="This form is out of date or did not come from maild (CSRF token missing "
-                                          "or wrong). Go back, reload the page and try again.")
-        needed = write if request.method in CHANGES else read
-        if not actor.can(needed):
-            return ctx.render("error.html", status_code=403,
-                              message=f"You are {actor.role}: this needs the role {needed}.")
-        return await run_in_threadpool(_guarded_call, handler, ctx, web)
+            parsed = await request.form()
+            form = {k: v for k, v in parsed.items() if isinstance(v, str)}
+            lists = {k: [v for v in parsed.getlist(k) if isinstance(v, str)] for k in parsed}
+        # One trip to the thread pool per request: who is asking (a database read), then the handler.
+        return await run_in_threadpool(_serve_page, request, web, handler, form, lists, read, write)
 
     endpoint.__name__ = handler.__name__
     route = Route(path, endpoint, methods=list(methods), name=handler.__name__)
     route.maild_access = ("page", read, write)  # type: ignore[attr-defined]
     return route
+
+
+def _logged_out(request: Request, web: Web) -> Response:
+    if request.method == "GET":
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+    return web.render(request, "error.html", status_code=401, actor=None, csrf="",
+                      message="Your session has ended: log in again.")
+
+
+def _serve_page(request: Request, web: Web, handler: Handler, form: dict[str, Any], lists: dict[str, list[str]],
+                read: str, write: str) -> Response:
+    session = web.sessions.read(request)
+    actor = users.session_actor(web.db, session.user_id, session.epoch) if session is not None else None
+    if actor is None or session is None:
+        return _logged_out(request, web)
+    ctx = Ctx(request, web, actor, web.sessions.csrf_token(session.sid), form, lists)
+    if request.method in CHANGES:
+        given = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
+        if not web.sessions.csrf_ok(session.sid, given):
+            return ctx.render("error.html", status_code=403,
+                              message="This form is out of date or did not come from maild (CSRF token missing "
+                                      "or wrong). Go back, reload the page and try again.")
+    needed = write if request.method in CHANGES else read
+    if not actor.can(needed):
+        return ctx.render("error.html", status_code=403, message=f"You are {actor.role}: this needs the role {needed}.")
+    return _guarded_call(handler, ctx, web)
 
 
 def api(path: str, handler: Handler, web: Web, *, methods: tuple[str, ...] = ("GET",), read: str = "viewer",
@@ -160,11 +173,9 @@ def _guarded_call(handler: Handler, ctx: Ctx, web: Web, as_json: bool = False) -
         status, message = 403, str(exc)
     except LookupError as exc:
         status, message = 404, str(exc.args[0] if exc.args else exc)
-    except (ValueError, BadCursor) as exc:
+    except (ValueError, BadCursor, ConfigError) as exc:  # ConfigError: e.g. a template that cannot be used
         status, message = 400, str(exc)
     if as_json:
         return api_error(status, message)
     return ctx.render("error.html", status_code=status, message=message)
 
-
-Open = Callable[[Request], Awaitable[Response]]

@@ -23,15 +23,14 @@ def outbox_story(ctx: Ctx) -> Response:
 
 def _outbox_change(ctx: Ctx, verb: str) -> Response:
     outbox_id = ctx.path_int("id")
-    changed = (outbox.retry if verb == "retry" else outbox.cancel)(ctx.db, ctx.actor, outbox_id)
-    if not changed:
-        raise ValueError(f"outbox row {outbox_id} cannot be {'retried' if verb == 'retry' else 'cancelled'} "
-                         "in its present state")
+    change = {"retry": outbox.retry, "cancel": outbox.cancel, "mark_sent": outbox.mark_sent}[verb]
+    if not change(ctx.db, ctx.actor, outbox_id):
+        done = {"retry": "retried", "cancel": "cancelled", "mark_sent": "marked sent"}[verb]
+        raise ValueError(f"outbox row {outbox_id} cannot be {done} in its present state")
     if ctx.request.headers.get("hx-request"):
         row = outbox.story(ctx.db, outbox_id)
         return ctx.render("outbox_row.html", row=row)
-    return RedirectResponse(ctx.form.get("back") or "/outbox", status_code=303) \
-        if (ctx.form.get("back") or "").startswith("/outbox") else RedirectResponse("/outbox", status_code=303)
+    return RedirectResponse(f"/outbox/{outbox_id}", status_code=303)
 
 
 def outbox_retry(ctx: Ctx) -> Response:
@@ -40,6 +39,11 @@ def outbox_retry(ctx: Ctx) -> Response:
 
 def outbox_cancel(ctx: Ctx) -> Response:
     return _outbox_change(ctx, "cancel")
+
+
+def outbox_mark_sent(ctx: Ctx) -> Response:
+    """A person checked that an ambiguous mail (DATA began, no reply known) arrived."""
+    return _outbox_change(ctx, "mark_sent")
 
 
 def rules_page(ctx: Ctx) -> Response:

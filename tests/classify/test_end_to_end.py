@@ -20,7 +20,7 @@ from maild.business.invoices import upsert_invoice
 from maild.directory.service import add_contact, add_thirdparty
 from maild.store.models import Event, Message, OutboxMessage, Task, ThirdParty
 from tests.conftest import Mailbox
-from tests.helpers import config_at, maild
+from tests.helpers import config_at, invoke
 from tests.outbound.conftest import Sink
 from tests.rules.test_packs_end_to_end import Clock, Home
 
@@ -117,7 +117,7 @@ def test_a_bounced_dunning_letter_stops_dunning_to_that_address_and_tells_the_ow
     assert types.index("mail.sent") < types.index("mail.bounced") < types.index("task.created")
     bounced = next(e for e in events(home, tp) if e.type == "mail.bounced")
     assert bounced.message_id == notice.id and bounced.data["invoice_id"] == home.invoice("FA2611-0007").id
-    timeline = maild(home.file, "timeline", "Müller & Söhne KG").stdout
+    timeline = invoke(home.file, "timeline", "Müller & Söhne KG").stdout
     assert "bounced" in timeline.lower()
     customers = [f for f in mailbox_folders(mailbox) if f.startswith("Customers") and "Müller" in f]
     assert customers and len(mailbox.uids(customers[0])[1]) == 1, "the notice is filed with the customer"

@@ -108,6 +108,7 @@ class Home:
             data["outbound"]["transport"] = {"type": "smtp", "host": sink.host, "port": sink.port,
                                              "security": "plain", "timeout": 5}
         data["tracking"]["enabled"] = False
+        data.setdefault("web", {})["listen_port"] = 0  # any free port: tests run side by side
         data["rules"].update({"event_interval": 0.3, "sweep_interval": 1, "lease_ttl": 6})
         data["sources"][0]["poll_interval"] = 0.5
         self.file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -262,6 +263,7 @@ def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
     assert len(sent) == 2, [m["Subject"] for m in sent]
     notice, followup = sent
     assert notice["To"].addresses[0].addr_spec == "lena@nordlicht.example"
+    assert "is being filed into its folder on the mail server" in notice.get_body(("plain",)).get_content()
     assert followup["To"].addresses[0].addr_spec == "j.weiss@mueller-soehne.example", "external attendees only"
     assert "Rollout der Version 4.2" in followup["Subject"]
     ev = Event.__table__

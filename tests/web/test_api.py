@@ -62,6 +62,10 @@ def test_changes_through_the_api_are_audited(site: Site) -> None:
                           headers=auth)
     assert created.status_code == 201 and created.json()["domains"] == ["dach.example"]
     new_id = created.json()["id"]
+    changed = client.patch(f"/api/v1/thirdparties/{new_id}", json={"owner": "lena", "tags": ["roof"]}, headers=auth)
+    assert changed.status_code == 200 and (changed.json()["owner"], changed.json()["tags"]) == ("lena", ["roof"])
+    refused = client.patch(f"/api/v1/thirdparties/{new_id}", json={"id": 7}, headers=auth)
+    assert refused.status_code == 400 and "cannot change id" in refused.json()["error"]["message"]
     contact = client.post(f"/api/v1/thirdparties/{new_id}/contacts", json={"name": "Karl", "addresses": []},
                           headers=auth)
     assert contact.status_code == 201
@@ -79,4 +83,33 @@ def test_changes_through_the_api_are_audited(site: Site) -> None:
     assert paid.status_code == 201 and paid.json()["status"] == "paid"
     actions = [e.action for e in audit.entries(site.db) if e.via == "api"]
     assert actions == ["invoice.payment", "invoice.upsert", "outbox.retry", "triage.assign", "contact.create",
-                       "thirdparty.create"]
+                       "thirdparty.update", "thirdparty.create"]
+    [update] = [e for e in audit.entries(site.db) if e.action == "thirdparty.update"]
+    assert update.before == {"name": "Dach & Co", "owner": None, "tags": []}
+    assert update.after == {"name": "Dach & Co", "owner": "lena", "tags": ["roof"]}
+
+
+def test_send_a_template_through_the_api_once_per_key(site: Site) -> None:
+    data = seed(site)
+    template = site.home / "templates" / "thanks"
+    template.mkdir(parents=True)
+    (template / "subject.txt").write_text("Danke, {{ contact.name }}\n")
+    (template / "body.txt").write_text("Danke für Ihre Anfrage.\n")
+    client = site.client()
+    auth = site.token("sam")
+    body = {"template": "thanks", "to": "anna@mueller.example", "key": "api-thanks-1"}
+    first = client.post("/api/v1/send", json=body, headers=auth)
+    assert first.status_code == 201, first.text
+    assert first.json()["created"] is True
+    again = client.post("/api/v1/send", json=body, headers=auth)
+    assert again.status_code == 200 and again.json() == {**first.json(), "created": False}
+    row = client.get(f"/api/v1/outbox/{first.json()['outbox_id']}", headers=auth).json()
+    assert row["subject"] == "Danke, Anna Becker" and row["recipients"] == ["anna@mueller.example"]
+    assert row["thirdparty_id"] == data.customer_id and row["status"] == "queued"
+    [entry] = [e for e in audit.entries(site.db) if e.action == "outbox.send"]
+    assert entry.actor == "sam" and entry.after == {"template": "thanks", "to": "anna@mueller.example",
+                                                    "key": "api-thanks-1"}
+    missing = client.post("/api/v1/send", json={"template": "nope", "to": "C-1"}, headers=auth)
+    assert missing.status_code in (400, 404) and "nope" in missing.json()["error"]["message"]
+    viewer = client.post("/api/v1/send", json=body, headers=site.token("vic"))
+    assert viewer.status_code == 403

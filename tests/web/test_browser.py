@@ -146,3 +146,31 @@ def test_reading_works_with_javascript_off(served: tuple[Site, Seeded, str], bro
         assert page.locator("#hits li").count() == 3
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_older_timeline_entries_load_in_place(tmp_path: Path, db: Any, browser: Any) -> None:
+    from tests.web.support import make_site
+
+    site = make_site(tmp_path, db, page_size=2)
+    data = seed(site)
+    server = start_web(site.config, site.db)
+    base = f"http://127.0.0.1:{server.port}"
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(WAIT)
+    try:
+        _log_in(page, base, "vic")
+        page.goto(f"{base}/customers/{data.customer_id}")
+        assert page.locator("#timeline tr.event").count() == 2
+        page.click("a.more")
+        page.wait_for_function("document.querySelectorAll('#timeline tr.event').length === 4")
+        assert page.url == f"{base}/customers/{data.customer_id}"  # appended in place
+        page.click("a.more")
+        page.wait_for_function("document.querySelectorAll('#timeline tr.event').length === 5")
+        assert page.locator("a.more").count() == 0  # the oldest entry is shown: no more link
+        texts = page.locator("#timeline tr.event").all_inner_texts()
+        assert len(set(texts)) == 5
+    finally:
+        context.close()
+        server.stop()

@@ -172,3 +172,69 @@ def test_the_other_pages_render_for_a_viewer(site: Site) -> None:
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.text[:500])
     assert "local" in client.get("/status").text
+
+
+def test_hostile_headers_huge_subjects_and_broken_charsets_are_shown_as_text(site: Site) -> None:
+    data = seed(site)
+    box = mailbox.Maildir(str(data.maildir))
+    script = '<script>document.title="PWNED"</script><img src=x onerror=alert(1)>'
+    box.add(make_message(subject=script + "A" * 20000, body="javascript:alert(1) " + script,
+                         sender="anna@mueller.example"))
+    box.add(b"From: anna@mueller.example\r\nTo: sales@ourco.example\r\nSubject: =?x-unknown?B?/////w==?=\r\n"
+            b"Content-Type: text/plain; charset=bogus-charset\r\n\r\nbroken \xff\xfe bytes\r\n")
+    assert not Daemon(site.config, site.db).ingest_once().errors
+    client, _csrf = site.logged_in("vic")
+    timeline = client.get(f"/customers/{data.customer_id}")
+    assert timeline.status_code == 200
+    assert "<script>document.title" not in timeline.text and "&lt;script&gt;document.title" in timeline.text
+    with site.db.engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(select(MessageMatch.__table__.c.message_id)
+                                          .order_by(MessageMatch.__table__.c.message_id.desc()).limit(2))]
+    for message_id in ids:
+        page = client.get(f"/messages/{message_id}")
+        assert page.status_code == 200
+        assert "<script>document.title" not in page.text and "<img src=x onerror" not in page.text
+    found = client.get("/search", params={"q": "javascript:alert(1)"})
+    assert found.status_code == 200 and "<script>document.title" not in found.text
+
+
+def test_the_other_changes_through_the_pages_are_made_and_audited(site: Site) -> None:
+    from maild.business import invoices
+    from maild.services import users as user_service
+
+    data = seed(site)
+    client, csrf = site.logged_in("sam")
+    created = client.post(f"/triage/{data.triage_id}/create", data={"csrf": csrf, "name": "Unknown Roofing AG"})
+    assert created.status_code == 303
+    new_customer = follow(client, client.get("/customers", params={"q": "Unknown Roofing"}))
+    assert "Unknown Roofing AG" in new_customer.text
+    task = client.post(f"/customers/{data.customer_id}/tasks", data={"csrf": csrf, "title": "Call back",
+                                                                    "due": "2026-12-10T09:00"})
+    contact = client.post(f"/customers/{data.customer_id}/contacts",
+                          data={"csrf": csrf, "name": "Bernd", "addresses": "bernd@mueller.example", "role": "CEO"})
+    note = client.post(f"/customers/{data.customer_id}/notes", data={"csrf": csrf, "text": "Wants a discount"})
+    assert task.status_code == contact.status_code == note.status_code == 303
+    page = client.get(f"/customers/{data.customer_id}").text
+    assert "Call back" in page and "Bernd" in page and "Wants a discount" in page
+    invoices.upsert_invoice(site.db, ref="FA2611-0001", thirdparty_id=data.customer_id, issued_on="2026-11-01",
+                            due_on="2026-11-15", amount="300.00")
+    listed = client.get("/invoices", params={"overdue": "1"})
+    assert "FA2611-0001" in listed.text
+    invoice_id = invoices.describe_invoice(site.db, "FA2611-0001")["id"]
+    paid = client.post(f"/invoices/{invoice_id}/payments", data={"csrf": csrf, "amount": "300,00",
+                                                                 "paid_on": "2026-12-01", "reference": "BANK-1"})
+    assert paid.status_code == 303
+    assert invoices.describe_invoice(site.db, "FA2611-0001")["status"] == "paid"
+    bad = client.post(f"/invoices/{invoice_id}/payments", data={"csrf": csrf, "amount": "lots"})
+    assert bad.status_code == 400
+    admin, admin_csrf = site.logged_in("ada")
+    assert admin.post("/users/new", data={"csrf": admin_csrf, "username": "neo", "password": "a long password",
+                                          "role": "staff"}).status_code == 303
+    assert admin.post("/users/vic/disable", data={"csrf": admin_csrf}).status_code == 303
+    assert [u.disabled for u in user_service.list_users(site.db) if u.username == "vic"] == [True]
+    actions = [(e.action, e.via, e.actor) for e in audit.entries(site.db) if e.via == "web"]
+    assert actions == [("user.disable", "web", "ada"), ("user.add", "web", "ada"), ("invoice.payment", "web", "sam"),
+                       ("note.add", "web", "sam"), ("contact.create", "web", "sam"), ("task.add", "web", "sam"),
+                       ("triage.assign", "web", "sam"), ("thirdparty.create", "web", "sam")]
+    audit_page = admin.get("/audit").text
+    assert "invoice.payment" in audit_page and "sam" in audit_page
