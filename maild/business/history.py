@@ -177,6 +177,16 @@ def _task(data: Mapping[str, Any]) -> str:
     return f"{data.get('kind') or 'task':<9} {_q(data.get('title'))}{owner}{rule}"
 
 
+def _notice(what: str, data: Mapping[str, Any]) -> str:
+    """A delivery-failure notice or complaint about our mail (maild/bounces/record.py)."""
+    mail = f" {_q(data.get('subject'))}" if data.get("subject") else ""
+    hard = "" if data.get("action") != "failed" else (" hard" if data.get("hard") else " soft")
+    status = f" {data['status']}" if data.get("status") else ""
+    state = f"; address {data['address_state']}" if data.get("address_state") else ""
+    counted = "" if data.get("counted", True) else "; not counted: we never sent to this address"
+    return f"{what:<9}{mail} to {data.get('address')}:{hard}{status} {data.get('reason') or ''}{state}{counted}"
+
+
 _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "mail.matched": _mail_in,
     "mail.assigned": lambda d: f"mail in   {_q(d.get('subject'))}" + (f" from {d['from']}" if d.get("from") else "")
@@ -188,6 +198,11 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "mail.opened": lambda d: f"opened    {_q(d.get('subject'))}{_machine(d)}",
     "mail.clicked": lambda d: f"clicked   {d.get('url')} in {_q(d.get('subject'))}{_machine(d)}",
     "mail.filed": _filed,
+    "mail.bounced": lambda d: _notice("BOUNCED", d),
+    "mail.delayed": lambda d: _notice("delayed", d),
+    "mail.complained": lambda d: _notice("COMPLAINT", d),
+    "address.cleared": lambda d: f"address   {d['address']} receives mail again (it wrote to us; was {d.get('was')})",
+    "rule.held_back": lambda d: f"held back {d.get('template')} to {d.get('to')}: {d.get('reason')}",
     "invoice.created": lambda d: f"invoice   {d['ref']} {d['amount']} {d.get('currency', '')}, due {d['due_on']}",
     "invoice.updated": _invoice_updated,
     "invoice.paid": lambda d: f"invoice   {d['ref']} paid",
