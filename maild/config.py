@@ -250,6 +250,10 @@ class OutboundConfig(_Strict):
     reply_to_plus: bool = False  # Reply-To sender+maild.<instance>.<token>@domain, so answers thread back
     templates_dir: str = "templates"
     default_language: str = "en"
+    # One template's rendering (subject, text, HTML): at most this long and this large, else the mail fails
+    # with the reason (a loop that never ends cannot stall sending).
+    template_max_seconds: float = Field(default=5.0, gt=0)
+    template_max_bytes: int = Field(default=2_000_000, gt=0)
     sent_folder_source: str | None = None  # IMAP source whose Sent folder (SPECIAL-USE) gets a copy
     # VERP: each mail's envelope sender becomes <local>+maild.<instance>.<token>@<domain> of this address, so a
     # delivery-failure notice is tied to its outbox row (docs/machine-mail.md). None: the envelope sender is `sender`.
@@ -362,8 +366,7 @@ class DunningConfig(_Strict):
     # Mail from a customer holds an invoice in dunning when it is a human reply in the thread of one of its
     # reminders, names the invoice's number, or contains one of these phrases (case-insensitive, whole words).
     hold_phrases: list[str] = Field(default_factory=lambda: [
-        "bezahlt", "überwiesen", "ueberwiesen", "Zahlung", "Widerspruch", "reklamieren", "Reklamation",
-        "paid", "payment", "transferred", "dispute", "complaint"])
+        "bezahlt", "überwiesen", "ueberwiesen", "Widerspruch", "Reklamation", "paid", "transferred", "dispute"])
     hold_owner: str | None = None  # who gets the task when the third party has no owner (else: nobody named)
     hold_escalate_days: int = Field(default=7, ge=1, le=365)  # an unresolved hold escalates after this many days
 

@@ -28,6 +28,8 @@ from maild.ingest.sources.base import FolderWorker
 from maild.ingest.sources.imap import ImapFolderWorker
 from maild.ingest.sources.maildir import MAILDIR_FOLDER, MaildirFolderWorker
 from maild.matchers.stage import MatchingStage
+from maild.memory import tune_malloc
+from maild.server_keeper import ServerKeeper
 from maild.store import checkpoints
 from maild.store.db import Database
 from maild.supervisor import Supervisor
@@ -60,6 +62,7 @@ class Daemon:
         self.board = HealthBoard()  # every worker's state: /health reads it, the supervisor writes it for status
 
     def start_pool(self) -> Pipeline:
+        tune_malloc()  # before the worker threads: mails are large byte strings (maild/memory.py)
         settings = self.config.ingest
         self._pool = ParserPool(settings.parse_workers, str(self.config.blob_dir), settings.max_message_bytes,
                                 normalise_ids(self.config.matching.trusted_authserv_ids),
@@ -115,6 +118,10 @@ class Daemon:
             if tracking is not None:
                 self.board.add(tracking.health)
                 supervisor.watch(tracking.check)
+            if web is not None:
+                keeper = ServerKeeper("web", web)
+                self.board.add(keeper.health)
+                supervisor.watch(keeper.check)
             supervisor.start_heartbeat()
             log.info("maild running", extra={"fields": {"folders": len(workers), "owner": ctx.owner}})
             self.stop.wait()

@@ -75,7 +75,7 @@ class Supervisor:
                 if self.stop.is_set():
                     break
                 reason = "the worker ended by itself"
-            except Exception as exc:
+            except BaseException as exc:  # CancelledError, SystemExit in a thread: restarted all the same
                 reason = exc
                 log.exception("worker %s died", health.name)
             if time.monotonic() - began >= STABLE_RUN:

@@ -41,6 +41,7 @@ def pg_url() -> Iterator[str]:
     name = f"maild_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')  # see tests/support/databases.py
     base = PG_ADMIN.rsplit("/", 1)[0]
     yield f"{base}/{name}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:

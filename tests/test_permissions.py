@@ -15,7 +15,7 @@ import yaml
 
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
-from tests.helpers import invoke, maild
+from tests.helpers import invoke
 
 
 def _mode(path: Path) -> int:
@@ -37,20 +37,19 @@ def usual_umask() -> Iterator[None]:
 
 
 def test_init_and_ingest_leave_nothing_readable_by_others(tmp_path: Path, usual_umask: None) -> None:
-    """Real processes, as a user runs them one after the other: what each leaves behind when it has exited."""
     home = tmp_path / "home"
-    maild(None, "init", str(home))
+    invoke(None, "init", str(home))
     config = home / "maild.yaml"
-    maild(config, "ingest", "--once")  # the sample mails: database rows and blobs
-    maild(config, "thirdparty", "add", "Acme", "--address", "info@acme.example")
-    maild(config, "send", "new-thread", "--to", "Acme")  # sent by the file transport: an .eml in data/sent-mail
-    maild(config, "export", "thirdparties", "--format", "csv", "--output", str(home / "export.csv"))
+    invoke(config, "ingest", "--once")  # the sample mails: database rows and blobs
+    invoke(config, "thirdparty", "add", "Acme", "--address", "info@acme.example")
+    invoke(config, "send", "new-thread", "--to", "Acme")  # sent by the file transport: an .eml in data/sent-mail
+    invoke(config, "export", "thirdparties", "--format", "csv", "--output", str(home / "export.csv"))
     assert list((home / "data" / "blobs").rglob("*")), "the samples should have been stored as blobs"
     assert list((home / "data" / "sent-mail").glob("*.eml")) and (home / "export.csv").is_file()
     assert _open_to_others(home) == []
     assert _mode(home) == 0o700 and _mode(home / "data" / "maild.db") == 0o600
     assert "permissions: owner-only (database, blob store, maildir local, sent mail (file transport), " \
-           "tracking secret)" in maild(config, "config", "check").stdout
+           "tracking secret)" in invoke(config, "config", "check").stdout
 
 
 def test_database_and_blobs_are_private_in_process(tmp_path: Path, usual_umask: None) -> None:

@@ -16,7 +16,7 @@ from maild.bounces import status as codes
 from maild.bounces.model import MAX_RECIPIENTS, FailedRecipient
 
 log = logging.getLogger("maild.bounces")
-MAX_TEXT = 200_000  # characters of the notice's explanation that are read
+MAX_TEXT = 20_000  # characters of the notice's explanation that are read (explanations are short)
 ADDRESS = (r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
            r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+")
 _ADDRESS = re.compile(ADDRESS)
@@ -70,14 +70,28 @@ def _explanation(text: str) -> str:
 def _by_patterns(text: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     seen: set[str] = set()
+    lines = _lines_with_addresses(text)
     for pattern in _LINE_PATTERNS:
-        for match in pattern.finditer(text):
+        for match in pattern.finditer(lines):
             address = match.group(1).lower().rstrip(".")
             if address in seen:
                 continue
             seen.add(address)
-            found.append((address, _diagnostic_near(text, address, match.end())))
+            found.append((address, _diagnostic_near(text, address)))
     return found
+
+
+def _lines_with_addresses(text: str) -> str:
+    """The lines with an `@`, each with the line before it (where the sentence naming it may end): the patterns
+    then read a few lines instead of the whole notice."""
+    lines = text.splitlines()
+    keep: list[str] = []
+    for index, line in enumerate(lines):
+        if "@" in line:
+            if index and "@" not in lines[index - 1]:
+                keep.append(lines[index - 1])
+            keep.append(line)
+    return "\n".join(keep)
 
 
 def _by_flufl(message: Message) -> list[tuple[str, bool]]:

@@ -8,9 +8,10 @@ A human mail from the customer holds:
 - else, when it contains one of `dunning.hold_phrases` (whole words, any case): every invoice of that third party
   in dunning: phrase.
 Anything else (mail about other things from the same company) holds nothing. Our own mail, mail that failed
-authentication and machine mail (`maild.business.human_mail`) never hold anything, except a bounce that carries
-the Message-ID of one of our reminders (matched or not, from our own mail server too): it holds that reminder's
-invoice, "letter not delivered".
+authentication and machine mail (`maild.business.human_mail`) never hold anything, except a hard bounce of a
+reminder (`mail.bounced` with `hard` and the invoice of the rule that sent it, maild/bounces): it holds that
+invoice, "letter not delivered". (A bounce of a message stored before classification existed is recognised by
+the Message-ID of one of our reminders in its raw bytes.)
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from maild.own_mail import OwnMail
 from maild.rules.cursor import EventCursor
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
-from maild.store.models import Invoice, Message, OutboxMessage, RuleLedger
+from maild.store.models import Bounce, Invoice, Message, OutboxMessage, RuleLedger
 
 log = logging.getLogger("maild.rules")
 _inv, _m, _ob, _led = Invoice.__table__, Message.__table__, OutboxMessage.__table__, RuleLedger.__table__
+_b = Bounce.__table__
 CURSOR = "holds"
 EVENT_TYPES = ("mail.matched", "mail.assigned", "mail.unmatched")
+BOUNCED = "mail.bounced"
 OUR_MESSAGE_ID = re.compile(rb"<maild\.[A-Za-z0-9._-]+@[A-Za-z0-9.-]+>")
 IN_DUNNING = ("open", holds.HELD)
 
@@ -68,6 +71,8 @@ class HoldWatch:
             for row in rows:
                 if row.type in EVENT_TYPES and row.message_id is not None:
                     made += self.examine(row.message_id, row.thirdparty_id)
+                elif row.type == BOUNCED:
+                    made += self.bounced(row)
             if rows:
                 self.cursor.advance(rows[-1].id)
             if len(rows) < limit:
@@ -81,7 +86,8 @@ class HoldWatch:
             if message is None or message.auth == "fail":
                 return 0
             if is_bounce(message):
-                return self._bounce(conn, message, now)
+                # Classified bounces are recorded by maild/bounces (`mail.bounced`, see `bounced`); older ones here.
+                return self._bounce(conn, message, now) if message.kind is None else 0
             if thirdparty_id is None or self.own.is_own(message.from_addr):
                 return 0
             machine = machine_reason(message)
@@ -96,6 +102,23 @@ class HoldWatch:
             return made
 
 
+    def bounced(self, event: Any) -> int:
+        """A hard bounce of mail a rule sent about an invoice in dunning holds that invoice."""
+        data = event.data or {}
+        invoice_id = data.get("invoice_id")
+        if not data.get("hard") or not isinstance(invoice_id, int):
+            return 0
+        now = self.clock()
+        with self.db.engine.begin() as conn:
+            invoice = conn.execute(select(_inv).where(_inv.c.id == invoice_id, _inv.c.status.in_(IN_DUNNING))).first()
+            if invoice is None:
+                return 0
+            why = " ".join(str(p) for p in (data.get("status"), data.get("reason")) if p)
+            reason = f"letter not delivered: bounced at {data.get('address')}" + (f" ({why})" if why else "") \
+                + "; find a working address"
+            return int(holds.hold(conn, self.config, invoice, kind="bounce", reason=reason, now=now,
+                                  message_id=event.message_id) is not None)
+
     def _bounce(self, conn: Connection, message: Any, now: datetime) -> int:
         """A bounce holds the invoices whose reminders it returns (their Message-IDs are in its raw bytes)."""
         try:
@@ -103,9 +126,12 @@ class HoldWatch:
         except OSError:
             return 0
         ids = sorted({found.decode("ascii", "replace") for found in OUR_MESSAGE_ID.findall(raw)})
-        if not ids:
+        # The outbox rows the notice was tied to at ingest (also through its VERP address: maild/bounces/record.py)
+        tied = select(_b.c.outbox_id).where(_b.c.message_id == message.id, _b.c.outbox_id.is_not(None))
+        keys = [key for (key,) in conn.execute(select(_ob.c.idempotency_key).where(
+            or_(_ob.c.header_message_id.in_(ids), _ob.c.id.in_(tied))))]
+        if not keys:
             return 0
-        keys = [key for (key,) in conn.execute(select(_ob.c.idempotency_key).where(_ob.c.header_message_id.in_(ids)))]
         subjects = {key.split("/", 1)[0]: None for key in keys}
         invoice_ids = sorted({int(subject.removeprefix("invoice:")) for (subject,) in conn.execute(
             select(_led.c.subject).where(_led.c.key.in_(list(subjects)), _led.c.subject.like("invoice:%")))})

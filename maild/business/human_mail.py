@@ -1,8 +1,8 @@
 """Is a stored message machine mail (a bounce, an out-of-office reply, a list or a no-reply sender)? Holds ask this:
 machine mail never holds a dunning sequence.
 
-Until the classification of each message at ingest (issue 12) is on main, this reads what the message row has:
-the sender's address and the subject. Replace `machine_reason` with a look at that classification when it lands.
+The classification made at ingest (`messages.kind`, maild/classify) decides; messages stored before it existed
+(kind empty) are judged by their sender's address and subject.
 """
 
 from __future__ import annotations
@@ -25,13 +25,19 @@ _BOUNCE_SUBJECTS = re.compile(r"^\s*(undeliver(ed|able)|delivery status notifica
 
 
 def is_bounce(message: Any) -> bool:
-    """A delivery failure report (from the mailer daemon, or with such a subject)."""
+    """A delivery failure report: classified so, or (unclassified) from the mailer daemon or with such a subject."""
+    kind = getattr(message, "kind", None)
+    if kind is not None:
+        return bool(kind == "bounce")
     return bool(_BOUNCE_SENDERS.match((message.from_addr or "").strip())
                 or _BOUNCE_SUBJECTS.match((message.subject or "").strip()))
 
 
 def machine_reason(message: Any) -> str | None:
     """Why this message is machine mail, or None when it looks written by a person."""
+    kind = getattr(message, "kind", None)
+    if kind is not None:
+        return None if kind == "human" else f"classified as {kind}"
     sender = (message.from_addr or "").strip()
     if _SENDERS.match(sender):
         return f"sent by {sender}"

@@ -203,7 +203,8 @@ def list_invoices(db: Database, *, status: str | None = None, overdue: bool = Fa
     query = (select(_inv, _tp.c.name.label("thirdparty_name")).join(_tp, _tp.c.id == _inv.c.thirdparty_id)
              .order_by(_inv.c.due_on, _inv.c.id))
     if status:
-        query = query.where(_inv.c.status == bf.invoice_status(status))
+        wanted = "held" if status.strip().lower() == "held" else bf.invoice_status(status)  # held: only by a hold
+        query = query.where(_inv.c.status == wanted)
     if thirdparty_id is not None:
         query = query.where(_inv.c.thirdparty_id == thirdparty_id)
     if overdue:

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from maild.cli.context import AppContext, pass_app
 from maild.cli.directory import _friendly, _table
-from maild.cli.main import AppContext, pass_app
 from maild.cli.render import local_time, say
 
 INVOICE_STATUSES = ("open", "paid", "disputed", "paused", "cancelled")
@@ -138,8 +138,10 @@ def invoice_show(app: AppContext, ref: str, as_json: bool) -> None:
     from maild.business import invoices
 
     data = invoices.describe_invoice(app.database(), ref)
+    state: dict[str, Any] = {}
+    lines = _dunning_state(app, data, state)
     if as_json:
-        click.echo(_dumps(data))
+        click.echo(_dumps({**data, "dunning": state}))
         return
     cur = data["currency"]
     say(f"invoice {data['ref']}  (#{data['id']}, {data['status']})")
@@ -154,16 +156,16 @@ def invoice_show(app: AppContext, ref: str, as_json: bool) -> None:
         say(f"paid at: {data['paid_at'].isoformat()}")
     say(f"dunning level: {data['dunning_level']} (repeats {data['dunning_repeats']}, last "
         f"{data['last_dunned_at'].isoformat() if data['last_dunned_at'] else 'never'})")
-    for line in _dunning_state(app, data):
+    for line in lines:
         say(line)
     say(f"payments: {len(data['payments'])}")
     for p in data["payments"]:
         say(f"  {p['paid_on']}  {p['amount']} {cur}  {p['reference']}")
 
 
-def _dunning_state(app: AppContext, data: dict[str, Any]) -> list[str]:
+def _dunning_state(app: AppContext, data: dict[str, Any], state: dict[str, Any]) -> list[str]:
     """What holds the invoice (and since when, for whom), else `next step: ...` from the rules (what the sweeps
-    would do next, given today's data)."""
+    would do next, given today's data): lines to print, and the same in `state` (for --json)."""
     from maild.business import holds
     from maild.clock import utcnow
     from maild.rules.loader import load_rules
@@ -173,6 +175,7 @@ def _dunning_state(app: AppContext, data: dict[str, Any]) -> list[str]:
     config = app.config
     with app.database().engine.connect() as conn:
         held = holds.active(conn, int(data["id"]))
+    state.update(hold=held.__dict__ if held is not None else None, next_step=None)
     if held is not None:
         since = local_time(held.since, config.rules.timezone)
         lines = [f"held since {since}: {held.reason}" + (f" (until {held.until.isoformat()})" if held.until else "")]
@@ -191,6 +194,7 @@ def _dunning_state(app: AppContext, data: dict[str, Any]) -> list[str]:
     step = next_step(config, app.database(), ruleset, int(data["id"]), utcnow())
     if step is None:
         return ["next step: none (no rule would act on this invoice as it stands)"]
+    state["next_step"] = {"rule": step.rule, "at": step.at, "summary": step.summary}
     local = step.at.astimezone(ZoneInfo(ruleset.timezone))
     return [f"next step: {step.rule} from {local.isoformat(timespec='minutes')}: {step.summary}"]
 
@@ -447,4 +451,3 @@ def task_done(app: AppContext, task_id: int) -> None:
     say(f"task #{task_id}: done" + ("" if changed else " (it already was)"))
 
 
-COMMANDS = (invoice, meeting, task)

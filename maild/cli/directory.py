@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from maild.business import ENTITIES as BUSINESS_ENTITIES
-from maild.cli.main import AppContext, parse_since, pass_app
+from maild.cli.context import AppContext, parse_since, pass_app
+from maild.cli.lazy import LazyGroup
 from maild.cli.render import printable, say
 from maild.directory.fields import KINDS
 
@@ -133,7 +134,7 @@ def thirdparty_list(app: AppContext, kind: str | None, tag: str | None) -> None:
 # --- contact -----------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy_commands={"show": "maild.cli.machine:contact_show"})  # address health
 def contact() -> None:
     """The people at a third party, with their addresses."""
 
@@ -346,7 +347,6 @@ def timeline(app: AppContext, ref: str, since: str | None, types: tuple[str, ...
         say(f"{local_time(entry.occurred_at, zone)}  {entry.text}")
 
 
-COMMANDS = (thirdparty, contact, document, import_, export_, timeline)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 from maild.cli.render import say
 from maild.config import ConfigError
 from maild.services.actor import Actor, cli_actor

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 
 
 @click.group()

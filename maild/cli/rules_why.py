@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 from maild.cli.render import say
 
 AT_HELP = ("The moment to evaluate at: an ISO date (its 09:00 in the rules' time zone) or date and time "
@@ -90,6 +90,8 @@ def why_command(app: AppContext, rule_name: str, subject: str | None, at: str | 
                 say(f"             {source} = {value}")
             if check.error:
                 say(f"             {check.error}")
+        for note in explanation.notes:
+            say(f"  note: {note}")
         for action in explanation.actions:
             say(f"  action {action.action}: {action.status}: {action.summary}")
         say(explanation.verdict())

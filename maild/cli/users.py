@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 from maild.cli.render import say
 from maild.services.actor import ROLES
 

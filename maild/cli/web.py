@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 from maild.cli.render import say
 
 

@@ -88,7 +88,7 @@ def parse_and_store(raw: bytes, blob_dir: str, max_bytes: int,
         return Rejected(sha256_hex(raw), 0, "empty message (zero bytes)")
     digest = blobs.put(raw)
     if len(raw) > max_bytes:
-        return Rejected(digest, len(raw), f"message is {len(raw)} bytes, over ingest.max_message_bytes ({max_bytes})")
+        return oversized(digest, len(raw), max_bytes)
     errors: list[str] = []
     for parser in (_with_mailparser, _with_stdlib):
         try:
@@ -100,9 +100,16 @@ def parse_and_store(raw: bytes, blob_dir: str, max_bytes: int,
             continue
         if classify is not None:
             found = classify_message(message, raw, classify)  # never raises: an error is kind "unknown"
-            parsed = replace(parsed, kind=found.kind, machine=found.as_json())
+            # Plain human mail needs no record beyond its kind (the common case: keep its row small).
+            plain = found.kind == "human" and not found.verp_token and len(found.reasons) == 1
+            parsed = replace(parsed, kind=found.kind, machine=None if plain else found.as_json())
         return _authenticated(parsed, raw, trusted_authserv_ids) if trusted_authserv_ids else parsed
     return Rejected(digest, len(raw), "unparseable: " + "; ".join(errors))
+
+
+def oversized(digest: str, size: int, max_bytes: int) -> Rejected:
+    """The quarantine entry of a message over the limit (its raw bytes are in the blob store, unparsed)."""
+    return Rejected(digest, size, f"message is {size} bytes, over ingest.max_message_bytes ({max_bytes})")
 
 
 def _with_mailparser(raw: bytes, digest: str, blobs: BlobStore, errors: list[str]) -> tuple[ParsedMail, StdMessage]:

@@ -26,7 +26,8 @@ from maild.store.db import Database
 from maild.store.models import Document
 from maild.templates.loader import TemplateFiles, find
 from maild.templates.pdf import dunning_pdf, invoice_pdf
-from maild.templates.render import render
+from maild.templates.render import RenderLimits, render
+from maild.templates.salutation import greeting
 from maild.tracking import ids
 
 log = logging.getLogger("maild.outbound")
@@ -102,7 +103,8 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
     sender_domain = outbound.sender.rpartition("@")[2] or "localhost"
     message_id = ids.message_id(config.matching.instance_id, token, sender_domain)
     context: dict[str, Any] = {
-        "company": dict(outbound.company), "thirdparty": recipient.thirdparty or {}, "contact": recipient.contact or {},
+        "company": dict(outbound.company), "thirdparty": recipient.thirdparty or {},
+        "contact": {**(recipient.contact or {}), "greeting": greeting(recipient.contact, language)},
         "sender": {"address": outbound.sender, "email": outbound.sender, "name": outbound.sender_name},
         "links": {}, **(request.extra or {})}
     attachments: list[tuple[str, str, bytes]] = []
@@ -119,7 +121,7 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         attachments.append((path.name, ctype, path.read_bytes()))
     files = setup.files(language)
-    rendered = render(files, context)
+    rendered = render(files, context, RenderLimits(outbound.template_max_seconds, outbound.template_max_bytes))
     html = rendered.html
     links: list[str] = []
     if html and setup.tracks and setup.secret is not None:
@@ -196,10 +198,16 @@ def _reminder_letter(config: Config, request: MailRequest, context: dict[str, An
     written = date.fromisoformat(request.reminder_date) if request.reminder_date else date.today()
     level = int(request.dunning_level or 1)
     pdf = dunning_pdf(context["invoice"], context["company"], context["thirdparty"], level, language,
-                      contact=context["contact"] or None, reminder_date=written,
+                      contact=recipient_contact(context), reminder_date=written,
                       pay_by=written + timedelta(days=config.dunning.payment_days))
     word = "Mahnung" if language.split("-")[0].split("_")[0].lower() == "de" else "Reminder"
     return f"{word}-{level}-{request.invoice_ref}.pdf", "application/pdf", pdf
+
+
+def recipient_contact(context: dict[str, Any]) -> dict[str, Any] | None:
+    """The context's contact, None when the mail goes to a company address (its dict then only has `greeting`)."""
+    contact = context.get("contact") or {}
+    return contact if set(contact) - {"greeting"} else None
 
 
 def _first(record: dict[str, Any] | None, key: str) -> Any:

@@ -4,12 +4,13 @@ A TempFail that may have been delivered (dropped connection or timeout once DATA
 `ambiguous`, never retried automatically (at most once); a 4xx reply, also one to the end of DATA
 (greylisting, a content filter), says "not accepted" and is retried with backoff like any other.
 
-Bookkeeping per pass (`_Pass`): right before a row's DATA, one transaction marks that row "DATA began now on
-connection C" and records the deliveries since the last transaction as sent; a delivery waits at most
-SENT_FLUSH_SECONDS for such a transaction (else one of its own) and the pass ends with one. So after a
-`kill -9` at most one row per open connection is ambiguous (its DATA had begun, or its 250 was not yet
-recorded, and the connection's next DATA had not begun); `recover_stale` makes those `ambiguous` for a person
-(`maild outbox show`, then `retry` or `mark-sent`) and re-sends every other claimed row automatically.
+Bookkeeping per pass (`_Pass`): right before a row's DATA, one short transaction (marks.py) marks that row
+"DATA began now on connection C" and saves the SMTP replies of the deliveries not yet booked; deliveries are
+booked as sent (status, `mail.sent`, attempt record) in groups within SENT_FLUSH_SECONDS and at the end of
+the pass. So after a `kill -9` at most one row per open connection has an unknown outcome (its DATA had
+begun, or its 250 was not yet saved and the connection's next DATA had not begun): `recover_stale` books the
+saved 2xx replies as sent, makes DATA-marked rows without a reply `ambiguous` for a person (`maild outbox
+show`, then `retry` or `mark-sent`) and re-sends every other claimed row automatically.
 """
 
 from __future__ import annotations

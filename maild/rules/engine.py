@@ -500,6 +500,13 @@ class RulesEngine:
             trace.gate_open = trace.gate_open and opened
             if not lines or lines[0].startswith("no "):
                 raise LookupError(lines[0] if lines else f"no {subject}")
+            if trigger.record == "invoice":
+                with self.db.engine.connect() as conn:
+                    held = holds.active(conn, record_id)
+                if held is not None:
+                    trace.notes.append(f"held since {held.since.astimezone(p.clock.zone).isoformat(timespec='minutes')}"
+                                       f": {held.reason}; decides: {held.owner or 'nobody named'}"
+                                       + (f" (until {held.until.isoformat()})" if held.until else ""))
             self._sweep_rule(p, rule, set(), trace, record_id)
         elif isinstance(trigger, EventTrigger):
             event_id = _int(ident) if kind == "event" else None

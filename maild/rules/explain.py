@@ -44,6 +44,7 @@ class Explanation:
     gate_open: bool = True
     conditions: list[ConditionCheck] = field(default_factory=list)
     actions: list[Any] = field(default_factory=list)  # PlannedAction of the engine (simulated)
+    notes: list[str] = field(default_factory=list)  # what a person should know (the invoice is held: why, by whom)
 
     @property
     def conditions_held(self) -> bool:
@@ -76,7 +77,7 @@ class Explanation:
                                for c in self.conditions],
                 "actions": [{"action": a.action, "status": a.status, "summary": a.summary, "key": a.key}
                             for a in self.actions],
-                "fires": self.fires, "verdict": self.verdict()}
+                "notes": self.notes, "fires": self.fires, "verdict": self.verdict()}
 
 
 def check_conditions(trace: Explanation, conditions: tuple[Expression, ...], value: Any,

@@ -174,6 +174,7 @@ class RulesRunner:
         held = leases.acquire(self.db, LEASE_NAME, self.owner, ttl)
         if held and not self.active:
             self._activate()
+            self.health.ok()  # running the rules (again); a job that fails shows at once
         elif not held and self.active:
             log.warning("rules scheduler lease lost; another daemon runs the rules now")
             self._deactivate()
@@ -188,10 +189,18 @@ class RulesRunner:
                                         timezone=tz)
         _ACTIVE[self.db_key] = self
         scheduler.start(paused=True)
-        with self._lock:
-            self._sync_jobs(scheduler)
-            self.scheduler = scheduler
-        scheduler.modify_job(SWEEP_JOB, next_run_time=datetime.now(tz))  # catch up at once
+        try:
+            with self._lock:
+                self._sync_jobs(scheduler)
+                self.scheduler = scheduler
+            scheduler.modify_job(SWEEP_JOB, next_run_time=datetime.now(tz))  # catch up at once
+        except BaseException:  # the database went away meanwhile: no half-started scheduler is left running
+            with self._lock:
+                self.scheduler = None
+            if _ACTIVE.get(self.db_key) is self:
+                del _ACTIVE[self.db_key]
+            scheduler.shutdown(wait=False)
+            raise
         scheduler.resume()
         log.info("rules scheduler active", extra={"fields": {"owner": self.owner}})
 

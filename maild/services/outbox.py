@@ -14,7 +14,7 @@ from maild.store.db import Database
 from maild.store.models import Event, OutboxAttempt, OutboxMessage
 
 _o, _ev, _att = OutboxMessage.__table__, Event.__table__, OutboxAttempt.__table__
-STATUSES = ob.STATUSES
+STATUSES = ob.STATUSES  # the outbox's own list (ambiguous included)
 
 
 def _row(r: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from maild.permissions import private_dir
@@ -64,6 +65,37 @@ class BlobStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return digest
+
+    def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Store bytes that arrive in pieces (an oversized message), never holding more than one piece; returns
+        (sha256, size). Written to a temp file in the store, hashed on the way, then renamed into place."""
+        try:
+            private_dir(self.root)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")  # 0600
+        except OSError as exc:
+            raise storage_error(self.root, exc) from exc
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    handle.write(chunk)
+            digest = hasher.hexdigest()
+            target = self.path(digest)
+            if target.exists():
+                Path(tmp).unlink()
+            else:
+                private_dir(target.parent)
+                os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise storage_error(self.root, exc) from exc
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest, size
 
     def get(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()

@@ -333,7 +333,7 @@ class OutboxMessage(SQLModel, table=True):
 
 class OutboxAttempt(SQLModel, table=True):
     """One attempt to send an outbox row (or a person's decision about it): its delivery story, kept across
-    `maild outbox retry`. outcome: sent | retry | failed | refused | ambiguous | marked-sent | requeued."""
+    `maild outbox retry`. outcome: sent | retry | failed | refused | ambiguous | requeued | cancelled."""
 
     __tablename__ = "outbox_attempts"
     id: int | None = Field(default=None, primary_key=True)

@@ -12,17 +12,14 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-import time
 
-from maild.backoff import Backoff
-from maild.health import WorkerHealth
+from maild.server_keeper import ServerKeeper
 from maild.tracking.server import PortUnavailable, TrackingServer, holder_key_id
 from maild.tracking.signing import key_id
 
 log = logging.getLogger("maild.tracking")
 
 STANDBY_RETRY = 5.0
-RESTART_MAX_DELAY = 30.0
 
 
 class TrackingListener:
@@ -33,9 +30,8 @@ class TrackingListener:
         self.serving = False
         self._stop = threading.Event()
         self._standby: threading.Thread | None = None
-        self.health = WorkerHealth("tracking")
-        self._restarts = Backoff(RESTART_MAX_DELAY)
-        self._restart_at = 0.0
+        self._keeper = ServerKeeper("tracking", server)
+        self.health = self._keeper.health
 
     def start(self) -> None:
         """Serve, or stand by for a daemon of ours that serves; PortUnavailable for any other holder."""
@@ -60,25 +56,8 @@ class TrackingListener:
     def check(self) -> None:
         """Called by the daemon's supervisor: a serving thread that ended by itself is started again (after a
         capped backoff when it keeps ending), and shown in the health board meanwhile."""
-        if not self.serving or self._stop.is_set():
-            return
-        failure = self.server.failure
-        if failure is None:
-            self.health.ok()
-            return
-        now = time.monotonic()
-        if now < self._restart_at:
-            return
-        delay = self._restarts.failed()
-        self._restart_at = now + delay
-        self.health.died(failure, delay)
-        log.error("tracking endpoint stopped (%s); starting it again", failure)
-        try:
-            self.server.restart()
-        except Exception as exc:
-            log.error("tracking endpoint could not start again: %s", exc)
-            return
-        self.health.ok()
+        if self.serving and not self._stop.is_set():
+            self._keeper.check()
 
     def _ours_holds(self, exc: PortUnavailable) -> bool:
         return exc.errno == errno.EADDRINUSE and holder_key_id(self.server.host, self.server.port) == self.key_id

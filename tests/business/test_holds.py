@@ -110,6 +110,8 @@ def test_a_reply_in_a_reminders_thread_holds_it_and_unrelated_mail_does_not(db: 
     assert office.at(datetime(2026, 11, 25, 9, tzinfo=UTC)) == 2
     explanation = office.engine.explain("level-2", f"invoice:{first}")
     assert not explanation.fires and ("invoice.status", "'held'") in explanation.conditions[0].seen
+    assert explanation.notes == ["held since 2026-11-15T10:00+01:00: mail from anna@mueller.example "
+                                 "('Re: Zahlungserinnerung') answers a reminder; decides: owner@ourco.example"]
     # The same mail seen again holds nothing twice.
     assert office.engine.hold_watch.examine(message, office.tp) == 0
 
@@ -179,3 +181,42 @@ def test_promise_dispute_payment_and_escalation(db: Database, tmp_path: Path) ->
     assert (office.status(promised), invoice_row(db, promised).dunning_level) == ("open", 2)
     resumed = [e.data for e in events(db, "invoice.resumed") if e.data["ref"] == "FA-P"]
     assert resumed[-1]["resolution"] == "the promised date passed without payment"
+
+
+def test_invoice_show_and_the_cli_resolve_a_hold(db: Database, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from maild.cli.business import invoice as invoice_group
+    from maild.cli.main import AppContext
+
+    office = Office(db, tmp_path)
+    held = invoice(db, office.tp, "FA2611-0105", DUE)
+    office.at(office.now)
+    mail(db, office.tp, office.now, "FA2611-0105", "Die Rechnung ist falsch.")
+    office.at(office.now + timedelta(hours=1))
+    app = AppContext(str(tmp_path / "maild.yaml"), False)
+
+    def cli(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(invoice_group, list(args), obj=app)
+        return result.exit_code, result.output
+
+    code, out = cli("show", "FA2611-0105")
+    assert code == 0 and "held since 2026-11-12 11:00: mail from anna@mueller.example ('FA2611-0105') names " \
+                          "invoice FA2611-0105" in out, out
+    assert "who decides: owner@ourco.example; task #1; mail #1 (maild explain 1)" in out
+    code, out = cli("show", "FA2611-0105", "--json")
+    state = json.loads(out)["dunning"]
+    assert code == 0 and state["hold"]["kind"] == "number" and state["next_step"] is None
+    code, out = cli("list", "--status", "held")
+    assert code == 0 and "FA2611-0105" in out, out
+    code, out = cli("promise", "FA2611-0105", "--until", "2026-11-01")
+    assert code == 1 and "the promised date 2026-11-01 has passed" in out
+    code, out = cli("dispute", "FA2611-0105", "--reason", " ")
+    assert code == 1 and "the dispute's reason (--reason) is missing" in out
+    code, out = cli("resume", "FA2611-0105")
+    assert code == 0 and "dunning goes on" in out
+    assert office.status(held) == "open"
+    code, out = cli("resume", "FA2611-0105")
+    assert code == 0 and "was not held; nothing changed" in out

@@ -19,7 +19,7 @@ from maild.store.blobs import BlobStore
 from maild.store.db import Database
 from maild.store.models import AddressHealth, Bounce, Event, Message, MessageMatch, OutboxMessage
 from tests.classify.samples import WRITTEN
-from tests.helpers import config_at, maild, make_message, write_config
+from tests.helpers import config_at, invoke, make_message, write_config
 
 INSTANCE = "test01"
 
@@ -91,10 +91,10 @@ def test_a_hard_bounce_marks_the_row_the_address_and_the_timeline(home) -> None:
         mailing.prepare(config, db, template="note", to="buchhaltung@customer.example")
     assert mailing.prepare(config, db, template="note", to="buchhaltung@customer.example", allow_undeliverable=True)
 
-    shown = maild(Path(config.base_dir) / "maild.yaml", "contact", "show", "buchhaltung@customer.example").stdout
+    shown = invoke(Path(config.base_dir) / "maild.yaml", "contact", "show", "buchhaltung@customer.example").stdout
     assert "contact #" in shown and "Buchhaltung" in shown
     assert "health: undeliverable since" in shown and "5.1.10" in shown
-    explained = maild(Path(config.base_dir) / "maild.yaml", "explain", str(message.id)).stdout
+    explained = invoke(Path(config.base_dir) / "maild.yaml", "explain", str(message.id)).stdout
     assert "kind: bounce" in explained and "dsn: Content-Type: multipart/report" in explained
     assert f"recipient buchhaltung@customer.example (our mail #{row_id}): failed 5.1.10" in explained
     assert "decision: matched -> Customer GmbH" in explained

@@ -20,7 +20,7 @@ from maild.business.invoices import upsert_invoice
 from maild.directory.service import add_contact, add_thirdparty
 from maild.store.models import Event, Message, OutboxMessage, Task, ThirdParty
 from tests.conftest import Mailbox
-from tests.helpers import config_at, maild
+from tests.helpers import config_at, invoke
 from tests.outbound.conftest import Sink
 from tests.rules.test_packs_end_to_end import Clock, Home
 
@@ -117,10 +117,31 @@ def test_a_bounced_dunning_letter_stops_dunning_to_that_address_and_tells_the_ow
     assert types.index("mail.sent") < types.index("mail.bounced") < types.index("task.created")
     bounced = next(e for e in events(home, tp) if e.type == "mail.bounced")
     assert bounced.message_id == notice.id and bounced.data["invoice_id"] == home.invoice("FA2611-0007").id
-    timeline = maild(home.file, "timeline", "Müller & Söhne KG").stdout
+    timeline = invoke(home.file, "timeline", "Müller & Söhne KG").stdout
     assert "bounced" in timeline.lower()
     customers = [f for f in mailbox_folders(mailbox) if f.startswith("Customers") and "Müller" in f]
     assert customers and len(mailbox.uids(customers[0])[1]) == 1, "the notice is filed with the customer"
+
+
+def test_a_bounced_dunning_letter_goes_to_the_billing_contact_and_says_so(
+        home: Home, mailbox: Mailbox, smtp_sink: Sink, run_daemon: Callable[..., None]) -> None:
+    tp, _ = customer(home)
+    add_contact(home.db, thirdparty_id=tp, name="Rechnungswesen", addresses=["rechnung@mueller.example"],
+                role="billing")
+    clock = Clock(datetime(2026, 11, 9, 9, 0, tzinfo=UTC))
+    run_daemon(home.config, clock, lambda: len(home.sent()) >= 1, settle=1.0, what="the level-1 letter")
+    [letter] = home.sent()
+    [envelope] = smtp_sink.handler.received
+    mailbox.append([bounce_for(str(letter["From"]), envelope.sender, str(letter["Message-ID"]))])
+    run_daemon(home.config, clock, lambda: len(home.sent()) >= 2, settle=3.0, what="the letter to billing")
+    sent = home.sent()
+    assert [m["To"].addresses[0].addr_spec for m in sent] == ["j.weiss@mueller.example", "rechnung@mueller.example"]
+    assert [p.get_filename() for p in sent[1].walk() if p.get_filename()] == ["FA2611-0007.pdf"]
+    notes = [e for e in events(home, tp) if e.type == "note.added"]
+    assert len(notes) == 1 and "sent to the billing contact instead" in notes[0].data["text"]
+    with home.db.engine.connect() as conn:
+        [task] = conn.execute(select(Task.__table__)).all()
+    assert "letter not delivered" in task.title, "the owner still learns the letter did not arrive"
 
 
 def test_an_out_of_office_reply_does_not_pause_dunning_and_gets_no_answer(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from maild.cli.context import AppContext
 from maild.cli.directory import contact as contact_group
 from maild.cli.directory import thirdparty as thirdparty_group
-from maild.cli.main import AppContext
 from maild.directory import service
 from maild.directory.csv_export import export
 from maild.directory.csv_import import import_csv

@@ -71,10 +71,12 @@ def test_send_track_and_thread_back(tmp_path: Path, smtp_sink: Sink, mailbox: Ma
     try:
         base = f"http://127.0.0.1:{server.port}"
         path = click_url.split("/c/", 1)[1]
-        click = httpx.get(f"{base}/c/{path}", headers={"User-Agent": "Mozilla/5.0 (X11; Linux) Firefox/140"})
+        wait = 60.0  # generous: the machine may be loaded
+        click = httpx.get(f"{base}/c/{path}", headers={"User-Agent": "Mozilla/5.0 (X11; Linux) Firefox/140"},
+                          timeout=wait)
         assert (click.status_code, click.headers["location"]) == (302, "https://portal.example/i")
-        assert httpx.get(f"{base}/o/{pixel_url.split('/o/', 1)[1]}").status_code == 200
-        assert httpx.get(f"{base}/c/{path[:-2]}xx").status_code == 404, "altered token"
+        assert httpx.get(f"{base}/o/{pixel_url.split('/o/', 1)[1]}", timeout=wait).status_code == 200
+        assert httpx.get(f"{base}/c/{path[:-2]}xx", timeout=wait).status_code == 404, "altered token"
     finally:
         server.stop()
 

@@ -11,13 +11,14 @@ from click.testing import CliRunner
 from sqlalchemy import update
 
 from maild.business import history
-from maild.cli.main import AppContext
+from maild.cli.context import AppContext
 from maild.cli.outbox import outbox as outbox_group
 from maild.clock import utcnow
 from maild.directory.service import add_contact, add_thirdparty
 from maild.outbound import attempts, outbox
 from maild.outbound.recipients import resolve_recipient
 from maild.outbound.sender import OutboxSender
+from maild.services import outbox as outbox_service
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
 from maild.store.models import OutboxMessage
@@ -144,6 +145,8 @@ def test_an_ambiguous_send_shows_when_data_began_whether_a_sent_copy_exists_and_
         conn.execute(update(T).values(claimed_until=utcnow()))
     assert outbox.recover_stale(db) == {"sent": 0, "retry": 0, "ambiguous": 2}
     append_sent(mailbox, make_raw("arrived"))  # e.g. the server itself keeps a copy of what it accepted
+    page = outbox_service.listing(db, status="ambiguous")  # the web app's list filters by the new status too
+    assert sorted(item["id"] for item in page.items) == [arrived, lost]
 
     code, out = cli(config, "list", "--status", "ambiguous")
     assert code == 0, out

@@ -122,3 +122,47 @@ def test_a_tracking_server_that_stops_by_itself_is_started_again(db: Database) -
         assert listener.health.view().state == "running" and listener.health.restarts == 1
     finally:
         listener.stop()
+
+
+def test_a_server_whose_port_is_taken_at_restart_stays_shown_until_it_serves_again(db: Database) -> None:
+    import socket
+
+    from maild.server_keeper import ServerKeeper
+
+    cfg = TrackingConfig(listen_port=0)
+    server = TrackingServer(create_app(db, SECRET, cfg), "127.0.0.1", 0, cfg)
+    server.start()
+    keeper = ServerKeeper("web", server)
+    squatter = socket.socket()
+    try:
+        keeper.check()
+        assert keeper.health.view().state == "running"
+        assert server._server is not None
+        server._server.should_exit = True
+        wait_for(lambda: server.failure is not None, what="the serving thread to end")
+        wait_for(lambda: not _port_taken(server.port), what="the port to be released")
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", server.port))
+        squatter.listen(1)
+        keeper.check()
+        view = keeper.health.view()
+        assert view.state == "restarting" and view.restarts == 1 and "already in use" in (view.last_error or "")
+        keeper.check()  # still failing: not reported as running
+        assert keeper.health.view().state == "restarting"
+        squatter.close()
+
+        def serving_again() -> bool:
+            keeper.check()
+            return keeper.health.view().state == "running"
+        wait_for(serving_again, what="the server to serve again once the port is free")
+        assert _get(f"http://127.0.0.1:{server.port}/health")[0] == 200
+    finally:
+        squatter.close()
+        server.stop()
+
+
+def _port_taken(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

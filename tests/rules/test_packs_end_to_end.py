@@ -108,6 +108,7 @@ class Home:
             data["outbound"]["transport"] = {"type": "smtp", "host": sink.host, "port": sink.port,
                                              "security": "plain", "timeout": 5}
         data["tracking"]["enabled"] = False
+        data.setdefault("web", {})["listen_port"] = 0  # any free port: tests run side by side
         data["rules"].update({"event_interval": 0.3, "sweep_interval": 1, "lease_ttl": 6})
         data["sources"][0]["poll_interval"] = 0.5
         self.file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -240,7 +241,9 @@ def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
     stranger["Subject"] = "Question"
     stranger["Message-ID"] = "<q-1@unknown-company.example>"
     stranger.set_content("Do you sell spare parts?")
-    mailbox.append([invitation_mail(calendar, attach_file=False), stranger.as_bytes()])
+    # sent days before the meeting: the invitation is no contact *after* it
+    invitation = invitation_mail(calendar, attach_file=False, date="Mon, 16 Nov 2026 08:00:00 +0000")
+    mailbox.append([invitation, stranger.as_bytes()])
     clock = Clock(datetime(2026, 11, 19, 12, 0, tzinfo=UTC))  # the meeting is 14:00-15:30 Berlin (13:00-14:30 UTC)
 
     def sorted_and_told() -> bool:
@@ -260,6 +263,7 @@ def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
     assert len(sent) == 2, [m["Subject"] for m in sent]
     notice, followup = sent
     assert notice["To"].addresses[0].addr_spec == "lena@nordlicht.example"
+    assert "is being filed into its folder on the mail server" in notice.get_body(("plain",)).get_content()
     assert followup["To"].addresses[0].addr_spec == "j.weiss@mueller-soehne.example", "external attendees only"
     assert "Rollout der Version 4.2" in followup["Subject"]
     ev = Event.__table__
@@ -348,7 +352,7 @@ def test_an_outsiders_invitations_make_maild_mail_nobody_and_change_no_meeting(
     victims = tuple(f"CN=Victim {n}:mailto:victim{n}@victims.example" for n in range(30))
     mallory = "CN=Mallory:mailto:mallory@evil.example"
     # The customer's real invitation: Lena (ours), Jürgen (a contact) and a guest nobody knows.
-    legit = invitation_mail(ics(uid=legit_uid), attach_file=False)
+    legit = invitation_mail(ics(uid=legit_uid), attach_file=False, date="Mon, 16 Nov 2026 08:00:00 +0000")
     # An outsider: a meeting of their own with 30 strangers and our customer's contact as attendees ...
     spam = invitation_mail(ics(uid="spam-1@evil.example", summary="Cheap pills at evil.example", organizer=mallory,
                                attendees=(*victims, "CN=Jürgen:mailto:j.weiss@mueller-soehne.example")),

@@ -18,7 +18,7 @@ def test_the_packs_load_against_the_shipped_templates() -> None:
     assert ruleset.files == ("dunning.yaml", "meeting-followup.yaml", "shared-inbox.yaml")
     names = [rule.name for rule in ruleset.rules]
     assert names == ["dunning-due-soon", "dunning-level-1", "dunning-level-2", "dunning-level-3",
-                     "dunning-level-3-repeat", "dunning-letter-bounced-to-billing", "dunning-letter-bounced",
+                     "dunning-level-3-repeat", "dunning-letter-bounced-to-billing",
                      "meeting-followup", "file-matched-mail", "triage-unmatched-mail",
                      "notify-owner-of-new-thread"]
     by_name = {rule.name: rule for rule in ruleset.rules}
@@ -46,7 +46,7 @@ def test_init_installs_the_packs_and_check_passes(tmp_path: Path) -> None:
         assert {"subject.txt", "body.txt", "subject.de.txt", "body.de.txt"} <= {
             p.name for p in (home / "templates" / template).iterdir()}
     out = invoke(config, "rules", "check").stdout
-    assert "3 files, 11 rules OK" in out and "dunning-level-3-repeat" in out
+    assert "3 files, 10 rules OK" in out and "dunning-level-3-repeat" in out
     assert "OK" in invoke(config, "templates", "check", "--lang", "de").stdout
 
 

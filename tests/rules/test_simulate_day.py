@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from maild.cli.main import AppContext
+from maild.cli.context import AppContext
 from maild.cli.rules_history import simulate_command
 from maild.store.db import Database
 from maild.store.models import Event, Invoice, OutboxMessage, RuleCursor, RuleLedger, Task

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from maild.cli.main import AppContext
+from maild.cli.context import AppContext
 from maild.cli.rules_why import why_command
 from maild.rules.engine import RulesEngine
 from maild.rules.loader import load_rules

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition",
+def wait_for(predicate: Callable[[], object], timeout: float = 120.0, what: str = "condition",
              interval: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

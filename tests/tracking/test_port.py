@@ -42,6 +42,7 @@ def _home(tmp_path: Path, port: int) -> Path:
     config = initialise(tmp_path / "home", samples=False)
     data = yaml.safe_load(config.read_text())
     data["tracking"].update({"listen_port": port, "base_url": f"http://127.0.0.1:{port}"})
+    data.setdefault("web", {})["listen_port"] = 0  # the web app on any free port: tests run side by side
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     return config
 

@@ -17,7 +17,7 @@ from imapclient.exceptions import LoginError
 from maild.backoff import ReconnectBackoff
 from maild.health import WorkerHealth
 from maild.ingest.context import IngestContext
-from maild.ingest.pipeline import Ack, ParsedBatch
+from maild.ingest.pipeline import Ack, Batch, ParsedBatch
 from maild.ingest.store import Fetched, Outcome, Result
 from maild.store import checkpoints
 from maild.store.checkpoints import FolderRef
@@ -148,7 +148,7 @@ class FolderWorker(ABC):
     def ack(self, last_uid: int | None = None) -> Ack:
         return Ack(owner=self.ctx.owner, ttl=self.ctx.settings.lock_ttl, last_uid=last_uid)
 
-    def commit(self, batch: ParsedBatch, last_uid: int | None = None) -> list[Result]:
+    def commit(self, batch: Batch, last_uid: int | None = None) -> list[Result]:
         results = self.ctx.pipeline.commit(self.ref, batch, self.ack(last_uid))
         self._last_renew = time.monotonic()
         self.match([r.message_id for r in results if r.outcome == Outcome.STORED and r.message_id])

@@ -1,0 +1,262 @@
+"""Many mailboxes: one daemon with ACCOUNTS IMAP accounts x 2 folders on Dovecot; then DAEMONS daemons sharing them.
+
+A private Dovecot (its process limits raised for hundreds of IDLE connections) with ACCOUNTS users, each with
+INBOX and Projects holding one mail. `maild run` (a real subprocess; tracking and rules off) with one source per
+account, until every folder has synced once; then, after SETTLE seconds, measured while idle for IDLE seconds:
+  rss_mb        resident memory of the daemon and its processes (RSS summed; PSS beside it),
+  idle_cpu_pct  CPU of those processes while no mail arrives, in % of one core,
+  threads       threads of the daemon process,
+  connections   its TCP connections to Dovecot;
+then new_mail_ms: NEW mails APPENDed one at a time to random folders, each timed until it is stored (polling the
+database every 20 ms): p50 and max. The same again with DAEMONS daemons on one PostgreSQL database (folder
+leases share the work; figures summed over the daemons, `shared_*` keys). Measurement only: today each folder is
+a thread with its own IMAP connection (see the issue: a per-account connection limit and a shared polling
+connection would change that). The last line printed is JSON: folders, rss_mb, idle_cpu_pct, threads,
+connections, ...
+
+    .venv/bin/python bench/mailboxes.py [--accounts 100] [--daemons 3] [--idle 20] [--new 10] [--no-shared]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from ingest import tree_memory_kb  # noqa: E402  (bench/ingest.py)
+from sqlalchemy import create_engine, func, select  # noqa: E402
+
+from maild.store.models import FolderCheckpoint, Message  # noqa: E402
+from tests.support.dovecot import Dovecot  # noqa: E402
+
+FOLDERS = ["INBOX", "Projects"]
+PG_ADMIN = os.environ.get("MAILD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+POLL = 0.02
+
+
+class ManyDovecot(Dovecot):
+    """The test Dovecot with room for hundreds of connections (one imap process each)."""
+
+    def _config(self) -> str:
+        return super()._config() + "default_process_limit = 2000\ndefault_client_limit = 4000\n"
+
+
+def mail(tag: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Someone <someone@customer.example>"
+    msg["To"] = "office@example.com"
+    msg["Subject"] = f"Mail {tag}"
+    msg["Message-ID"] = f"<{tag}.{uuid.uuid4().hex}@customer.example>"
+    msg.set_content(f"Hello, this is {tag}.\n")
+    return msg.as_bytes()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (Linux /proc)."""
+    total = 0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+        todo += [int(child) for child in children]
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("Threads:"))
+
+
+def connections(pid: int, port: int) -> int:
+    """Established TCP connections of this process to `port`."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as handle:
+            next(handle)
+            for line in handle:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if fields[3] == "01" and remote_port == port and fields[9] in inodes:
+                    count += 1
+    return count
+
+
+def write_config(home: Path, server: Dovecot, users: dict[str, str], database_url: str) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    secrets = home / "secrets"
+    secrets.mkdir(mode=0o700)
+    sources = []
+    for user, password in users.items():
+        (secrets / user).write_text(password)
+        (secrets / user).chmod(0o600)
+        sources.append({"name": user, "type": "imap", "host": server.host, "port": server.port, "security": "plain",
+                        "username": user, "password_file": str(secrets / user), "folders": FOLDERS})
+    config = home / "maild.yaml"
+    config.write_text(yaml.safe_dump({
+        "database": {"url": database_url}, "storage": {"blob_dir": "blobs"}, "log": {"level": "warning"},
+        "tracking": {"enabled": False}, "rules": {"enabled": False}, "sources": sources}))
+    return config
+
+
+def synced_folders(engine: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(FolderCheckpoint)
+                                .where(FolderCheckpoint.last_success_at.is_not(None))).scalar() or 0)
+
+
+def stored(engine: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Message)).scalar() or 0)
+
+
+def measure(label: str, config: Path, server: Dovecot, users: dict[str, str], database_url: str, daemons: int,
+            idle: float, settle: float, new: int) -> dict[str, Any]:
+    folders = len(users) * len(FOLDERS)
+    engine = create_engine(database_url)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        started = time.perf_counter()
+        for _ in range(daemons):
+            procs.append(subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"], cwd=ROOT,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = started + 600
+        while True:
+            try:
+                if synced_folders(engine) >= folders:
+                    break
+            except Exception:  # the schema is not there yet
+                pass
+            if any(proc.poll() is not None for proc in procs):
+                raise SystemExit(f"{label}: a maild run ended early")
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"{label}: not every folder synced within 600 s")
+            time.sleep(0.2)
+        first_sync = time.perf_counter() - started
+        time.sleep(settle)
+        cpu = sum(cpu_seconds(proc.pid) for proc in procs)
+        wall = time.perf_counter()
+        peak_rss = peak_pss = 0
+        while time.perf_counter() - wall < idle:
+            memory = [tree_memory_kb(proc.pid) for proc in procs]
+            peak_rss = max(peak_rss, sum(m[0] for m in memory))
+            peak_pss = max(peak_pss, sum(m[1] for m in memory))
+            time.sleep(0.5)
+        idle_cpu = (sum(cpu_seconds(proc.pid) for proc in procs) - cpu) / (time.perf_counter() - wall)
+        result = {
+            "folders": folders, "daemons": daemons, "first_sync_s": round(first_sync, 1),
+            "rss_mb": round(peak_rss / 1024, 1), "pss_mb": round(peak_pss / 1024, 1),
+            "idle_cpu_pct": round(idle_cpu * 100, 2),
+            "threads": sum(threads(proc.pid) for proc in procs),
+            "connections": sum(connections(proc.pid, server.port) for proc in procs),
+        }
+        latencies = []
+        rng = random.Random(5)
+        for index in range(new):
+            user = rng.choice(sorted(users))
+            folder = rng.choice(FOLDERS)
+            before = stored(engine)
+            with server.client(user, users[user]) as imap:
+                imap.append(folder, mail(f"new-{label}-{index}"))
+            appended = time.perf_counter()
+            while stored(engine) <= before:
+                if time.perf_counter() - appended > 120:
+                    raise SystemExit(f"{label}: a new mail in {user}/{folder} was not ingested within 120 s")
+                time.sleep(POLL)
+            latencies.append(time.perf_counter() - appended)
+            time.sleep(0.5)
+        result["new_mail_p50_ms"] = round(statistics.median(latencies) * 1000, 1)
+        result["new_mail_max_ms"] = round(max(latencies) * 1000, 1)
+        print(f"{label}: {daemons} daemon(s), {folders} folders synced after {first_sync:.1f}s; idle: RSS "
+              f"{result['rss_mb']:.0f} MB (PSS {result['pss_mb']:.0f} MB), CPU {result['idle_cpu_pct']:.2f}% of a "
+              f"core, {result['threads']} threads, {result['connections']} IMAP connections; a new mail stored after "
+              f"p50 {result['new_mail_p50_ms']:.0f} ms, max {result['new_mail_max_ms']:.0f} ms", flush=True)
+        return result
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--daemons", type=int, default=3, help="daemons sharing the folders on PostgreSQL")
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle measurement")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after the first sync")
+    parser.add_argument("--new", type=int, default=10, help="new mails timed until stored")
+    parser.add_argument("--no-shared", action="store_true", help="skip the daemons sharing PostgreSQL")
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    users = {f"acct{i:03d}": f"pw-{i:03d}-secret" for i in range(args.accounts)}
+    result: dict[str, Any] = {"benchmark": "mailboxes", "accounts": args.accounts}
+    with tempfile.TemporaryDirectory(prefix="maild-bench-mailboxes-") as tmp:
+        server = ManyDovecot(Path(tmp) / "dovecot", users)
+        server.start()
+        try:
+            for user in users:
+                for folder in FOLDERS:
+                    server.append_many(user, folder, [mail(f"{user}-{folder}")])
+            url = f"sqlite:///{Path(tmp) / 'one' / 'maild.db'}"
+            config = write_config(Path(tmp) / "one", server, users, url)
+            result.update(measure("one daemon", config, server, users, url, 1, args.idle, args.settle, args.new))
+            load = max(load, os.getloadavg()[0])
+            if not args.no_shared:
+                import psycopg
+
+                name = f"maild_bench_{uuid.uuid4().hex[:10]}"
+                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+                try:
+                    url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
+                    config = write_config(Path(tmp) / "shared", server, users, url)
+                    shared = measure(f"{args.daemons} daemons", config, server, users, url, args.daemons,
+                                     args.idle, args.settle, args.new)
+                    result.update({f"shared_{key}": value for key, value in shared.items()})
+                finally:
+                    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            load = max(load, os.getloadavg()[0])
+        finally:
+            server.close()
+    result.update({"load": round(load, 1), "cores": os.cpu_count()})
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Each benchmark script runs end to end with a tiny N and prints its JSON with the keys the README reads.
+
+Smoke tests only: the figures of so few mails mean nothing (and are not asserted); the benchmarks themselves
+run by hand (bench/*.py). wrk and mbsync (scripts/install-bench-deps) are used when installed, else skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_send_benchmark_runs() -> None:
+    pixel = shutil.which("wrk") is not None
+    result = run("send.py", "--mails", "30", "--rounds", "1", "--pixel-rounds", "1", "--pixel-seconds", "1",
+                 *([] if pixel else ["--no-pixel"]))
+    assert result["ratio_same_work"] > 0 and result["ratio_raw"] > 0
+    if pixel:
+        assert result["pixel_ratio"] > 0 and result["pixel_errors"] == 0
+        assert result["opens_recorded"] == result["pixel_requests"] > 0
+
+
+def test_ingest_benchmark_runs() -> None:
+    mbsync = shutil.which("mbsync") is not None
+    result = run("ingest.py", "--messages", "30", "--rounds", "1", *([] if mbsync else ["--no-mbsync"]))
+    assert result["messages"] == 30 and result["ratio"] > 0 and result["peak_rss_mb"] > 0
+    assert (result["ratio_mbsync"] or 0) > 0 if mbsync else result["ratio_mbsync"] is None
+
+
+def test_latency_benchmark_runs() -> None:
+    result = run("latency.py", "--mails", "2", "--interval", "0.2")
+    assert result["mails"] == 2 and 0 < result["p50_ms"] <= result["p95_ms"] <= result["max_ms"]
+
+
+def test_mailboxes_benchmark_runs() -> None:
+    result = run("mailboxes.py", "--accounts", "2", "--idle", "1", "--settle", "0", "--new", "1", "--no-shared")
+    assert result["folders"] == 4 and result["connections"] == 4
+    assert result["threads"] > 0 and result["rss_mb"] > 0 and result["idle_cpu_pct"] >= 0
