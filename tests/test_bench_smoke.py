@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,3 +51,13 @@ def test_mailboxes_benchmark_runs() -> None:
     result = run("mailboxes.py", "--accounts", "2", "--idle", "1", "--settle", "0", "--new", "1", "--no-shared")
     assert result["folders"] == 4 and result["connections"] == 4
     assert result["threads"] > 0 and result["rss_mb"] > 0 and result["idle_cpu_pct"] >= 0
+
+
+def test_web_benchmark_runs() -> None:
+    if shutil.which("wrk") is None:  # bench/web.py would install it with apt-get; the smoke test does not
+        pytest.skip("wrk is not installed (scripts/install-bench-deps)")
+    result = run("web.py", "--messages", "300", "--seconds", "1", "--connections", "2")
+    for page in ("timeline", "message", "search"):
+        assert result[f"{page}_p95_ms"] > 0
+        assert isinstance(result["queries_per_page"][page], int)  # one number: the same for every page shown
+    assert result["messages"] == 300 and result["requests"] > 0
