@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -56,3 +58,13 @@ def test_classify_benchmark_runs() -> None:
     assert result["messages"] == 40 and result["rate_on"] > 0 and result["rate_off"] > 0
     assert abs(result["overhead"] - (1 - result["rate_on"] / result["rate_off"])) < 0.01
     assert result["kinds"]["bounce"] > 0 and result["kinds"]["auto_reply"] > 0 and result["kinds"]["human"] > 0
+
+
+def test_web_benchmark_runs() -> None:
+    if shutil.which("wrk") is None:  # bench/web.py would install it with apt-get; the smoke test does not
+        pytest.skip("wrk is not installed (scripts/install-bench-deps)")
+    result = run("web.py", "--messages", "300", "--seconds", "1", "--connections", "2")
+    for page in ("timeline", "message", "search"):
+        assert result[f"{page}_p95_ms"] > 0
+        assert isinstance(result["queries_per_page"][page], int)  # one number: the same for every page shown
+    assert result["messages"] == 300 and result["requests"] > 0
