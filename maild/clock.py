@@ -1,5 +1,6 @@
 """Time in one place, so every stored timestamp is UTC and tests can reason about it."""
 
+import time
 from datetime import UTC, datetime
 
 
@@ -12,3 +13,8 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def monotonic() -> float:
+    """Seconds for measuring intervals (not a date); workers take it as an argument so tests can move it."""
+    return time.monotonic()

@@ -58,7 +58,9 @@ class IngestConfig(_Strict):
     mark_seen: bool = False
     poll_interval: float = Field(default=60.0, gt=0)
     idle_renew: float = Field(default=25 * 60.0, gt=0, lt=29 * 60)
-    reconnect_max_delay: float = Field(default=300.0, gt=0)
+    reconnect_max_delay: float = Field(default=8.0, gt=0)
+    login_retry_max_delay: float = Field(default=300.0, gt=0)
+    idle_check_interval: float = Field(default=120.0, gt=0)
     lock_ttl: float = Field(default=60.0, gt=1)
 
 
@@ -248,7 +250,14 @@ class OutboundConfig(_Strict):
     reply_to_plus: bool = False  # Reply-To sender+maild.<instance>.<token>@domain, so answers thread back
     templates_dir: str = "templates"
     default_language: str = "en"
+    # One template's rendering (subject, text, HTML): at most this long and this large, else the mail fails
+    # with the reason (a loop that never ends cannot stall sending).
+    template_max_seconds: float = Field(default=5.0, gt=0)
+    template_max_bytes: int = Field(default=2_000_000, gt=0)
     sent_folder_source: str | None = None  # IMAP source whose Sent folder (SPECIAL-USE) gets a copy
+    # VERP: each mail's envelope sender becomes <local>+maild.<instance>.<token>@<domain> of this address, so a
+    # delivery-failure notice is tied to its outbox row (docs/machine-mail.md). None: the envelope sender is `sender`.
+    return_path: str | None = None
     company: dict[str, Any] = Field(default_factory=dict)  # `company` in templates: name, address, bank...
     transport: SmtpTransportConfig = SmtpTransportConfig()
 
@@ -268,6 +277,21 @@ class TrackingConfig(_Strict):
     # Where open/click events are written: "process", a writer process of its own (the endpoint's process only
     # answers and queues), or "thread", a thread of the daemon's process (one process fewer, a slower pixel).
     writer: Literal["process", "thread"] = "process"
+
+
+class WebConfig(_Strict):
+    """The web app and JSON API (maild/web/): its own listener, not the public tracking one (which has 8025)."""
+
+    enabled: bool = True  # served by `maild run`; `maild web` serves it alone
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8026, ge=0, lt=65536)
+    secret_env: str | None = None  # signs session cookies; else secret_file (created owner-only when missing)
+    secret_file: str = "data/web.secret"
+    session_hours: float = Field(default=12.0, gt=0)  # a login lasts this long
+    secure_cookies: Literal["auto", "always", "never"] = "auto"  # auto: Secure when the request came over https
+    login_max_failures: int = Field(default=5, ge=1)  # failed logins of one user name before it waits
+    login_lockout_seconds: float = Field(default=900.0, gt=0)  # how long it waits (and the window failures count in)
+    page_size: int = Field(default=50, ge=1, le=500)  # rows per page (timeline, search, lists)
 
 
 class BusinessHoursConfig(_Strict):
@@ -324,6 +348,29 @@ class RulesConfig(_Strict):
         return value
 
 
+class MachineMailConfig(_Strict):
+    """Bounces, auto-replies, complaint reports and list mail (docs/machine-mail.md)."""
+
+    classify: bool = True  # classify each mail at ingest; off: every mail counts as written by a person
+    bounce_folder: str | None = None  # IMAP folder for notices about mail we cannot identify (None: triage_folder)
+    soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces within the window that make an address undeliverable
+    soft_bounce_window: float = Field(default=14 * 86400.0, gt=0)  # seconds
+    # An event rule sends no more mail to an address that rules mailed this many times in 24 h (0: no cap).
+    rule_mail_daily_cap: int = Field(default=3, ge=0)
+
+
+class DunningConfig(_Strict):
+    """Reminder letters and holds (docs/rules.md, "Holds" and "Reminder letters")."""
+
+    payment_days: int = Field(default=10, ge=1, le=90)  # a reminder letter asks for payment this many days later
+    # Mail from a customer holds an invoice in dunning when it is a human reply in the thread of one of its
+    # reminders, names the invoice's number, or contains one of these phrases (case-insensitive, whole words).
+    hold_phrases: list[str] = Field(default_factory=lambda: [
+        "bezahlt", "überwiesen", "ueberwiesen", "Widerspruch", "Reklamation", "paid", "transferred", "dispute"])
+    hold_owner: str | None = None  # who gets the task when the third party has no owner (else: nobody named)
+    hold_escalate_days: int = Field(default=7, ge=1, le=365)  # an unresolved hold escalates after this many days
+
+
 class LogConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -341,6 +388,9 @@ class Config(_Strict):
     outbound: OutboundConfig = OutboundConfig()
     tracking: TrackingConfig = TrackingConfig()
     rules: RulesConfig = RulesConfig()
+    machine_mail: MachineMailConfig = MachineMailConfig()
+    web: WebConfig = WebConfig()
+    dunning: DunningConfig = DunningConfig()
     # Where relative paths are resolved from: the config file's folder.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -374,7 +424,8 @@ class Config(_Strict):
         owners: list[tuple[str, str | None, str | None]] = [
             ("outbound.transport.password", self.outbound.transport.password_env,
              self.outbound.transport.password_file),
-            ("tracking.secret", self.tracking.secret_env, self.tracking.secret_file)]
+            ("tracking.secret", self.tracking.secret_env, self.tracking.secret_file),
+            ("web.secret", self.web.secret_env, self.web.secret_file)]
         owners += [(f"the password of source {s.name!r}", s.password_env, s.password_file)
                    for s in self.sources if isinstance(s, ImapSourceConfig)]
         for what, env, file in owners:

@@ -1,6 +1,7 @@
-"""The supervisor: one thread per configured folder, a shared pool of parser processes, clean stop.
+"""The daemon: one thread per configured folder, the outbox sender, the rules and the tracking endpoint, under
+one supervisor (maild/supervisor.py: restarts, health); a shared pool of parser processes; clean stop.
 
-`Daemon.run()` keeps every folder worker alive until `stop` is set (SIGTERM/SIGINT in the CLI);
+`Daemon.run()` keeps every worker alive until `stop` is set (SIGTERM/SIGINT in the CLI);
 `Daemon.ingest_once()` does a single pass over every folder for `maild ingest --once`.
 """
 
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from maild.classify.settings import classify_settings
 from maild.clock import utcnow
 from maild.config import Config, ImapSourceConfig, MaildirSourceConfig
+from maild.health import HealthBoard
 from maild.ingest.authentication import normalise_ids
 from maild.ingest.context import IngestContext, new_owner_id
 from maild.ingest.parser_pool import ParserPool
@@ -26,12 +29,15 @@ from maild.ingest.sources.imap import ImapFolderWorker
 from maild.ingest.sources.maildir import MAILDIR_FOLDER, MaildirFolderWorker
 from maild.matchers.stage import MatchingStage
 from maild.memory import tune_malloc
+from maild.server_keeper import ServerKeeper
 from maild.store import checkpoints
 from maild.store.db import Database
+from maild.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from maild.rules.scheduler import RulesRunner
     from maild.tracking.listener import TrackingListener
+    from maild.tracking.server import TrackingServer
 
 log = logging.getLogger("maild.daemon")
 
@@ -52,12 +58,15 @@ class Daemon:
         self._pool: ParserPool | None = None
         self.rules: RulesRunner | None = None
         self._workers: list[FolderWorker] | None = None
+        self.tracking: TrackingListener | None = None
+        self.board = HealthBoard()  # every worker's state: /health reads it, the supervisor writes it for status
 
     def start_pool(self) -> Pipeline:
         tune_malloc()  # before the worker threads: mails are large byte strings (maild/memory.py)
         settings = self.config.ingest
         self._pool = ParserPool(settings.parse_workers, str(self.config.blob_dir), settings.max_message_bytes,
-                                normalise_ids(self.config.matching.trusted_authserv_ids))
+                                normalise_ids(self.config.matching.trusted_authserv_ids),
+                                classify_settings(self.config))
         return Pipeline(self.db, self._pool)
 
     def workers(self, ctx: IngestContext) -> list[FolderWorker]:
@@ -90,32 +99,49 @@ class Daemon:
         owner = new_owner_id()
         self._start_rules(owner)
         tracking: TrackingListener | None = None
+        web: TrackingServer | None = None
         try:
             pipeline = self.start_pool()  # forks its processes before the tracking threads start
-            tracking = self._start_tracking()
+            tracking = self.tracking = self._start_tracking()
+            web = self._start_web()
             ctx = self.context(pipeline)
             ctx.owner = owner
             workers = self._workers = self.workers(ctx)
             if not workers:
                 log.warning("no sources configured; nothing to ingest (add sources: to the config)")
-            threads = [threading.Thread(target=w.run, name=f"worker:{w.label}", daemon=True) for w in workers]
-            for thread in threads:
-                thread.start()
-            threads.append(self._start_outbox(ctx.owner))
+            supervisor = Supervisor(self.db, owner, self.stop, self.board)
+            for worker in workers:
+                supervisor.start(worker.health, worker.run)
+            self._start_outbox(supervisor, owner)
+            if self.rules is not None:
+                self.board.add(self.rules.health)
+            if tracking is not None:
+                self.board.add(tracking.health)
+                supervisor.watch(tracking.check)
+            if web is not None:
+                keeper = ServerKeeper("web", web)
+                self.board.add(keeper.health)
+                supervisor.watch(keeper.check)
+            supervisor.start_heartbeat()
             log.info("maild running", extra={"fields": {"folders": len(workers), "owner": ctx.owner}})
             self.stop.wait()
             log.info("stopping: finishing the batch in hand")
             if tracking is not None:
                 tracking.stop()
                 tracking = None
+            if web is not None:
+                web.stop()
+                web = None
             if self.rules is not None:
                 self.rules.stop()
                 self.rules = None
-            for thread in threads:
-                thread.join(timeout=30)
+            supervisor.join(timeout=30)
+            supervisor.forget()
         finally:
             if tracking is not None:
                 tracking.stop()
+            if web is not None:
+                web.stop()
             self.shutdown()
         log.info("stopped")
 
@@ -140,14 +166,12 @@ class Daemon:
         """SIGHUP: re-read the rules; an invalid set is reported and the last good one stays."""
         return self.rules.reload() if self.rules is not None else False
 
-    def _start_outbox(self, owner: str) -> threading.Thread:
-        """The outbox sender: its own asyncio loop in a thread, stopped by the same flag."""
+    def _start_outbox(self, supervisor: Supervisor, owner: str) -> None:
+        """The outbox sender: its own asyncio loop in a supervised thread, stopped by the same flag."""
         from maild.outbound.sender import build_sender
 
         sender = build_sender(self.config, self.db, owner)
-        thread = threading.Thread(target=lambda: asyncio.run(sender.run(self.stop)), name="outbox", daemon=True)
-        thread.start()
-        return thread
+        supervisor.start(sender.health, lambda: asyncio.run(sender.run(self.stop)))
 
     def _start_tracking(self) -> TrackingListener | None:
         """The open/click endpoint, when tracking is on; a missing secret is reported, not fatal. A port held by
@@ -167,10 +191,25 @@ class Daemon:
         except ConfigError as exc:
             log.error("tracking endpoint not started: %s", exc)
             return None
-        server = TrackingServer(create_app(self.db, secret, cfg), cfg.listen_host, cfg.listen_port, cfg)
+        server = TrackingServer(create_app(self.db, secret, cfg, workers=self.board.views), cfg.listen_host,
+                                cfg.listen_port, cfg)
         listener = TrackingListener(server, secret)
         listener.start()
         return listener
+
+    def _start_web(self) -> TrackingServer | None:
+        """The web app on web.listen_host:web.listen_port, when web.enabled. Unlike the tracking port (which links in
+        sent mail name), a taken web port is logged and the daemon goes on without the web app."""
+        from maild.config import ConfigError
+        from maild.web.server import WebUnavailable, start_web
+
+        if not self.config.web.enabled:
+            return None
+        try:
+            return start_web(self.config, self.db)
+        except (WebUnavailable, ConfigError) as exc:
+            log.error("web app not started: %s", exc)
+            return None
 
     def ingest_once(self, progress: Callable[[str, int, int], None] | None = None) -> PassReport:
         """One pass over every folder, folders in parallel; per-folder errors are reported, not raised."""

@@ -88,6 +88,8 @@ def sensitive_paths(config: Config) -> list[tuple[str, Path]]:
         paths.append(("sent mail (file transport)", resolve_path(base, transport.directory)))
     elif transport.password_file:
         paths.append(("outbound.transport password_file", resolve_path(base, transport.password_file)))
+    if config.web.secret_file and not config.web.secret_env:
+        paths.append(("web secret", resolve_path(base, config.web.secret_file)))
     if config.tracking.secret_file:
         paths.append(("tracking secret", resolve_path(base, config.tracking.secret_file)))
     return paths

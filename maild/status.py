@@ -1,4 +1,5 @@
-"""What `maild status` reports: per-folder checkpoint, counts, lag, last error; and the totals."""
+"""What `maild status` reports: per-folder checkpoint, counts, lag, last error; the totals; and the workers of
+the running daemons (state, last error, restarts) as their supervisors last wrote them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy import func, select
 
 from maild.clock import as_utc, utcnow
 from maild.rules.scheduler import LEASE_NAME
-from maild.store import leases
+from maild.store import leases, worker_status
 from maild.store.db import Database
 from maild.store.models import (
     Event,
@@ -22,6 +23,7 @@ from maild.store.models import (
     RuleLedger,
     Source,
 )
+from maild.supervisor import STATUS_FRESH
 
 
 @dataclass
@@ -76,7 +78,8 @@ def collect(db: Database) -> dict[str, Any]:
         }
         work = _work(conn)
     work["rules"]["scheduler"] = leases.holder(db, LEASE_NAME)
-    return {"totals": totals, "folders": [asdict(f) for f in folders], **work}
+    workers = worker_status.current(db, STATUS_FRESH)
+    return {"totals": totals, "folders": [asdict(f) for f in folders], **work, "workers": workers}
 
 
 def _work(conn: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from maild.config import ConfigError, load_config
-from tests.helpers import maild
+from tests.helpers import invoke
 
 
 def _load(tmp_path: Path, text: str, environ: dict[str, str] | None = None):
@@ -144,21 +144,21 @@ def test_webhook_secrets_are_declared_and_of_their_own(tmp_path: Path) -> None:
 def test_config_check_command(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("sources:\n  - {name: a, type: maildir, path: x}\n")
-    ok = maild(good, "config", "check")
+    ok = invoke(good, "config", "check")
     assert "OK (1 source(s)" in ok.stdout
     assert "note: matching.trusted_authserv_ids is empty: Authentication-Results are not read" in ok.stderr
     trusting = tmp_path / "trusting.yaml"
     trusting.write_text("matching: {trusted_authserv_ids: [mx.example.com]}\n")
-    assert "trusted_authserv_ids" not in maild(trusting, "config", "check").stderr
+    assert "trusted_authserv_ids" not in invoke(trusting, "config", "check").stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("log:\n  level: loud\n")
-    result = maild(bad, "config", "check", check=False)
+    result = invoke(bad, "config", "check", check=False)
     assert result.returncode == 1
     assert f"{bad}:2: log.level:" in result.stderr
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
-    result = maild(tmp_path / "nope.yaml", "status", check=False)
+    result = invoke(tmp_path / "nope.yaml", "status", check=False)
     assert result.returncode != 0
     assert "cannot read config" in result.stderr
     assert "Traceback" not in result.stderr
@@ -167,7 +167,7 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     config = tmp_path / "maild.yaml"
     config.write_text("database:\n  url: postgresql://nobody@127.0.0.1:1/none\n")
-    result = maild(config, "status", check=False)
+    result = invoke(config, "status", check=False)
     assert result.returncode == 1
     assert "maild: database error:" in result.stderr
     assert "Traceback" not in result.stderr

@@ -15,7 +15,7 @@ import yaml
 
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
-from tests.helpers import maild
+from tests.helpers import invoke
 
 
 def _mode(path: Path) -> int:
@@ -38,18 +38,18 @@ def usual_umask() -> Iterator[None]:
 
 def test_init_and_ingest_leave_nothing_readable_by_others(tmp_path: Path, usual_umask: None) -> None:
     home = tmp_path / "home"
-    maild(None, "init", str(home))
+    invoke(None, "init", str(home))
     config = home / "maild.yaml"
-    maild(config, "ingest", "--once")  # the sample mails: database rows and blobs
-    maild(config, "thirdparty", "add", "Acme", "--address", "info@acme.example")
-    maild(config, "send", "new-thread", "--to", "Acme")  # sent by the file transport: an .eml in data/sent-mail
-    maild(config, "export", "thirdparties", "--format", "csv", "--output", str(home / "export.csv"))
+    invoke(config, "ingest", "--once")  # the sample mails: database rows and blobs
+    invoke(config, "thirdparty", "add", "Acme", "--address", "info@acme.example")
+    invoke(config, "send", "new-thread", "--to", "Acme")  # sent by the file transport: an .eml in data/sent-mail
+    invoke(config, "export", "thirdparties", "--format", "csv", "--output", str(home / "export.csv"))
     assert list((home / "data" / "blobs").rglob("*")), "the samples should have been stored as blobs"
     assert list((home / "data" / "sent-mail").glob("*.eml")) and (home / "export.csv").is_file()
     assert _open_to_others(home) == []
     assert _mode(home) == 0o700 and _mode(home / "data" / "maild.db") == 0o600
     assert "permissions: owner-only (database, blob store, maildir local, sent mail (file transport), " \
-           "tracking secret)" in maild(config, "config", "check").stdout
+           "tracking secret)" in invoke(config, "config", "check").stdout
 
 
 def test_database_and_blobs_are_private_in_process(tmp_path: Path, usual_umask: None) -> None:
@@ -73,7 +73,7 @@ def test_database_and_blobs_are_private_in_process(tmp_path: Path, usual_umask: 
 
 def test_config_check_names_what_others_can_read(tmp_path: Path, usual_umask: None) -> None:
     home = tmp_path / "home"
-    maild(None, "init", str(home), "--no-samples")
+    invoke(None, "init", str(home), "--no-samples")
     config = home / "maild.yaml"
     password = home / "imap.password"
     password.write_text("secret\n")  # 0644 under the usual umask
@@ -83,7 +83,7 @@ def test_config_check_names_what_others_can_read(tmp_path: Path, usual_umask: No
     config.write_text(yaml.safe_dump(data))
     os.chmod(home / "data" / "maild.db", 0o644)
     os.chmod(home / "data" / "blobs", 0o755)
-    result = maild(config, "config", "check")
+    result = invoke(config, "config", "check")
     assert result.returncode == 0  # a warning: the config itself is valid
     assert "permissions: owner-only" not in result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
@@ -98,7 +98,7 @@ def test_config_check_names_what_others_can_read(tmp_path: Path, usual_umask: No
     for path in (db, password):
         os.chmod(path, 0o600)
     os.chmod(blobs, 0o700)
-    again = maild(config, "config", "check")
+    again = invoke(config, "config", "check")
     assert not [line for line in again.stderr.splitlines() if line.startswith("warning:")]
     assert "permissions: owner-only (database, blob store, maildir local, " in again.stdout
 

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import and_, or_, select
 
 from maild.clock import as_utc
 from maild.store.db import Database
@@ -43,28 +44,30 @@ MAIL_EVENTS = ("mail.matched", "mail.assigned")
 
 
 def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, types: Iterable[str] = (),
-         limit: int = 50) -> list[Entry]:
+         limit: int = 50, before: tuple[datetime, int] | None = None, zone: str = "UTC") -> list[Entry]:
     """The newest `limit` events of the third party (since `since`; of these types, where `mail` means every
-    `mail.*`), oldest first."""
-    at = case((_ev.c.type.in_(MAIL_EVENTS), func.coalesce(_m.c.date, _ev.c.occurred_at)),
-              else_=_ev.c.occurred_at)
+    `mail.*`; shown before the entry at `before` = (its time, its id), for paging), oldest first; meeting times
+    in the text in `zone` (the rules' time zone)."""
+    at = _ev.c.shown_at  # the mail's own date for MAIL_EVENTS, else occurred_at (set by the database on insert)
     query = (select(_ev, _m.c.from_addr, _m.c.auth, _m.c.auth_reason, at.label("at"))
              .select_from(_ev.outerjoin(_m, _m.c.id == _ev.c.message_id))
              .where(_ev.c.thirdparty_id == thirdparty_id))
     if since is not None:
         query = query.where(at >= since)
+    if before is not None:
+        query = query.where(or_(at < before[0], and_(at == before[0], _ev.c.id < before[1])))
     wanted = [t.strip() for t in types if t.strip()]
     if wanted:
         query = query.where(or_(*[_ev.c.type == t if "." in t else _ev.c.type.startswith(f"{t}.") for t in wanted]))
     with db.engine.connect() as conn:
         rows = conn.execute(query.order_by(at.desc(), _ev.c.id.desc()).limit(limit)).all()
+        # Always these two queries (also for none): a page costs the same number of statements whatever it shows.
         outbox_ids = {(r.data or {}).get("outbox_id") for r in rows if r.type in ("mail.opened", "mail.clicked")}
         subjects = dict(conn.execute(select(_ob.c.id, _ob.c.subject).where(
-            _ob.c.id.in_(sorted(i for i in outbox_ids if isinstance(i, int))))).all()) if outbox_ids else {}
+            _ob.c.id.in_(sorted(i for i in outbox_ids if isinstance(i, int))))).all())
         tracked = [r.id for r in rows if r.type in ("mail.opened", "mail.clicked")]
         repeats = {event_id: (hits, last_at) for event_id, hits, last_at in conn.execute(
-            select(_hits.c.event_id, _hits.c.hits, _hits.c.last_at).where(_hits.c.event_id.in_(tracked)))
-            } if tracked else {}
+            select(_hits.c.event_id, _hits.c.hits, _hits.c.last_at).where(_hits.c.event_id.in_(tracked)))}
     entries = []
     for row in reversed(rows):
         data = dict(row.data or {})
@@ -78,12 +81,14 @@ def read(db: Database, thirdparty_id: int, *, since: datetime | None = None, typ
                 data.update(hits=hits, last_hit_at=(as_utc(last_at) or last_at).isoformat())
                 shown = {**shown, "hits": hits, "last_hit_at": data["last_hit_at"]}
         entries.append(Entry(row.id, row.type, as_utc(row.at) or row.at, row.message_id, data,
-                             describe(row.type, shown)))
+                             describe(row.type, shown, zone)))
     return entries
 
 
-def describe(event_type: str, data: Mapping[str, Any]) -> str:
-    """One line for an event: what happened, to what, and why when it says."""
+def describe(event_type: str, data: Mapping[str, Any], zone: str = "UTC") -> str:
+    """One line for an event: what happened, to what, and why when it says; meeting times in `zone`."""
+    if event_type.startswith("meeting.") and zone != "UTC":
+        data = {**data, **{key: _local(data[key], zone) for key in ("start_at", "end_at") if data.get(key)}}
     text = _DESCRIBE.get(event_type)
     if text is None:
         return f"{event_type} {json.dumps(dict(data), ensure_ascii=False, default=str, sort_keys=True)}"
@@ -95,6 +100,17 @@ def describe(event_type: str, data: Mapping[str, Any]) -> str:
 
 def _q(value: Any) -> str:
     return f'"{value}"' if value else '""'
+
+
+def _local(value: Any, zone: str) -> Any:
+    """An ISO instant (`2026-11-24T13:00:00+00:00`) as local time in `zone`; anything else unchanged."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        return value
+    return moment.astimezone(ZoneInfo(zone)).isoformat()
 
 
 def _when(value: Any) -> str:
@@ -122,6 +138,14 @@ def _unauthenticated(data: Mapping[str, Any]) -> str:
 def _refused(data: Mapping[str, Any]) -> str:
     more = f" (and {data['count'] - 1} more)" if data.get("count", 1) > 1 else ""
     return f"meeting   invitation from {data.get('sender')} refused: {data.get('reason')}{more}"
+
+
+def _send_failed(data: Mapping[str, Any]) -> str:
+    to = f"{_q(data.get('subject'))} to {', '.join(data.get('to') or [])}"
+    if data.get("outcome") == "ambiguous":
+        return (f"mail out? {to}: interrupted after DATA began at {_when(data.get('data_started_at'))}, may have "
+                f"arrived (see `maild outbox show {data.get('outbox_id')}`)")
+    return f"not sent  {to}: {data.get('reason')}"
 
 
 def _filed(data: Mapping[str, Any]) -> str:
@@ -157,7 +181,10 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "mail.matched": _mail_in,
     "mail.assigned": lambda d: f"mail in   {_q(d.get('subject'))}" + (f" from {d['from']}" if d.get("from") else "")
     + " (assigned by hand)" + _unauthenticated(d),
-    "mail.sent": lambda d: f"mail out  {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}",
+    "mail.sent": lambda d: f"mail out  {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}"
+    + (" (marked sent by a person)" if d.get("marked_by") else ""),
+    "mail.refused": lambda d: f"refused   {_q(d.get('subject'))} to {', '.join(d.get('to') or [])}: {d.get('reply')}",
+    "mail.send_failed": _send_failed,
     "mail.opened": lambda d: f"opened    {_q(d.get('subject'))}{_machine(d)}",
     "mail.clicked": lambda d: f"clicked   {d.get('url')} in {_q(d.get('subject'))}{_machine(d)}",
     "mail.filed": _filed,
@@ -174,4 +201,12 @@ _DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "task.done": lambda d: f"done      {_q(d.get('title'))}" + (f" ({d['owner']})" if d.get("owner") else ""),
     "note.added": lambda d: f"note      {d['text']}" + (f" ({d['author']})" if d.get("author") else ""),
     "rule.action": lambda d: f"rule      {d['rule']}: {d.get('summary') or d.get('action')}",
+    "invoice.held": lambda d: f"invoice   {d['ref']} HELD: {d.get('reason')}"
+    + (f" (decides: {d['owner']}" + (f", task #{d['task_id']}" if d.get("task_id") else "") + ")"
+       if d.get("owner") else " (nobody named: set an owner)"),
+    "invoice.hold_escalated": lambda d: f"invoice   {d['ref']} still held since {d.get('held_since')}: escalated"
+    + (f" to {d['owner']}" if d.get("owner") else ""),
+    "invoice.resumed": lambda d: f"invoice   {d['ref']} hold ended: {d.get('resolution')} ({d.get('status')})",
+    "invoice.promised": lambda d: f"invoice   {d['ref']} payment promised by {d.get('until')}: dunning waits",
+    "invoice.disputed": lambda d: f"invoice   {d['ref']} DISPUTED: {d.get('reason')}",
 }

@@ -21,10 +21,10 @@ from maild.business.timeline import append_event
 from maild.clock import as_utc, utcnow
 from maild.directory import fields
 from maild.store.db import Database
-from maild.store.models import Contact, Document, Invoice, Payment, ThirdParty
+from maild.store.models import Contact, Document, Invoice, InvoiceHold, Payment, ThirdParty
 
 _inv, _pay, _doc = Invoice.__table__, Payment.__table__, Document.__table__
-_tp, _contact = ThirdParty.__table__, Contact.__table__
+_tp, _contact, _holds = ThirdParty.__table__, Contact.__table__, InvoiceHold.__table__
 ZERO = Decimal("0.00")
 
 
@@ -203,7 +203,8 @@ def list_invoices(db: Database, *, status: str | None = None, overdue: bool = Fa
     query = (select(_inv, _tp.c.name.label("thirdparty_name")).join(_tp, _tp.c.id == _inv.c.thirdparty_id)
              .order_by(_inv.c.due_on, _inv.c.id))
     if status:
-        query = query.where(_inv.c.status == bf.invoice_status(status))
+        wanted = "held" if status.strip().lower() == "held" else bf.invoice_status(status)  # held: only by a hold
+        query = query.where(_inv.c.status == wanted)
     if thirdparty_id is not None:
         query = query.where(_inv.c.thirdparty_id == thirdparty_id)
     if overdue:
@@ -328,6 +329,9 @@ def _change_status(conn: Connection, row: Any, status: str, *, reason: str = "")
                            .values(**values)).rowcount
     if not changed:  # someone else changed it meanwhile: theirs stands
         return False
+    if row.status == "held":  # a person (or a payment) decided: the holds end (maild.business.holds)
+        conn.execute(update(_holds).where(_holds.c.invoice_id == row.id, _holds.c.resolved_at.is_(None))
+                     .values(resolved_at=now, resolution=f"invoice {status}" + (f": {reason}" if reason else "")))
     data: dict[str, Any] = {"invoice_id": row.id, "ref": row.ref, "status": status, "previous_status": row.status}
     if reason:
         data["reason"] = reason

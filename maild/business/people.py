@@ -1,5 +1,6 @@
-"""Template views of directory records: a contact's first/last name, title and mail address; a third party's
-postal address (from its custom fields) and general mail address. Used where mail is rendered."""
+"""Template views of directory records: a contact's first/last name, title, greeting and mail address; a third
+party's postal address (its columns, else its custom fields) and general mail address. Used where mail is
+rendered."""
 
 from __future__ import annotations
 
@@ -45,15 +46,16 @@ def contact_views(conn: Connection, contacts: Iterable[Mapping[str, Any]]) -> li
     views = []
     for contact in contacts:
         first, last = split_name(contact.get("name"))
-        views.append({**contact, "first_name": first, "last_name": last, "title": contact.get("title") or "",
+        views.append({**contact, "first_name": contact.get("first_name") or first,
+                      "last_name": contact.get("last_name") or last, "title": contact.get("title") or "",
                       "email": emails.get(contact.get("id")) or "", "phone": (contact.get("phones") or [""])[0],
                       "role": contact.get("role") or ""})
     return views
 
 
 def thirdparty_view(conn: Connection, thirdparty: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The third party's row plus street, zip, town, country (from custom fields, when present) and email
-    (its first general address, or "")."""
+    """The third party's row plus street, zip, town, country (its postal address columns, else custom fields of
+    those names; left out when neither has one) and email (its first general address, or "")."""
     if thirdparty is None:
         return None
     return thirdparty_views(conn, [thirdparty])[0]
@@ -68,9 +70,13 @@ def thirdparty_views(conn: Connection, thirdparties: Iterable[Mapping[str, Any]]
         custom = {str(k).strip().casefold(): v for k, v in (thirdparty.get("custom_fields") or {}).items()}
         view = dict(thirdparty)
         for key, names in ADDRESS_FIELDS.items():
+            if view.get(key) not in (None, ""):
+                continue  # the postal address column
             value = next((custom[n] for n in names if custom.get(n) not in (None, "")), None)
             if value is not None:
                 view[key] = str(value)
+            else:
+                view.pop(key, None)
         view["email"] = emails.get(thirdparty.get("id")) or ""
         views.append(view)
     return views

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from maild.cli.context import AppContext, pass_app
 from maild.cli.directory import _friendly, _table
-from maild.cli.main import AppContext, pass_app
 from maild.cli.render import local_time, say
 
 INVOICE_STATUSES = ("open", "paid", "disputed", "paused", "cancelled")
@@ -102,7 +102,8 @@ def invoice_add(app: AppContext, ref: str, thirdparty_ref: str | None, issued_on
 
 
 @invoice.command("list")
-@click.option("--status", type=click.Choice(INVOICE_STATUSES, case_sensitive=False), help="Only this status.")
+@click.option("--status", type=click.Choice((*INVOICE_STATUSES, "held"), case_sensitive=False),
+              help="Only this status.")
 @click.option("--overdue", is_flag=True, help="Only open invoices past their due date with an amount due.")
 @click.option("--thirdparty", "thirdparty_ref", metavar="TP", help="Only this third party's.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -137,8 +138,10 @@ def invoice_show(app: AppContext, ref: str, as_json: bool) -> None:
     from maild.business import invoices
 
     data = invoices.describe_invoice(app.database(), ref)
+    state: dict[str, Any] = {}
+    lines = _dunning_state(app, data, state)
     if as_json:
-        click.echo(_dumps(data))
+        click.echo(_dumps({**data, "dunning": state}))
         return
     cur = data["currency"]
     say(f"invoice {data['ref']}  (#{data['id']}, {data['status']})")
@@ -153,9 +156,96 @@ def invoice_show(app: AppContext, ref: str, as_json: bool) -> None:
         say(f"paid at: {data['paid_at'].isoformat()}")
     say(f"dunning level: {data['dunning_level']} (repeats {data['dunning_repeats']}, last "
         f"{data['last_dunned_at'].isoformat() if data['last_dunned_at'] else 'never'})")
+    for line in lines:
+        say(line)
     say(f"payments: {len(data['payments'])}")
     for p in data["payments"]:
         say(f"  {p['paid_on']}  {p['amount']} {cur}  {p['reference']}")
+
+
+def _dunning_state(app: AppContext, data: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """What holds the invoice (and since when, for whom), else `next step: ...` from the rules (what the sweeps
+    would do next, given today's data): lines to print, and the same in `state` (for --json)."""
+    from maild.business import holds
+    from maild.clock import utcnow
+    from maild.rules.loader import load_rules
+    from maild.rules.model import RuleErrors
+    from maild.rules.next_step import next_step
+
+    config = app.config
+    with app.database().engine.connect() as conn:
+        held = holds.active(conn, int(data["id"]))
+    state.update(hold=held.__dict__ if held is not None else None, next_step=None)
+    if held is not None:
+        since = local_time(held.since, config.rules.timezone)
+        lines = [f"held since {since}: {held.reason}" + (f" (until {held.until.isoformat()})" if held.until else "")]
+        lines.append(f"  who decides: {held.owner or 'nobody named (set the owner or dunning.hold_owner)'}"
+                     + (f"; task #{held.task_id}" if held.task_id else "")
+                     + (f"; mail #{held.message_id} (maild explain {held.message_id})" if held.message_id else ""))
+        if held.escalated_at:
+            lines.append(f"  escalated {local_time(held.escalated_at, config.rules.timezone)}")
+        lines.append(f"  resolve: maild invoice resume|promise|dispute {data['ref']}, or record the payment")
+        return lines
+    try:
+        ruleset = load_rules(config.rules_dir, timezone=config.rules.timezone,
+                             webhook_secrets=config.rules.webhook_secrets)
+    except RuleErrors:
+        return ["next step: unknown, the rules have errors (maild rules check)"]
+    step = next_step(config, app.database(), ruleset, int(data["id"]), utcnow())
+    if step is None:
+        return ["next step: none (no rule would act on this invoice as it stands)"]
+    state["next_step"] = {"rule": step.rule, "at": step.at, "summary": step.summary}
+    local = step.at.astimezone(ZoneInfo(ruleset.timezone))
+    return [f"next step: {step.rule} from {local.isoformat(timespec='minutes')}: {step.summary}"]
+
+
+@invoice.command("resume")
+@click.argument("ref")
+@pass_app
+@_friendly
+def invoice_resume(app: AppContext, ref: str) -> None:
+    """End the hold on invoice REF: dunning goes on (the level its age calls for, at the next sweep)."""
+    from maild.business import holds
+    from maild.clock import utcnow
+
+    with app.database().engine.begin() as conn:
+        ended = holds.resume(conn, ref, utcnow())
+    say(f"invoice {ref.strip()}: " + ("dunning goes on" if ended else "was not held; nothing changed"))
+
+
+@invoice.command("promise")
+@click.argument("ref")
+@click.option("--until", "until", required=True, metavar="YYYY-MM-DD", help="The day the customer promised to pay by.")
+@pass_app
+@_friendly
+def invoice_promise(app: AppContext, ref: str, until: str) -> None:
+    """The customer promised to pay invoice REF by --until: dunning waits until that day has passed, then goes on
+    by itself (a payment before then ends it)."""
+    from maild.business import holds
+    from maild.clock import utcnow
+
+    try:
+        day = date.fromisoformat(until.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected a date such as 2026-12-15; got {until!r}", param_hint="--until") from None
+    with app.database().engine.begin() as conn:
+        holds.promise(conn, app.config, ref, day, utcnow())
+    say(f"invoice {ref.strip()}: waits for the payment promised by {day.isoformat()}; dunning goes on after that")
+
+
+@invoice.command("dispute")
+@click.argument("ref")
+@click.option("--reason", required=True, help="What the customer disputes (on the timeline).")
+@pass_app
+@_friendly
+def invoice_dispute(app: AppContext, ref: str, reason: str) -> None:
+    """Invoice REF is disputed: dunning stops (status disputed) and the reason goes on the timeline."""
+    from maild.business import holds
+    from maild.clock import utcnow
+
+    with app.database().engine.begin() as conn:
+        holds.dispute(conn, ref, reason, utcnow())
+    say(f"invoice {ref.strip()}: disputed; dunning stopped")
 
 
 @invoice.command("pay")
@@ -361,4 +451,3 @@ def task_done(app: AppContext, task_id: int) -> None:
     say(f"task #{task_id}: done" + ("" if changed else " (it already was)"))
 
 
-COMMANDS = (invoice, meeting, task)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from maild.business import ENTITIES as BUSINESS_ENTITIES
-from maild.cli.main import AppContext, parse_since, pass_app
+from maild.cli.context import AppContext, parse_since, pass_app
+from maild.cli.lazy import LazyGroup
 from maild.cli.render import printable, say
 from maild.directory.fields import KINDS
 
@@ -55,6 +56,16 @@ def thirdparty() -> None:
     """Customers, suppliers and prospects: the owners of timelines."""
 
 
+def _postal_options(command: Any) -> Any:
+    """--street, --zip, --town, --country."""
+    for option in reversed((click.option("--street", help="Postal address: street and number."),
+                            click.option("--zip", "zip_code", help="Postal code."),
+                            click.option("--town", help="Town."),
+                            click.option("--country", help="Country (leave out for your own country)."))):
+        command = option(command)
+    return command
+
+
 @thirdparty.command("add")
 @click.argument("name")
 @click.option("--kind", type=click.Choice(KINDS, case_sensitive=False), default="customer", show_default=True)
@@ -66,18 +77,21 @@ def thirdparty() -> None:
 @click.option("--owner", help="Who looks after this third party.")
 @click.option("--language", help="Preferred language, e.g. de or fr-CH.")
 @click.option("--field", "custom", multiple=True, metavar="KEY=VALUE", help="A custom field (repeatable).")
+@_postal_options
 @pass_app
 @_friendly
 def thirdparty_add(app: AppContext, name: str, kind: str, external_id: str | None, domains: tuple[str, ...],
                    addresses: tuple[str, ...], tags: tuple[str, ...], owner: str | None, language: str | None,
-                   custom: tuple[str, ...]) -> None:
-    """Add a third party called NAME."""
+                   custom: tuple[str, ...], street: str | None, zip_code: str | None, town: str | None,
+                   country: str | None) -> None:
+    """Add a third party called NAME (with --street, --zip, --town, --country: the postal address letters use)."""
     from maild.directory import service
 
     fields = _pairs(custom, "--field", "KEY=VALUE")
     new_id = service.add_thirdparty(app.database(), name=name, kind=kind, external_id=external_id, tags=tags,
                                     custom_fields=fields, owner=owner, language=language, domains=domains,
-                                    addresses=addresses)
+                                    addresses=addresses, postal_address={"street": street, "zip": zip_code,
+                                                                         "town": town, "country": country})
     say(f"added third party #{new_id} {name.strip()}")
 
 
@@ -97,7 +111,7 @@ def thirdparty_show(app: AppContext, ref: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    _print_description(data)
+    _print_description(data, app.config.rules.timezone)
 
 
 @thirdparty.command("list")
@@ -120,7 +134,7 @@ def thirdparty_list(app: AppContext, kind: str | None, tag: str | None) -> None:
 # --- contact -----------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy_commands={"show": "maild.cli.machine:contact_show"})  # address health
 def contact() -> None:
     """The people at a third party, with their addresses."""
 
@@ -134,18 +148,28 @@ def contact() -> None:
 @click.option("--role", help="E.g. buyer, accounting.")
 @click.option("--external-id", help="Their id in your ERP/CRM.")
 @click.option("--language", help="Preferred language.")
+@click.option("--salutation", help="Frau, Herr, Ms, Mr ... (letters: \"Sehr geehrte Frau Dr. Nord\").")
+@click.option("--title", help="Academic title, e.g. Dr. or Prof. Dr.")
+@click.option("--first-name", help="First name.")
+@click.option("--last-name", help="Last name (used in the letter's salutation).")
+@_postal_options
 @pass_app
 @_friendly
 def contact_add(app: AppContext, name: str, thirdparty_ref: str, addresses: tuple[str, ...], phones: tuple[str, ...],
-                role: str | None, external_id: str | None, language: str | None) -> None:
-    """Add a contact called NAME to a third party."""
+                role: str | None, external_id: str | None, language: str | None, salutation: str | None,
+                title: str | None, first_name: str | None, last_name: str | None, street: str | None,
+                zip_code: str | None, town: str | None, country: str | None) -> None:
+    """Add a contact called NAME to a third party (a postal address of their own is optional: letters use
+    their company's otherwise)."""
     from maild.directory import service
 
     db = app.database()
     company = service.resolve_thirdparty(db, thirdparty_ref)
     assert company.id is not None
+    letter = {"salutation": salutation, "title": title, "first_name": first_name, "last_name": last_name,
+              "street": street, "zip": zip_code, "town": town, "country": country}
     new_id = service.add_contact(db, thirdparty_id=company.id, name=name, addresses=addresses, phones=phones,
-                                 role=role, external_id=external_id, language=language)
+                                 role=role, external_id=external_id, language=language, letter=letter)
     say(f"added contact #{new_id} {name.strip()} to #{company.id} {company.name}")
 
 
@@ -310,7 +334,7 @@ def timeline(app: AppContext, ref: str, since: str | None, types: tuple[str, ...
     tp = service.resolve_thirdparty(db, ref)
     assert tp.id is not None
     start = parse_since(since, utcnow()) if since else None
-    entries = history.read(db, tp.id, since=start, types=types, limit=limit)
+    entries = history.read(db, tp.id, since=start, types=types, limit=limit, zone=app.config.rules.timezone)
     if as_json:
         click.echo(json.dumps([e.as_json() for e in entries], indent=2, ensure_ascii=False, default=str))
         return
@@ -323,7 +347,6 @@ def timeline(app: AppContext, ref: str, since: str | None, types: tuple[str, ...
         say(f"{local_time(entry.occurred_at, zone)}  {entry.text}")
 
 
-COMMANDS = (thirdparty, contact, document, import_, export_, timeline)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -344,27 +367,33 @@ def _unicode_domain(domain: str) -> str:
     return domain if readable == domain else f"{domain} ({readable})"
 
 
-def _print_description(data: dict[str, Any]) -> None:
+def _postal(data: dict[str, Any]) -> str:
+    """`Hafenstr. 1, 20457 Hamburg, DE` (the parts given), or ""."""
+    town = " ".join(p for p in (data.get("zip"), data.get("town")) if p)
+    return ", ".join(p for p in (data.get("street"), town, data.get("country")) if p)
+
+
+def _print_description(data: dict[str, Any], zone: str = "UTC") -> None:
     from maild.business.history import describe
 
     say(f"#{data['id']} {data['name']}  ({data['kind']})")
     for label, value in (("external id", data["external_id"]), ("tags", ", ".join(data["tags"])),
                          ("owner", data["owner"]), ("language", data["language"]),
                          ("domains", ", ".join(_unicode_domain(d) for d in data["domains"])),
-                         ("addresses", ", ".join(data["addresses"]))):
+                         ("addresses", ", ".join(data["addresses"])), ("postal address", _postal(data))):
         if value:
             say(f"{label}: {value}")
     for key, value in sorted(data["custom_fields"].items()):
         say(f"{key}: {value}")
     say(f"contacts: {len(data['contacts'])}")
     for c in data["contacts"]:
-        extra = [c["role"] or "", ", ".join(c["addresses"]), ", ".join(c["phones"])]
+        extra = [c["role"] or "", ", ".join(c["addresses"]), ", ".join(c["phones"]), _postal(c)]
         say(f"  #{c['id']} {c['name']}  " + "  ".join(part for part in extra if part))
     say(f"documents: {len(data['documents'])}")
     for d in data["documents"]:
         say(f"  {d['kind']} {d['ref']}")
     say(f"events (newest {len(data['events'])}):" if data["events"] else "events: none yet")
     for e in data["events"]:
-        say(f"  {e['occurred_at'][:16].replace('T', ' ')}  {describe(e['type'], e['data'] or {})}")
+        say(f"  {e['occurred_at'][:16].replace('T', ' ')}  {describe(e['type'], e['data'] or {}, zone)}")
     if data["events"]:
         say(f"(the whole history: maild timeline {data['id']})")

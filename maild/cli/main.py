@@ -6,85 +6,44 @@ import json
 import signal
 import sys
 import threading
-from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from maild import __version__
+from maild.cli.context import AppContext, pass_app
+from maild.cli.lazy import LazyGroup
 from maild.config import Config, ConfigError, find_config_path, load_config
-from maild.log import setup_logging
 
 if TYPE_CHECKING:
     from maild.daemon import Daemon
-    from maild.store.db import Database
 
-
-class AppContext:
-    """Loads the config once, on first use, so `maild init` and `--help` never need one."""
-
-    def __init__(self, config_path: str | None, verbose: bool) -> None:
-        self.config_path = config_path
-        self.verbose = verbose
-        self._config: Config | None = None
-        self._database: Database | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            try:
-                self._config = load_config(find_config_path(self.config_path))
-            except ConfigError as exc:
-                raise click.ClickException(str(exc)) from None
-            setup_logging("debug" if self.verbose else self._config.log.level, self._config.log.format)
-        return self._config
-
-    def database(self) -> Database:
-        """The database of the config, schema brought up to date; opened once per command."""
-        from maild.store.db import Database
-
-        if self._database is None:
-            self._database = Database(self.config.database_url)
-            self._database.upgrade()
-        return self._database
-
-    def with_sources(self, urls: tuple[str, ...]) -> Config:
-        """The config, with its sources replaced by --source URLs when any were given."""
-        from maild.ingest.sources.urls import SourceUrlError, password_warning, source_from_url
-
-        if not urls:
-            return self.config
-        for url in urls:
-            warning = password_warning(url)
-            if warning:
-                click.echo(f"warning: {warning}", err=True)
-        try:
-            return self.config.with_sources([source_from_url(url, i) for i, url in enumerate(urls)])
-        except SourceUrlError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-pass_app = click.make_pass_decorator(AppContext)
-
-
-def parse_since(value: str, now: datetime) -> datetime:
-    """A `--since` value: `7d`, `12h`, `2w` ago, or an ISO date/time (in now's time zone when it has none)."""
-    from maild.rules.durations import parse_duration
-
-    try:
-        return now - parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            moment = datetime.combine(date.fromisoformat(value), time(0))
-        except ValueError:
-            raise click.BadParameter(f"expected a duration such as 7d or a date such as 2026-11-01; got {value!r}",
-                                     param_hint="--since") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)
+# The commands of other modules, imported only when used: name -> "module:attribute". A new command (or group) is
+# one line here; its module takes AppContext, pass_app, parse_since from maild.cli.context, never from this one.
+LAZY_COMMANDS = {
+    "audit": "maild.cli.audit:audit",
+    "classify": "maild.cli.machine:classify",
+    "contact": "maild.cli.directory:contact",
+    "document": "maild.cli.directory:document",
+    "explain": "maild.cli.triage:explain",
+    "export": "maild.cli.directory:export_",
+    "import": "maild.cli.directory:import_",
+    "invoice": "maild.cli.business:invoice",
+    "meeting": "maild.cli.business:meeting",
+    "outbox": "maild.cli.outbox:outbox",
+    "quarantine": "maild.cli.quarantine:quarantine",
+    "rules": "maild.cli.rules:rules",
+    "send": "maild.cli.send:send",
+    "task": "maild.cli.business:task",
+    "templates": "maild.cli.templates:templates",
+    "thirdparty": "maild.cli.directory:thirdparty",
+    "timeline": "maild.cli.directory:timeline",
+    "token": "maild.cli.tokens:token",
+    "triage": "maild.cli.triage:triage",
+    "user": "maild.cli.users:user",
+    "web": "maild.cli.web:web",
+}
 
 SOURCE_HELP = ("Ingest from this source instead of the configured ones (repeatable): "
                "imap://USER@HOST:PORT/FOLDER?password_file=FILE (or ?password_env=VARIABLE), imaps://..., "
@@ -93,7 +52,8 @@ SOURCE_HELP = ("Ingest from this source instead of the configured ones (repeatab
                "?ca_file=PEM, ?verify_tls=false, ?auth=xoauth2, ?folders=A,B, ?name=N.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, lazy_commands=LAZY_COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "config_path", metavar="FILE", envvar="MAILD_CONFIG",
               help="Config file (default: $MAILD_CONFIG, else ./maild.yaml, else built-in defaults).")
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
@@ -109,6 +69,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
       maild --config ./maild-home/maild.yaml status
     """
     ctx.obj = AppContext(config_path, verbose)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @cli.command()
@@ -141,6 +102,8 @@ def init(directory: Path, force: bool, no_samples: bool) -> None:
         click.echo(f"  maild --config {config_file} timeline 'Müller Bau GmbH'   # its mail, matched and explained")
         click.echo(f"  maild --config {config_file} explain 1                   # why mail 1 went to whom")
     click.echo(f"  maild --config {config_file} rules check")
+    click.echo("Web app (served by `run` on http://127.0.0.1:8026, web.listen_port): first create an admin user:")
+    click.echo(f"  maild --config {config_file} user add admin --role admin   # asks for a password")
 
 
 @cli.group("config")
@@ -202,6 +165,7 @@ def run(app: AppContext, sources: tuple[str, ...]) -> None:
     from maild.tracking.server import PortUnavailable
 
     daemon = Daemon(app.with_sources(sources))
+    click.get_current_context().call_on_close(daemon.db.dispose)  # like app.database(): released when done
     _stop_on_signals(daemon)
     signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(
         target=daemon.reload_rules, name="rules-reload", daemon=True).start())
@@ -228,6 +192,7 @@ def ingest(app: AppContext, once: bool, sources: tuple[str, ...], progress: bool
     from maild.daemon import Daemon
 
     daemon = Daemon(app.with_sources(sources))
+    click.get_current_context().call_on_close(daemon.db.dispose)  # like app.database(): released when done
     _stop_on_signals(daemon)
     show = sys.stderr.isatty() if progress is None else progress
     with PassProgress(enabled=show) as bar:
@@ -293,40 +258,15 @@ def _safe_url(config: Config) -> str:
     return make_url(config.database_url).render_as_string(hide_password=True)
 
 
-def _register_subgroups() -> None:
-    from maild.cli.directory import COMMANDS as directory_commands
-    from maild.cli.outbox import outbox
-    from maild.cli.quarantine import quarantine
-    from maild.cli.rules import rules
-    from maild.cli.send import send
-    from maild.cli.templates import templates
-    from maild.cli.triage import explain, triage
-
-    cli.add_command(quarantine)
-    cli.add_command(triage)
-    cli.add_command(templates)
-    cli.add_command(send)
-    cli.add_command(outbox)
-    cli.add_command(explain)
-    cli.add_command(rules)
-    for command in directory_commands:
-        cli.add_command(command)
-    from maild.cli.business import COMMANDS as business_commands  # invoice, meeting, task
-    for command in business_commands:
-        cli.add_command(command)
-
-
-_register_subgroups()
-
-
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """The `maild` command (arguments from sys.argv unless given)."""
     from sqlalchemy.exc import DBAPIError
 
     from maild.permissions import restrict_new_files
 
     restrict_new_files()  # mail, database, blobs, exports, sent .eml files: owner-only, whatever the shell's umask
     try:
-        cli(prog_name="maild")
+        cli(args=args, prog_name="maild")
     except DBAPIError as exc:  # unreachable or refusing database: say so, no traceback
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         click.echo(f"maild: database error: {reason}", err=True)

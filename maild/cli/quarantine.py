@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 from maild.cli.render import say
 
 
@@ -59,6 +59,7 @@ def show(app: AppContext, entry_id: int, raw: bool) -> None:
 @pass_app
 def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_bytes: int | None) -> None:
     """Parse and store quarantined messages again (after an upgrade, or with a larger --max-bytes)."""
+    from maild.classify.settings import classify_settings
     from maild.ingest import quarantine as q
     from maild.ingest.authentication import normalise_ids
     from maild.matchers.stage import MatchingStage
@@ -73,7 +74,7 @@ def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_byte
     for entry_id in ids:
         try:
             outcome = q.retry(db, BlobStore(app.config.blob_dir), entry_id, limit,
-                              normalise_ids(app.config.matching.trusted_authserv_ids))
+                              normalise_ids(app.config.matching.trusted_authserv_ids), classify_settings(app.config))
         except (LookupError, FileNotFoundError) as exc:
             say(f"{entry_id}: {exc}", err=True)
             failed += 1

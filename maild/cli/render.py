@@ -51,6 +51,7 @@ def print_status(data: dict[str, Any]) -> None:
         behind = "-" if rules["events_behind"] is None else rules["events_behind"]
         click.echo(f"rules    actions: {actions}   events not yet seen: {behind}   "
                    f"scheduler: {rules['scheduler'] or 'not running'}")
+    print_workers(data.get("workers") or [])
     if not data["folders"]:
         click.echo("no folders yet: configure sources and run `maild run` or `maild ingest --once`")
         return
@@ -68,6 +69,18 @@ def print_status(data: dict[str, Any]) -> None:
     for f in data["folders"]:
         if f["last_error"]:
             say(f"last error {f['source']}/{f['folder']} at {f['last_error_at']}: {f['last_error']}")
+
+
+def print_workers(workers: list[dict[str, Any]]) -> None:
+    """One line per worker of each running daemon; its last error (and when it retries) below it."""
+    for w in workers:
+        extra = f"   restarts {w['restarts']}" if w["restarts"] else ""
+        if w["attempt"]:
+            extra += f"   failed {w['attempt']}x in a row"
+        say(f"worker   {w['name']}: {w['state']}{extra}   (daemon {w['owner']})")
+        if w["last_error"] and (w["state"] != "running" or w["restarts"]):
+            retry = f", next try {w['retry_at']}" if w["retry_at"] and w["state"] != "running" else ""
+            say(f"  last error at {w['last_error_at']}{retry}: {w['last_error']}")
 
 
 def _s(value: Any) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 
 
 @click.group()
@@ -69,8 +69,9 @@ def _shown(path: Path) -> str:
 
 def _add_history_commands() -> None:
     from maild.cli.rules_history import COMMANDS
+    from maild.cli.rules_why import why_command
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, why_command):
         rules.add_command(command)
 
 

@@ -4,12 +4,11 @@ would do over recent history, without doing anything). Added to the `rules` grou
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
 
-from maild.cli.main import AppContext, parse_since, pass_app
+from maild.cli.context import AppContext, parse_since, pass_app
 from maild.cli.render import say
 
 
@@ -72,43 +71,56 @@ def _entry(row: Any, as_utc: Any) -> dict[str, Any]:
 
 
 @click.command("simulate")
-@click.option("--since", default="30d", show_default=True, metavar="AGE",
-              help="Replay the timeline events since then (7d, 12h, or a date); the sweeps run at now.")
+@click.option("--since", default=None, metavar="AGE",
+              help="Replay the timeline events since then (7d, 12h, or a date; default 30d); the sweeps run at now.")
+@click.option("--at", "at", metavar="TIME", help="Instead: the sweeps at that moment and the schedule rules of "
+              "that day, given today's data (a date means its 09:00 in the rules' time zone).")
+@click.option("--days", type=click.IntRange(-3650, 3650), metavar="N",
+              help="Instead: as --at, N days from now.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: a list of planned actions.")
 @pass_app
-def simulate_command(app: AppContext, since: str, as_json: bool) -> None:
-    """What the rules would do over recent history, without doing anything: no mail, no change, no ledger.
+def simulate_command(app: AppContext, since: str | None, at: str | None, days: int | None, as_json: bool) -> None:
+    """What the rules would do, without doing anything: no mail, no change, no ledger.
+
+    \b
+    Without --at/--days: the events of the last 30 days (or --since) replayed and the sweeps at now.
+    With --at TIME or --days N: let time pass: which invoice reminders, meeting follow-ups and schedule
+    rules would act on that day if nothing changed until then (no payment, no reply).
 
     Actions already in the ledger show as "already done"; a move with nothing to move (mail in no IMAP
     folder, already there, or `move: true` where filing.action is none) as "skipped" with the reason, as the
     real run records it.
     """
+    from datetime import timedelta
+
+    from maild.cli.rules_why import load_ruleset, parse_at
     from maild.clock import utcnow
     from maild.rules.engine import RulesEngine
-    from maild.rules.loader import load_rules
-    from maild.rules.model import RuleErrors
 
+    if sum(option is not None for option in (since, at, days)) > 1:
+        raise click.UsageError("give one of --since, --at and --days")
     config = app.config
-    try:
-        ruleset = load_rules(config.rules_dir, timezone=config.rules.timezone,
-                             webhook_secrets=config.rules.webhook_secrets)
-    except RuleErrors as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(1)
+    ruleset = load_ruleset(app)
     now = utcnow()
-    engine = RulesEngine(config, app.database(), ruleset, clock=lambda: now, simulate=True)
-    planned = engine.simulate(parse_since(since, now))
+    moment = now + timedelta(days=days) if days is not None else parse_at(at, ruleset.timezone, now)
+    engine = RulesEngine(config, app.database(), ruleset, clock=lambda: moment, simulate=True)
+    if at is None and days is None:
+        planned = engine.simulate(parse_since(since or "30d", now))
+        what = f"events since {since or '30d'}, sweeps at now"
+    else:
+        planned = engine.simulate_day()
+        what = f"sweeps at {moment.isoformat(timespec='minutes')} and that day's schedules"
     if as_json:
         click.echo(json.dumps([p._asdict() for p in planned], indent=2, ensure_ascii=False, default=str))
         return
     if not planned:
-        say(f"no rule would act (events since {since}, sweeps at now; {len(ruleset.rules)} rule(s))")
+        say(f"no rule would act ({what}; {len(ruleset.rules)} rule(s))")
         return
     for item in planned:
         say(f"{item.status:<12} {item.rule}  {item.subject}  {item.action}: {item.summary}")
         say(f"    why: {item.reason}")
     todo = sum(1 for p in planned if p.status == "planned")
-    say(f"{todo} action(s) would run; {len(planned) - todo} already done, skipped or blocked")
+    say(f"{todo} action(s) would run; {len(planned) - todo} already done, skipped or blocked ({what})")
 
 
 COMMANDS = (log_command, simulate_command)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 from maild.cli.render import say
 
 
@@ -24,9 +24,11 @@ from maild.cli.render import say
 @click.option("--key", help="Idempotency key: the same key is never sent twice (default: a new one per call).")
 @click.option("--dry-run", is_flag=True, help="Show the message that would be sent; queue nothing.")
 @click.option("--queue-only", is_flag=True, help="Queue it for the daemon instead of sending now.")
+@click.option("--allow-undeliverable", is_flag=True,
+              help="Send even though mail to the address bounced for good (see `maild contact health`).")
 @pass_app
 def send(app: AppContext, template: str, to: str, invoice_ref: str | None, attach: tuple[Path, ...],
-         language: str | None, key: str | None, dry_run: bool, queue_only: bool) -> None:
+         language: str | None, key: str | None, dry_run: bool, queue_only: bool, allow_undeliverable: bool) -> None:
     """Send TEMPLATE to a third party or address, through the outbox (once per --key)."""
     from maild.config import ConfigError
     from maild.outbound import mailing
@@ -34,7 +36,7 @@ def send(app: AppContext, template: str, to: str, invoice_ref: str | None, attac
     db = app.database()
     try:
         mail = mailing.prepare(app.config, db, template=template, to=to, invoice_ref=invoice_ref, attach=attach,
-                               language=language)
+                               language=language, allow_undeliverable=allow_undeliverable)
     except (ValueError, LookupError, ConfigError) as exc:
         raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
     if dry_run:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
+
+if TYPE_CHECKING:
+    from maild.templates.render import RenderLimits
 
 DIR_HELP = "Templates folder (default: outbound.templates_dir of the config, relative to the config file)."
 
@@ -25,6 +29,13 @@ def _templates_dir(app: AppContext, directory: Path | None) -> Path:
     return resolve_path(app.config.base_dir, app.config.outbound.templates_dir)
 
 
+def _limits(app: AppContext) -> RenderLimits:
+    from maild.templates.render import RenderLimits
+
+    outbound = app.config.outbound
+    return RenderLimits(outbound.template_max_seconds, outbound.template_max_bytes)
+
+
 @templates.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help=DIR_HELP)
 @click.option("--lang", "languages", multiple=True, metavar="LANG",
@@ -36,7 +47,7 @@ def check(app: AppContext, directory: Path | None, languages: tuple[str, ...]) -
     from maild.templates.loader import template_names
 
     folder = _templates_dir(app, directory)
-    errors = check_all(folder, [app.config.outbound.default_language, *languages])
+    errors = check_all(folder, [app.config.outbound.default_language, *languages], _limits(app))
     for line in errors:
         click.echo(line, err=True)
     if errors:
@@ -61,7 +72,7 @@ def render(app: AppContext, name: str, language: str | None, as_html: bool, dire
     default = app.config.outbound.default_language
     try:
         files = find(_templates_dir(app, directory), name, language or default, default)
-        result = render_files(files, sample_context(files.language))
+        result = render_files(files, sample_context(files.language), _limits(app))
     except (TemplateNotFound, TemplateRenderError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_html and result.html is None:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from maild.cli.main import AppContext, pass_app
+from maild.cli.context import AppContext, pass_app
 from maild.cli.render import printable, say
 
 
@@ -38,14 +38,14 @@ def list_(app: AppContext, limit: int) -> None:
 def assign(app: AppContext, message_id: int, thirdparty: str, learn: bool) -> None:
     """Tie MESSAGE to THIRDPARTY (id, external id or name); it is then filed like any other."""
     from maild.directory.service import resolve_thirdparty
-    from maild.matchers import triage as t
-    from maild.matchers.stage import MatchingStage
+    from maild.services import triage as service
+    from maild.services.actor import cli_actor
 
     db = app.database()
     try:
         target = resolve_thirdparty(db, thirdparty)
         assert target.id is not None
-        done = t.assign(db, MatchingStage(app.config, db), message_id, target.id, learn)
+        [done] = service.assign(db, app.config, cli_actor(), [message_id], target.id, learn)  # audited
     except LookupError as exc:
         raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
     learned = f"; sender learned as contact {done.learned_contact_id}" if done.learned_contact_id else ""
@@ -78,6 +78,19 @@ def explain(app: AppContext, message_id: int, as_json: bool) -> None:
                    "it counts as no reply, and its invitations change no meeting")
     elif auth["status"] is not None:
         say(f"authentication: {auth['status']} ({auth['reason']})")
+    machine = data["machine"]
+    if machine["kind"] is not None:
+        back = f", back on {machine['return_date']}" if machine.get("return_date") else ""
+        say(f"kind: {machine['kind']}{back}")
+        for reason in machine.get("reasons") or []:
+            say(f"  {reason}")
+        if machine["kind"] not in ("human", "unknown"):
+            click.echo("  machine mail: no reply for replied_since(), and no rule sends mail in answer to it")
+    for b in data["bounces"]:
+        row = f" (our mail #{b['outbox_id']})" if b["outbox_id"] else ""
+        counted = "" if b["counted"] else " NOT COUNTED: we never sent to this address"
+        say(f"recipient {b['address']}{row}: {b['action']} {b['status'] or '-'} {b['reason']} "
+            f"({'hard' if b['hard'] else 'soft'}){counted}: {b['diagnostic']}")
     d = data["decision"]
     if d is None:
         click.echo("not decided yet (pending matching)")

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from maild.directory import fields
+from maild.directory import fields, postal
 from maild.matchers.normalize import name_key
 
 
@@ -38,10 +38,12 @@ class DocumentChanges:
 
 def thirdparty(*, external_id: str | None, name: str, kind: str | None, tags: Iterable[str] | None,
                custom_fields: Mapping[str, Any] | None, owner: str | None, language: str | None,
-               domains: Iterable[str] | None, addresses: Iterable[str] | None) -> ThirdPartyChanges:
+               domains: Iterable[str] | None, addresses: Iterable[str] | None,
+               postal_address: Mapping[str, Any] | None = None) -> ThirdPartyChanges:
     clean_name = fields.text(name, "name", 300, required=True)
     assert clean_name is not None
-    columns: dict[str, Any] = {"name": clean_name, "name_key": name_key(clean_name)}
+    columns: dict[str, Any] = {"name": clean_name, "name_key": name_key(clean_name),
+                               **postal.clean(postal_address, postal.POSTAL)}
     if kind is not None and kind.strip():
         columns["kind"] = fields.thirdparty_kind(kind)
     if tags is not None:
@@ -60,10 +62,13 @@ def thirdparty(*, external_id: str | None, name: str, kind: str | None, tags: It
 
 
 def contact(*, external_id: str | None, thirdparty_id: int, name: str, phones: Iterable[str] | None,
-            role: str | None, language: str | None, addresses: Iterable[str] | None) -> ContactChanges:
+            role: str | None, language: str | None, addresses: Iterable[str] | None,
+            letter: Mapping[str, Any] | None = None) -> ContactChanges:
+    """`letter`: postal address and name parts (maild.directory.postal: POSTAL and PERSON)."""
     clean_name = fields.text(name, "name", 300, required=True)
     assert clean_name is not None
-    columns: dict[str, Any] = {"name": clean_name, "name_key": name_key(clean_name)}
+    columns: dict[str, Any] = {"name": clean_name, "name_key": name_key(clean_name),
+                               **postal.clean(letter, postal.POSTAL + postal.PERSON)}
     if phones is not None:
         columns["phones"] = fields.labels(phones, "phone number", 50)
     if role is not None:

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from maild.directory.csv_formulas import neutralise
 from maild.directory.csv_import import CUSTOM_PREFIX, ENTITIES, FIELDS
 from maild.directory.fields import MULTI_SEPARATOR
+from maild.directory.postal import PERSON, POSTAL
 from maild.store.db import Database
 from maild.store.models import Contact, Document, MailAddress, MailDomain, ThirdParty
 
@@ -67,7 +68,8 @@ def _thirdparties(session: Session) -> list[dict[str, Any]]:
         general.setdefault(a.thirdparty_id, []).append(a.address)
     return [{"id": tp.id, "external_id": tp.external_id, "name": tp.name, "kind": tp.kind, "tags": list(tp.tags or []),
              "domains": domains.get(tp.id or 0, []), "addresses": general.get(tp.id or 0, []), "owner": tp.owner,
-             "language": tp.language, "custom_fields": dict(tp.custom_fields or {})}
+             "language": tp.language, "custom_fields": dict(tp.custom_fields or {}),
+             **{name: getattr(tp, name) for name in POSTAL}}
             for tp in session.exec(select(ThirdParty).order_by(col(ThirdParty.id)))]
 
 
@@ -79,7 +81,7 @@ def _contacts(session: Session) -> list[dict[str, Any]]:
         addresses.setdefault(a.contact_id or 0, []).append(a.address)
     return [{"id": c.id, "external_id": c.external_id, "thirdparty": refs[c.thirdparty_id], "name": c.name,
              "addresses": addresses.get(c.id or 0, []), "phones": list(c.phones or []), "role": c.role,
-             "language": c.language}
+             "language": c.language, **{name: getattr(c, name) for name in POSTAL + PERSON}}
             for c in session.exec(select(Contact).order_by(col(Contact.id)))]
 
 

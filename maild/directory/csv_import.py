@@ -19,12 +19,13 @@ from maild.directory.csv_rows import (
     map_columns,
 )
 from maild.directory.fields import MULTI_SEPARATOR
+from maild.directory.postal import PERSON, POSTAL
 from maild.store.db import Database
 
 ENTITIES = ("thirdparties", "contacts", "documents")
 FIELDS: dict[str, tuple[str, ...]] = {
-    "thirdparties": ("external_id", "name", "kind", "tags", "domains", "addresses", "owner", "language"),
-    "contacts": ("external_id", "thirdparty", "name", "addresses", "phones", "role", "language"),
+    "thirdparties": ("external_id", "name", "kind", "tags", "domains", "addresses", "owner", "language", *POSTAL),
+    "contacts": ("external_id", "thirdparty", "name", "addresses", "phones", "role", "language", *PERSON, *POSTAL),
     "documents": ("ref", "kind", "thirdparty"),
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -76,7 +77,8 @@ def _thirdparty_changes(row: Row) -> changes.ThirdPartyChanges:
     return changes.thirdparty(
         external_id=row.get("external_id"), name=row.get("name", ""), kind=row.get("kind"), tags=_multi(row, "tags"),
         custom_fields=custom or None, owner=row.get("owner"), language=row.get("language"),
-        domains=_multi(row, "domains"), addresses=_multi(row, "addresses"))
+        domains=_multi(row, "domains"), addresses=_multi(row, "addresses"),
+        postal_address={name: row[name] for name in POSTAL if name in row})
 
 
 def _store_contacts(session: Session, rows: list[Row]) -> list[Outcome]:
@@ -96,7 +98,8 @@ def _contact_changes(row: Row, companies: dict[str, int | Exception]) -> changes
         raise company
     return changes.contact(external_id=row.get("external_id"), thirdparty_id=company, name=name,
                            addresses=_multi(row, "addresses"), phones=_multi(row, "phones"), role=row.get("role"),
-                           language=row.get("language"))
+                           language=row.get("language"),
+                           letter={name: row[name] for name in POSTAL + PERSON if name in row})
 
 
 def _store_documents(session: Session, rows: list[Row]) -> list[Outcome]:

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from maild.clock import as_utc
 from maild.directory import changes, fields, references, writes
+from maild.directory.postal import PERSON, POSTAL
 from maild.store.db import Database
 from maild.store.models import Contact, Document, Event, MailAddress, MailDomain, ThirdParty
 
@@ -24,11 +25,12 @@ TIMELINE_LIMIT = 20
 def add_thirdparty(db: Database, *, name: str, kind: str = "customer", external_id: str | None = None,
                    tags: Iterable[str] = (), custom_fields: Mapping[str, Any] | None = None,
                    owner: str | None = None, language: str | None = None, domains: Iterable[str] = (),
-                   addresses: Iterable[str] = ()) -> int:
-    """A new third party; `addresses` are its general addresses (info@, sales@), not a contact's."""
+                   addresses: Iterable[str] = (), postal_address: Mapping[str, Any] | None = None) -> int:
+    """A new third party; `addresses` are its general addresses (info@, sales@), not a contact's;
+    `postal_address`: street, zip, town, country."""
     item = changes.thirdparty(external_id=external_id, name=name, kind=kind, tags=tags,
                               custom_fields=custom_fields or {}, owner=owner, language=language, domains=domains,
-                              addresses=addresses)
+                              addresses=addresses, postal_address=postal_address)
     with db.session() as session:
         if item.external_id is not None and _thirdparty_by_external_id(session, item.external_id) is not None:
             raise ValueError(f"a third party with external id {item.external_id!r} already exists")
@@ -38,14 +40,16 @@ def add_thirdparty(db: Database, *, name: str, kind: str = "customer", external_
 def upsert_thirdparty(db: Database, *, external_id: str | None, name: str, kind: str | None = None,
                       tags: Iterable[str] | None = None, custom_fields: Mapping[str, Any] | None = None,
                       owner: str | None = None, language: str | None = None, domains: Iterable[str] | None = None,
-                      addresses: Iterable[str] | None = None) -> tuple[int, bool]:
+                      addresses: Iterable[str] | None = None,
+                      postal_address: Mapping[str, Any] | None = None) -> tuple[int, bool]:
     """Insert, or update the third party with this external id (no external id: always insert).
 
     On update None leaves a field as it is and "" clears it; lists replace the stored ones; custom fields
     merge key by key, an empty value removing its key. Returns (id, created).
     """
     item = changes.thirdparty(external_id=external_id, name=name, kind=kind, tags=tags, custom_fields=custom_fields,
-                              owner=owner, language=language, domains=domains, addresses=addresses)
+                              owner=owner, language=language, domains=domains, addresses=addresses,
+                              postal_address=postal_address)
     with db.session() as session:
         return writes.upsert_thirdparties(session.connection(), [item])[0]
 
@@ -84,8 +88,9 @@ def list_thirdparties(db: Database, kind: str | None = None, tag: str | None = N
     return found
 
 
-def describe_thirdparty(db: Database, thirdparty_id: int) -> dict[str, Any]:
-    """Everything about one third party: fields, domains, addresses, contacts, documents, newest events."""
+def describe_thirdparty(db: Database, thirdparty_id: int, *, events: bool = True) -> dict[str, Any]:
+    """Everything about one third party: fields, domains, addresses, contacts, documents, newest events (unless
+    events=False: the web app pages the timeline itself)."""
     with db.session() as session:
         tp = _require_thirdparty(session, thirdparty_id)
         domains = session.exec(select(MailDomain.domain).where(MailDomain.thirdparty_id == thirdparty_id)).all()
@@ -94,9 +99,9 @@ def describe_thirdparty(db: Database, thirdparty_id: int) -> dict[str, Any]:
                                 .order_by(col(Contact.name_key), col(Contact.id))).all()
         documents = session.exec(select(Document).where(Document.thirdparty_id == thirdparty_id)
                                  .order_by(col(Document.kind), col(Document.ref))).all()
-        events = session.exec(select(Event).where(Event.thirdparty_id == thirdparty_id)
+        newest = session.exec(select(Event).where(Event.thirdparty_id == thirdparty_id)
                               .order_by(col(Event.occurred_at).desc(), col(Event.id).desc())
-                              .limit(TIMELINE_LIMIT)).all()
+                              .limit(TIMELINE_LIMIT)).all() if events else []
     by_contact: dict[int | None, list[str]] = {}
     for row in rows:
         by_contact.setdefault(row.contact_id, []).append(row.address)
@@ -107,7 +112,7 @@ def describe_thirdparty(db: Database, thirdparty_id: int) -> dict[str, Any]:
         "contacts": [_contact_fields(c, sorted(by_contact.get(c.id, []))) for c in contacts],
         "documents": [{"id": d.id, "ref": d.ref, "kind": d.kind} for d in documents],
         "events": [{"id": e.id, "type": e.type, "occurred_at": _iso(e.occurred_at), "message_id": e.message_id,
-                    "data": e.data} for e in events],
+                    "data": e.data} for e in newest],
     }
 
 
@@ -116,10 +121,11 @@ def describe_thirdparty(db: Database, thirdparty_id: int) -> dict[str, Any]:
 
 def add_contact(db: Database, *, thirdparty_id: int, name: str, addresses: Iterable[str] = (),
                 phones: Iterable[str] = (), role: str | None = None, external_id: str | None = None,
-                language: str | None = None) -> int:
-    """A new contact person of a third party, with their mail addresses and phone numbers."""
+                language: str | None = None, letter: Mapping[str, Any] | None = None) -> int:
+    """A new contact person of a third party, with their mail addresses and phone numbers; `letter`: salutation,
+    title, first_name, last_name and a postal address of their own (maild.directory.postal)."""
     item = changes.contact(external_id=external_id, thirdparty_id=thirdparty_id, name=name, phones=phones, role=role,
-                           language=language, addresses=addresses)
+                           language=language, addresses=addresses, letter=letter)
     with db.session() as session:
         if item.external_id is not None and _contact_by_external_id(session, item.external_id) is not None:
             raise ValueError(f"a contact with external id {item.external_id!r} already exists")
@@ -128,10 +134,11 @@ def add_contact(db: Database, *, thirdparty_id: int, name: str, addresses: Itera
 
 def upsert_contact(db: Database, *, external_id: str | None, thirdparty_id: int, name: str,
                    addresses: Iterable[str] | None = None, phones: Iterable[str] | None = None,
-                   role: str | None = None, language: str | None = None) -> tuple[int, bool]:
+                   role: str | None = None, language: str | None = None,
+                   letter: Mapping[str, Any] | None = None) -> tuple[int, bool]:
     """Insert, or update the contact with this external id (same None/"" rules as upsert_thirdparty)."""
     item = changes.contact(external_id=external_id, thirdparty_id=thirdparty_id, name=name, phones=phones, role=role,
-                           language=language, addresses=addresses)
+                           language=language, addresses=addresses, letter=letter)
     with db.session() as session:
         return _one(writes.upsert_contacts(session.connection(), [item]))
 
@@ -194,12 +201,14 @@ def _contact_by_external_id(session: Session, external_id: str) -> Contact | Non
 def _thirdparty_fields(tp: ThirdParty) -> dict[str, Any]:
     return {"id": tp.id, "name": tp.name, "kind": tp.kind, "external_id": tp.external_id, "tags": list(tp.tags or []),
             "custom_fields": dict(tp.custom_fields or {}), "owner": tp.owner, "language": tp.language,
+            **{name: getattr(tp, name) for name in POSTAL},
             "created_at": _iso(tp.created_at), "updated_at": _iso(tp.updated_at)}
 
 
 def _contact_fields(contact: Contact, addresses: list[str]) -> dict[str, Any]:
     return {"id": contact.id, "name": contact.name, "role": contact.role, "external_id": contact.external_id,
-            "language": contact.language, "phones": list(contact.phones or []), "addresses": addresses}
+            "language": contact.language, "phones": list(contact.phones or []), "addresses": addresses,
+            **{name: getattr(contact, name) for name in POSTAL + PERSON}}
 
 
 def _iso(value: Any) -> str | None:

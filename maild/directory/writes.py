@@ -14,6 +14,7 @@ from sqlalchemy import Column, ColumnElement, Connection, Table, bindparam, dele
 
 from maild.clock import utcnow
 from maild.directory.changes import ContactChanges, DocumentChanges, ThirdPartyChanges
+from maild.directory.postal import PERSON, POSTAL
 from maild.directory.references import in_chunks
 from maild.store.models import Contact, Document, MailAddress, MailDomain, ThirdParty
 
@@ -23,8 +24,9 @@ _addr: Table = MailAddress.__table__  # type: ignore[attr-defined]
 _domain: Table = MailDomain.__table__  # type: ignore[attr-defined]
 _doc: Table = Document.__table__  # type: ignore[attr-defined]
 
-TP_COLUMNS = ("external_id", "name", "name_key", "kind", "tags", "custom_fields", "owner", "language", "updated_at")
-CONTACT_COLUMNS = ("external_id", "thirdparty_id", "name", "name_key", "role", "phones", "language")
+TP_COLUMNS = ("external_id", "name", "name_key", "kind", "tags", "custom_fields", "owner", "language", "updated_at",
+              *POSTAL)
+CONTACT_COLUMNS = ("external_id", "thirdparty_id", "name", "name_key", "role", "phones", "language", *POSTAL, *PERSON)
 State = dict[str, Any]
 Result = tuple[int, bool]  # (id, created)
 
@@ -40,7 +42,8 @@ def upsert_thirdparties(conn: Connection, items: Sequence[ThirdPartyChanges]) ->
         created = state is None
         if state is None:
             state = {"id": None, "external_id": item.external_id, "kind": "customer", "tags": [],
-                     "custom_fields": {}, "owner": None, "language": None, "created_at": now}
+                     "custom_fields": {}, "owner": None, "language": None, "created_at": now,
+                     **dict.fromkeys(POSTAL)}
             new.append(state)
             if item.external_id:
                 by_ext[item.external_id] = state
@@ -87,7 +90,7 @@ def upsert_contacts(conn: Connection, items: Sequence[ContactChanges]) -> list[R
         created = state is None
         if state is None:
             state = {"id": None, "external_id": item.external_id, "role": None, "phones": [], "language": None,
-                     "created_at": now}
+                     "created_at": now, **dict.fromkeys(POSTAL + PERSON)}
             new.append(state)
             if item.external_id:
                 by_ext[item.external_id] = state

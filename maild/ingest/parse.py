@@ -22,8 +22,10 @@ from typing import Any
 
 import mailparser
 
+from maild.classify.base import Settings as ClassifySettings
+from maild.classify.chain import classify as classify_message
 from maild.ingest.authentication import NONE, verdict
-from maild.store.blobs import BlobStore, sha256_hex
+from maild.store.blobs import BlobStore, StorageError, sha256_hex
 
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
@@ -61,6 +63,8 @@ class ParsedMail:
     attachments: list[ParsedAttachment] = field(default_factory=list)
     auth: str | None = None  # pass | fail | none from our trusted server's Authentication-Results; None: not read
     auth_reason: str | None = None
+    kind: str | None = None  # human | bounce | auto_reply | ... (maild/classify); None: not classified
+    machine: dict[str, Any] | None = None  # the classification's reasons, recipients, tokens
 
 
 @dataclass(frozen=True)
@@ -71,27 +75,44 @@ class Rejected:
 
 
 def parse_and_store(raw: bytes, blob_dir: str, max_bytes: int,
-                    trusted_authserv_ids: frozenset[str] = frozenset()) -> ParsedMail | Rejected:
+                    trusted_authserv_ids: frozenset[str] = frozenset(),
+                    classify: ClassifySettings | None = None) -> ParsedMail | Rejected:
     """Keep the raw bytes whatever happens, then parse. Safe to call in a worker process. With trusted
-    authserv-ids, the mail's Authentication-Results are read too (`auth`, `auth_reason`)."""
+    authserv-ids, the mail's Authentication-Results are read too (`auth`, `auth_reason`); with `classify`
+    settings, its kind (human, bounce, auto_reply...: `kind`, `machine`).
+
+    A blob store that cannot be written raises StorageError: that is the machine's problem, not the mail's.
+    """
     blobs = BlobStore(Path(blob_dir))
     if not raw:
         return Rejected(sha256_hex(raw), 0, "empty message (zero bytes)")
     digest = blobs.put(raw)
     if len(raw) > max_bytes:
-        return Rejected(digest, len(raw), f"message is {len(raw)} bytes, over ingest.max_message_bytes ({max_bytes})")
+        return oversized(digest, len(raw), max_bytes)
     errors: list[str] = []
     for parser in (_with_mailparser, _with_stdlib):
         try:
-            parsed = parser(raw, digest, blobs, errors)
+            parsed, message = parser(raw, digest, blobs, errors)
+        except StorageError:
+            raise  # a full or read-only disk: the batch is not committed, the folder retries it
         except Exception as exc:  # any parser bug is a property of this mail, not of the daemon
             errors.append(f"{parser.__name__.removeprefix('_with_')}: {type(exc).__name__}: {exc}")
             continue
+        if classify is not None:
+            found = classify_message(message, raw, classify)  # never raises: an error is kind "unknown"
+            # Plain human mail needs no record beyond its kind (the common case: keep its row small).
+            plain = found.kind == "human" and not found.verp_token and len(found.reasons) == 1
+            parsed = replace(parsed, kind=found.kind, machine=None if plain else found.as_json())
         return _authenticated(parsed, raw, trusted_authserv_ids) if trusted_authserv_ids else parsed
     return Rejected(digest, len(raw), "unparseable: " + "; ".join(errors))
 
 
-def _with_mailparser(raw: bytes, digest: str, blobs: BlobStore, errors: list[str]) -> ParsedMail:
+def oversized(digest: str, size: int, max_bytes: int) -> Rejected:
+    """The quarantine entry of a message over the limit (its raw bytes are in the blob store, unparsed)."""
+    return Rejected(digest, size, f"message is {size} bytes, over ingest.max_message_bytes ({max_bytes})")
+
+
+def _with_mailparser(raw: bytes, digest: str, blobs: BlobStore, errors: list[str]) -> tuple[ParsedMail, StdMessage]:
     mail = mailparser.parse_from_bytes(raw)
     attachments = []
     for position, att in enumerate(mail.attachments):
@@ -132,7 +153,7 @@ def _with_mailparser(raw: bytes, digest: str, blobs: BlobStore, errors: list[str
         parser="mail-parser",
         defects=defects,
         attachments=attachments,
-    )
+    ), mail.message
 
 
 def _authenticated(parsed: ParsedMail, raw: bytes, trusted: frozenset[str]) -> ParsedMail:
@@ -160,7 +181,7 @@ def _inline_calendars(message: StdMessage, first_position: int, blobs: BlobStore
     return found
 
 
-def _with_stdlib(raw: bytes, digest: str, blobs: BlobStore, errors: list[str]) -> ParsedMail:
+def _with_stdlib(raw: bytes, digest: str, blobs: BlobStore, errors: list[str]) -> tuple[ParsedMail, StdMessage]:
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     texts: list[str] = []
     htmls: list[str] = []
@@ -205,7 +226,7 @@ def _with_stdlib(raw: bytes, digest: str, blobs: BlobStore, errors: list[str]) -
         parser="fallback",
         defects=[*defects, *errors],
         attachments=attachments,
-    )
+    ), msg
 
 
 def _charset(part: StdMessage) -> str:

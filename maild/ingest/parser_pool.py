@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from maild.children import die_with_parent
+from maild.classify.base import Settings as ClassifySettings
 from maild.ingest.parse import ParsedMail, Rejected, parse_and_store
 from maild.memory import tune_malloc
 from maild.store.blobs import BlobStore
@@ -48,8 +49,9 @@ def _child_init() -> None:
     tune_malloc()
 
 
-def _parse_chunk(raws: Sequence[bytes], blob_dir: str, max_bytes: int, trusted: frozenset[str]) -> list[Parsed]:
-    return [parse_and_store(raw, blob_dir, max_bytes, trusted) for raw in raws]
+def _parse_chunk(raws: Sequence[bytes], blob_dir: str, max_bytes: int, trusted: frozenset[str],
+                 classify: ClassifySettings | None = None) -> list[Parsed]:
+    return [parse_and_store(raw, blob_dir, max_bytes, trusted, classify) for raw in raws]
 
 
 def _warm_up(_: int = 0) -> int:
@@ -71,8 +73,9 @@ def _lean_main() -> Iterator[None]:
 
 class ParserPool:
     def __init__(self, workers: int, blob_dir: str, max_bytes: int,
-                 trusted_authserv_ids: frozenset[str] = frozenset()) -> None:
+                 trusted_authserv_ids: frozenset[str] = frozenset(), classify: ClassifySettings | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self.classify = classify  # machine-mail classification settings (None: off)
         self.blob_dir = blob_dir
         self.max_bytes = max_bytes
         self.trusted = trusted_authserv_ids
@@ -94,7 +97,8 @@ class ParserPool:
         with self._lock:
             executor = self._executor
         size = max(1, -(-len(raws) // (self.workers * CHUNKS_PER_WORKER)))
-        futures = [executor.submit(_parse_chunk, raws[i:i + size], self.blob_dir, self.max_bytes, self.trusted)
+        futures = [executor.submit(_parse_chunk, raws[i:i + size], self.blob_dir, self.max_bytes, self.trusted,
+                                   self.classify)
                    for i in range(0, len(raws), size)]
         return executor, futures
 
@@ -112,7 +116,8 @@ class ParserPool:
             with self._lock:
                 executor = self._executor
             try:
-                return executor.submit(parse_and_store, raw, self.blob_dir, self.max_bytes, self.trusted).result()
+                return executor.submit(parse_and_store, raw, self.blob_dir, self.max_bytes, self.trusted,
+                                       self.classify).result()
             except BrokenProcessPool:
                 self._replace(executor)
                 if attempt == 2:

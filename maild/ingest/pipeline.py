@@ -10,13 +10,15 @@ unique keys turn the re-delivery into no-ops.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from maild.ingest.parse import ParsedMail, Rejected
+from maild.ingest.parse import ParsedMail, Rejected, oversized
 from maild.ingest.parser_pool import ParserPool
 from maild.ingest.store import Fetched, Result, store_batch
 from maild.store.blobs import BlobStore
@@ -34,6 +36,25 @@ class Ack:
     owner: str
     ttl: float
     last_uid: int | None = None
+
+
+class Batch(Protocol):
+    """Fetched items and, once `results()` returns, what parsing made of each."""
+
+    items: list[Fetched]
+
+    def results(self) -> list[ParsedMail | Rejected]: ...
+
+
+class KnownBatch:
+    """Items whose outcome is known without parsing: oversized messages, streamed to the blob store unparsed."""
+
+    def __init__(self, items: Sequence[Fetched], results: Sequence[ParsedMail | Rejected]) -> None:
+        self.items = list(items)
+        self._results = list(results)
+
+    def results(self) -> list[ParsedMail | Rejected]:
+        return self._results
 
 
 class ParsedBatch:
@@ -56,7 +77,17 @@ class Pipeline:
     def start(self, items: Sequence[Fetched]) -> ParsedBatch:
         return ParsedBatch(items, self.pool)
 
-    def commit(self, ref: FolderRef, batch: ParsedBatch, ack: Ack | None = None) -> list[Result]:
+    def keep_oversized(self, item: Fetched, chunks: Iterable[bytes]) -> Batch:
+        """A message over `ingest.max_message_bytes`: its bytes go to the blob store as they arrive (never whole
+        in memory) and it is quarantined as oversized, unparsed. (A server whose size was wrong and a message
+        that turns out small: parsed as usual.)"""
+        blobs = BlobStore(Path(self.pool.blob_dir))
+        digest, size = blobs.put_stream(chunks)
+        if size <= self.pool.max_bytes:
+            return self.start([Fetched(blobs.get(digest), item.uid, item.uidvalidity, item.key)])
+        return KnownBatch([item], [oversized(digest, size, self.pool.max_bytes)])
+
+    def commit(self, ref: FolderRef, batch: Batch, ack: Ack | None = None) -> list[Result]:
         parsed = batch.results()
         BlobStore.flush()
         try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
+from maild.classify.base import Settings as ClassifySettings
 from maild.clock import utcnow
 from maild.ingest.parse import ParsedMail, parse_and_store
 from maild.ingest.store import insert_messages
@@ -38,7 +39,7 @@ def entry(db: Database, quarantine_id: int) -> Quarantine | None:
 
 
 def retry(db: Database, blobs: BlobStore, quarantine_id: int, max_bytes: int,
-          trusted_authserv_ids: frozenset[str] = frozenset()) -> RetryOutcome:
+          trusted_authserv_ids: frozenset[str] = frozenset(), classify: ClassifySettings | None = None) -> RetryOutcome:
     item = entry(db, quarantine_id)
     if item is None:
         raise LookupError(f"no quarantine entry {quarantine_id}")
@@ -46,7 +47,7 @@ def retry(db: Database, blobs: BlobStore, quarantine_id: int, max_bytes: int,
         return RetryOutcome(quarantine_id, item.resolved_message_id, None)
     if not blobs.exists(item.raw_sha256):
         raise FileNotFoundError(f"raw bytes of quarantine entry {quarantine_id} are missing from the blob store")
-    parsed = parse_and_store(blobs.get(item.raw_sha256), str(blobs.root), max_bytes, trusted_authserv_ids)
+    parsed = parse_and_store(blobs.get(item.raw_sha256), str(blobs.root), max_bytes, trusted_authserv_ids, classify)
     with db.engine.begin() as conn:
         conn.execute(update(_quar).where(_quar.c.id == quarantine_id)
                      .values(retries=_quar.c.retries + 1, last_retry_at=utcnow()))

@@ -29,7 +29,7 @@ _evt = Event.__table__
 
 MESSAGE_FIELDS = ("raw_sha256", "size", "header_message_id", "in_reply_to", "references", "subject", "from_name",
                   "from_addr", "to_addrs", "cc_addrs", "reply_to", "date", "text_body", "html_body", "parser",
-                  "defects", "auth", "auth_reason")
+                  "defects", "auth", "auth_reason", "kind", "machine")
 
 
 class Outcome(enum.StrEnum):

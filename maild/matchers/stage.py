@@ -15,11 +15,12 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from maild.bounces import record
 from maild.business.invitations import InvitationReader
 from maild.clock import utcnow
 from maild.config import Config, FilingConfig, ImapSourceConfig
 from maild.matchers import chain, snapshot
-from maild.matchers.base import MailFacts, Settings
+from maild.matchers.base import Candidate, MailFacts, Settings, Verdict
 from maild.matchers.freemail import shipped
 from maild.own_mail import OwnMail
 from maild.store.db import Database
@@ -51,6 +52,9 @@ class MatchingStage:
             s.name: s.filing or config.filing for s in config.sources if isinstance(s, ImapSourceConfig)}
         self.invitations = InvitationReader.from_config(config)  # meetings from text/calendar parts
         self._auth: dict[int, tuple[str, str | None]] = {}  # message id -> (auth, reason) of the batch in hand
+        self.machine_mail = config.machine_mail
+        self._rows: list[Any] = []  # the batch in hand (for what follows from machine mail)
+        self._notices: dict[int, record.Notice] = {}  # its bounces and complaint reports, tied to our outbox rows
 
     def run(self, message_ids: Sequence[int] | None = None, limit: int = 500) -> int:
         """Decide up to `limit` pending messages (only those among `message_ids` when given)."""
@@ -67,10 +71,22 @@ class MatchingStage:
             facts = [chain.derive(_facts(row), self.settings) for row in rows]
             self._auth = {row.id: (row.auth, row.auth_reason) for row in rows if row.auth is not None}
             snap = snapshot.load(conn, facts, self.settings, with_names="display_name" in self.order)
+            self._rows = rows
+            self._notices = record.notices(conn, rows)
             decided = []
             for fact in facts:
+                notice = self._notices.get(fact.message_id)
+                if notice is not None:  # a bounce or complaint: it belongs with the mail it is about
+                    found = record.decision(notice)
+                    decided.append((fact, [_notice_verdict(found)], found))
+                    continue
                 verdicts = chain.run(fact, snap, self.settings, self.order)
-                decided.append((fact, verdicts, chain.decide(verdicts, self.settings, snap.thirdparty_names)))
+                decision = chain.decide(verdicts, self.settings, snap.thirdparty_names)
+                decided.append((fact, verdicts, decision))
+                if decision.status == "matched" and decision.thirdparty_id and fact.header_message_id:
+                    # a reply later in this batch joins the thread as if this mail had been filed before
+                    snap.filed_threads.setdefault(fact.header_message_id,
+                                                  (decision.thirdparty_id, decision.contact_id))
             return self._record(conn, decided)
 
     def run_all(self, batch: int = 500) -> int:
@@ -99,7 +115,14 @@ class MatchingStage:
         for f, _, d in decided:
             log.info(d.status, extra={"fields": {"message": f.message_id, "thirdparty": d.thirdparty_id,
                                                  "matcher": d.matcher, "reason": d.reason}})
-        self.plan_filing(conn, {f.message_id: d.thirdparty_id for f, _, d in decided})
+        thirdparties = {f.message_id: d.thirdparty_id for f, _, d in decided}
+        notices = {i: n for i, n in self._notices.items() if i in thirdparties}
+        if notices:
+            record.act(self.db, conn, notices, thirdparties, self.machine_mail, now)
+        record.clear_health(conn, [row for row in self._rows if row.id in thirdparties], thirdparties, now)
+        folder = self.machine_mail.bounce_folder
+        own_folder = {i: folder for i in notices if folder and thirdparties[i] is None}
+        self.plan_filing(conn, thirdparties, own_folder)
         self.invitations.record(conn, {f.message_id: d.thirdparty_id for f, _, d in decided})
         return len(decided)
 
@@ -110,8 +133,10 @@ class MatchingStage:
             return {}
         return {"auth": found[0], "auth_reason": found[1]} if found[0] == "fail" else {"auth": found[0]}
 
-    def plan_filing(self, conn: Connection, decisions: dict[int, int | None]) -> int:
-        """Filing tasks for the decided messages' IMAP locations, per their account's filing config."""
+    def plan_filing(self, conn: Connection, decisions: dict[int, int | None],
+                    folders: dict[int, str] | None = None) -> int:
+        """Filing tasks for the decided messages' IMAP locations, per their account's filing config (`folders`:
+        a folder of their own for some messages, such as notices about mail we cannot identify)."""
         from maild.filing.folders import folder_for
 
         if not any(f.action != "none" for f in self.filing.values()):
@@ -126,6 +151,8 @@ class MatchingStage:
                 continue
             thirdparty_id = decisions[message_id]
             template = filing.matched_folder if thirdparty_id else filing.triage_folder
+            if folders and message_id in folders:
+                template = folders[message_id]
             task: dict[str, Any] = {"location_id": location_id, "message_id": message_id, "action": filing.action,
                                     "keywords": list(filing.keywords), "status": "pending", "attempts": 0,
                                     "created_at": utcnow(), "target_folder": "", "from_folder": None,
@@ -143,6 +170,12 @@ class MatchingStage:
         if tasks:
             conn.execute(self.db.insert_ignore(FilingTask.__table__), tasks)
         return len(tasks)
+
+
+def _notice_verdict(found: chain.Decision) -> Verdict:
+    if found.thirdparty_id is None:
+        return Verdict("bounce", note=found.reason)
+    return Verdict("bounce", (Candidate(found.thirdparty_id, found.contact_id, found.confidence, found.reason),))
 
 
 def _facts(row: Any) -> MailFacts:

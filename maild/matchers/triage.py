@@ -44,28 +44,33 @@ def queue(db: Database, limit: int = 200) -> list[Any]:
 
 
 def assign(db: Database, stage: MatchingStage, message_id: int, thirdparty_id: int, learn: bool) -> Assignment:
-    now = utcnow()
     with db.engine.begin() as conn:
-        message = conn.execute(select(_m).where(_m.c.id == message_id)).one_or_none()
-        if message is None:
-            raise LookupError(f"no message {message_id}")
-        name = conn.execute(select(ThirdParty.__table__.c.name)
-                            .where(ThirdParty.__table__.c.id == thirdparty_id)).scalar()
-        if name is None:
-            raise LookupError(f"no third party {thirdparty_id}")
-        contact_id = _learn(conn, message, thirdparty_id) if learn else None
-        previous = _decided_thirdparty(conn, message_id)
-        values = {"status": "assigned", "thirdparty_id": thirdparty_id, "contact_id": contact_id,
-                  "matcher": "triage", "confidence": 1.0, "reason": f"assigned by hand to {name}", "decided_at": now}
-        if conn.execute(update(_mm).where(_mm.c.message_id == message_id).values(**values)).rowcount == 0:
-            conn.execute(_mm.insert().values(message_id=message_id, verdicts=[], **values))
-        conn.execute(Event.__table__.insert().values(
-            type="mail.assigned", occurred_at=now, recorded_at=now, thirdparty_id=thirdparty_id,
-            message_id=message_id, data={"learned_contact_id": contact_id, "subject": message.subject}))
-        refiled = _replan_filing(conn, stage, message_id)
-        follow_message(conn, message_id, previous, thirdparty_id)
-        # A person vouched for the mail: an invitation refused for its unknown sender is taken now.
-        stage.invitations.record(conn, {message_id: thirdparty_id}, vouched=True)
+        return assign_in(conn, stage, message_id, thirdparty_id, learn)
+
+
+def assign_in(conn: Any, stage: MatchingStage, message_id: int, thirdparty_id: int, learn: bool) -> Assignment:
+    """`assign` in the caller's transaction (the web app writes its audit entry in the same one)."""
+    now = utcnow()
+    message = conn.execute(select(_m).where(_m.c.id == message_id)).one_or_none()
+    if message is None:
+        raise LookupError(f"no message {message_id}")
+    name = conn.execute(select(ThirdParty.__table__.c.name)
+                        .where(ThirdParty.__table__.c.id == thirdparty_id)).scalar()
+    if name is None:
+        raise LookupError(f"no third party {thirdparty_id}")
+    contact_id = _learn(conn, message, thirdparty_id) if learn else None
+    previous = _decided_thirdparty(conn, message_id)
+    values = {"status": "assigned", "thirdparty_id": thirdparty_id, "contact_id": contact_id,
+              "matcher": "triage", "confidence": 1.0, "reason": f"assigned by hand to {name}", "decided_at": now}
+    if conn.execute(update(_mm).where(_mm.c.message_id == message_id).values(**values)).rowcount == 0:
+        conn.execute(_mm.insert().values(message_id=message_id, verdicts=[], **values))
+    conn.execute(Event.__table__.insert().values(
+        type="mail.assigned", occurred_at=now, recorded_at=now, thirdparty_id=thirdparty_id,
+        message_id=message_id, data={"learned_contact_id": contact_id, "subject": message.subject}))
+    refiled = _replan_filing(conn, stage, message_id)
+    follow_message(conn, message_id, previous, thirdparty_id)
+    # A person vouched for the mail: an invitation refused for its unknown sender is taken now.
+    stage.invitations.record(conn, {message_id: thirdparty_id}, vouched=True)
     return Assignment(message_id, thirdparty_id, contact_id, refiled)
 
 
@@ -114,6 +119,10 @@ def explain(db: Database, message_id: int) -> dict[str, Any]:
                                                                    ev.c.type.like("meeting.%")).order_by(ev.c.id)).all()
         names = dict(conn.execute(select(ThirdParty.__table__.c.id, ThirdParty.__table__.c.name)).all()) \
             if decision is not None else {}
+        from maild.store.models import Bounce
+
+        bounces = conn.execute(select(Bounce.__table__).where(Bounce.__table__.c.message_id == message_id)
+                               .order_by(Bounce.__table__.c.id)).all()
     return {
         "message": {"id": message.id, "message_id": message.header_message_id, "from": message.from_addr,
                     "subject": message.subject, "date": str(message.date) if message.date else None},
@@ -127,4 +136,9 @@ def explain(db: Database, message_id: int) -> dict[str, Any]:
         # pass | fail | none per the trusted server's Authentication-Results; None: not read (none configured)
         "authentication": {"status": message.auth, "reason": message.auth_reason},
         "meetings": [{"event": row.type, **dict(row.data or {})} for row in meetings],
+        # human | bounce | auto_reply | ... with the detectors' reasons (maild/classify); None: not classified
+        "machine": {"kind": message.kind, **{k: (message.machine or {}).get(k) for k in ("reasons", "return_date")}},
+        "bounces": [{"address": b.address, "action": b.action, "status": b.status, "reason": b.reason,
+                     "diagnostic": b.diagnostic, "hard": b.hard, "counted": b.counted, "outbox_id": b.outbox_id}
+                    for b in bounces],
     }

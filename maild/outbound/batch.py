@@ -16,21 +16,18 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
-from sqlalchemy import Connection
-
 from maild.config import Config
 from maild.ingest.parser_pool import _child_init
-from maild.outbound import outbox
-from maild.outbound.mailing import MailRequest, PreparedMail, TemplateSetup, build, load_invoices
+from maild.outbound.mailing import TemplateSetup, build, load_invoices
+from maild.outbound.prepared import MailRequest, PreparedMail
+from maild.outbound.queueing import Queued, queue_many
 from maild.outbound.recipients import resolve_recipients
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
-from maild.store.models import TrackingId
-from maild.tracking.links import store_links
 
 CHUNK = 25  # requests per task handed to a worker process
 
-Queued = tuple[PreparedMail, str, str]  # (mail, idempotency key, template)
+__all__ = ["PreparePool", "Queued", "prepare_chunk", "prepare_many", "queue_many"]
 
 
 def prepare_chunk(config: Config, db: Database, requests: Sequence[MailRequest]) -> list[PreparedMail]:
@@ -109,24 +106,3 @@ def prepare_many(config: Config, db: Database, requests: Sequence[MailRequest],
         return prepare_chunk(config, db, requests)
     futures = [pool.submit(requests[i:i + CHUNK]) for i in range(0, len(requests), CHUNK)]
     return [mail for future in futures for mail in future.result()]
-
-
-def queue_many(config: Config, db: Database, items: Sequence[Queued]) -> list[tuple[int, bool]]:
-    """`queue` for many mails: (outbox id, created) per item, in order; each key queued at most once."""
-    entries = [outbox.Entry(key=key, raw=mail.raw, sender=config.outbound.sender, recipients=[mail.recipient.address],
-                            subject=mail.subject, header_message_id=mail.message_id,
-                            thirdparty_id=(mail.recipient.thirdparty or {}).get("id"),
-                            contact_id=(mail.recipient.contact or {}).get("id"), template=template,
-                            tracking_token=mail.token, durable=mail.durable)
-               for mail, key, template in items]
-
-    def belongings(conn: Connection, results: list[tuple[int, bool]]) -> None:
-        created = [(mail, entry) for (mail, _, _), entry, (_, new) in zip(items, entries, results, strict=True) if new]
-        if not created:
-            return
-        conn.execute(db.insert_ignore(TrackingId.__table__),
-                     [{"token": mail.token, "thirdparty_id": entry.thirdparty_id, "contact_id": entry.contact_id}
-                      for mail, entry in created])
-        store_links(db, [(mail.token, mail.links) for mail, _ in created if mail.links], conn)
-
-    return outbox.enqueue_many(db, BlobStore(config.blob_dir), entries, belongings)

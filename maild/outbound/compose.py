@@ -56,8 +56,10 @@ def _mailbox(address: Address) -> list[str]:
 
 def compose(*, sender: str, sender_name: str, to: list[str], subject: str, text: str, html: str | None = None,
             attachments: Iterable[tuple[str, str, bytes]] = (), message_id: str, in_reply_to: str | None = None,
-            references: Sequence[str] = (), reply_to: str | None = None) -> bytes:
-    """The message's bytes (CRLF line ends, ready for SMTP DATA). Raises ValueError on unsafe input."""
+            references: Sequence[str] = (), reply_to: str | None = None, auto_submitted: bool = False) -> bytes:
+    """The message's bytes (CRLF line ends, ready for SMTP DATA). Raises ValueError on unsafe input.
+    `auto_submitted`: mail a rule sends: RFC 3834's `Auto-Submitted: auto-generated`, and the header that asks
+    Exchange / Outlook not to answer it with an out-of-office (no mail loops)."""
     if not to:
         raise ValueError("at least one recipient is needed")
     headers = [mime.address_header("From", [_mailbox(parse_address("sender", sender, sender_name))]),
@@ -72,6 +74,8 @@ def compose(*, sender: str, sender_name: str, to: list[str], subject: str, text:
     refs = [_msgid("references", ref) for ref in references]
     if refs:
         headers.append(mime.fold("References", refs))
+    if auto_submitted:
+        headers.append("Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n")
     headers.append("MIME-Version: 1.0\r\n")
     body: bytes | tuple[str, bytes] = mime.text_part("plain", text)
     if html is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -19,46 +19,21 @@ from sqlalchemy import select
 
 from maild.config import Config, resolve_path
 from maild.outbound.compose import compose
+from maild.outbound.prepared import MailRequest, PreparedMail
+from maild.outbound.queueing import queue
 from maild.outbound.recipients import Recipient, resolve_recipient
 from maild.store.db import Database
 from maild.store.models import Document
 from maild.templates.loader import TemplateFiles, find
-from maild.templates.pdf import invoice_pdf
-from maild.templates.render import render
+from maild.templates.pdf import dunning_pdf, invoice_pdf
+from maild.templates.render import RenderLimits, render
+from maild.templates.salutation import greeting
 from maild.tracking import ids
 
 log = logging.getLogger("maild.outbound")
 
 __all__ = ["MailRequest", "PreparedMail", "Recipient", "build", "load_invoices", "prepare", "queue",
            "resolve_recipient"]
-
-
-@dataclass
-class PreparedMail:
-    raw: bytes
-    subject: str
-    recipient: Recipient
-    message_id: str
-    token: str
-    language: str
-    attachments: list[str] = field(default_factory=list)
-    # Tracked links' URLs (link i is links[i]) not stored yet: `queue` stores them with the outbox row.
-    # Empty after `prepare`, which stores them at once.
-    links: list[str] = field(default_factory=list)
-    # `raw` is already in the blob store and synced to disk (a PreparePool worker did it): `queue` skips the sync.
-    durable: bool = False
-
-
-@dataclass(frozen=True)
-class MailRequest:
-    """The arguments of `prepare`, as a value (for `prepare_many`)."""
-
-    template: str
-    to: str
-    invoice_ref: str | None = None
-    attach: tuple[Path, ...] = ()
-    language: str | None = None
-    extra: dict[str, Any] | None = None
 
 
 class TemplateSetup:
@@ -98,8 +73,11 @@ class TemplateSetup:
 
 def prepare(config: Config, db: Database, *, template: str, to: str, invoice_ref: str | None = None,
             attach: tuple[Path, ...] = (), language: str | None = None,
-            extra: dict[str, Any] | None = None) -> PreparedMail:
-    request = MailRequest(template, to, invoice_ref, tuple(attach), language, extra)
+            extra: dict[str, Any] | None = None, auto_submitted: bool = False,
+            allow_undeliverable: bool = False, invoice_copy: bool = True, dunning_level: int | None = None,
+            reminder_date: str | None = None) -> PreparedMail:
+    request = MailRequest(template, to, invoice_ref, tuple(attach), language, extra, auto_submitted,
+                          allow_undeliverable, invoice_copy, dunning_level, reminder_date)
     mail = build(config, db, request, resolve_recipient(db, to), TemplateSetup(config, template))
     if mail.links:
         from maild.tracking.links import store_links
@@ -117,13 +95,16 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
     request's invoice is looked up here.
     """
     outbound = config.outbound
+    if not request.allow_undeliverable:
+        _refuse_undeliverable(db, recipient.address)
     language = request.language or _first(recipient.contact, "language") \
         or _first(recipient.thirdparty, "language") or outbound.default_language
     token = ids.new_token()
     sender_domain = outbound.sender.rpartition("@")[2] or "localhost"
     message_id = ids.message_id(config.matching.instance_id, token, sender_domain)
     context: dict[str, Any] = {
-        "company": dict(outbound.company), "thirdparty": recipient.thirdparty or {}, "contact": recipient.contact or {},
+        "company": dict(outbound.company), "thirdparty": recipient.thirdparty or {},
+        "contact": {**(recipient.contact or {}), "greeting": greeting(recipient.contact, language)},
         "sender": {"address": outbound.sender, "email": outbound.sender, "name": outbound.sender_name},
         "links": {}, **(request.extra or {})}
     attachments: list[tuple[str, str, bytes]] = []
@@ -131,13 +112,16 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
         row = invoices.get(request.invoice_ref) if invoices is not None \
             else load_invoices(db, [request.invoice_ref]).get(request.invoice_ref)
         context["invoice"] = _invoice_view(request.invoice_ref, row, recipient)
-        attachments.append((f"{request.invoice_ref}.pdf", "application/pdf",
-                            invoice_pdf(context["invoice"], context["company"], context["thirdparty"], language)))
+        if request.invoice_copy:
+            attachments.append((f"{request.invoice_ref}.pdf", "application/pdf",
+                                invoice_pdf(context["invoice"], context["company"], context["thirdparty"], language)))
+        if request.dunning_level:
+            attachments.append(_reminder_letter(config, request, context, language))
     for path in request.attach:
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         attachments.append((path.name, ctype, path.read_bytes()))
     files = setup.files(language)
-    rendered = render(files, context)
+    rendered = render(files, context, RenderLimits(outbound.template_max_seconds, outbound.template_max_bytes))
     html = rendered.html
     links: list[str] = []
     if html and setup.tracks and setup.secret is not None:
@@ -147,16 +131,17 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
     reply_to = ids.plus_address(outbound.sender, config.matching.instance_id, token) if outbound.reply_to_plus else None
     raw = compose(sender=outbound.sender, sender_name=outbound.sender_name, to=[recipient.address],
                   subject=rendered.subject, text=rendered.text, html=html, attachments=attachments,
-                  message_id=message_id, reply_to=reply_to)
+                  message_id=message_id, reply_to=reply_to, auto_submitted=request.auto_submitted)
     return PreparedMail(raw, rendered.subject, recipient, message_id, token, rendered.language,
                         [name for name, _, _ in attachments], links)
 
 
-def queue(config: Config, db: Database, mail: PreparedMail, *, key: str, template: str) -> tuple[int, bool]:
-    """Record the tracking id (so replies thread back to the third party) and enqueue, once per key."""
-    from maild.outbound.batch import queue_many
+def _refuse_undeliverable(db: Database, address: str) -> None:
+    """Raises `Undeliverable` (a ValueError) when mail to `address` bounced for good (maild/bounces/health.py)."""
+    from maild.bounces.health import refuse_undeliverable
 
-    return queue_many(config, db, [(mail, key, template)])[0]
+    with db.engine.connect() as conn:
+        refuse_undeliverable(conn, [address])
 
 
 def _template_tracks(folder: Path) -> bool:
@@ -205,6 +190,24 @@ def _invoice_view(ref: str, row: Any, recipient: Recipient) -> dict[str, Any]:
         raise ValueError(f"{ref} is only a document reference, without invoice data: add the invoice "
                          f"(`maild invoice add {ref} ...` or `maild import invoices`) to attach its PDF")
     return invoice_context(None, row)
+
+
+def _reminder_letter(config: Config, request: MailRequest, context: dict[str, Any],
+                     language: str) -> tuple[str, str, bytes]:
+    """The reminder letter (dunning_pdf) of the request's level, to the recipient contact (or the company)."""
+    written = date.fromisoformat(request.reminder_date) if request.reminder_date else date.today()
+    level = int(request.dunning_level or 1)
+    pdf = dunning_pdf(context["invoice"], context["company"], context["thirdparty"], level, language,
+                      contact=recipient_contact(context), reminder_date=written,
+                      pay_by=written + timedelta(days=config.dunning.payment_days))
+    word = "Mahnung" if language.split("-")[0].split("_")[0].lower() == "de" else "Reminder"
+    return f"{word}-{level}-{request.invoice_ref}.pdf", "application/pdf", pdf
+
+
+def recipient_contact(context: dict[str, Any]) -> dict[str, Any] | None:
+    """The context's contact, None when the mail goes to a company address (its dict then only has `greeting`)."""
+    contact = context.get("contact") or {}
+    return contact if set(contact) - {"greeting"} else None
 
 
 def _first(record: dict[str, Any] | None, key: str) -> Any:

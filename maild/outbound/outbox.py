@@ -1,11 +1,15 @@
 """The durable outbox: one row per mail to send, sent at most once per idempotency key.
 
-Life of a row: queued -> sending (claimed) -> sent | retry | failed; retry -> sending ...; a person can
-`retry` a failed/cancelled row or `cancel` a queued/retry one. Every state change is a compare-and-set
-UPDATE (WHERE status = expected), so several senders on one PostgreSQL never act on the same row twice.
+Life of a row: queued -> sending (claimed) -> sent | retry | failed | ambiguous; retry -> sending ...; a
+person can `retry` a failed/ambiguous/cancelled row, `mark_sent_by_person` an ambiguous one, or `cancel` a
+queued/retry one. Every state change is a compare-and-set UPDATE (WHERE status = expected), so several senders
+on one PostgreSQL never act on the same row twice; each outcome is also an `outbox_attempts` record
+(attempts.py), kept across retries, and a failed one an event on the third party's timeline.
 
-At most once: `data_started_at` is set (and committed) just before SMTP DATA. A claim that expired after
-that point may have been delivered, so `recover_stale` fails it visibly instead of sending it again.
+At most once: `data_started_at` and `data_connection` are set (and committed) just before that row's SMTP
+DATA, one row per connection at a time. A claim that expired after that point may have been delivered, so
+`recover_stale` makes it `ambiguous` (for a person) instead of sending it again; a claim that expired before
+it is re-sent automatically.
 """
 
 from __future__ import annotations
@@ -19,15 +23,17 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from maild.clock import as_utc, utcnow
+from maild.outbound import attempts
 from maild.store.blobs import BlobStore
 from maild.store.checkpoints import is_dead_local_process
 from maild.store.db import Database
 from maild.store.models import Event, OutboxMessage
 
 T = OutboxMessage.__table__
-INTERRUPTED = ("interrupted after SMTP DATA began; not re-sent automatically to avoid a duplicate; "
-               "check the recipient and use `maild outbox retry`")
-STATUSES = ("queued", "sending", "sent", "retry", "failed", "cancelled")
+AMBIGUOUS = ("interrupted after SMTP DATA began, no reply recorded: it may have been delivered; not re-sent "
+             "automatically to avoid a duplicate (see `maild outbox show`)")
+INTERRUPTED = AMBIGUOUS
+STATUSES = ("queued", "sending", "sent", "retry", "failed", "ambiguous", "cancelled")
 
 
 def enqueue(db: Database, blobs: BlobStore, *, key: str, raw: bytes, sender: str, recipients: list[str],
@@ -167,29 +173,46 @@ def claim(db: Database, owner: str, limit: int, lease_seconds: float) -> list[Ou
 
 
 def recover_stale(db: Database, now: datetime | None = None) -> dict[str, int]:
-    """Claims that expired (or whose holder died on this host): retry if DATA never began, else fail."""
+    """Claims that expired (or whose holder died on this host): sent if the server's 2xx reply was saved
+    (marks.py), retry if DATA never began, else ambiguous (DATA began, no reply known: for a person)."""
     now = now or utcnow()
     with db.engine.connect() as conn:
-        rows = conn.execute(select(T.c.id, T.c.claimed_by, T.c.claimed_until, T.c.data_started_at)
+        rows = conn.execute(select(T.c.id, T.c.claimed_by, T.c.claimed_until, T.c.data_started_at, T.c.smtp_reply)
                             .where(T.c.status == "sending")).all()
-    counts = {"retry": 0, "failed": 0}
-    for row_id, owner, until, started in rows:
+    counts = {"sent": 0, "retry": 0, "ambiguous": 0}
+    for row_id, owner, until, started, reply in rows:
         expired = until is None or as_utc(until) <= now or (owner is not None and is_dead_local_process(owner))
         if not expired:
             continue
+        if started is not None and attempts.reply_code(reply) in range(200, 300):
+            with db.engine.begin() as conn:  # delivered; only the booking was pending at the crash
+                counts["sent"] += len(_record_sent(conn, [(row_id, reply)], detail="delivery booked at recovery"))
+            continue
+        guard = T.c.claimed_by.is_(None) if owner is None else T.c.claimed_by == owner
         if started is None:
             values: dict[str, Any] = {"status": "retry", "next_attempt_at": now, "claimed_by": None,
                                       "claimed_until": None, "last_error": "claim expired before SMTP DATA"}
-            outcome = "retry"
         else:
-            values = {"status": "failed", "claimed_by": None, "claimed_until": None, "last_error": INTERRUPTED}
-            outcome = "failed"
+            values = {"status": "ambiguous", "claimed_by": None, "claimed_until": None, "last_error": AMBIGUOUS}
         with db.engine.begin() as conn:
-            guard = T.c.claimed_by.is_(None) if owner is None else T.c.claimed_by == owner
-            result = conn.execute(update(T).where(T.c.id == row_id, T.c.status == "sending", guard)
-                                  .values(**values))
-            counts[outcome] += result.rowcount
+            changed = conn.execute(update(T).where(T.c.id == row_id, T.c.status == "sending", guard)
+                                   .values(**values).returning(*attempts.COLUMNS)).all()
+            outcome = str(values["status"])
+            attempts.record(conn, changed, outcome, detail=str(values["last_error"]), at=now)
+            for row in changed if outcome == "ambiguous" else ():
+                attempts.failure_event(conn, row, "ambiguous", AMBIGUOUS)
+            counts[outcome] += len(changed)
     return counts
+
+
+def release_unstarted(db: Database, owner: str) -> int:
+    """`owner`'s claims whose DATA never began go back to be sent at once (the owner's pass failed and nothing of
+    it is in flight any more: no need to wait for the claims to expire). Rows whose DATA began stay as they are."""
+    with db.engine.begin() as conn:
+        result = conn.execute(update(T).where(T.c.status == "sending", T.c.claimed_by == owner,
+                                              T.c.data_started_at.is_(None))
+                              .values(status="retry", next_attempt_at=utcnow(), claimed_by=None, claimed_until=None))
+    return int(result.rowcount)
 
 
 class ClaimLost(Exception):
@@ -202,28 +225,19 @@ def _mine(outbox_id: int, owner: str | None) -> Any:
     return guard if owner is None else and_(guard, T.c.claimed_by == owner)
 
 
-def mark_data_started(db: Database, outbox_id: int, owner: str | None = None) -> None:
-    """Commit that DATA is about to begin; raises ClaimLost if the row is no longer ours."""
-    with db.engine.begin() as conn:
-        result = conn.execute(update(T).where(_mine(outbox_id, owner)).values(data_started_at=utcnow()))
-    if result.rowcount != 1:
-        raise ClaimLost(f"outbox row {outbox_id} is no longer claimed by {owner or 'a sender'}")
+def mark_data_started(db: Database, outbox_id: int, owner: str, connection: str,
+                      replies: Sequence[tuple[int, str]] = ()) -> None:
+    """Commit "DATA begins now on `connection`" for one row (and the SMTP replies of earlier deliveries, see
+    marks.py); raises ClaimLost if the row is no longer ours. A sender's pass uses one DataStartMarks."""
+    from maild.outbound.marks import DataStartMarks
 
-
-def mark_data_started_many(db: Database, outbox_ids: Sequence[int], owner: str,
-                           sent: Sequence[tuple[int, str]] = ()) -> set[int]:
-    """Commit, in one transaction, that DATA may begin for these rows; returns those still ours.
-
-    `sent` (row id, SMTP reply) deliveries are recorded in the same transaction (see mark_sent_many).
-    """
-    with db.engine.begin() as conn:
-        marked: set[int] = set()
-        if outbox_ids:
-            marked = set(conn.execute(update(T).where(T.c.id.in_(list(outbox_ids)), T.c.status == "sending",
-                                                      T.c.claimed_by == owner)
-                                      .values(data_started_at=utcnow()).returning(T.c.id)).scalars())
-        _record_sent(conn, sent)
-    return marked
+    marks = DataStartMarks(db)
+    try:
+        marked = marks.mark(outbox_id, owner, connection, replies)
+    finally:
+        marks.close()
+    if not marked:
+        raise ClaimLost(f"outbox row {outbox_id} is no longer claimed by {owner}")
 
 
 def mark_sent_many(db: Database, replies: Sequence[tuple[int, str]]) -> list[int]:
@@ -237,8 +251,10 @@ def mark_sent_many(db: Database, replies: Sequence[tuple[int, str]]) -> list[int
 _SET_REPLY = update(T).where(T.c.id == bindparam("row_id")).values(smtp_reply=bindparam("reply"))
 
 
-def _record_sent(conn: Connection, replies: Sequence[tuple[int, str]]) -> list[int]:
-    """The delivered rows not yet `sent` become sent (the server's 250 is the truth), one event each."""
+def _record_sent(conn: Connection, replies: Sequence[tuple[int, str]], detail: str | None = None,
+                 by_person: bool = False) -> list[int]:
+    """The delivered rows not yet `sent` become sent (the server's 250 is the truth), one event and one
+    attempt record each."""
     if not replies:
         return []
     now = utcnow()
@@ -247,16 +263,17 @@ def _record_sent(conn: Connection, replies: Sequence[tuple[int, str]]) -> list[i
         update(T).where(T.c.id.in_(list(by_id)), T.c.status != "sent")
         .values(status="sent", sent_at=now, last_error=None, claimed_by=None, claimed_until=None,
                 next_attempt_at=None)
-        .returning(T.c.id, T.c.thirdparty_id, T.c.idempotency_key, T.c.recipients, T.c.subject,
-                   T.c.header_message_id)).all()
+        .returning(*attempts.COLUMNS)).all()
     if not done:
         return []
     done.sort(key=lambda r: r.id)
     conn.execute(_SET_REPLY, [{"row_id": row.id, "reply": by_id[row.id]} for row in done])
+    attempts.record(conn, done, "sent", replies=by_id, detail=detail, at=now)
     conn.execute(Event.__table__.insert(), [
         {"type": "mail.sent", "occurred_at": now, "recorded_at": now, "thirdparty_id": row.thirdparty_id,
          "message_id": None, "data": {"outbox_id": row.id, "key": row.idempotency_key, "to": list(row.recipients),
-                                      "subject": row.subject, "message_id": row.header_message_id}}
+                                      "subject": row.subject, "message_id": row.header_message_id,
+                                      **({"marked_by": "person"} if by_person else {})}}
         for row in done])
     return [row.id for row in done]
 
@@ -266,23 +283,7 @@ def mark_sent(db: Database, outbox_id: int, smtp_reply: str) -> bool:
 
     Appends one `mail.sent` event; returns False if the row was already sent (no second event).
     """
-    now = utcnow()
-    with db.session() as session:
-        result = session.execute(update(T).where(T.c.id == outbox_id, T.c.status != "sent").values(
-            status="sent", sent_at=now, smtp_reply=smtp_reply, last_error=None, claimed_by=None,
-            claimed_until=None, next_attempt_at=None))
-        if result.rowcount != 1:
-            return False
-        row = session.get(OutboxMessage, outbox_id)
-        assert row is not None
-        session.add(_sent_event(row, now))
-    return True
-
-
-def _sent_event(row: OutboxMessage, now: datetime) -> Event:
-    return Event(type="mail.sent", occurred_at=now, thirdparty_id=row.thirdparty_id, message_id=None,
-                 data={"outbox_id": row.id, "key": row.idempotency_key, "to": list(row.recipients),
-                       "subject": row.subject, "message_id": row.header_message_id})
+    return bool(mark_sent_many(db, [(outbox_id, smtp_reply)]))
 
 
 def backoff_delay(attempts: int, *, base: float = 60.0, max_delay: float = 3600.0) -> float:
@@ -292,35 +293,57 @@ def backoff_delay(attempts: int, *, base: float = 60.0, max_delay: float = 3600.
 
 
 def mark_retry(db: Database, outbox_id: int, error: str, delay: float | None = None, *, max_attempts: int = 8,
-               max_delay: float = 3600.0, owner: str | None = None) -> str:
+               max_delay: float = 3600.0, owner: str | None = None, reply: str | None = None) -> str:
     """A temporary failure: attempts+1 and wait (backoff unless `delay`); `failed` after max_attempts.
 
     Returns the new status ("retry" or "failed"), or "" if the row was no longer ours to update.
     """
     with db.engine.begin() as conn:
-        attempts = conn.execute(select(T.c.attempts).where(_mine(outbox_id, owner))).scalar()
-        if attempts is None:
+        row = conn.execute(select(T.c.attempts, *attempts.COLUMNS).where(_mine(outbox_id, owner))).first()
+        if row is None:
             return ""
-        attempts += 1
-        common = {"attempts": attempts, "claimed_by": None, "claimed_until": None, "data_started_at": None}
-        if attempts >= max_attempts:
+        count = row.attempts + 1
+        common = {"attempts": count, "claimed_by": None, "claimed_until": None, "data_started_at": None,
+                  "data_connection": None}
+        if count >= max_attempts:
             values: dict[str, Any] = {**common, "status": "failed",
-                                      "last_error": f"gave up after {attempts} attempts: {error}"}
+                                      "last_error": f"gave up after {count} attempts: {error}"}
         else:
-            wait = backoff_delay(attempts, max_delay=max_delay) if delay is None else delay
+            wait = backoff_delay(count, max_delay=max_delay) if delay is None else delay
             values = {**common, "status": "retry", "last_error": error,
                       "next_attempt_at": utcnow() + timedelta(seconds=wait)}
         result = conn.execute(update(T).where(_mine(outbox_id, owner)).values(**values))
-        return str(values["status"]) if result.rowcount == 1 else ""
+        if result.rowcount != 1:
+            return ""
+        status = str(values["status"])
+        attempts.record(conn, [row], status, reply=reply, detail=error)
+        if status == "failed":
+            attempts.failure_event(conn, row, "failed", str(values["last_error"]), reply)
+        return status
 
 
 def mark_failed(db: Database, outbox_id: int, error: str, smtp_reply: str | None = None,
-                owner: str | None = None) -> bool:
+                owner: str | None = None, *, refused: bool | None = None) -> bool:
+    """A final failure: `refused` (default: when there is an SMTP reply) is the server's 5xx, else not sendable."""
+    refused = smtp_reply is not None if refused is None else refused
+    return _finish(db, outbox_id, owner, "refused" if refused else "failed", error, smtp_reply)
+
+
+def mark_ambiguous(db: Database, outbox_id: int, reason: str, owner: str | None = None) -> bool:
+    """DATA began and no reply came (dropped, timed out): maybe delivered; it waits for a person."""
+    return _finish(db, outbox_id, owner, "ambiguous", f"{AMBIGUOUS} ({reason})", None)
+
+
+def _finish(db: Database, outbox_id: int, owner: str | None, outcome: str, error: str, reply: str | None) -> bool:
+    status = "ambiguous" if outcome == "ambiguous" else "failed"
     with db.engine.begin() as conn:
-        result = conn.execute(update(T).where(_mine(outbox_id, owner)).values(
-            status="failed", last_error=error, smtp_reply=smtp_reply, attempts=T.c.attempts + 1,
-            claimed_by=None, claimed_until=None))
-        return result.rowcount == 1
+        changed = conn.execute(update(T).where(_mine(outbox_id, owner)).values(
+            status=status, last_error=error, smtp_reply=reply, attempts=T.c.attempts + 1,
+            claimed_by=None, claimed_until=None).returning(*attempts.COLUMNS)).all()
+        attempts.record(conn, changed, outcome, reply=reply, detail=error)
+        for row in changed:
+            attempts.failure_event(conn, row, outcome, error, reply)
+        return len(changed) == 1
 
 
 def mark_sent_folder_done(db: Database, outbox_id: int) -> None:
@@ -336,17 +359,45 @@ def pending_sent_folder(db: Database, limit: int = 50) -> list[OutboxMessage]:
 
 
 def retry(db: Database, outbox_id: int) -> bool:
-    """A person's decision: send a failed or cancelled mail again (now)."""
+    """A person's decision: send a failed, ambiguous or cancelled mail again (now); its story is kept."""
     with db.engine.begin() as conn:
-        result = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("failed", "cancelled"))).values(
-            status="queued", data_started_at=None, next_attempt_at=None, claimed_by=None, claimed_until=None,
-            attempts=0))
-        return result.rowcount == 1
+        return retry_in(conn, outbox_id)
+
+
+def retry_in(conn: Connection, outbox_id: int) -> bool:
+    """`retry` in the caller's transaction (the web app audits in the same one)."""
+    changed = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("failed", "ambiguous", "cancelled")))
+                           .values(status="queued", data_started_at=None, data_connection=None, smtp_reply=None,
+                                   next_attempt_at=None, claimed_by=None, claimed_until=None, attempts=0)
+                           .returning(*attempts.COLUMNS)).all()
+    attempts.record(conn, changed, "requeued", detail="queued again by a person (outbox retry)")
+    return len(changed) == 1
+
+
+def mark_sent_by_person(db: Database, outbox_id: int) -> bool:
+    """A person's decision: an ambiguous mail did arrive; record it as sent (one `mail.sent` event)."""
+    with db.engine.begin() as conn:
+        return mark_sent_by_person_in(conn, outbox_id)
+
+
+def mark_sent_by_person_in(conn: Connection, outbox_id: int) -> bool:
+    """`mark_sent_by_person` in the caller's transaction."""
+    if conn.execute(select(T.c.status).where(T.c.id == outbox_id)).scalar() != "ambiguous":
+        return False
+    return bool(_record_sent(conn, [(outbox_id, "marked sent by a person")],
+                             detail="marked sent by a person (outbox mark-sent)", by_person=True))
 
 
 def cancel(db: Database, outbox_id: int) -> bool:
     """Withdraw a mail that is not being sent (queued or waiting for a retry)."""
     with db.engine.begin() as conn:
-        result = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("queued", "retry"))).values(
-            status="cancelled", next_attempt_at=None))
-        return result.rowcount == 1
+        return cancel_in(conn, outbox_id)
+
+
+def cancel_in(conn: Connection, outbox_id: int) -> bool:
+    """`cancel` in the caller's transaction."""
+    changed = conn.execute(update(T).where(T.c.id == outbox_id, T.c.status.in_(("queued", "retry")))
+                           .values(status="cancelled", next_attempt_at=None)
+                           .returning(*attempts.COLUMNS)).all()
+    attempts.record(conn, changed, "cancelled", detail="withdrawn by a person (outbox cancel)")
+    return len(changed) == 1

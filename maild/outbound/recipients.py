@@ -1,4 +1,8 @@
-"""Who a mail goes to: an address (with its contact and company when known) or a third party's first contact."""
+"""Who a mail goes to: an address (with its contact and company when known) or a third party's first contact.
+
+An address that is not in the directory but is at a known third party's domain (or a subdomain of it) belongs
+to that third party (no contact): the mail is on its timeline. A domain of several third parties decides none.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,13 @@ from sqlalchemy import select
 
 from maild.business.people import contact_views, thirdparty_views
 from maild.directory.service import resolve_thirdparty
-from maild.matchers.normalize import normalize_address
+from maild.matchers.freemail import shipped
+from maild.matchers.normalize import domain_and_parents, domain_of, is_free_mail, normalize_address
 from maild.store.db import Database
-from maild.store.models import Contact, MailAddress, ThirdParty
+from maild.store.models import Contact, MailAddress, MailDomain, ThirdParty
 
 _tp, _contacts, _addresses = ThirdParty.__table__, Contact.__table__, MailAddress.__table__
+_domains = MailDomain.__table__
 
 
 @dataclass
@@ -49,6 +55,9 @@ def resolve_recipients(db: Database, targets: Sequence[str]) -> list[Recipient]:
                      .where(_addresses.c.address.in_(sorted(set(normals.values())))).order_by(_addresses.c.id))
             for address, tp_id, contact_id in conn.execute(query):
                 owners.setdefault(address, (tp_id, contact_id))
+            unknown = {normal for normal in normals.values() if normal not in owners}
+            for normal, tp_id in _by_domain(conn, unknown).items():
+                owners[normal] = (tp_id, None)
         picked: list[tuple[str, int | None, int | None]] = []
         for target in targets:
             if target in normals:
@@ -63,6 +72,29 @@ def resolve_recipients(db: Database, targets: Sequence[str]) -> list[Recipient]:
         contacts = dict(zip(contact_rows, contact_views(conn, contact_rows.values()), strict=True))
     return [Recipient(address, parties.get(tp_id) if tp_id else None, contacts.get(c_id) if c_id else None)
             for address, tp_id, c_id in picked]
+
+
+def _by_domain(conn: Any, addresses: set[str]) -> dict[str, int]:
+    """The third party of each address whose domain (most specific first) is registered to exactly one."""
+    candidates: dict[str, tuple[str, ...]] = {}
+    free_mail = shipped() if addresses else frozenset()
+    for address in addresses:
+        domain = domain_of(address)
+        if domain and not is_free_mail(domain, free_mail):
+            candidates[address] = domain_and_parents(domain)
+    wanted = sorted({d for domains in candidates.values() for d in domains})
+    if not wanted:
+        return {}
+    owners: dict[str, set[int]] = {}
+    for domain, tp_id in conn.execute(select(_domains.c.domain, _domains.c.thirdparty_id)
+                                      .where(_domains.c.domain.in_(wanted))):
+        owners.setdefault(domain, set()).add(tp_id)
+    found: dict[str, int] = {}
+    for address, domains in candidates.items():
+        registered = next((owners[d] for d in domains if d in owners), set())
+        if len(registered) == 1:
+            found[address] = next(iter(registered))
+    return found
 
 
 def _first_contact(conn: Any, db: Database, name: str) -> tuple[str, int | None, int | None]:

@@ -1,15 +1,16 @@
 """The sending loop: claim due outbox rows, hand them to a transport, record each outcome.
 
-A TempFail after DATA began (dropped connection, timeout waiting for the final reply) may have been
-delivered: it is failed with the "interrupted" reason, never retried automatically (at most once).
+A TempFail that may have been delivered (dropped connection or timeout once DATA began) makes the row
+`ambiguous`, never retried automatically (at most once); a 4xx reply, also one to the end of DATA
+(greylisting, a content filter), says "not accepted" and is retried with backoff like any other.
 
-Bookkeeping per pass (`_Pass`), in few transactions: when the first of a run of rows is about to begin
-DATA, one transaction marks it and the next DATA_START_WINDOW - 1 claimed rows as data-started (always
-committed before any of their DATA begins), and records the deliveries since the last transaction as
-sent; a delivery waits at most SENT_FLUSH_SECONDS for such a transaction (else one of its own) and the
-pass ends with one. The price of a kill -9: the rows of the current window that were marked but not yet
-sent, and the deliveries of the last SENT_FLUSH_SECONDS, are failed as "interrupted" by `recover_stale`
-for a person to check (`maild outbox retry`): never sent twice automatically, never silently dropped.
+Bookkeeping per pass (`_Pass`): right before a row's DATA, one short transaction (marks.py) marks that row
+"DATA began now on connection C" and saves the SMTP replies of the deliveries not yet booked; deliveries are
+booked as sent (status, `mail.sent`, attempt record) in groups within SENT_FLUSH_SECONDS and at the end of
+the pass. So after a `kill -9` at most one row per open connection has an unknown outcome (its DATA had
+begun, or its 250 was not yet saved and the connection's next DATA had not begun): `recover_stale` books the
+saved 2xx replies as sent, makes DATA-marked rows without a reply `ambiguous` for a person (`maild outbox
+show`, then `retry` or `mark-sent`) and re-sends every other claimed row automatically.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ from typing import Any
 import imapclient
 from imapclient.imapclient import SEEN, SENT
 
+from maild.backoff import Backoff
 from maild.config import Config, ConfigError, resolve_path
+from maild.health import WorkerHealth, describe
 from maild.imap_folders import find_special_folder
 from maild.outbound import outbox
+from maild.outbound.marks import DataStartMarks
 from maild.outbound.smtp import Delivered, FileTransport, PermFail, SmtpTransport, TempFail, Transport
+from maild.outbound.verp import envelope_sender
+from maild.own_mail import OwnMail
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
 from maild.store.models import OutboxMessage
@@ -38,69 +44,64 @@ log = logging.getLogger("maild.outbound")
 SentFolder = Callable[[bytes], Any]
 RECOVER_EVERY = 30.0
 SENT_FOLDER_SWEEP_EVERY = 60.0
-DATA_START_WINDOW = 16
 SENT_FLUSH_SECONDS = 0.02
+RUN_RETRY_MAX_DELAY = 8.0  # cap of the run loop's backoff: sending resumes within seconds of the database's return
 
 
 class _Pass:
-    """One send_due pass's data-start marks (committed ahead, a window at a time) and sent marks (grouped)."""
+    """One send_due pass's data-start marks (one per row, just before its DATA) and sent marks (grouped)."""
 
-    def __init__(self, db: Database, owner: str, rows: list[OutboxMessage], window: int = DATA_START_WINDOW) -> None:
+    def __init__(self, db: Database, owner: str) -> None:
         self.db = db
         self.owner = owner
-        self.window = window
-        self.order = [row.id for row in rows if row.id is not None]
-        self.position = {row_id: index for index, row_id in enumerate(self.order)}
-        self.asked: set[int] = set()  # rows some mark transaction included
-        self.marked: set[int] = set()  # rows durably marked data-started while still ours
-        self.done: set[int] = set()  # rows whose outcome is known (no mark for them any more)
-        self._sent: list[tuple[int, str]] = []
+        self.marks = DataStartMarks(db)
+        self._unsaved: list[tuple[int, str]] = []  # deliveries whose reply is not yet in the database
+        self._sent: list[tuple[int, str]] = []  # deliveries not yet booked as sent (event, attempt record)
+        self.unrecorded: list[tuple[int, str]] = []  # deliveries a failed transaction could not record
         self._timer: asyncio.TimerHandle | None = None
         self._error: BaseException | None = None
 
-    def data_started(self, outbox_id: int) -> None:
-        """Called right before DATA: returns once that is committed; raises ClaimLost if the row is not ours."""
-        if outbox_id not in self.asked:
-            start = self.position[outbox_id]
-            ahead = [i for i in self.order[start + 1:] if i not in self.asked and i not in self.done]
-            window = [outbox_id, *ahead[:self.window - 1]]
-            self.asked.update(window)
-            self._cancel_timer()
-            sent, self._sent = self._sent, []
-            try:
-                self.marked |= outbox.mark_data_started_many(self.db, window, self.owner, sent)
-            except BaseException:
-                self._sent[:0] = sent  # not recorded: still pending
-                raise
-        if outbox_id not in self.marked:
+    async def data_started(self, outbox_id: int, connection: str) -> None:
+        """Called right before DATA: returns once "DATA begins on `connection`" (and the replies of the
+        deliveries so far) is committed; raises ClaimLost if the row is no longer ours."""
+        marked = self.marks.mark(outbox_id, self.owner, connection, self._unsaved)
+        self._unsaved = []  # committed, also when the row was not ours any more
+        if not marked:
             raise outbox.ClaimLost(f"outbox row {outbox_id} is no longer claimed by {self.owner}")
 
     def sent(self, outbox_id: int, reply: str) -> None:
-        self.done.add(outbox_id)
+        self._unsaved.append((outbox_id, reply))
         self._sent.append((outbox_id, reply))
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(SENT_FLUSH_SECONDS, self._flush)
+            self._timer = asyncio.get_running_loop().call_later(SENT_FLUSH_SECONDS, self.flush)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _flush(self) -> None:
-        self._timer = None
+    def flush(self) -> bool:
+        """Book the deliveries so far as sent (one transaction); False if booking failed (in this pass)."""
+        self._cancel_timer()
         batch, self._sent = self._sent, []
-        if not batch:
-            return
-        try:
-            outbox.mark_sent_many(self.db, batch)
-        except Exception as exc:  # the rows stay `sending` with DATA begun: recover_stale fails them visibly
-            log.exception("could not record %d sent mails", len(batch))
-            self._error = self._error or exc
+        if batch:
+            try:
+                outbox.mark_sent_many(self.db, batch)
+            except Exception as exc:  # the rows stay `sending`: recover_stale books those whose reply was saved
+                log.exception("could not record %d sent mails", len(batch))
+                self.unrecorded += batch  # the sender's run loop records them once the database is back
+                self._error = self._error or exc
+            else:
+                booked = {row_id for row_id, _ in batch}
+                self._unsaved = [item for item in self._unsaved if item[0] not in booked]
+        return self._error is None
 
     def finish(self) -> None:
         """Record what is still pending; re-raise a failure to record (the pass then fails visibly)."""
-        self._cancel_timer()
-        self._flush()
+        try:
+            self.flush()
+        finally:
+            self.marks.close()
         if self._error is not None:
             raise self._error
 
@@ -108,8 +109,11 @@ class _Pass:
 class OutboxSender:
     def __init__(self, db: Database, blobs: BlobStore, transport: Transport, owner: str,
                  sent_folder: SentFolder | None = None, *, max_attempts: int = 8, retry_max_delay: float = 3600.0,
-                 lease_seconds: float = 900.0, concurrency: int = 4) -> None:
+                 lease_seconds: float = 900.0, concurrency: int = 4, return_path: str | None = None,
+                 instance: str = "", internal: Callable[[list[str]], bool] | None = None) -> None:
+        """`internal(recipients)`: True for mail only to our own people (an owner notice): no Sent copy."""
         self.db = db
+        self.internal = internal or (lambda recipients: False)
         self.blobs = blobs
         self.transport = transport
         self.owner = owner
@@ -118,6 +122,10 @@ class OutboxSender:
         self.retry_max_delay = retry_max_delay
         self.lease_seconds = lease_seconds
         self.concurrency = concurrency
+        self.health = WorkerHealth("outbox")
+        self.unrecorded: list[tuple[int, str]] = []  # delivered, not yet recorded (the database failed)
+        self.return_path = return_path  # VERP (outbound.return_path): the envelope sender names the row's token
+        self.instance = instance
 
     async def send_due(self, limit: int = 100) -> dict[str, int]:
         """One pass: claim up to `limit` due rows and send them, at most `concurrency` at a time."""
@@ -126,7 +134,7 @@ class OutboxSender:
         if not rows:
             return counts
         gate = asyncio.Semaphore(self.concurrency)
-        batch = _Pass(self.db, self.owner, rows)
+        batch = _Pass(self.db, self.owner)
 
         async def one(row: OutboxMessage) -> None:
             async with gate:
@@ -134,17 +142,23 @@ class OutboxSender:
                 if outcome:
                     counts[outcome] += 1
 
-        try:
-            await asyncio.gather(*(one(row) for row in rows))
+        try:  # every send ends before the pass does, failed or not: none of its rows is left in flight
+            results = await asyncio.gather(*(one(row) for row in rows), return_exceptions=True)
         finally:
-            batch.finish()
+            try:
+                batch.finish()
+            finally:
+                self.unrecorded += batch.unrecorded
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
         return counts
 
     async def _send_one(self, row: OutboxMessage, batch: _Pass | None = None) -> str:
         """Send one claimed row; its marks go with `batch`'s (a pass of its own if None)."""
         if batch is not None:
             return await self._send(row, batch)
-        single = _Pass(self.db, self.owner, [row])
+        single = _Pass(self.db, self.owner)
         try:
             return await self._send(row, single)
         finally:
@@ -156,44 +170,44 @@ class OutboxSender:
         try:
             raw = self.blobs.get(row.raw_sha256)
         except OSError as exc:
-            batch.done.add(outbox_id)
             outbox.mark_failed(self.db, outbox_id, f"raw message missing from the blob store: {exc}", owner=self.owner)
             return "failed"
         started = False
 
-        def on_data_started(which: int) -> None:
+        async def on_data_started(which: int, connection: str) -> None:
             nonlocal started
-            batch.data_started(which)  # raises ClaimLost: the transport aborts
+            await batch.data_started(which, connection)  # raises ClaimLost: the transport aborts
             started = True
 
         try:
-            result = await self.transport.send(outbox_id, row.sender, row.recipients, raw, on_data_started)
+            envelope = envelope_sender(self.return_path, self.instance, row.tracking_token, row.sender)
+            result = await self.transport.send(outbox_id, envelope, row.recipients, raw, on_data_started)
         except outbox.ClaimLost as exc:
-            batch.done.add(outbox_id)
             log.warning("not sent: %s", exc, extra={"fields": {"outbox_id": outbox_id}})
             return ""
         except Exception as exc:  # a transport bug must not leave the row claimed until the lease runs out
             log.exception("transport failed unexpectedly", extra={"fields": {"outbox_id": outbox_id}})
-            result = TempFail(f"{type(exc).__name__}: {exc}")
+            result = TempFail(f"{type(exc).__name__}: {exc}", maybe_delivered=started)
         fields = {"outbox_id": outbox_id, "key": row.idempotency_key}
         if isinstance(result, Delivered):
             batch.sent(outbox_id, result.reply)
             log.info("sent", extra={"fields": {**fields, "reply": result.reply}})
-            if self.sent_folder is not None:
-                batch.finish()  # the Sent copy follows the recorded delivery
-                await self._copy_to_sent(outbox_id, raw)
+            if self.sent_folder is not None and batch.flush():  # the Sent copy follows the recorded delivery
+                if self.internal(list(row.recipients or [])):  # a notice to one of us: not the customers' Sent
+                    outbox.mark_sent_folder_done(self.db, outbox_id)
+                else:
+                    await self._copy_to_sent(outbox_id, raw)
             return "sent"
-        batch.done.add(outbox_id)
         if isinstance(result, PermFail):
             outbox.mark_failed(self.db, outbox_id, result.reason, result.reply, owner=self.owner)
             log.warning("refused: %s", result.reason, extra={"fields": fields})
             return "failed"
-        if started:
-            outbox.mark_failed(self.db, outbox_id, f"{outbox.INTERRUPTED} ({result.reason})", owner=self.owner)
+        if result.maybe_delivered:
+            outbox.mark_ambiguous(self.db, outbox_id, result.reason, owner=self.owner)
             log.warning("interrupted after DATA began: %s", result.reason, extra={"fields": fields})
             return "failed"
         status = outbox.mark_retry(self.db, outbox_id, result.reason, max_attempts=self.max_attempts,
-                                   max_delay=self.retry_max_delay, owner=self.owner)
+                                   max_delay=self.retry_max_delay, owner=self.owner, reply=result.reply)
         log.info("temporary failure (%s): %s", status or "?", result.reason, extra={"fields": fields})
         return status if status in ("retry", "failed") else ""
 
@@ -215,6 +229,9 @@ class OutboxSender:
         done = 0
         for row in outbox.pending_sent_folder(self.db, limit):
             assert row.id is not None
+            if self.internal(list(row.recipients or [])):
+                outbox.mark_sent_folder_done(self.db, row.id)
+                continue
             try:
                 raw = self.blobs.get(row.raw_sha256)
             except OSError:
@@ -225,29 +242,70 @@ class OutboxSender:
         return done
 
     async def run(self, stop: threading.Event | asyncio.Event, poll: float = 1.0, limit: int = 50) -> None:
-        """Send until `stop` is set: poll every `poll` seconds; recover stale claims at start and periodically."""
+        """Send until `stop` is set: poll every `poll` seconds; recover stale claims at start and periodically.
+
+        Any error of a step (the database gone, a bug) is logged, shown in `self.health` and retried after a
+        capped backoff (RUN_RETRY_MAX_DELAY): the loop ends only when `stop` is set. After a failed pass, this
+        sender's claims whose DATA never began are released at once, and deliveries that could not be recorded
+        are recorded as soon as the database takes them.
+        """
         last_recover = last_sweep = float("-inf")
+        backoff = Backoff(RUN_RETRY_MAX_DELAY)
+        release_claims = False
         try:
             while not stop.is_set():
-                now = time.monotonic()
-                if now - last_recover >= RECOVER_EVERY:
-                    recovered = outbox.recover_stale(self.db)
-                    if any(recovered.values()):
-                        log.warning("recovered stale outbox claims", extra={"fields": recovered})
-                    last_recover = now
-                if now - last_sweep >= SENT_FOLDER_SWEEP_EVERY:
-                    await self.sweep_sent_folder()
-                    last_sweep = now
                 try:
+                    self._record_unrecorded()
+                    if release_claims:  # nothing of ours is in flight between two passes
+                        self._release_unstarted()
+                        release_claims = False
+                    if time.monotonic() - last_recover >= RECOVER_EVERY:
+                        recovered = outbox.recover_stale(self.db)
+                        if any(recovered.values()):
+                            log.warning("recovered stale outbox claims", extra={"fields": recovered})
+                        last_recover = time.monotonic()
+                    if time.monotonic() - last_sweep >= SENT_FOLDER_SWEEP_EVERY:
+                        await self.sweep_sent_folder()
+                        last_sweep = time.monotonic()
                     counts = await self.send_due(limit)
-                except Exception:
-                    log.exception("outbox pass failed")
-                    counts = {}
+                except Exception as exc:
+                    delay = backoff.failed()
+                    log.warning("outbox pass failed; retrying", exc_info=True,
+                                extra={"fields": {"error": describe(exc), "retry_in": f"{delay:.1f}s"}})
+                    self.health.failed(exc, delay)
+                    release_claims = True
+                    await _pause(stop, delay)
+                    continue
+                backoff.reset()
+                self.health.ok()
                 if sum(counts.values()) >= limit:
                     continue  # more may be due right away
-                await asyncio.sleep(poll)
+                await _pause(stop, poll)
         finally:
+            self.health.stopped()
             await self.transport.close()
+
+    def _record_unrecorded(self) -> None:
+        """Deliveries whose `sent` a failed transaction lost (the server's 250 is the truth): record them now."""
+        if self.unrecorded:
+            outbox.mark_sent_many(self.db, self.unrecorded)
+            log.info("recorded %d deliveries after the database came back", len(self.unrecorded))
+            self.unrecorded = []
+
+    def _release_unstarted(self) -> None:
+        released = outbox.release_unstarted(self.db, self.owner)
+        if released:
+            log.info("released %d claimed outbox rows whose DATA never began", released)
+
+
+async def _pause(stop: threading.Event | asyncio.Event, seconds: float) -> None:
+    """Sleep up to `seconds`, waking early when `stop` is set."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(left, 0.25))
 
 
 def sent_folder_append(imap_client: imapclient.IMAPClient, raw: bytes) -> str:
@@ -295,6 +353,9 @@ def build_sender(config: Config, db: Database, owner: str) -> OutboxSender:
     cfg = config.outbound.transport
     concurrency = cfg.max_connections if cfg.type == "smtp" else 1
     lease = max(300.0, cfg.timeout * 4)
+    own = OwnMail.from_config(config)
     return OutboxSender(db, BlobStore(config.blob_dir), build_transport(config), owner, build_sent_folder(config),
                         max_attempts=cfg.max_attempts, retry_max_delay=cfg.retry_max_delay, lease_seconds=lease,
-                        concurrency=concurrency)
+                        concurrency=concurrency, return_path=config.outbound.return_path,
+                        instance=config.matching.instance_id,
+                        internal=lambda recipients: bool(recipients) and all(own.is_own(r) for r in recipients))

@@ -1,11 +1,13 @@
 """Transports: hand one stored message to an SMTP server (or to files) and say what happened, as a value.
 
 `Delivered(reply)`: the server took responsibility (250 after DATA). `TempFail(reason)`: a 4xx, a timeout or
-a dropped connection: try later (unless DATA had begun; the sender decides that). `PermFail(reason, reply)`:
-a 5xx: the server refused for good.
+a dropped connection: try later. A 4xx is a definite "not accepted", also at the end of DATA (greylisting,
+content filters); only a timeout or a dropped connection once DATA began leaves the server's answer unknown:
+`TempFail(reason, maybe_delivered=True)`, never retried automatically. `PermFail(reason, reply)`: a 5xx: the
+server refused for good.
 
-Before DATA every transport calls `on_data_started(outbox_id)` (a synchronous, committed DB update), so a
-crash from then on is known to be ambiguous and never re-sent blindly.
+Right before DATA every transport awaits `on_data_started(outbox_id, connection)` (a committed DB update
+naming the connection), so a crash from then on is known to be ambiguous and never re-sent blindly.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import ssl
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,8 @@ class Delivered:
 @dataclass(frozen=True)
 class TempFail:
     reason: str
+    maybe_delivered: bool = False  # DATA began and no reply came: the server may have taken the mail
+    reply: str | None = None  # the server's 4xx, when it gave one
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class PermFail:
 
 
 Outcome = Delivered | TempFail | PermFail
-DataStarted = Callable[[int], None]
+DataStarted = Callable[[int, str], Awaitable[None]]  # (outbox id, connection)
 
 
 class Transport:
@@ -73,7 +77,7 @@ class FileTransport(Transport):
             private_dir(target.parent)  # sent mail, owner-only (the temp file below is 0600)
         except OSError as exc:
             return TempFail(f"cannot create {target.parent}: {exc}")
-        on_data_started(outbox_id)
+        await on_data_started(outbox_id, f"file {target.parent}")
         try:
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
             try:
@@ -235,7 +239,7 @@ class SmtpTransport(Transport):
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
             raise _StaleConnection(str(exc)) from exc
         try:
-            on_data_started(outbox_id)
+            await on_data_started(outbox_id, _describe_connection(client))
         except BaseException:
             await _reset(client)  # nothing was transmitted; leave the connection clean for the next message
             raise
@@ -246,10 +250,10 @@ class SmtpTransport(Transport):
             return _classify(exc.code, exc.message, "DATA")
         except aiosmtplib.SMTPTimeoutError as exc:
             client.close()
-            return TempFail(f"timeout during DATA (the message may have been delivered): {exc}")
+            return TempFail(f"timeout during DATA (the message may have been delivered): {exc}", True)
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
-            return TempFail(f"connection lost during DATA (the message may have been delivered): {exc}")
+            return TempFail(f"connection lost during DATA (the message may have been delivered): {exc}", True)
         return Delivered(f"{response.code} {response.message}")
 
     async def close(self) -> None:
@@ -265,6 +269,14 @@ class SmtpTransport(Transport):
         self._slots = None
 
 
+def _describe_connection(client: aiosmtplib.SMTP) -> str:
+    """`local address:port -> server:port`, as the server's log would show the connection."""
+    transport = getattr(client, "transport", None)
+    local = transport.get_extra_info("sockname") if transport is not None else None
+    here = f"{local[0]}:{local[1]}" if isinstance(local, tuple) and len(local) >= 2 else "?"
+    return f"{here} -> {client.hostname}:{client.port}"
+
+
 class _StaleConnection(Exception):
     """The server dropped a connection before DATA: nothing was transmitted, reconnecting is safe."""
 
@@ -273,7 +285,7 @@ def _classify(code: int, message: str, stage: str) -> Outcome:
     reply = f"{code} {message}"
     if 500 <= code < 600:
         return PermFail(f"refused at {stage}: {reply}", reply)
-    return TempFail(f"{stage}: {reply}")
+    return TempFail(f"{stage}: {reply}", reply=reply)
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:

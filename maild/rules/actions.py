@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, update
@@ -22,11 +24,12 @@ from maild.business.tasks import create_task
 from maild.clock import as_utc
 from maild.config import Config, ImapSourceConfig, resolve_path
 from maild.filing.folders import folder_for
-from maild.rules import webhooks
+from maild.rules import loops, webhooks
 from maild.rules.context import Evaluator, address_of, is_unknown_attendee
 from maild.rules.expressions import Expression, TextTemplate
 from maild.rules.ledger import jsonable
 from maild.rules.model import (
+    DUNNING_PDF,
     Action,
     AssignAction,
     MoveAction,
@@ -125,6 +128,9 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
         address = address_of(target)
         if address is None:
             raise ActionError(f"send: `to: {spec.to.source}` gave {_short(target)}, not a mail address")
+        if _answers_machine_mail(run, address):
+            raise ActionError(f"send: {address} sent machine mail ({run.names['message']['kind']}): rules never "
+                              f"answer it (mail loops)")
         if address not in addresses:
             addresses.append(address)
     if not addresses:
@@ -133,20 +139,39 @@ def plan_send(spec: SendAction, run: Run, key: str) -> Planned:
     files: list[str] = []
     data: dict[str, Any] = {"template": spec.template, "to": addresses, "invoice_ref": None, "files": files,
                             "invoice_id": run.invoice_id, "meeting_id": run.meeting_id, "language": None,
-                            "thirdparty_id": run.thirdparty_id, "message_id": run.message_id}
+                            "thirdparty_id": run.thirdparty_id, "message_id": run.message_id,
+                            "on_event": run.subject.startswith("event:")}
+    data["invoice_copy"] = False
     for name in spec.attach:
-        if name == "invoice_pdf":
+        letter = DUNNING_PDF.match(name)
+        if name == "invoice_pdf" or letter:
             invoice = run.names.get("invoice")
             if not invoice:
-                raise ActionError("send: attach invoice_pdf, but this subject has no invoice")
+                raise ActionError(f"send: attach {name}, but this subject has no invoice")
             data["invoice_ref"] = invoice["ref"]
+            if letter:
+                data["dunning_level"] = int(letter.group(1)) if letter.group(1) else int(invoice["dunning_level"]) + 1
+                today = run.names.get("today")
+                data["reminder_date"] = today.isoformat() if today is not None else None
+            else:
+                data["invoice_copy"] = True
         else:
             files.append(name)
     if spec.language is not None:
         language = run.value(spec.language)
         data["language"] = str(language) if language else None
-    pdf = f" with {data['invoice_ref']}.pdf" if data["invoice_ref"] else ""
+    documents = [f"{data['invoice_ref']}.pdf"] if data["invoice_copy"] else []
+    if data.get("dunning_level"):
+        documents.append(f"the level {data['dunning_level']} reminder letter")
+    pdf = f" with {' and '.join(documents)}" if documents else ""
     return Planned(data, f"send {spec.template} to {', '.join(addresses)}{pdf}")
+
+
+def _answers_machine_mail(run: Run, address: str) -> bool:
+    message = run.names.get("message")
+    if not message or message.get("kind") in (None, "human"):
+        return False
+    return address.strip().lower() == (message.get("from") or "").lower()
 
 
 def plan_move(spec: MoveAction, run: Run, key: str) -> Planned:
@@ -437,6 +462,18 @@ def _apply_move(conn: Connection, env: Env, data: dict[str, Any], now: datetime)
 MAY_DO_NOTHING = frozenset({"move"})
 
 
+def signer(owner: str, config: Config) -> dict[str, str]:
+    """The `sender` of a mail signed by `owner` (`Lena Berg <lena@ourco.example>`, `lena.berg@ourco.example` or a
+    name): name and address; an address alone gives the name from its local part (lena.berg -> Lena Berg)."""
+    name, address = parseaddr(owner)
+    if "@" not in address:
+        name, address = owner.strip(), config.outbound.sender
+    elif not name:
+        local = address.split("@", 1)[0].split("+", 1)[0]
+        name = " ".join(part.capitalize() for part in re.split(r"[._-]+", local) if part)
+    return {"name": name, "email": address, "address": address}
+
+
 def nothing_to_do(conn: Connection, config: Config, name: str, data: dict[str, Any]) -> str | None:
     """Why this planned action (`plan_*`'s data) would do nothing, or None when it would do something. Read only,
     for `simulate`; what `apply` returning `Nothing` means for the real run. A move: not for a message in no IMAP
@@ -528,6 +565,8 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
                 from maild.business.meetings import meeting_context
 
                 extra["meeting"] = meeting_context(conn, row, env.config.rules.timezone)
+                if row.owner:  # the follow-up is signed by the meeting's owner (From stays the shared sender)
+                    extra["sender"] = signer(row.owner, env.config)
         # The mail is about the rule's subject: its third party (also for a notice to an owner, who is none of
         # its contacts) and the message that triggered it.
         if data.get("thirdparty_id") is not None:
@@ -542,13 +581,22 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
                 from maild.rules.context import message_view
 
                 extra["message"] = message_view(row)
+                # Whether the mail is (being) filed on the server, so a notice says so only when it is true.
+                extra["filing"] = {"on": _not_filed_because(conn, env.config, int(data["message_id"])) is None}
     files = tuple(resolve_path(env.config.base_dir, name) for name in data.get("files") or [])
     outbox: list[dict[str, Any]] = []
     recipients = list(data["to"])
+    cap = env.config.machine_mail.rule_mail_daily_cap
     for address in recipients:
-        mail = prepare(env.config, env.db, template=data["template"], to=address, invoice_ref=data.get("invoice_ref"),
-                       attach=files, language=data.get("language"), extra=extra)
         outbox_key = key if len(recipients) == 1 else f"{key}/{address.lower()}"
+        if cap and data.get("on_event") and loops.over_daily_cap(env.db, address, cap, outbox_key):
+            loops.hold_back(env.db, address, data, outbox_key, cap)
+            outbox.append({"to": address, "held_back": f"already {cap} rule mails to it in 24 h"})
+            continue
+        mail = prepare(env.config, env.db, template=data["template"], to=address, invoice_ref=data.get("invoice_ref"),
+                       attach=files, language=data.get("language"), extra=extra, auto_submitted=True,
+                       invoice_copy=bool(data.get("invoice_copy", True)), dunning_level=data.get("dunning_level"),
+                       reminder_date=data.get("reminder_date"))
         outbox_id, created = queue(env.config, env.db, mail, key=outbox_key, template=data["template"])
         outbox.append({"to": address, "outbox_id": outbox_id, "queued": created, "key": outbox_key})
     return {"outbox": outbox}

@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import nodes
-from sqlalchemy import ARRAY, Connection, Text, any_, bindparam, cast, func, literal_column, or_, select
+from sqlalchemy import ARRAY, Connection, Text, any_, bindparam, cast, exists, func, literal_column, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from maild.business.invoices import invoice_context
@@ -38,6 +38,7 @@ from maild.store.models import (
     Message,
     MessageMatch,
     OutboxMessage,
+    RuleLedger,
     ThirdParty,
 )
 from maild.templates.render import TEXT_ENV
@@ -45,9 +46,12 @@ from maild.templates.render import TEXT_ENV
 _tp, _c, _a = ThirdParty.__table__, Contact.__table__, MailAddress.__table__
 _m, _mm, _ob, _ev, _mt = Message.__table__, MessageMatch.__table__, OutboxMessage.__table__, Event.__table__, \
     Meeting.__table__
+_led = RuleLedger.__table__
 DECIDED = ("matched", "assigned")
 # Mail that failed authentication (a forged sender) is no reply of the customer and no mail of ours.
 AUTHENTIC = or_(_m.c.auth.is_(None), _m.c.auth != "fail")
+# Mail a person wrote (maild/classify): out-of-office replies, bounces, list mail and notifications are no reply.
+HUMAN = or_(_m.c.kind.is_(None), _m.c.kind == "human")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHUNK = 900  # ids per IN (...) list
 ZERO = Decimal("0.00")
@@ -192,7 +196,8 @@ def message_view(row: Any) -> dict[str, Any]:
     return {"id": row.id, "message_id": row.header_message_id, "subject": row.subject or "",
             "from": row.from_addr, "from_name": row.from_name, "to": [p[1] for p in row.to_addrs or []],
             "cc": [p[1] for p in row.cc_addrs or []], "date": as_utc(row.date), "in_reply_to": row.in_reply_to,
-            "references": list(row.references or []), "body": row.text_body or ""}
+            "references": list(row.references or []), "body": row.text_body or "",
+            "kind": getattr(row, "kind", None) or "human"}
 
 
 def event_view(row: Any, type_: str | None = None) -> dict[str, Any]:
@@ -286,10 +291,12 @@ class Directory:
 
 @dataclass
 class Replies:
-    """The newest inbound mail (matched or assigned to the third party, not from us) per third party."""
+    """The newest inbound mail (matched or assigned to the third party, not from us) per third party: mail people
+    wrote (`kinds` None), or machine mail of the given kinds (`("auto_reply",)` for auto_replied_since)."""
 
     own: OwnMail
     latest: dict[int, datetime | None] = field(default_factory=dict)
+    kinds: tuple[str, ...] | None = None
 
     def load(self, conn: Connection, thirdparty_ids: Iterable[int | None]) -> None:
         wanted = sorted({i for i in thirdparty_ids if i is not None and i not in self.latest})
@@ -302,7 +309,8 @@ class Replies:
         rows = conn.execute(
             select(_mm.c.thirdparty_id, _m.c.from_addr, func.max(when).label("at"))
             .select_from(_mm.join(_m, _m.c.id == _mm.c.message_id))
-            .where(any_of(conn, _mm.c.thirdparty_id, wanted), _mm.c.status.in_(DECIDED), AUTHENTIC)
+            .where(any_of(conn, _mm.c.thirdparty_id, wanted), _mm.c.status.in_(DECIDED), AUTHENTIC,
+                   HUMAN if self.kinds is None else _m.c.kind.in_(self.kinds))
             .group_by(_mm.c.thirdparty_id, _m.c.from_addr)).all()
         for tp_id, sender, at in rows:
             if at is None or self.own.is_own(sender):
@@ -396,6 +404,18 @@ class Scope:
     directory: Directory
     thirdparty: dict[str, Any] | None = None
     invoice: dict[str, Any] | None = None
+    auto_replies: Replies = field(default_factory=lambda: Replies(OwnMail(), kinds=("auto_reply",)))
+    # The addresses whose mail does not arrive (normalised), read once per scope (a sweep: once per rule) for
+    # `undeliverable()`: a query per candidate cost a sweep over 100,000 invoices 25 times its time.
+    undeliverable: frozenset[str] | None = None
+
+    def undeliverable_addresses(self) -> frozenset[str]:
+        if self.undeliverable is None:
+            from maild.bounces.health import UNDELIVERABLE, H
+
+            self.undeliverable = frozenset(
+                self.conn.execute(select(H.c.address).where(H.c.state == UNDELIVERABLE)).scalars())
+        return self.undeliverable
 
 
 def helpers(scope: Scope) -> dict[str, Callable[..., Any]]:
@@ -433,6 +453,23 @@ def helpers(scope: Scope) -> dict[str, Callable[..., Any]]:
             scope.replies.load(scope.conn, [tp["id"]])
         return scope.replies.since(tp["id"], clock.moment(moment))
 
+    def auto_replied_since(moment: date | datetime | None = None) -> bool:
+        tp = scope.thirdparty
+        if tp is None:
+            return False
+        replies = scope.auto_replies
+        if tp["id"] not in replies.latest:
+            replies.load(scope.conn, [tp["id"]])
+        return replies.since(tp["id"], clock.moment(moment))
+
+    def undeliverable(target: Any) -> bool:
+        targets = target if isinstance(target, list | tuple) else [target]
+        addresses = [a for a in (address_of(t) for t in targets) if a]
+        if not addresses:
+            return False
+        dead = scope.undeliverable_addresses()
+        return bool(dead) and any(normalize_address(a) in dead for a in addresses)
+
     def wrote_to_(address: Any, moment: date | datetime | None = None) -> bool:
         return wrote_to(scope.conn, scope.own, address, clock.moment(moment))
 
@@ -458,7 +495,8 @@ def helpers(scope: Scope) -> dict[str, Callable[..., Any]]:
 
     return {"days_since": days_since, "days_until": days_until, "days_overdue": days_overdue,
             "amount_due": amount_due, "replied_since": replied_since, "wrote_to": wrote_to_, "has_tag": has_tag,
-            "business_hours": clock.business_hours, "contact_with_role": contact_with_role, "duration": duration}
+            "business_hours": clock.business_hours, "contact_with_role": contact_with_role, "duration": duration,
+            "auto_replied_since": auto_replied_since, "undeliverable": undeliverable}
 
 
 def address_of(value: Any) -> str | None:
@@ -473,7 +511,8 @@ def address_of(value: Any) -> str | None:
 
 def wrote_to(conn: Connection, own: OwnMail, target: Any, moment: datetime | None) -> bool:
     """We (the outbox, or a colleague's mail seen in an ingested folder) wrote to `target` after `moment`; for a
-    list (such as `attendees`), to any of them."""
+    list (such as `attendees`), to any of them. Mail a rule sent (a reminder, a notice) does not count: a person of
+    us was in contact, or not."""
     if isinstance(target, list | tuple):
         return any(wrote_to(conn, own, item, moment) for item in target)
     address = normalize_address(address_of(target))
@@ -482,7 +521,10 @@ def wrote_to(conn: Connection, own: OwnMail, target: Any, moment: datetime | Non
     # A cheap text prefilter on the domain (JSON text; only when plain ASCII), then the exact check in Python.
     domain = address.rpartition("@")[2]
     pattern = "%@" + domain.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    query = select(_ob.c.recipients).where(_ob.c.status.not_in(("cancelled", "failed")))
+    # Mail a rule sent (a reminder, a notice) is no contact by one of us: only what a person sent counts.
+    by_rule = exists().where(or_(_led.c.key == _ob.c.idempotency_key,
+                                 _ob.c.idempotency_key.like(_led.c.key + "/%")))
+    query = select(_ob.c.recipients).where(_ob.c.status.not_in(("cancelled", "failed")), ~by_rule)
     if domain.isascii():
         query = query.where(func.lower(cast(_ob.c.recipients, Text)).like(pattern, escape="\\"))
     if moment is not None:

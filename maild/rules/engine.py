@@ -18,12 +18,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import OperationalError
 
+from maild.business import holds
+from maild.business.hold_mail import HoldWatch
 from maild.business.timeline import caused_by
 from maild.clock import as_utc, utcnow
 from maild.config import Config
@@ -46,6 +48,7 @@ from maild.rules.context import (
     swept_invoice_view,
 )
 from maild.rules.cursor import EventCursor
+from maild.rules.explain import Explanation, check_conditions
 from maild.rules.expressions import ExpressionError
 from maild.rules.model import Action, EventTrigger, Rule, RuleSet, ScheduleTrigger, SweepTrigger
 from maild.store.checkpoints import is_dead_local_process
@@ -55,6 +58,9 @@ from maild.store.models import Event, Invoice, Meeting, Message
 log = logging.getLogger("maild.rules")
 _ev, _inv, _mt, _m = Event.__table__, Invoice.__table__, Meeting.__table__, Message.__table__
 REPLIED = "mail.replied"
+# What a notice says about our own mail (maild/bounces/record.py): rules may act on these, mailing someone else
+# (a billing contact for a bounced dunning letter); never the notice's sender (`actions.plan_send`).
+NOTICE_EVENTS = frozenset({"mail.bounced", "mail.delayed", "mail.complained"})
 UNAUTHENTICATED = "fail"  # messages.auth of mail our trusted server says failed authentication
 # Rules react to what other rules did (a task, a note, a sent mail) at most this many actions deep: two rules
 # that trigger each other stop there instead of running for ever. (A rule never reacts to what it did itself.)
@@ -124,8 +130,10 @@ class RulesEngine:
         self._stage: Any = None
         self.env = actions.Env(config, db, self._plan_filing)
         self.replace_rules(rules)
+        self.hold_watch = HoldWatch(config, db, lambda: self.clock())
         if not simulate:
             self.cursor.ensure()
+            self.hold_watch.ensure()
 
     def replace_rules(self, rules: RuleSet) -> None:
         self.rules = rules
@@ -148,6 +156,8 @@ class RulesEngine:
 
     def process_events(self, limit: int = 500) -> int:
         """Run the event rules over the events after the cursor (at most `limit`); returns actions taken."""
+        if not self.simulating:
+            self.maintain_holds()
         rows = self.cursor.read(limit)
         taken = 0
         for index, row in enumerate(rows, start=1):
@@ -188,10 +198,19 @@ class RulesEngine:
                 out.append((rule, REPLIED))
         return out
 
-    def _on_event(self, p: _Pass, row: Any) -> int:
+    def _on_event(self, p: _Pass, row: Any, trace: Explanation | None = None) -> int:
         matching = self._rules_for(row)
-        if not matching:
-            return 0
+        if trace is not None:
+            matching = [(rule, seen_as) for rule, seen_as in matching if rule.name == trace.rule]
+            if not matching:
+                traced = self.rules.by_name(trace.rule)
+                types = ", ".join(traced.trigger.types) if traced and isinstance(traced.trigger, EventTrigger) else "?"
+                trace.gate_open = False
+                trace.gate.append(f"this event ({row.type}) was written by this rule itself: a rule never reacts to "
+                                  "what it did" if (row.data or {}).get("rule") == trace.rule else
+                                  f"the rule reacts to {types}; this event is {row.type}")
+                return 0
+            trace.gate.append(f"the rule reacts to {row.type} events: this one is event #{row.id}")
         data = row.data or {}
         subject = f"event:{row.id}"
         taken = 0
@@ -200,9 +219,18 @@ class RulesEngine:
             if chain:  # never react to what the same rule did (the mail it sent, the invoice it marked paid)
                 matching = [(rule, seen_as) for rule, seen_as in matching if rule.name != chain[0]]
                 if not matching:
+                    if trace is not None:
+                        trace.gate_open = False
+                        trace.gate.append(f"this event was caused by the rule itself ({chain[0]}): a rule never "
+                                          "reacts to what it did")
                     return 0
             if len(chain) >= MAX_CHAIN:
                 path = " -> ".join(reversed(chain))
+                if trace is not None:
+                    trace.gate_open = False
+                    trace.gate.append(f"this event is the end of {len(chain)} rule actions in a row ({path}); rules "
+                                      "that trigger each other stop here")
+                    return 0
                 for rule, seen_as in matching:
                     run = actions.Run(rule.name, subject, f"event {seen_as} #{row.id}", {},
                                       thirdparty_id=row.thirdparty_id, message_id=row.message_id)
@@ -219,9 +247,24 @@ class RulesEngine:
                 if found is not None and found.auth == UNAUTHENTICATED:
                     # A forged sender triggers nothing; only filing the mail (rules that just move it) goes on.
                     matching = [(rule, seen_as) for rule, seen_as in matching if _only_files(rule)]
+                    if trace is not None and not matching:
+                        trace.gate_open = False
+                        trace.gate.append(f"message {row.message_id} failed sender authentication "
+                                          f"({found.auth_reason or 'dmarc=fail'}): only filing rules act on it")
+                        return 0
                     log.info("event %s: message %s failed authentication; %s", row.id, row.message_id,
                              "only its filing rules act on it" if matching else "no rule acts on it",
                              extra={"fields": {"event": row.id, "message": row.message_id}})
+                    if not matching:
+                        return 0
+                if found is not None and found.kind not in (None, "human") and row.type not in NOTICE_EVENTS:
+                    # Machine mail (a bounce, an auto-reply, list mail...): never answered by a rule's mail (loops).
+                    held = [rule.name for rule, _ in matching if _sends(rule)]
+                    matching = [(rule, seen_as) for rule, seen_as in matching if not _sends(rule)]
+                    if held:
+                        log.info("event %s: message %s is %s; rules that send mail do not act on it: %s", row.id,
+                                 row.message_id, found.kind, ", ".join(held),
+                                 extra={"fields": {"event": row.id, "message": row.message_id}})
                     if not matching:
                         return 0
                 message = message_view(found) if found is not None else None
@@ -249,7 +292,9 @@ class RulesEngine:
                                   message_id=row.message_id, invoice_id=invoice["id"] if invoice else None,
                                   meeting_id=meeting["id"] if meeting else None, event=event)
                 run.names = self._names(p, conn, rule, names)
-                done, stop = self._run(conn, rule, run, head)
+                if trace is not None:
+                    trace.what = head
+                done, stop = self._run(conn, rule, run, head, trace=trace)
                 taken += done
                 if stop:
                     break
@@ -259,6 +304,8 @@ class RulesEngine:
 
     def sweep(self) -> int:
         """Every enabled sweep rule once, at clock(); first, what earlier passes left unfinished."""
+        if not self.simulating:
+            self.maintain_holds()  # first: a reply that came meanwhile holds its invoice before a reminder goes
         taken = 0 if self.simulating else self.retry_pending()
         p = self._new_pass()
         stopped: set[str] = set()
@@ -266,19 +313,38 @@ class RulesEngine:
             taken += self._sweep_rule(p, rule, stopped)
         return taken
 
-    def _sweep_rule(self, p: _Pass, rule: Rule, stopped: set[str]) -> int:
+    def maintain_holds(self) -> int:
+        """Holds from new mail (maild.business.hold_mail), promises whose day has passed released, holds nobody
+        resolved escalated. Returns the number of changes."""
+        done = self.hold_watch.run()
+        now = self.clock()
+        today = Clock.of(self.config, now, self.rules.timezone).today
+        with self.db.engine.begin() as conn:
+            done += holds.release_promises(conn, today, now) + holds.escalate(conn, self.config, now)
+        return done
+
+    def _sweep_rule(self, p: _Pass, rule: Rule, stopped: set[str], trace: Explanation | None = None,
+                    only: int | None = None) -> int:
         """One sweep rule over its candidates: the conditions SQL could not check, then the actions of each
         subject that passed, in id order (as `_run` does for one subject, with what is the same for every
-        subject of the rule worked out once)."""
+        subject of the rule worked out once).
+
+        With `trace` (explain): only the record `only`, whatever its window (the trace says whether the window
+        holds, from the same SQL), every condition evaluated in Python and recorded, actions only when both hold."""
         trigger = rule.trigger
         assert isinstance(trigger, SweepTrigger)
-        compiled = self._compiled[rule.name]
+        compiled = self._compiled.get(rule.name) or sweep.compile_rule(rule)  # explain: also a disabled rule
         record = trigger.record
         taken = 0
         with self.db.engine.connect() as conn:
-            scan = sweep.prefer_scan(conn, rule, compiled)
-            rows = conn.execute(sweep.candidates(rule, compiled, p.clock, scan=scan,
-                                                 text_times=conn.dialect.name == "sqlite")).all()
+            if trace is not None:
+                compiled = sweep.SweepQuery((), (True,) * len(rule.conditions), compiled.replies)
+                rows = conn.execute(sweep.candidates(rule, compiled, p.clock, only=only,
+                                                     text_times=conn.dialect.name == "sqlite")).all()
+            else:
+                scan = sweep.prefer_scan(conn, rule, compiled)
+                rows = conn.execute(sweep.candidates(rule, compiled, p.clock, scan=scan,
+                                                     text_times=conn.dialect.name == "sqlite")).all()
             if stopped:
                 rows = [r for r in rows if f"{record}:{r.id}" not in stopped]
             if not rows:
@@ -328,6 +394,12 @@ class RulesEngine:
                 error = once = None
                 try:
                     passed = True
+                    if trace is not None:
+                        trace.what = f"{record} {view.get('ref') or view['id']}" + (
+                            f" of {thirdparty['name']}" if thirdparty else "")
+                        if not check_conditions(trace, rule.conditions, evaluator.value, names) \
+                                or not trace.gate_open:
+                            continue
                     for check in checks:
                         if not check(names):
                             passed = False
@@ -395,6 +467,106 @@ class RulesEngine:
         self.sweep()
         return list(self.planned)
 
+    # --- explain ----------------------------------------------------------------------------------------
+
+    def explain(self, rule_name: str, subject: str) -> Explanation:
+        """Would `rule_name` fire for `subject` (`invoice:12`, `meeting:7`, `event:345`, or `schedule` for a
+        schedule rule) at clock()? Evaluated as a pass would, nothing written. Raises LookupError when the rule
+        or the subject does not exist or do not fit together (the message says which)."""
+        if not self.simulating:
+            engine = RulesEngine(self.config, self.db, self.rules, clock=self.clock, simulate=True)
+            return engine.explain(rule_name, subject)
+        from maild.rules.summary import trigger_summary
+
+        rule = self.rules.by_name(rule_name)
+        if rule is None:
+            known = ", ".join(r.name for r in self.rules.rules) or "none"
+            raise LookupError(f"no rule named {rule_name!r} (rules: {known})")
+        kind, _, ident = subject.partition(":")
+        p = self._new_pass()
+        trace = Explanation(rule.name, rule.file, trigger_summary(rule.trigger), subject, p.clock.local)
+        if not rule.enabled:
+            trace.gate_open = False
+            trace.gate.append("the rule is disabled (enabled: false)")
+        self.planned = []
+        trigger = rule.trigger
+        if isinstance(trigger, SweepTrigger):
+            if kind != trigger.record:
+                raise LookupError(f"{rule.name} sweeps {trigger.record}s; give a subject {trigger.record}:ID")
+            record_id = self._record_id(trigger.record, ident)
+            with self.db.engine.connect() as conn:
+                opened, lines = sweep.window_state(conn, trigger, p.clock, record_id)
+            trace.gate += lines
+            trace.gate_open = trace.gate_open and opened
+            if not lines or lines[0].startswith("no "):
+                raise LookupError(lines[0] if lines else f"no {subject}")
+            if trigger.record == "invoice":
+                with self.db.engine.connect() as conn:
+                    held = holds.active(conn, record_id)
+                if held is not None:
+                    trace.notes.append(f"held since {held.since.astimezone(p.clock.zone).isoformat(timespec='minutes')}"
+                                       f": {held.reason}; decides: {held.owner or 'nobody named'}"
+                                       + (f" (until {held.until.isoformat()})" if held.until else ""))
+            self._sweep_rule(p, rule, set(), trace, record_id)
+        elif isinstance(trigger, EventTrigger):
+            event_id = _int(ident) if kind == "event" else None
+            if event_id is None:
+                raise LookupError(f"{rule.name} runs on events; give a subject event:ID (see `maild timeline`)")
+            with self.db.engine.connect() as conn:
+                row = conn.execute(select(_ev).where(_ev.c.id == event_id)).first()
+            if row is None:
+                raise LookupError(f"no event #{event_id}")
+            self._on_event(p, row, trace)
+        else:
+            trace.gate.append("a schedule rule: it runs at its times (see `maild rules check`); its conditions now:")
+            with self.db.engine.connect() as conn:
+                run = actions.Run(rule.name, f"schedule:{p.clock.now.isoformat()}", "schedule", {},
+                                  evaluator=self.evaluator)
+                run.names = self._names(p, conn, rule, {})
+                self._run(conn, rule, run, "schedule", trace=trace)
+        trace.actions = [a for a in self.planned if a.rule == rule.name]
+        return trace
+
+    def _record_id(self, record: str, ident: str) -> int:
+        """An invoice by id or number (`FA2611-0105`), a meeting by id or calendar UID."""
+        table = _inv if record == "invoice" else _mt
+        by = table.c.ref if record == "invoice" else table.c.uid
+        with self.db.engine.connect() as conn:
+            found = conn.execute(select(table.c.id).where(by == ident)).scalar()
+            if found is None and _int(ident) is not None:
+                found = conn.execute(select(table.c.id).where(table.c.id == _int(ident))).scalar()
+        if found is None:
+            raise LookupError(f"no {record} {ident!r} (give its {'number' if record == 'invoice' else 'UID'} or id)")
+        return int(found)
+
+    def simulate_day(self) -> list[PlannedAction]:
+        """What the rules would do at clock() given today's data: the sweeps at that moment, and every schedule
+        rule at each of its times on that (local) day. No events are replayed (they have not happened). Writes
+        nothing."""
+        if not self.simulating:
+            return RulesEngine(self.config, self.db, self.rules, clock=self.clock, simulate=True).simulate_day()
+        from maild.rules.scheduler import schedule_trigger
+
+        self.planned = []
+        self.sweep()
+        moment = self.clock()
+        clock = self._new_pass().clock
+        start = datetime.combine(clock.today, time(0), clock.zone)
+        end = start + timedelta(days=1)
+        for rule in self.rules.rules:
+            if not rule.enabled or not isinstance(rule.trigger, ScheduleTrigger):
+                continue
+            trigger = schedule_trigger(rule.trigger)
+            fire = trigger.get_next_fire_time(None, start)
+            try:
+                while fire is not None and fire < end:
+                    self.clock = lambda fire=fire: fire  # type: ignore[misc]  # the rule sees its own fire time
+                    self.run_schedule(rule.name, fire)
+                    fire = trigger.get_next_fire_time(fire, fire + timedelta(microseconds=1))
+            finally:
+                self.clock = lambda: moment
+        return list(self.planned)
+
     # --- one rule, one subject --------------------------------------------------------------------------
 
     def _names(self, p: _Pass, conn: Connection, rule: Rule, records: dict[str, Any]) -> dict[str, Any]:
@@ -403,10 +575,14 @@ class RulesEngine:
         return {"now": p.clock.now, "today": p.clock.today, "rule": rule_view(rule), **records, **helpers(scope)}
 
     def _run(self, conn: Connection, rule: Rule, run: actions.Run, head: str,
-             known: dict[str, str] | None = None, in_python: tuple[bool, ...] | None = None) -> tuple[int, bool]:
-        """Conditions, then the actions in order. Returns (actions taken, stop)."""
+             known: dict[str, str] | None = None, in_python: tuple[bool, ...] | None = None,
+             trace: Explanation | None = None) -> tuple[int, bool]:
+        """Conditions, then the actions in order. Returns (actions taken, stop). With `trace` (explain), every
+        condition is evaluated and recorded there."""
         names = run.names
         held = []
+        if trace is not None and not check_conditions(trace, rule.conditions, self.evaluator.value, names):
+            return 0, False
         try:
             for index, condition in enumerate(rule.conditions):
                 if (in_python is None or in_python[index]) and not self.evaluator.value(condition, names):
@@ -704,6 +880,11 @@ def _log_outcome(entry: ledger.Entry, summary: str, outcome: str) -> None:
                  outcome.removeprefix("skipped: "))
     else:
         log.info("rule %s: %s (%s)", entry.rule, summary, entry.key)
+
+
+def _sends(rule: Rule) -> bool:
+    """The rule sends mail (it must not answer machine mail: a bounce or an auto-reply would answer back)."""
+    return any(action.name == "send" for action in rule.actions)
 
 
 def _only_files(rule: Rule) -> bool:

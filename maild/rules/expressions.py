@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError, Undefined, nodes
 
-from maild.rules.model import Position, RuleError
+from maild.rules.errors import Position, RuleError
 from maild.templates.render import TEXT_ENV
 
 

@@ -24,6 +24,7 @@ from maild.rules.expressions import Expression
 from maild.rules.load_expressions import ExpressionReader, kind_label
 from maild.rules.model import (
     ACTION_NAMES,
+    DUNNING_PDF,
     SETTABLE_FIELDS,
     SETTABLE_PREFIXES,
     Action,
@@ -53,8 +54,14 @@ from maild.rules.yaml_nodes import (
 )
 from maild.templates.loader import NAME_RE, template_names
 
-# Documents `send.attach` can generate, and the context name each needs.
-GENERATED_ATTACHMENTS = {"invoice_pdf": "invoice"}
+# Documents `send.attach` can generate, and the context name each needs: the invoice, or the reminder letter
+# (`dunning_pdf`: the level after the invoice's current one; `dunning_pdf:2`: that level).
+GENERATED_ATTACHMENTS = {"invoice_pdf": "invoice", "dunning_pdf": "invoice"}
+
+
+def generated_attachment(name: str) -> str | None:
+    """The context name a generated attachment needs (`invoice`), or None for a stored file."""
+    return GENERATED_ATTACHMENTS["dunning_pdf"] if DUNNING_PDF.match(name) else GENERATED_ATTACHMENTS.get(name)
 SECRET_KEYS = ("password", "token", "key", "api_key")
 SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # as the config's rules.webhook_secrets keys
 DECLARE_SECRET = "declare it in the config (rules.webhook_secrets: {NAME: {env: VAR}} or {NAME: {file: PATH}})"
@@ -148,7 +155,7 @@ class ActionReader:
             return None
         ok = True
         for name, item in names:
-            needs = GENERATED_ATTACHMENTS.get(name)
+            needs = generated_attachment(name)
             if needs is not None and not self.exprs.has(needs):
                 ok = False
                 self.errors.add(item, key, f"{name} needs an invoice, which {kind_label(str(self.exprs.kind))} "

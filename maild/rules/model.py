@@ -28,43 +28,18 @@ Rule file shape (documented for users in docs/rules.md):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
+# Re-exported: defined here first, imported from here by the loader, the CLI and tests.
+from maild.rules.errors import Position as Position
+from maild.rules.errors import RuleError as RuleError
+from maild.rules.errors import RuleErrors as RuleErrors
+
 if TYPE_CHECKING:
     from maild.rules.expressions import Expression, TextTemplate
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where something is in a rule file; line and column are 1-based."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
-
-
-class RuleError(ValueError):
-    """One problem in a rule file: `FILE:LINE:COLUMN: key: message`."""
-
-    def __init__(self, position: Position | None, key: str, message: str) -> None:
-        self.position = position
-        self.key = key
-        self.message = message
-        where = f"{position}: " if position else ""
-        super().__init__(f"{where}{key}: {message}" if key else f"{where}{message}")
-
-
-class RuleErrors(ValueError):
-    """Every problem found in a set of rule files (the loader reports all of them, not just the first)."""
-
-    def __init__(self, errors: list[RuleError]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))
 
 
 # --- Triggers ------------------------------------------------------------------------------------
@@ -74,7 +49,9 @@ class RuleErrors(ValueError):
 EVENT_TYPES = frozenset({
     "mail.received", "mail.matched", "mail.unmatched", "mail.assigned", "mail.filed", "mail.replied",
     "mail.sent", "mail.opened", "mail.clicked",
+    "mail.bounced", "mail.delayed", "mail.complained", "address.cleared", "rule.held_back",
     "invoice.created", "invoice.updated", "invoice.paid", "payment.recorded",
+    "invoice.held", "invoice.hold_escalated", "invoice.resumed", "invoice.promised", "invoice.disputed",
     "meeting.created", "meeting.updated", "meeting.cancelled", "task.created", "task.done", "note.added",
 })
 
@@ -130,7 +107,10 @@ CONTEXT_NAMES: dict[str, frozenset[str]] = {
 #   days_since(t), days_until(t): whole days between now and a date/datetime (negative when in the past/future)
 #   days_overdue(): for an invoice, days past its due date (0 when not due)
 #   amount_due(): for an invoice, amount - paid_amount + late_fees
-#   replied_since(t): the current third party sent us mail after t (None means: ever)
+#   replied_since(t): a person of the current third party wrote to us after t (None means: ever); machine mail
+#     (out-of-office and other auto-replies, bounces, list mail, notifications) does not count
+#   auto_replied_since(t): an automatic reply (out-of-office ...) of the current third party came after t
+#   undeliverable(x): mail to that address (or contact / third party dict) bounced for good or it complained
 #   wrote_to(address, t): we sent mail to that address after t (None means: ever)
 #   has_tag(name): the current third party carries that tag
 #   business_hours(): now is within the configured business hours (rules.business_hours)
@@ -138,11 +118,15 @@ CONTEXT_NAMES: dict[str, frozenset[str]] = {
 #   duration(text): a timedelta from "7d", "2h", "1w", "90m", "1d12h"
 FUNCTIONS = frozenset({
     "days_since", "days_until", "days_overdue", "amount_due", "replied_since", "wrote_to", "has_tag",
-    "business_hours", "contact_with_role", "duration",
+    "business_hours", "contact_with_role", "duration", "auto_replied_since", "undeliverable",
 })
 
 
 # --- Actions -------------------------------------------------------------------------------------
+
+
+# `send.attach: [dunning_pdf]` (the level after the invoice's current one) or `dunning_pdf:2` (that level).
+DUNNING_PDF = re.compile(r"^dunning_pdf(?::([1-9]))?$")
 
 
 @dataclass(frozen=True)

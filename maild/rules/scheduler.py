@@ -36,6 +36,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from maild.clock import utcnow
 from maild.config import Config
+from maild.health import WorkerHealth
 from maild.rules.model import RuleErrors, RuleSet, ScheduleTrigger
 from maild.store import leases
 from maild.store.db import Database
@@ -96,6 +97,7 @@ class RulesRunner:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._ready: Callable[[], bool] | None = None
+        self.health = WorkerHealth("rules")
 
     # --- life cycle ------------------------------------------------------------------------------
 
@@ -157,16 +159,27 @@ class RulesRunner:
                 return
         while not self._stop.is_set():
             try:
-                held = leases.acquire(self.db, LEASE_NAME, self.owner, ttl)
-            except Exception as exc:  # database unreachable: stop running jobs until it is back
+                self._hold_lease(ttl)
+            except Exception as exc:  # database unreachable, or the scheduler would not start: try again soon
                 log.error("rules scheduler lease: %s", exc)
-                held = False
-            if held and not self.active:
-                self._activate()
-            elif not held and self.active:
-                log.warning("rules scheduler lease lost; another daemon runs the rules now")
-                self._deactivate()
+                self.health.failed(exc, ttl / 3)
+                try:
+                    self._deactivate()
+                except Exception:
+                    log.exception("rules scheduler did not stop cleanly")
             self._stop.wait(ttl / 3)
+        self.health.stopped()
+
+    def _hold_lease(self, ttl: float) -> None:
+        held = leases.acquire(self.db, LEASE_NAME, self.owner, ttl)
+        if held and not self.active:
+            self._activate()
+            self.health.ok()  # running the rules (again); a job that fails shows at once
+        elif not held and self.active:
+            log.warning("rules scheduler lease lost; another daemon runs the rules now")
+            self._deactivate()
+        if not held:
+            self.health.ok()  # standing by is healthy; a job's failure shows as soon as one runs here
 
     def _activate(self) -> None:
         tz = ZoneInfo(self.rules.timezone)
@@ -176,10 +189,18 @@ class RulesRunner:
                                         timezone=tz)
         _ACTIVE[self.db_key] = self
         scheduler.start(paused=True)
-        with self._lock:
-            self._sync_jobs(scheduler)
-            self.scheduler = scheduler
-        scheduler.modify_job(SWEEP_JOB, next_run_time=datetime.now(tz))  # catch up at once
+        try:
+            with self._lock:
+                self._sync_jobs(scheduler)
+                self.scheduler = scheduler
+            scheduler.modify_job(SWEEP_JOB, next_run_time=datetime.now(tz))  # catch up at once
+        except BaseException:  # the database went away meanwhile: no half-started scheduler is left running
+            with self._lock:
+                self.scheduler = None
+            if _ACTIVE.get(self.db_key) is self:
+                del _ACTIVE[self.db_key]
+            scheduler.shutdown(wait=False)
+            raise
         scheduler.resume()
         log.info("rules scheduler active", extra={"fields": {"owner": self.owner}})
 
@@ -223,9 +244,12 @@ class RulesRunner:
                     total += done
                     if not done:
                         break
+                self.health.ok()
                 return total
             if job == "sweep":
-                return int(engine.sweep())
+                done = int(engine.sweep())
+                self.health.ok()
+                return done
             if job == "schedule" and rule is not None:
                 found = self.rules.by_name(rule)
                 if found is None or not isinstance(found.trigger, ScheduleTrigger):
@@ -233,8 +257,9 @@ class RulesRunner:
                 fired = last_fire_time(schedule_trigger(found.trigger), self.clock(),
                                        timedelta(seconds=self.config.rules.misfire_grace))
                 return int(engine.run_schedule(rule, fired)) if fired is not None else 0
-        except Exception:
+        except Exception as exc:
             log.exception("rules job %s failed", f"{job}:{rule}" if rule else job)
+            self.health.failed(exc, self.config.rules.event_interval)
         return 0
 
 

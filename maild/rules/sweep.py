@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     and_,
+    case,
     cast,
     func,
     not_,
@@ -273,12 +274,13 @@ def window(trigger: SweepTrigger, clock: Clock) -> list[ColumnElement[bool]]:
 
 
 def candidates(rule: Rule, compiled: SweepQuery, clock: Clock, *, scan: bool = False,
-               text_times: bool = False) -> Select[Any]:
+               text_times: bool = False, only: int | None = None) -> Select[Any]:
     """The candidate rows, in id order. Invoices: INVOICE_SWEEP_COLUMNS and `has_lines` (false when `lines` is
     empty or null; true otherwise, then the engine loads the full view), so no row's lines are decoded for
     nothing; meetings: every column (the view reads them all). `scan`: see `prefer_scan` (else the conditions
     are `pinned` to the index that serves the window, if one does). `text_times`
-    (SQLite): the invoice's dates and datetimes as their stored text, for `swept_invoice_view` to parse at once."""
+    (SQLite): the invoice's dates and datetimes as their stored text, for `swept_invoice_view` to parse at once.
+    `only` (explain): that record alone, in its window or not (`window_state` says which)."""
     trigger = rule.trigger
     assert isinstance(trigger, SweepTrigger)
     table = TABLES[trigger.record]
@@ -290,8 +292,52 @@ def candidates(rule: Rule, compiled: SweepQuery, clock: Clock, *, scan: bool = F
                    if text_times and isinstance(column.type, DateTime | Date) else column
                    for name, column in ((name, table.c[name]) for name in INVOICE_SWEEP_COLUMNS)]
         columns.append(has_lines)
+    if only is not None:
+        return select(*columns).where(table.c.id == only)
     pushed = compiled.scan if scan and compiled.scan else (compiled.pinned or compiled.pushed)
     return select(*columns).where(*window(trigger, clock), *pushed).order_by(table.c.id)
+
+
+def window_state(conn: Connection, trigger: SweepTrigger, clock: Clock, record_id: int) -> tuple[bool, list[str]]:
+    """(in the window?, lines saying why) for one record at `clock`: the clauses of `window` evaluated by the
+    database on that row (the very test a sweep makes), with the date and the bounds they stand for."""
+    table = TABLES[trigger.record]
+    column = table.c[trigger.date]
+    clauses = window(trigger, clock)
+    row = conn.execute(select(column, *(case((clause, 1), else_=0).label(f"c{i}")
+                                        for i, clause in enumerate(clauses)))
+                       .where(table.c.id == record_id)).first()
+    if row is None:
+        return False, [f"no {trigger.record} #{record_id}"]
+    value = row[0]
+    passed = [bool(flag) for flag in row[1:]]
+    name = f"{trigger.record}.{trigger.date}"
+    if value is None:
+        return False, [f"{name} is empty: the sweep counts from it, so it never fires for this {trigger.record}"]
+    opens, closes = _bound(trigger, value, trigger.offset, clock), (
+        _bound(trigger, value, trigger.until, clock) if trigger.until is not None else None)
+    lines = [f"{name} = {value.isoformat() if hasattr(value, 'isoformat') else value}; "
+             f"the window ({describe(trigger)}) opens {opens}" + (f" and closes {closes}" if closes else
+                                                                   " and has no end")]
+    now = clock.local.isoformat(timespec="minutes")
+    is_date_column = isinstance(column.type, Date)
+    first = 0 if is_date_column else 1  # a datetime window starts with `is not null`
+    if not passed[first]:
+        lines.append(f"not yet: now ({now}) is before the window opens ({opens})")
+        return False, lines
+    if trigger.until is not None and not passed[-1]:
+        lines.append(f"too late: now ({now}) is past the window's end ({closes}); a later rule takes over")
+        return False, lines
+    lines.append(f"now ({now}) is in the window")
+    return True, lines
+
+
+def _bound(trigger: SweepTrigger, value: date | datetime, offset: timedelta, clock: Clock) -> str:
+    """`value + offset` as the window counts it: local midnight for dates, the UTC instant for datetimes."""
+    if isinstance(value, datetime):
+        return (value + offset).isoformat(timespec="minutes")
+    moment = datetime.combine(value, time(0)) + offset
+    return moment.replace(tzinfo=clock.zone).isoformat(timespec="minutes")
 
 
 DAY = timedelta(days=1)

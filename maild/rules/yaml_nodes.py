@@ -18,7 +18,7 @@ from yaml.constructor import SafeConstructor
 
 from maild.rules.durations import EXAMPLES as DURATION_EXAMPLES
 from maild.rules.durations import parse_duration
-from maild.rules.model import Position, RuleError
+from maild.rules.errors import Position, RuleError
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 

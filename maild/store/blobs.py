@@ -10,9 +10,26 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from maild.permissions import private_dir
+
+
+class StorageError(Exception):
+    """The blob store could not be written (disk full, read-only, permissions, I/O error): a problem of this
+    machine, never of the message being stored. Ingest does not commit the batch and retries it later."""
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+    def __reduce__(self) -> tuple[type[StorageError], tuple[str, int | None]]:  # crosses the parser processes
+        return (StorageError, (str(self), self.errno))
+
+
+def storage_error(root: Path, exc: OSError) -> StorageError:
+    return StorageError(f"cannot write to the blob store {root}: {exc.strerror or exc}", exc.errno)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -27,20 +44,58 @@ class BlobStore:
         return self.root / digest[:2] / digest[2:4] / digest
 
     def put(self, data: bytes) -> str:
+        """Store `data`; its sha256. Any OSError (ENOSPC, EROFS, EACCES, EIO) is a StorageError."""
         digest = sha256_hex(data)
         target = self.path(digest)
         if target.exists():
             return digest
-        private_dir(target.parent)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")  # 0600
+        try:
+            private_dir(target.parent)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")  # 0600
+        except OSError as exc:
+            raise storage_error(self.root, exc) from exc
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise storage_error(self.root, exc) from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return digest
+
+    def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Store bytes that arrive in pieces (an oversized message), never holding more than one piece; returns
+        (sha256, size). Written to a temp file in the store, hashed on the way, then renamed into place."""
+        try:
+            private_dir(self.root)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")  # 0600
+        except OSError as exc:
+            raise storage_error(self.root, exc) from exc
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    handle.write(chunk)
+            digest = hasher.hexdigest()
+            target = self.path(digest)
+            if target.exists():
+                Path(tmp).unlink()
+            else:
+                private_dir(target.parent)
+                os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise storage_error(self.root, exc) from exc
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest, size
 
     def get(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()

@@ -17,7 +17,7 @@ from sqlmodel import Session
 from maild.permissions import private_dir, private_file, sqlite_path
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0006_trust"  # the newest file in migrations/versions (a test keeps the two in step)
+HEAD_REVISION = "0007_dunning"  # the newest file in migrations/versions (a test keeps the two in step)
 
 
 class Database:

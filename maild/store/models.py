@@ -103,6 +103,10 @@ class Message(SQLModel, table=True):
     # pass | fail | none; NULL when none was configured. `fail`: filed, but no rule, meeting or reply counts it.
     auth: str | None = Field(default=None, max_length=8)
     auth_reason: str | None = Field(default=None, sa_type=Text)
+    # What kind of mail it is (maild/classify): human | bounce | auto_reply | feedback_report | list | notification |
+    # unknown; NULL: not classified (before 0007, or classification off). `machine`: reasons, recipients, tokens.
+    kind: str | None = Field(default=None, max_length=20, index=True)
+    machine: dict[str, Any] | None = Field(default=None, sa_type=JSON)
 
 
 class Attachment(SQLModel, table=True):
@@ -138,6 +142,8 @@ class Event(SQLModel, table=True):
     """One interaction on the timeline. Append-only: rows are never updated or deleted."""
 
     __tablename__ = "events"
+    # A third party's timeline, newest first, one page at a time (maild.business.history).
+    __table_args__ = (Index("ix_events_timeline", "thirdparty_id", "shown_at", "id"),)
     id: int | None = Field(default=None, primary_key=True)
     type: str = Field(index=True, max_length=100)
     occurred_at: datetime = _ts(nullable=False, index=True)
@@ -145,6 +151,9 @@ class Event(SQLModel, table=True):
     thirdparty_id: int | None = Field(default=None, index=True)
     message_id: int | None = Field(default=None, foreign_key="messages.id", index=True)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # Where the timeline shows it: a decided mail (mail.matched, mail.assigned) at the mail's own date, anything else
+    # at occurred_at. Set by the database on insert (a trigger of migration 0007_web), never by writers.
+    shown_at: datetime | None = _ts(nullable=True)
 
 
 # --- Third-party directory ---------------------------------------------------------------------
@@ -163,6 +172,11 @@ class ThirdParty(SQLModel, table=True):
     custom_fields: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     owner: str | None = Field(default=None, max_length=200)
     language: str | None = Field(default=None, max_length=20)
+    # Postal address (printed in a letter's address window); see maild/directory/postal.py.
+    street: str | None = Field(default=None, max_length=200)
+    zip: str | None = Field(default=None, max_length=20)
+    town: str | None = Field(default=None, max_length=200)
+    country: str | None = Field(default=None, max_length=100)
     created_at: datetime = _ts(nullable=False, default=utcnow)
     updated_at: datetime = _ts(nullable=False, default=utcnow)
 
@@ -177,6 +191,16 @@ class Contact(SQLModel, table=True):
     phones: list[str] = Field(default_factory=list, sa_type=JSON)
     external_id: str | None = Field(default=None, unique=True, max_length=200)
     language: str | None = Field(default=None, max_length=20)
+    # For letters: "Sehr geehrte Frau Dr. Nord" (salutation Frau/Herr/Ms/Mr, title, last name), and a postal
+    # address of their own (else their company's).
+    salutation: str | None = Field(default=None, max_length=20)
+    title: str | None = Field(default=None, max_length=50)
+    first_name: str | None = Field(default=None, max_length=150)
+    last_name: str | None = Field(default=None, max_length=150)
+    street: str | None = Field(default=None, max_length=200)
+    zip: str | None = Field(default=None, max_length=20)
+    town: str | None = Field(default=None, max_length=200)
+    country: str | None = Field(default=None, max_length=100)
     created_at: datetime = _ts(nullable=False, default=utcnow)
 
 
@@ -271,9 +295,9 @@ class FilingTask(SQLModel, table=True):
 class OutboxMessage(SQLModel, table=True):
     """One mail to send, rendered and stored before any SMTP attempt; sent at most once per key.
 
-    status: queued -> sending -> sent | retry (-> sending ...) | failed | cancelled. A sender claims a
-    row by setting claimed_by/claimed_until; a claim that expired while `sending` is never re-sent
-    blindly: the row goes to `retry` only when the SMTP transaction is known not to have completed.
+    status: queued -> sending -> sent | retry (-> sending ...) | failed | ambiguous | cancelled. A sender
+    claims a row by setting claimed_by/claimed_until; a claim that expired while `sending` is never re-sent
+    blindly: the row goes to `retry` only when its DATA never began (else `ambiguous`, for a person).
     """
 
     __tablename__ = "outbox"
@@ -297,12 +321,30 @@ class OutboxMessage(SQLModel, table=True):
     smtp_reply: str | None = Field(default=None, sa_type=Text)
     claimed_by: str | None = Field(default=None, max_length=200)
     claimed_until: datetime | None = _ts(nullable=True)
-    # Set just before SMTP DATA: a claim found expired after this may have been delivered, so it is
-    # never re-sent automatically (at most once); it waits for a person (`maild outbox retry`).
+    # Set (committed) just before SMTP DATA, with the connection it began on: a claim found expired after
+    # this may have been delivered, so it is never re-sent automatically (at most once); the row becomes
+    # `ambiguous` and waits for a person (`maild outbox retry` or `maild outbox mark-sent`).
     data_started_at: datetime | None = _ts(nullable=True)
+    data_connection: str | None = Field(default=None, max_length=200)
     created_at: datetime = _ts(nullable=False, default=utcnow)
     sent_at: datetime | None = _ts(nullable=True)
     sent_folder_done: bool = False
+
+
+class OutboxAttempt(SQLModel, table=True):
+    """One attempt to send an outbox row (or a person's decision about it): its delivery story, kept across
+    `maild outbox retry`. outcome: sent | retry | failed | refused | ambiguous | requeued | cancelled."""
+
+    __tablename__ = "outbox_attempts"
+    id: int | None = Field(default=None, primary_key=True)
+    outbox_id: int = Field(foreign_key="outbox.id", index=True)
+    at: datetime = _ts(nullable=False, default=utcnow)
+    outcome: str = Field(max_length=20)
+    data_started_at: datetime | None = _ts(nullable=True)
+    connection: str | None = Field(default=None, max_length=200)
+    reply_code: int | None = None
+    reply: str | None = Field(default=None, sa_type=Text)
+    detail: str | None = Field(default=None, sa_type=Text)
 
 
 class TrackingLink(SQLModel, table=True):
@@ -346,7 +388,8 @@ def _money(**kw: Any) -> Any:
 class Invoice(SQLModel, table=True):
     """An invoice of a third party, with its dunning state (the dunning rules read and advance it).
 
-    status: open | paid | disputed | paused | cancelled. `amount` is the total due (VAT included).
+    status: open | paid | disputed | paused | cancelled | held (see InvoiceHold). `amount` is the total due (VAT
+    included).
     """
 
     __tablename__ = "invoices"
@@ -371,6 +414,31 @@ class Invoice(SQLModel, table=True):
     paid_at: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts(nullable=False, default=utcnow)
     updated_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class InvoiceHold(SQLModel, table=True):
+    """Why an invoice in dunning waits for a person (status `held`), who must look, and how it ended.
+
+    kind: reply (a human reply in a reminder's thread) | number (a human mail naming the invoice) | phrase
+    (a configured phrase such as "bezahlt") | bounce (a reminder was not delivered) | promise | dispute | manual.
+    One hold per (invoice, message): seeing the same mail again holds nothing twice.
+    """
+
+    __tablename__ = "invoice_holds"
+    __table_args__ = (UniqueConstraint("invoice_id", "message_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: int = Field(foreign_key="invoices.id", index=True)
+    kind: str = Field(max_length=20)
+    reason: str = Field(default="", sa_type=Text)
+    message_id: int | None = Field(default=None, foreign_key="messages.id")
+    owner: str | None = Field(default=None, max_length=200)
+    task_id: int | None = Field(default=None, foreign_key="tasks.id")
+    status_before: str = Field(default="open", max_length=20)
+    until: date | None = Field(default=None, sa_column=Column(Date, nullable=True))
+    held_at: datetime = _ts(nullable=False, default=utcnow)
+    escalated_at: datetime | None = _ts(nullable=True)
+    resolved_at: datetime | None = _ts(nullable=True, index=True)
+    resolution: str | None = Field(default=None, sa_type=Text)
 
 
 class Payment(SQLModel, table=True):
@@ -463,6 +531,48 @@ class RuleLedger(SQLModel, table=True):
     finished_at: datetime | None = _ts(nullable=True)
 
 
+class Bounce(SQLModel, table=True):
+    """One recipient of a delivery-failure notice (or a complaint report): what it says and which mail of ours.
+
+    `counted`: it counts against the address's health (we sent to that address, or the notice came to the VERP
+    address of the mail); a forged notice naming an address we never mailed is recorded but not counted.
+    """
+
+    __tablename__ = "bounces"
+    __table_args__ = (UniqueConstraint("message_id", "address", name="uq_bounces_message_address"),)
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="messages.id", index=True)
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id", index=True)
+    address: str = Field(max_length=320, index=True)
+    action: str = Field(max_length=20)  # failed | delayed | complaint
+    status: str | None = Field(default=None, max_length=20)
+    diagnostic: str = Field(default="", sa_type=Text)
+    reason: str = Field(default="", max_length=100)
+    hard: bool = False
+    counted: bool = False
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class AddressHealth(SQLModel, table=True):
+    """Whether mail to an address arrives: `undeliverable` after a hard bounce or a complaint (or enough soft
+    bounces within the window); a later human mail from the address clears it (state `ok`)."""
+
+    __tablename__ = "address_health"
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(unique=True, max_length=320)
+    state: str = Field(default="ok", max_length=20, index=True)  # ok | soft | undeliverable
+    reason: str = Field(default="", sa_type=Text)
+    status: str | None = Field(default=None, max_length=20)
+    since: datetime | None = _ts(nullable=True)
+    soft_count: int = 0
+    first_soft_at: datetime | None = _ts(nullable=True)
+    last_bounce_at: datetime | None = _ts(nullable=True)
+    message_id: int | None = Field(default=None, foreign_key="messages.id")  # the notice that decided
+    cleared_at: datetime | None = _ts(nullable=True)
+    cleared_by_message_id: int | None = Field(default=None, foreign_key="messages.id")
+    updated_at: datetime = _ts(nullable=False, default=utcnow)
+
+
 class Lease(SQLModel, table=True):
     """A named, expiring lock in the database: e.g. the one active scheduler per database."""
 
@@ -472,6 +582,22 @@ class Lease(SQLModel, table=True):
     expires_at: datetime = _ts(nullable=False)
 
 
+class WorkerStatus(SQLModel, table=True):
+    """What a running daemon's supervisor last reported about one of its workers (for `maild status`)."""
+
+    __tablename__ = "worker_status"
+    owner: str = Field(primary_key=True, max_length=200)
+    name: str = Field(primary_key=True, max_length=300)
+    state: str = Field(max_length=20)
+    attempt: int = 0
+    restarts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    last_error_at: datetime | None = _ts(nullable=True)
+    retry_at: datetime | None = _ts(nullable=True)
+    since: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
 # APScheduler 3's SQLAlchemyJobStore table, declared here so the migrations create it and it matches the models.
 apscheduler_jobs = Table(
     "apscheduler_jobs", SQLModel.metadata,
@@ -479,3 +605,59 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+# --- Web app: users, API tokens, login throttling, the audit log ------------------------------------
+
+
+class User(SQLModel, table=True):
+    """A person who logs in to the web app. role: admin | staff | viewer. `session_epoch` goes up on logout,
+    password change and disable: every session cookie signed with an older epoch stops working."""
+
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, max_length=100)
+    password_hash: str = Field(max_length=200)
+    role: str = Field(default="viewer", max_length=20)
+    disabled: bool = False
+    session_epoch: int = 0
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    last_login_at: datetime | None = _ts(nullable=True)
+
+
+class ApiToken(SQLModel, table=True):
+    """A personal API token (`Authorization: Bearer`), stored as its sha256; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    name: str = Field(default="", max_length=200)
+    token_sha256: str = Field(unique=True, max_length=64)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    last_used_at: datetime | None = _ts(nullable=True)
+    revoked_at: datetime | None = _ts(nullable=True)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed logins per user name (known or not) in the current window; past the limit, logins wait."""
+
+    __tablename__ = "login_throttle"
+    key: str = Field(primary_key=True, max_length=200)
+    failures: int = 0
+    window_start: datetime = _ts(nullable=False)
+    locked_until: datetime | None = _ts(nullable=True)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One change made by a person (web, API or CLI): who, when, what, before and after. Append-only: database
+    triggers refuse UPDATE and DELETE, and no route or command changes a row."""
+
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(nullable=False, default=utcnow, index=True)
+    actor: str = Field(max_length=200, index=True)
+    via: str = Field(max_length=10)  # web | api | cli
+    action: str = Field(max_length=100, index=True)
+    target: str = Field(default="", max_length=200, index=True)  # e.g. outbox:12, message:5
+    before: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    after: dict[str, Any] | None = Field(default=None, sa_type=JSON)

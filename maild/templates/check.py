@@ -6,12 +6,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from maild.templates.loader import TemplateNotFound, find, languages_present, template_names
-from maild.templates.render import TemplateRenderError, compile_file, render
+from maild.templates.render import RenderLimits, TemplateRenderError, compile_file, render
 from maild.templates.sample import sample_context
 
 
-def check_all(templates_dir: Path | str, languages: Iterable[str]) -> list[str]:
-    """Error lines, one per problem (an empty list means every template renders).
+def check_all(templates_dir: Path | str, languages: Iterable[str], limits: RenderLimits | None = None) -> list[str]:
+    """Error lines, one per problem (an empty list means every template renders, within `limits`).
 
     `languages`: the languages to render every template in (pass at least the default language, first);
     each template is also rendered in every language its files carry a suffix for.
@@ -47,7 +47,7 @@ def check_all(templates_dir: Path | str, languages: Iterable[str]) -> list[str]:
             if {files.subject, files.text, files.html} & broken:
                 continue  # already reported
             try:
-                render(files, sample_context(files.language))
+                render(files, sample_context(files.language), limits)
             except TemplateRenderError as exc:
                 add(str(exc))
     return errors

@@ -13,7 +13,7 @@ cost, for single-line labels whose width we know. Text that does not fit on one 
 from __future__ import annotations
 
 import unicodedata
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -22,6 +22,7 @@ from babel import Locale
 from fpdf import FPDF
 
 from maild.templates.render import format_day, format_money, to_date, to_decimal
+from maild.templates.salutation import addressee, greeting
 
 ENCODING = "cp1252"
 _REPLACE = {"\u202f": " ", "\u2009": " ", "\u2007": " ", "\u2011": "-", "\u2212": "-", "\u00ad": "",
@@ -37,13 +38,16 @@ LABELS: dict[str, dict[str, str]] = {
         "reminder_1": "Payment reminder", "reminder_2": "Second payment reminder", "reminder_3": "Final reminder",
         "dunning_intro": "According to our records, invoice {ref} of {date} for {amount}, due on {due}, "
                          "has not been paid yet.",
-        "dunning_1": "This may simply have been overlooked. Please transfer the amount within the next "
-                     "7 days. If you have already paid, please disregard this reminder.",
-        "dunning_2": "We have not yet received your payment despite our reminder. Please transfer the "
-                     "amount within 7 days.",
+        "dunning_1": "This may simply have been overlooked. If you have already paid, please disregard this "
+                     "reminder.",
+        "dunning_2": "We have not yet received your payment despite our reminder.",
         "dunning_3": "Despite our previous reminders the amount is still outstanding. Unless we receive "
-                     "payment within 7 days, we will have to take further steps.",
+                     "payment by the date below, we will have to take further steps.",
         "regards": "Kind regards",
+        "letter_date": "Date", "invoice_date": "Invoice date", "level": "Reminder level",
+        "invoice_amount": "Invoice amount", "open_amount": "Open amount", "fees": "Late fees",
+        "total_due": "Amount due now",
+        "pay_until": "Please transfer {amount} by {date} to the account below, quoting the invoice number {ref}.",
     },
     "de": {
         "invoice": "Rechnung", "invoice_no": "Rechnungsnr.", "date": "Datum", "due": "Fällig am",
@@ -54,14 +58,17 @@ LABELS: dict[str, dict[str, str]] = {
         "reminder_1": "Zahlungserinnerung", "reminder_2": "2. Mahnung", "reminder_3": "Letzte Mahnung",
         "dunning_intro": "Nach unseren Unterlagen ist die Rechnung {ref} vom {date} über {amount}, "
                          "fällig am {due}, noch nicht beglichen.",
-        "dunning_1": "Sicher handelt es sich um ein Versehen. Bitte überweisen Sie den Betrag innerhalb der "
-                     "nächsten 7 Tage. Falls Sie bereits bezahlt haben, betrachten Sie dieses Schreiben bitte "
-                     "als gegenstandslos.",
-        "dunning_2": "Trotz unserer Erinnerung ist Ihre Zahlung noch nicht eingegangen. Bitte überweisen Sie "
-                     "den Betrag innerhalb von 7 Tagen.",
+        "dunning_1": "Sicher handelt es sich um ein Versehen. Falls Sie bereits bezahlt haben, betrachten Sie "
+                     "dieses Schreiben bitte als gegenstandslos.",
+        "dunning_2": "Trotz unserer Erinnerung ist Ihre Zahlung noch nicht eingegangen.",
         "dunning_3": "Trotz unserer Mahnungen ist der Betrag weiterhin offen. Geht die Zahlung nicht "
-                     "innerhalb von 7 Tagen ein, sehen wir uns zu weiteren Schritten gezwungen.",
+                     "bis zum unten genannten Datum ein, sehen wir uns zu weiteren Schritten gezwungen.",
         "regards": "Mit freundlichen Grüßen",
+        "letter_date": "Datum", "invoice_date": "Rechnungsdatum", "level": "Mahnstufe",
+        "invoice_amount": "Rechnungsbetrag", "open_amount": "Offener Betrag", "fees": "Mahngebühren",
+        "total_due": "Zu zahlender Betrag",
+        "pay_until": "Bitte überweisen Sie {amount} bis zum {date} auf das unten genannte Konto unter Angabe der "
+                     "Rechnungsnummer {ref}.",
     },
 }
 
@@ -104,21 +111,54 @@ def invoice_pdf(invoice: dict[str, Any], company: dict[str, Any], thirdparty: di
 
 
 def dunning_pdf(invoice: dict[str, Any], company: dict[str, Any], thirdparty: dict[str, Any], level: int,
-                language: str, compress: bool = True) -> bytes:
-    """A one-page dunning letter for `invoice`; level 1 is a friendly reminder, 3 and above the last one."""
+                language: str, compress: bool = True, *, contact: dict[str, Any] | None = None,
+                reminder_date: date | None = None, pay_by: date | None = None) -> bytes:
+    """A one-page reminder letter (DIN 5008, form B) for `invoice`: level 1 is a friendly reminder, 3 and above
+    the last one. The recipient (the contact, when given, at their postal address or their company's) stands in
+    the address window; the letter names the reminder date (default: today), the invoice's date, number and
+    original due date, the amounts (invoice, paid, open, late fees, due now), the new payment date `pay_by`
+    (default: 10 days after the reminder date) and the bank details of `company`."""
     if level < 1:
         raise ValueError(f"dunning level must be 1 or more, not {level}")
     step = min(level, 3)
+    written = reminder_date or date.today()
+    pay_until = pay_by or written + timedelta(days=10)
     doc = _Doc(invoice, company, thirdparty, language, compress)
-    doc.letterhead(doc.t(f"reminder_{step}"))
+    doc.letter_head()
+    doc.address_window(contact)
+    doc.info_block([(doc.t("letter_date"), doc.day(written)), (doc.t("invoice_no"), invoice.get("ref", "")),
+                    (doc.t("invoice_date"), doc.day(invoice.get("date"))),
+                    (doc.t("due"), doc.day(invoice.get("due_date"))),
+                    *([(doc.t("customer_no"), thirdparty["external_id"])] if thirdparty.get("external_id") else []),
+                    (doc.t("level"), str(level))])
+    doc.fold_marks()
+    pdf = doc.pdf
+    pdf.set_xy(pdf.l_margin, SUBJECT_TOP)
+    pdf.set_font("helvetica", "B", 12)
+    doc.text(0, 7, f"{doc.t(f'reminder_{step}')} {invoice.get('ref', '')}", newline=True)
+    pdf.ln(5)
+    doc.paragraph(greeting(contact, language))
     doc.paragraph(doc.t("dunning_intro").format(
-        ref=invoice.get("ref", ""), date=doc.day(invoice.get("date")), amount=doc.money(doc.amount_due()),
+        ref=invoice.get("ref", ""), date=doc.day(invoice.get("date")), amount=doc.money(doc.open_amount()),
         due=doc.day(invoice.get("due_date"))))
     doc.paragraph(doc.t(f"dunning_{step}"))
-    doc.totals()
+    doc.dunning_totals()
+    doc.paragraph(doc.t("pay_until").format(amount=doc.money(doc.amount_due()), date=doc.day(pay_until),
+                                             ref=invoice.get("ref", "")))
     doc.bank_details()
+    pdf.ln(3)
     doc.paragraph(f"{doc.t('regards')}\n{company.get('name', '')}")
     return doc.output()
+
+
+# DIN 5008 form B (mm from the top-left corner of an A4 sheet): the address field is 85 x 45 at (20, 45), its
+# first 17.7 mm for the return address and notes, the recipient's (up to 6) lines below; the information block
+# at x 125 from y 50; the subject line below both; fold marks at 105 and 210, the punch mark at 148.5.
+WINDOW_LEFT, WINDOW_TOP, WINDOW_WIDTH, WINDOW_HEIGHT = 20.0, 45.0, 85.0, 45.0
+RETURN_ZONE = 17.7
+INFO_LEFT, INFO_TOP = 125.0, 50.0
+SUBJECT_TOP = 98.5
+FOLD_MARKS = (105.0, 148.5, 210.0)
 
 
 class _Doc:
@@ -126,6 +166,7 @@ class _Doc:
                  language: str, compress: bool) -> None:
         self.invoice, self.company, self.thirdparty = invoice, company, thirdparty
         base = (language or "en").replace("-", "_").split("_")[0]
+        self.language = language
         self.labels = LABELS.get(base, LABELS["en"])
         self.locale = _locale(language)
         self.currency = str(invoice.get("currency") or "EUR")
@@ -256,6 +297,73 @@ class _Doc:
         pdf.set_font("helvetica", "B", 14)
         self.text(0, 9, f"{title} {self.invoice.get('ref', '')}", newline=True)
         pdf.ln(3)
+
+    def letter_head(self) -> None:
+        """The company's name and contact lines at the top, above the address field."""
+        pdf, company = self.pdf, self.company
+        pdf.set_xy(pdf.l_margin, 15)
+        pdf.set_font("helvetica", "B", 16)
+        self.text(0, 8, company.get("name", ""), newline=True)
+        pdf.set_font("helvetica", "", 9)
+        contact = "  ".join(str(p) for p in (company.get("phone"), company.get("email"), company.get("website")) if p)
+        self.text(0, 5, contact, newline=True)
+
+    def address_window(self, contact: dict[str, Any] | None) -> None:
+        """The return address (one small line) and the recipient's lines inside the DIN 5008 form B field:
+        company, contact person, street, zip and town, and the country in capitals when it is not ours. A contact
+        with a postal address of their own is written to there."""
+        pdf, company, tp = self.pdf, self.company, self.thirdparty
+        place = contact if contact and (contact.get("street") or contact.get("town")) else tp
+        pdf.set_font("helvetica", "", 7)
+        pdf.set_xy(WINDOW_LEFT, WINDOW_TOP + 5)
+        sender = ", ".join(str(p) for p in (company.get("name"), company.get("street"), _town(company)) if p)
+        self.text(WINDOW_WIDTH, 4, _fit(pdf, sender, WINDOW_WIDTH - 2))
+        lines = [tp.get("name"), addressee(contact, self.language), place.get("street"), _town(place)]
+        country = str(place.get("country") or "").strip()
+        if country and country.casefold() != str(company.get("country") or "").strip().casefold():
+            lines.append(country.upper())
+        pdf.set_font("helvetica", "", 10)
+        y = WINDOW_TOP + RETURN_ZONE
+        for line in [line for line in lines if line][:6]:
+            pdf.set_xy(WINDOW_LEFT, y)
+            self.text(WINDOW_WIDTH, 4.5, _fit(pdf, str(line), WINDOW_WIDTH - 2))
+            y += 4.5
+
+    def info_block(self, facts: list[tuple[str, str]]) -> None:
+        pdf = self.pdf
+        pdf.set_font("helvetica", "", 9)
+        y = INFO_TOP
+        for label, value in facts:
+            pdf.set_xy(INFO_LEFT, y)
+            self.text(32, 5, label)
+            self.text(0, 5, value, align="R")
+            y += 5
+
+    def fold_marks(self) -> None:
+        pdf = self.pdf
+        pdf.set_line_width(0.2)
+        for y in FOLD_MARKS:
+            pdf.line(4, y, 8 if y != 148.5 else 10, y)
+
+    def open_amount(self) -> Decimal:
+        return self.total() - to_decimal(self.invoice.get("amount_paid") or 0)
+
+    def dunning_totals(self) -> None:
+        """Invoice amount, paid, open amount, late fees and the amount due now."""
+        pdf = self.pdf
+        paid = to_decimal(self.invoice.get("amount_paid") or 0)
+        fees = to_decimal(self.invoice.get("late_fees") or 0)
+        rows = [(self.t("invoice_amount"), self.total())]
+        if paid:
+            rows += [(self.t("paid"), -paid), (self.t("open_amount"), self.open_amount())]
+        rows += [(self.t("fees"), fees), (self.t("total_due"), self.amount_due())]
+        for i, (label, amount) in enumerate(rows):
+            last = i == len(rows) - 1
+            pdf.set_font("helvetica", "B" if last else "", 10)
+            pdf.set_x(90)
+            self.text(50, 6, label, border="T" if last else "")
+            self.text(30, 6, self.money(amount), align="R", border="T" if last else "", newline=True)
+        pdf.ln(4)
 
     def line_items(self) -> None:
         """The table of lines; nothing for an invoice known by its amount alone (no table of no lines)."""

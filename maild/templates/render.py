@@ -4,12 +4,21 @@
   and dicts): no access to `_`-attributes, `__globals__`, `mro()` or the like; a violation is an error.
 - `StrictUndefined`: a missing placeholder is an error, never an empty string in a customer's mail.
 - Autoescape only for `body.html`; the subject and the text body are plain text.
+- Bounded: rendering one template (subject, text and HTML together) may take `RenderLimits.seconds` and
+  produce `RenderLimits.max_bytes` of output (`outbound.template_max_seconds` / `template_max_bytes`).
+  Every `{% for %}` iterates through a budget check (the loop's iterable is wrapped at compile time) and
+  every call (macros, `loop(...)` of recursive loops) checks it too, so a runaway loop or recursion stops
+  with an error instead of stalling the sender; output is counted as it is generated.
 - Every failure is a `TemplateRenderError` whose message reads `FILE:LINE: what`.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date as date_type
 from datetime import datetime
@@ -22,7 +31,7 @@ from babel import Locale
 from babel.core import UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, pass_context
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes, pass_context
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -106,6 +115,66 @@ def date_filter(ctx: Context, value: Any, format: str = "medium", locale: str | 
 
 MAX_POWER = 100
 MAX_REPEAT = 100_000
+BUDGET_FILTER = "maild_render_budget"
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    """How long one template may render and how much it may write (see `outbound.template_max_*`)."""
+
+    seconds: float = 5.0
+    max_bytes: int = 2_000_000
+
+
+class RenderLimitExceeded(Exception):
+    """A template ran past its time or output budget."""
+
+
+class _Budget:
+    def __init__(self, limits: RenderLimits) -> None:
+        self.limits = limits
+        self.deadline = time.monotonic() + limits.seconds
+        self.written = 0
+
+    def check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RenderLimitExceeded(
+                f"rendering took longer than {self.limits.seconds:g} s (outbound.template_max_seconds): "
+                f"a loop or recursion that does not end?")
+
+    def wrote(self, chunk: str) -> None:
+        self.written += len(chunk.encode("utf-8", "surrogatepass"))
+        if self.written > self.limits.max_bytes:
+            raise RenderLimitExceeded(
+                f"the rendered mail is larger than {self.limits.max_bytes} bytes (outbound.template_max_bytes)")
+        self.check()
+
+
+_budget: ContextVar[_Budget | None] = ContextVar("maild_render_budget", default=None)
+
+
+@contextmanager
+def _budgeted(limits: RenderLimits | None) -> Iterator[_Budget]:
+    """The budget of the template being rendered: the caller's, or a new one (`limits`, else the defaults)."""
+    current = _budget.get()
+    if current is not None and limits is None:
+        yield current
+        return
+    budget = _Budget(limits or RenderLimits())
+    token = _budget.set(budget)
+    try:
+        yield budget
+    finally:
+        _budget.reset(token)
+
+
+def _checked(iterable: Iterable[Any]) -> Iterator[Any]:
+    """A `{% for %}` loop's iterable, checking the render budget at every item."""
+    budget = _budget.get()
+    for item in iterable:
+        if budget is not None:
+            budget.check()
+        yield item
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -122,11 +191,19 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                     raise SecurityError(f"repeating a sequence to more than {MAX_REPEAT} items")
         return super().call_binop(context, operator, left, right)
 
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        budget = _budget.get()
+        if budget is not None:
+            budget.check()
+        return super().call(__context, __obj, *args, **kwargs)
+
 
 def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
     env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape, trim_blocks=True, lstrip_blocks=True)
     env.filters["money"] = money_filter
     env.filters["date"] = date_filter
+    env.filters[BUDGET_FILTER] = _checked
+    env.globals.pop("lipsum", None)  # lipsum(n=10**9) would stall a render in one call
     return env
 
 
@@ -156,30 +233,41 @@ def _compile_cached(path_text: str, _mtime_ns: int, _size: int, html: bool) -> T
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateRenderError(path, None, f"cannot read template: {exc}") from None
     try:
-        code = env.compile(source, name=path.name, filename=str(path))
+        tree = env.parse(source, name=path.name, filename=str(path))
+        for loop in tree.find_all(nodes.For):  # every loop checks the render budget at each item
+            loop.iter = nodes.Filter(loop.iter, BUDGET_FILTER, [], [], None, None, lineno=loop.iter.lineno)
+        code = env.compile(tree, name=path.name, filename=str(path))
     except TemplateSyntaxError as exc:
         raise TemplateRenderError(path, exc.lineno, f"syntax error: {exc.message}") from None
     return env.template_class.from_code(env, code, env.make_globals(None), None)
 
 
-def render_file(path: Path, context: dict[str, Any], html: bool = False) -> str:
+def render_file(path: Path, context: dict[str, Any], html: bool = False, limits: RenderLimits | None = None) -> str:
+    """One file, within `limits` (or the budget of the template being rendered, or the default limits)."""
     template = compile_file(path, html)
-    try:
-        return template.render(context)
-    except Exception as exc:  # undefined, sandbox, filter errors: all are the template's fault
-        raise TemplateRenderError(path, _template_line(exc, path), _describe(exc)) from None
+    with _budgeted(limits) as budget:
+        parts: list[str] = []
+        try:
+            for chunk in template.generate(context):
+                budget.wrote(chunk)
+                parts.append(chunk)
+        except Exception as exc:  # undefined, sandbox, filter, budget errors: all are the template's fault
+            raise TemplateRenderError(path, _template_line(exc, path), _describe(exc)) from None
+        return "".join(parts)
 
 
-def render(files: TemplateFiles, context: dict[str, Any]) -> Rendered:
-    """Subject, text and (if present) HTML of a template. `language` in the context is set to the
-    language of the chosen files, so `money` and `date` format for the language the mail is written in."""
+def render(files: TemplateFiles, context: dict[str, Any], limits: RenderLimits | None = None) -> Rendered:
+    """Subject, text and (if present) HTML of a template, together within `limits`. `language` in the context
+    is set to the language of the chosen files, so `money` and `date` format for the language the mail is
+    written in."""
     context = {**context, "language": files.language}
-    subject = render_file(files.subject, context).strip()
-    if any(ch in _LINE_BREAKS for ch in subject):
-        raise TemplateRenderError(files.subject, 1,
-                                  f"the subject must be a single line; rendered with a line break: {subject!r}")
-    text = render_file(files.text, context)
-    html = render_file(files.html, context, html=True) if files.html is not None else None
+    with _budgeted(limits or RenderLimits()):
+        subject = render_file(files.subject, context).strip()
+        if any(ch in _LINE_BREAKS for ch in subject):
+            raise TemplateRenderError(files.subject, 1,
+                                      f"the subject must be a single line; rendered with a line break: {subject!r}")
+        text = render_file(files.text, context)
+        html = render_file(files.html, context, html=True) if files.html is not None else None
     return Rendered(subject=subject, text=text, html=html, language=files.language)
 
 
@@ -197,6 +285,8 @@ def _describe(exc: BaseException) -> str:
 
     if isinstance(exc, SecurityError):
         return f"refused by the sandbox: {exc}"
+    if isinstance(exc, RenderLimitExceeded):
+        return str(exc)
     if isinstance(exc, UndefinedError):
         return f"undefined placeholder: {exc}"
     return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)

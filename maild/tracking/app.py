@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio.from_thread
@@ -28,6 +29,7 @@ from starlette.routing import Route
 
 from maild.clock import utcnow
 from maild.config import TrackingConfig
+from maild.health import HealthView
 from maild.store.db import Database
 from maild.store.models import TrackingLink
 from maild.tracking.clients import truncate_ip
@@ -45,7 +47,9 @@ KEY_ID_HEADER = "X-Maild-Key-Id"
 _links = TrackingLink.__table__
 
 
-def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
+def create_app(db: Database, secret: bytes, cfg: TrackingConfig,
+               workers: Callable[[], Sequence[HealthView]] | None = None) -> Starlette:
+    """The endpoint's app; `workers` gives the daemon's worker states for `/health` (maild/health.py)."""
     def not_found() -> Response:
         return PlainTextResponse("Not Found", status_code=404, headers=NO_CACHE)
 
@@ -91,14 +95,20 @@ def create_app(db: Database, secret: bytes, cfg: TrackingConfig) -> Starlette:
     health_headers = {**NO_CACHE, KEY_ID_HEADER: key_id(secret)} if secret else NO_CACHE
 
     def health(_request: Request) -> Response:
+        """200 when the database answers and every worker runs; 503 otherwise, with each worker's state, last
+        error and restart count (a worker retrying after an error, or being restarted, is not healthy)."""
         try:
             with db.engine.connect() as connection:
                 ok = connection.execute(text("SELECT 1")).scalar() == 1
         except Exception:
             log.warning("tracking health check: database unreachable", exc_info=True)
             ok = False
-        return JSONResponse({"status": "ok" if ok else "error", "database": ok}, status_code=200 if ok else 503,
-                            headers=health_headers)
+        views = list(workers()) if workers is not None else []
+        ok_workers = all(view.healthy for view in views)
+        body: dict[str, Any] = {"status": "ok" if ok and ok_workers else "error", "database": ok}
+        if workers is not None:
+            body["workers"] = [view.as_json() for view in views]
+        return JSONResponse(body, status_code=200 if ok and ok_workers else 503, headers=health_headers)
 
     app = Starlette(routes=[
         Route("/o/{value}", opened, methods=["GET"]),

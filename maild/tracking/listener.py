@@ -13,6 +13,7 @@ import errno
 import logging
 import threading
 
+from maild.server_keeper import ServerKeeper
 from maild.tracking.server import PortUnavailable, TrackingServer, holder_key_id
 from maild.tracking.signing import key_id
 
@@ -29,6 +30,8 @@ class TrackingListener:
         self.serving = False
         self._stop = threading.Event()
         self._standby: threading.Thread | None = None
+        self._keeper = ServerKeeper("tracking", server)
+        self.health = self._keeper.health
 
     def start(self) -> None:
         """Serve, or stand by for a daemon of ours that serves; PortUnavailable for any other holder."""
@@ -49,6 +52,12 @@ class TrackingListener:
         if self._standby is not None:
             self._standby.join(timeout=30)
         self.server.stop()
+
+    def check(self) -> None:
+        """Called by the daemon's supervisor: a serving thread that ended by itself is started again (after a
+        capped backoff when it keeps ending), and shown in the health board meanwhile."""
+        if self.serving and not self._stop.is_set():
+            self._keeper.check()
 
     def _ours_holds(self, exc: PortUnavailable) -> bool:
         return exc.errno == errno.EADDRINUSE and holder_key_id(self.server.host, self.server.port) == self.key_id
@@ -71,5 +80,6 @@ class TrackingListener:
 
     def _serving(self) -> None:
         self.serving = True
+        self.health.ok()
         log.info("tracking endpoint listening",
                  extra={"fields": {"url": f"http://{self.server.host}:{self.server.port}"}})

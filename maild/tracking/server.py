@@ -56,6 +56,7 @@ class TrackingServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._restart_failure: BaseException | None = None
 
     def start(self, timeout: float = 10.0) -> None:
         if self._thread is not None:
@@ -85,6 +86,29 @@ class TrackingServer:
                 raise RuntimeError(f"tracking server on {self.host}:{self.port} did not start: {self._error!r}")
             time.sleep(0.01)
         sock.listen(BACKLOG)  # asyncio set the kernel's queue to its batch size; the batch stays small
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the serving thread ended by itself (None while it serves, before start() and after stop())."""
+        thread = self._thread
+        if thread is None:
+            return self._restart_failure  # a restart that could not bind or start
+        if thread.is_alive():
+            return None
+        return self._error or RuntimeError("the tracking server stopped by itself")
+
+    def restart(self) -> None:
+        """Serve again after the serving thread ended by itself (same app, same recorder, a new socket)."""
+        if self._thread is not None:
+            self._thread.join(5.0)
+        self._server = self._thread = None
+        self._error = None
+        try:
+            self.start()
+        except Exception as exc:
+            self._restart_failure = exc
+            raise
+        self._restart_failure = None
 
     @property
     def open_connections(self) -> int:

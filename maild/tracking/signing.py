@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from maild.config import ConfigError, TrackingConfig, resolve_path
+from maild.config import ConfigError, TrackingConfig, read_secret, resolve_path
 
 Kind = Literal["o", "c"]
 
@@ -88,11 +88,11 @@ def load_secret(cfg: TrackingConfig, base_dir: Path) -> bytes:
     if cfg.secret_file:
         path = resolve_path(base_dir, cfg.secret_file)
         where.append(f"secret_file {path}")
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
+        try:  # the one bounded reader of secret files: regular files of at most a few KiB
+            value = read_secret("tracking", None, cfg.secret_file, base_dir, file_key="secret_file") or ""
+        except ConfigError:
             if cfg.enabled:
-                raise ConfigError(f"tracking: cannot read secret_file {path}: {exc.strerror or exc}") from None
+                raise
             return b""
         if value:
             return _checked(value.encode("utf-8"), f"secret_file {path}")

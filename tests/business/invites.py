@@ -43,10 +43,13 @@ def ics(method: str = "REQUEST", uid: str = "040000008200E00074C5B7101A82E008@ex
 
 
 def invitation_mail(calendar: str, *, method: str = "REQUEST", sender: str = "j.weiss@mueller-soehne.example",
-                    subject: str = "Einladung: Rollout", attach_file: bool = True) -> bytes:
-    """multipart/mixed: alternative (text, html, text/calendar; method=...) plus invite.ics, as Google does."""
+                    subject: str = "Einladung: Rollout", attach_file: bool = True,
+                    date: str = "Mon, 16 Nov 2026 10:00:00 +0100") -> bytes:
+    """multipart/mixed: alternative (text, html, text/calendar; method=...) plus invite.ics, as Google does. Sent
+    (`date`) before the meetings of `ics()`: an invitation is no contact after the meeting."""
     msg = EmailMessage()
     msg["From"] = sender
+    msg["Date"] = date
     msg["To"] = "lena@nordlicht.example"
     msg["Subject"] = subject
     msg["Message-ID"] = make_msgid(domain="mueller-soehne.example")

@@ -21,7 +21,7 @@ from maild.directory import service
 from maild.own_mail import OwnMail
 from maild.store.db import Database
 from maild.store.models import OutboxMessage
-from tests.helpers import config_at, maild, make_message, write_config
+from tests.helpers import config_at, invoke, make_message, write_config
 
 
 def test_timeline_of_a_customer(tmp_path: Path, db_url: str) -> None:
@@ -53,14 +53,14 @@ def test_timeline_of_a_customer(tmp_path: Path, db_url: str) -> None:
     template.mkdir(parents=True)
     (template / "subject.txt").write_text("Danke, {{ contact.name }}\n")
     (template / "body.txt").write_text("Danke.\n")
-    maild(config_path, "send", "thanks", "--to", "anna@mueller.example", "--key", "t-1")
+    invoke(config_path, "send", "thanks", "--to", "anna@mueller.example", "--key", "t-1")
     with db.engine.begin() as conn:  # as the tracking endpoint records them
         outbox_id = conn.execute(select(OutboxMessage.__table__.c.id)).scalar_one()
         append_event(conn, "mail.opened", thirdparty_id=tp, data={"outbox_id": outbox_id, "machine": None})
         append_event(conn, "mail.clicked", thirdparty_id=tp, data={"outbox_id": outbox_id, "url": "https://x.example/",
                                                                    "machine": "scanner:bot"})
 
-    lines = maild(config_path, "timeline", "C-1").stdout.splitlines()
+    lines = invoke(config_path, "timeline", "C-1").stdout.splitlines()
     assert lines[0] == f"#{tp} Müller Bau GmbH: 11 event(s), oldest first"
     # the mail shows at its own date (2026-11-20 10:00 UTC), in the rules' time zone; the rest at when it happened
     assert lines[1] == ("2026-11-20 11:00  mail in   \"Angebot Dachsanierung\" from anna@mueller.example "
@@ -70,7 +70,7 @@ def test_timeline_of_a_customer(tmp_path: Path, db_url: str) -> None:
         "payment   250.00 EUR for FA-7 on 2026-11-20 (BANK-1)",
         "invoice   FA-7: open -> paid (fully paid)",
         "invoice   FA-7 paid",
-        'meeting   "Baustellentermin" 2026-11-24 09:00 - 10:00',
+        'meeting   "Baustellentermin" 2026-11-24 10:00 - 11:00',
         'task      "Nachkalkulation" for lena@ourco.example',
         "note      Prefers calls after 3 pm (lena)",
         'mail out  "Danke, Anna Becker" to anna@mueller.example',
@@ -79,17 +79,17 @@ def test_timeline_of_a_customer(tmp_path: Path, db_url: str) -> None:
     ]
     assert "not theirs" not in "\n".join(lines)
 
-    only = maild(config_path, "timeline", "Müller Bau GmbH", "--type", "payment", "--type", "mail.sent").stdout
+    only = invoke(config_path, "timeline", "Müller Bau GmbH", "--type", "payment", "--type", "mail.sent").stdout
     assert [line[18:28] for line in only.splitlines()[1:]] == ["payment   ", "mail out  "]
-    newest = json.loads(maild(config_path, "timeline", str(tp), "--limit", "3", "--json").stdout)
+    newest = json.loads(invoke(config_path, "timeline", str(tp), "--limit", "3", "--json").stdout)
     assert [e["type"] for e in newest] == ["mail.sent", "mail.opened", "mail.clicked"]
     assert newest[0]["data"]["to"] == ["anna@mueller.example"] and newest[2]["data"]["url"] == "https://x.example/"
-    assert "no events match" in maild(config_path, "timeline", "C-1", "--since", "2099-01-01").stdout
-    assert [line[18:] for line in maild(config_path, "timeline", str(other)).stdout.splitlines()[1:]] == [
+    assert "no events match" in invoke(config_path, "timeline", "C-1", "--since", "2099-01-01").stdout
+    assert [line[18:] for line in invoke(config_path, "timeline", str(other)).stdout.splitlines()[1:]] == [
         'mail in   "not theirs" from x@else.example [address: sender x@else.example is an address of Someone Else]']
-    unknown = maild(config_path, "timeline", "nobody", check=False)
+    unknown = invoke(config_path, "timeline", "nobody", check=False)
     assert unknown.returncode == 1 and "nobody" in unknown.stderr
-    shown = maild(config_path, "thirdparty", "show", "C-1").stdout
+    shown = invoke(config_path, "thirdparty", "show", "C-1").stdout
     assert 'mail out  "Danke, Anna Becker"' in shown and f"maild timeline {tp}" in shown
 
 

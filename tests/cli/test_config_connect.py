@@ -11,7 +11,7 @@ import yaml
 from maild.cli.setup import initialise
 from maild.store.db import HEAD_REVISION
 from tests.conftest import Mailbox
-from tests.helpers import maild, make_message
+from tests.helpers import invoke, make_message
 from tests.outbound.conftest import Sink, free_port, smtp_sink  # noqa: F401  (the fixture)
 
 
@@ -42,7 +42,7 @@ def _lines(output: str) -> dict[str, str]:
 
 def test_everything_reachable(tmp_path: Path, mailbox: Mailbox, smtp_sink: Sink) -> None:  # noqa: F811
     mailbox.append([make_message(subject=f"m{i}") for i in range(2)])
-    out = maild(_config(tmp_path, mailbox, smtp_sink), "config", "check", "--connect",
+    out = invoke(_config(tmp_path, mailbox, smtp_sink), "config", "check", "--connect",
                 env={"MAILD_TEST_IMAP_PASSWORD": mailbox.password}).stdout
     lines = _lines(out)
     assert list(lines) == ["database", "imap sales", "maildir local", "outbound", "tracking", "rules"], out
@@ -53,14 +53,14 @@ def test_everything_reachable(tmp_path: Path, mailbox: Mailbox, smtp_sink: Sink)
     assert "4 message(s)" in lines["maildir local"]  # the sample mail `maild init` puts there
     assert f"127.0.0.1:{smtp_sink.port} plain, no login: " in lines["outbound"] and "(nothing sent)" in out
     assert smtp_sink.handler.received == []
-    assert "9 rule(s)" in lines["rules"]
+    assert "10 rule(s)" in lines["rules"]  # the bounced-letter task rule gave way to the hold (issue 13)
 
 
 def test_each_failure_is_one_line_with_its_reason(tmp_path: Path, mailbox: Mailbox, smtp_sink: Sink) -> None:  # noqa: F811
     closed = free_port()
     config = _config(tmp_path, mailbox, smtp_sink, folders=["INBOX", "Nope"], maildir="missing", smtp_port=closed,
                      webhook_secret_file="/dev/zero")
-    result = maild(config, "config", "check", "--connect", check=False,
+    result = invoke(config, "config", "check", "--connect", check=False,
                    env={"MAILD_TEST_IMAP_PASSWORD": mailbox.password})
     assert result.returncode == 1, result.stdout + result.stderr
     lines = _lines(result.stdout)
@@ -72,7 +72,7 @@ def test_each_failure_is_one_line_with_its_reason(tmp_path: Path, mailbox: Mailb
     assert lines["database"].startswith("OK")
     assert lines["rules"] == "FAILED  rules.webhook_secrets.crm: file /dev/zero is not a regular file", lines["rules"]
 
-    wrong = maild(config, "config", "check", "--connect", check=False, env={"MAILD_TEST_IMAP_PASSWORD": "wrong-pw"})
+    wrong = invoke(config, "config", "check", "--connect", check=False, env={"MAILD_TEST_IMAP_PASSWORD": "wrong-pw"})
     assert wrong.returncode == 1
     imap = _lines(wrong.stdout)["imap sales"]
     assert imap.startswith("FAILED") and "authentication failed" in imap.lower(), imap

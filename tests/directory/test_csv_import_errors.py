@@ -12,7 +12,7 @@ from maild.directory import service
 from maild.directory.csv_import import import_csv
 from maild.directory.csv_rows import CHUNK_ROWS, ImportOptions
 from maild.store.db import Database
-from tests.helpers import maild, write_config
+from tests.helpers import invoke, write_config
 
 SKIP = ImportOptions(skip_invalid=True)
 
@@ -147,8 +147,8 @@ def test_many_rows_take_a_few_statements_per_chunk_not_several_per_row(db: Datab
 def test_the_command_line_says_nothing_was_imported(tmp_path: Path) -> None:
     config = write_config(tmp_path, f"sqlite:///{tmp_path / 'm.db'}", [])
     path = _write(tmp_path / "tp.csv", 'name,custom.note\nAcme,\nBeta,"open\n')
-    result = maild(config, "import", "thirdparties", str(path), check=False)
+    result = invoke(config, "import", "thirdparties", str(path), check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"Error: {path}:3: a quoted cell starts on this line and its closing quote \" " \
                                     "is missing; nothing imported"
-    assert "no third parties yet" in maild(config, "thirdparty", "list").stdout
+    assert "no third parties yet" in invoke(config, "thirdparty", "list").stdout

@@ -16,7 +16,7 @@ from maild.directory.service import add_thirdparty
 from maild.store.db import Database
 from maild.store.models import FilingTask, FolderCheckpoint, MessageMatch
 from tests.conftest import Mailbox
-from tests.helpers import config_at, maild, write_config
+from tests.helpers import config_at, invoke, write_config
 from tests.ingest.test_imap import running_daemon
 
 FILING = {"action": "move", "matched_folder": "Customers/{{ thirdparty.name }}", "triage_folder": "Triage"}
@@ -79,7 +79,7 @@ def test_an_assignment_leaves_triage_promptly_while_the_worker_idles(tmp_path: P
     with running_daemon(config):
         _wait_for(lambda: _subjects(mailbox, "Triage") == ["hello from a stranger"], 60, "the mail in Triage")
         _wait_for(lambda: _synced(db), 30, "the pass to end (the worker then idles)")
-        maild(config, "triage", "assign", str(_queued_message(db)), "ACME Corp")
+        invoke(config, "triage", "assign", str(_queued_message(db)), "ACME Corp")
         # No new mail arrives: the idling worker must notice the refile itself (it used to wait for the
         # next IDLE renewal, up to 25 minutes). It looks every FILING_CHECK_SECONDS (5 s).
         _wait_for(lambda: _subjects(mailbox, "Customers/ACME Corp") == ["hello from a stranger"], 60,
@@ -101,9 +101,9 @@ def test_a_refile_starts_from_the_folder_the_server_has(tmp_path: Path, mailbox:
         (task,) = conn.execute(select(FilingTask.__table__)).all()
     assert (task.target_folder, task.filed_folder) == ("Customers/ACME & Co. KG", "Customers/ACME & Co KG")
     assert "filing: move -> Customers/ACME & Co. KG (on the server: Customers/ACME & Co KG): done" in \
-        maild(config, "explain", str(task.message_id)).stdout
+        invoke(config, "explain", str(task.message_id)).stdout
 
-    maild(config, "triage", "assign", str(task.message_id), "Beta GmbH")
+    invoke(config, "triage", "assign", str(task.message_id), "Beta GmbH")
     assert Daemon(config_at(config)).ingest_once().errors == {}
     assert _subjects(mailbox, "Customers/Beta GmbH") == ["actually for Beta"]
     assert _subjects(mailbox, "Customers/ACME & Co KG") == []

@@ -12,7 +12,7 @@ import pytest
 
 from maild.daemon import Daemon
 from tests.conftest import Mailbox
-from tests.helpers import config_at, maild, make_message, status_json, write_config
+from tests.helpers import config_at, invoke, make_message, status_json, write_config
 from tests.support.dovecot import Dovecot
 
 PASSWORD_ENV = "MAILD_TEST_IMAP_PASSWORD"
@@ -93,7 +93,7 @@ def test_imaps_source_url_on_the_command_line(tmp_path: Path, box: Mailbox) -> N
     server = box.server
     url = (f"imaps://{quote(box.user, safe='')}:{quote(box.password, safe='')}@{server.host}:{server.imaps_port}"
            f"/INBOX?ca_file={quote(str(server.ca_file), safe='/')}")
-    result = maild(config, "ingest", "--once", "--source", url, env={PASSWORD_ENV: box.password})
+    result = invoke(config, "ingest", "--once", "--source", url, env={PASSWORD_ENV: box.password})
     assert "ingested 2 message(s)" in result.stdout, result.stdout + result.stderr
     assert box.password not in result.stdout + result.stderr, "secrets never logged"
     status = status_json(config)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from maild.daemon import Daemon
 from maild.store.models import Event, Location, Message
-from tests.helpers import config_at, maild, make_message, status_json, write_config
+from tests.helpers import config_at, invoke, make_message, status_json, write_config
 
 
 def _maildir(path: Path) -> mailbox.Maildir:
@@ -76,17 +76,17 @@ def test_empty_and_oversize_files_are_quarantined_and_retry_stores_them(tmp_path
     box.add(make_message(subject="fine"))
     config = write_config(tmp_path / "home", db_url, [{"name": "m", "type": "maildir", "path": str(box._path)}],
                           max_message_bytes=2000)
-    maild(config, "ingest", "--once")
+    invoke(config, "ingest", "--once")
     status = status_json(config)
     assert status["totals"]["messages"] == 1
     assert status["totals"]["quarantined"] == 2
     assert status["totals"]["locations"] == 3
-    listing = maild(config, "quarantine", "list").stdout
+    listing = invoke(config, "quarantine", "list").stdout
     assert "empty message (zero bytes)" in listing
     assert "over ingest.max_message_bytes" in listing
     big_id = next(line.split()[0] for line in listing.splitlines() if "max_message_bytes" in line)
-    assert maild(config, "quarantine", "show", big_id, "--raw").stdout.encode() == big
-    retried = maild(config, "quarantine", "retry", big_id, "--max-bytes", "100000")
+    assert invoke(config, "quarantine", "show", big_id, "--raw").stdout.encode() == big
+    retried = invoke(config, "quarantine", "retry", big_id, "--max-bytes", "100000")
     assert "stored as message" in retried.stdout
     assert status_json(config)["totals"] == {"messages": 2, "quarantined": 1, "locations": 3, "events": 4}
 
@@ -97,7 +97,7 @@ def test_missing_maildir_is_reported_not_fatal(tmp_path: Path) -> None:
     config = write_config(tmp_path / "home", f"sqlite:///{tmp_path / 'm.db'}", [
         {"name": "gone", "type": "maildir", "path": str(tmp_path / "nowhere")},
         {"name": "good", "type": "maildir", "path": str(good._path)}])
-    result = maild(config, "ingest", "--once", check=False)
+    result = invoke(config, "ingest", "--once", check=False)
     assert result.returncode == 1
     assert "error: gone: FileNotFoundError" in result.stderr
     assert "is not a Maildir" in result.stderr
@@ -117,7 +117,7 @@ def test_corpus_through_a_maildir(tmp_path: Path) -> None:
         shutil.copyfile(path, box / "new" / f"{index:04d}.corpus")
     config = write_config(tmp_path / "home", f"sqlite:///{tmp_path / 'm.db'}",
                           [{"name": "corpus", "type": "maildir", "path": str(box)}])
-    maild(config, "ingest", "--once")
+    invoke(config, "ingest", "--once")
     totals = status_json(config)["totals"]
     assert totals["locations"] == len(files), "every file has a location: none lost"
     distinct = len({p.read_bytes() for p in files if p.stat().st_size})

@@ -57,7 +57,7 @@ def test_lenient_fallback_parser_survives_what_the_strict_one_refuses(tmp_path: 
     raw = (b"From: =?utf-8?B?broken?= <x@y.example>\r\nTo: unlisted-recipients:; (no To-header)\r\n"
            b"Subject: =?x-unknown?Q?caf=E9?=\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\nbody \xe9\r\n")
     errors: list[str] = []
-    result = _with_stdlib(raw, sha256_hex(raw), BlobStore(tmp_path), errors)
+    result, _ = _with_stdlib(raw, sha256_hex(raw), BlobStore(tmp_path), errors)
     assert result.parser == "fallback"
     assert result.from_addr == "x@y.example"
     assert "body" in result.text_body

@@ -14,7 +14,7 @@ from maild.store.db import Database
 from maild.store.models import Event, MessageMatch, TrackingId
 from maild.tracking import ids as tracking
 from tests.conftest import Mailbox
-from tests.helpers import config_at, maild, write_config
+from tests.helpers import config_at, invoke, write_config
 
 INSTANCE = "inst01"
 
@@ -101,13 +101,13 @@ def test_shared_inbox_sorts_itself(inbox: tuple[Path, Database, dict[str, int]],
     assert decisions == {"matched", "unmatched", "ambiguous"}
     assert timeline.count("mail.matched") == 2 and timeline.count("mail.filed") == 2
 
-    queue = maild(config, "triage", "list").stdout
+    queue = invoke(config, "triage", "list").stdout
     assert "hello from a stranger" in queue and "equally likely: Alpha GmbH, Beta GmbH" in queue
     stranger = next(line.split()[0] for line in queue.splitlines() if "hello from a stranger" in line)
-    explained = maild(config, "explain", stranger).stdout
+    explained = invoke(config, "explain", stranger).stdout
     assert "decision: unmatched" in explained and "gmail.com is a free-mail provider" in explained
 
-    assigned = maild(config, "triage", "assign", stranger, "ACME Corp", "--learn").stdout
+    assigned = invoke(config, "triage", "assign", stranger, "ACME Corp", "--learn").stdout
     assert "assigned to ACME Corp; sender learned as contact" in assigned
     mailbox.append([mail("Bob <bob@gmail.com>", "second mail from the learned sender")])
     Daemon(config_at(config)).ingest_once()
@@ -116,4 +116,21 @@ def test_shared_inbox_sorts_itself(inbox: tuple[Path, Database, dict[str, int]],
     assert folders["Customers/ACME Corp"] == [
         "hello from a stranger", "order 1", "order 2 from his second address", "second mail from the learned sender"]
     assert "hello from a stranger" not in folders["Triage"]
-    assert "decision: assigned" in maild(config, "explain", stranger).stdout
+    assert "decision: assigned" in invoke(config, "explain", stranger).stdout
+
+
+def test_a_reply_in_the_same_batch_as_the_mail_it_answers_joins_its_thread(
+        inbox: tuple[Path, Database, dict[str, int]], mailbox: Mailbox) -> None:
+    """John writes from ACME; a colleague of his answers from a free-mail address before maild's next pass."""
+    config, db, ids = inbox
+    mailbox.append([
+        mail("John Smith <john@acme.example>", "offer", message_id="<offer-1@acme.example>"),
+        mail("Jane <jane.private@gmail.com>", "Re: offer", in_reply_to="<offer-1@acme.example>"),
+        mail("Jane <jane.private@gmail.com>", "Re: Re: offer", in_reply_to="<offer-1@acme.example>"),
+    ])
+    assert Daemon(config_at(config)).ingest_once().errors == {}
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(MessageMatch.__table__.c.thirdparty_id, MessageMatch.__table__.c.reason)
+                            .order_by(MessageMatch.__table__.c.message_id)).all()
+    assert [row.thirdparty_id for row in rows] == [ids["acme"]] * 3
+    assert rows[1].reason == "reply in the thread of <offer-1@acme.example>"

@@ -40,6 +40,7 @@ class SinkHandler:
     delay_rcpt: float = 0.0
     delay_data: float = 0.0
     connections: int = 0
+    in_data: int = 0  # DATA commands being handled now (a held DATA of a killed client still completes)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -57,6 +58,15 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.in_data += 1
+        try:
+            return await self._data(server, envelope)
+        finally:
+            with self.lock:
+                self.in_data -= 1
+
+    async def _data(self, server, envelope):
         if self.delay_data:
             await asyncio.sleep(self.delay_data)
         if self.drop_in_data:

@@ -20,10 +20,10 @@ from maild.cli.setup import initialise
 from maild.clock import utcnow
 from maild.config import Config
 from maild.directory.service import add_contact, add_document, add_thirdparty
-from maild.outbound import outbox
+from maild.outbound import attempts, outbox
 from maild.outbound.batch import PreparePool, prepare_many, queue_many
 from maild.outbound.mailing import MailRequest, prepare, queue
-from maild.outbound.sender import DATA_START_WINDOW, OutboxSender
+from maild.outbound.sender import OutboxSender
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
 from maild.store.models import Event, OutboxMessage, TrackingId, TrackingLink
@@ -128,7 +128,7 @@ def test_a_failure_before_the_commit_queues_nothing(home: Config, db: Database,
     def links_fail(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("crash between the outbox rows and their links")
 
-    monkeypatch.setattr("maild.outbound.batch.store_links", links_fail)
+    monkeypatch.setattr("maild.outbound.queueing.store_links", links_fail)
     with pytest.raises(RuntimeError):
         queue_many(home, db, items)
     assert count(db, T) == 0 and count(db, TrackingId.__table__) == 0  # all of the batch or nothing
@@ -181,20 +181,28 @@ class Killed(BaseException):
     """Stands for kill -9: nothing in maild catches it."""
 
 
-def test_a_crash_after_a_window_was_marked_fails_its_unsent_rows_instead_of_resending(
+def test_a_crash_during_data_leaves_only_that_row_ambiguous_and_resends_the_rest(
         db: Database, blobs: BlobStore, smtp_sink: Sink) -> None:
-    """The window of rows marked data-started ahead: after a crash they wait for a person, never re-sent."""
-    ids = [queue_raw(db, blobs, f"w{i:02d}") for i in range(DATA_START_WINDOW + 4)]
+    """Only the row whose DATA began is marked: after a crash it waits for a person, the others are re-sent."""
+    ids = [queue_raw(db, blobs, f"w{i:02d}") for i in range(20)]
     transport = smtp_sink.transport(max_connections=1)
     sender = OutboxSender(db, blobs, transport, "crashing", concurrency=1)
     original = transport._transaction
+    dead: list[bool] = []
 
-    async def crash_after_one(client, outbox_id, *args):  # type: ignore[no-untyped-def]
-        if smtp_sink.handler.received:
-            raise Killed  # the process dies with the window marked, one mail delivered
-        return await original(client, outbox_id, *args)
+    async def crash_in_second_data(client, outbox_id, sender_address, recipients, raw, on_data_started):  # type: ignore[no-untyped-def]
+        if dead:
+            raise Killed  # a dead process does nothing more
 
-    transport._transaction = crash_after_one  # type: ignore[method-assign]
+        async def mark_then_die(which: int, connection: str) -> None:
+            await on_data_started(which, connection)
+            if smtp_sink.handler.received:
+                dead.append(True)
+                raise Killed  # the process dies once the second row's DATA began
+
+        return await original(client, outbox_id, sender_address, recipients, raw, mark_then_die)
+
+    transport._transaction = crash_in_second_data  # type: ignore[method-assign]
 
     async def go() -> None:
         try:
@@ -209,12 +217,12 @@ def test_a_crash_after_a_window_was_marked_fails_its_unsent_rows_instead_of_rese
     recovered = outbox.recover_stale(db)
     rows = {row.id: row for row in outbox.listing(db)}
     assert len(smtp_sink.handler.received) == 1
-    delivered = ids[0]
-    assert rows[delivered].status in ("sent", "failed")  # its sent mark may have been pending at the crash
-    assert recovered == {"retry": 4, "failed": DATA_START_WINDOW - (rows[delivered].status == "sent")}
-    for row_id in ids[1:DATA_START_WINDOW]:
-        assert rows[row_id].status == "failed" and rows[row_id].last_error == outbox.INTERRUPTED
-    for row_id in ids[DATA_START_WINDOW:]:
+    assert rows[ids[0]].status == "sent"  # recorded with the second row's mark, before its DATA
+    assert recovered == {"sent": 0, "retry": 18, "ambiguous": 1}
+    ambiguous = rows[ids[1]]
+    assert ambiguous.status == "ambiguous" and ambiguous.last_error == outbox.AMBIGUOUS
+    assert ambiguous.data_started_at is not None and f":{smtp_sink.port}" in ambiguous.data_connection
+    for row_id in ids[2:]:
         assert rows[row_id].status == "retry"  # never marked: safe to send again
 
     again = OutboxSender(db, blobs, smtp_sink.transport(), "after-restart")
@@ -228,9 +236,9 @@ def test_a_crash_after_a_window_was_marked_fails_its_unsent_rows_instead_of_rese
         finally:
             await again.transport.close()
 
-    assert asyncio.run(resend())["sent"] == 4
+    assert asyncio.run(resend())["sent"] == 18
     subjects = collections.Counter(r.subject for r in smtp_sink.handler.received)
-    assert set(subjects.values()) == {1} and len(subjects) == 5
+    assert set(subjects.values()) == {1} and len(subjects) == 19
 
 
 def test_mark_sent_many_records_each_delivery_once(db: Database, blobs: BlobStore) -> None:
@@ -245,12 +253,27 @@ def test_mark_sent_many_records_each_delivery_once(db: Database, blobs: BlobStor
     assert sorted(e.data["outbox_id"] for e in events) == ids
 
 
-def test_data_start_marks_only_rows_still_claimed_by_the_owner(db: Database, blobs: BlobStore) -> None:
+def test_a_data_start_mark_saves_earlier_replies_and_only_marks_rows_still_ours(
+        db: Database, blobs: BlobStore) -> None:
+    """The mark saves the previous deliveries' replies with it: after a crash those are booked as sent."""
     ids = [queue_raw(db, blobs, f"d{i}") for i in range(4)]
     outbox.claim(db, "me", 3, 60)
     outbox.claim(db, "other", 1, 60)
-    assert outbox.mark_data_started_many(db, ids, "me") == set(ids[:3])
-    assert outbox.get(db, ids[3]).data_started_at is None  # type: ignore[union-attr]
+    outbox.mark_data_started(db, ids[0], "me", "127.0.0.1:5000 -> smtp:25")
+    outbox.mark_data_started(db, ids[1], "me", "127.0.0.1:5000 -> smtp:25", replies=[(ids[0], "250 ok")])
+    rows = {row.id: row for row in outbox.listing(db)}
+    assert rows[ids[0]].smtp_reply == "250 ok" and rows[ids[1]].data_connection == "127.0.0.1:5000 -> smtp:25"
+    assert rows[ids[2]].data_started_at is None  # marked one at a time, right before its own DATA
+    with pytest.raises(outbox.ClaimLost):
+        outbox.mark_data_started(db, ids[3], "me", "c", replies=[(ids[1], "250 queued")])
+    rows = {row.id: row for row in outbox.listing(db)}
+    assert rows[ids[3]].data_started_at is None and rows[ids[1]].smtp_reply == "250 queued"
+    with db.engine.begin() as conn:  # my claims expire (the process is gone)
+        conn.execute(update(T).where(T.c.claimed_by == "me").values(claimed_until=utcnow()))
+    assert outbox.recover_stale(db) == {"sent": 2, "retry": 1, "ambiguous": 0}
+    rows = {row.id: row for row in outbox.listing(db)}
+    assert [rows[i].status for i in ids] == ["sent", "sent", "retry", "sending"]
+    assert [a.outcome for a in attempts.story(db, ids[0])] == ["sent"]
 
 
 def test_a_batch_loads_invoices_and_views_like_single_prepares_and_fails_on_the_same_mail(

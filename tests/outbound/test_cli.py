@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from maild.cli.main import AppContext
+from maild.cli.context import AppContext
 from maild.cli.outbox import outbox as outbox_group
 from maild.outbound import outbox
 from maild.store.blobs import BlobStore

@@ -23,7 +23,7 @@ from maild.tracking.app import create_app
 from maild.tracking.server import TrackingServer
 from maild.tracking.signing import load_secret
 from tests.conftest import Mailbox
-from tests.helpers import config_at, maild
+from tests.helpers import config_at, invoke
 from tests.outbound.conftest import Sink
 
 
@@ -48,10 +48,10 @@ def test_send_track_and_thread_back(tmp_path: Path, smtp_sink: Sink, mailbox: Ma
     (template / "body.txt").write_text("Hallo {{ contact.name }},\nanbei {{ invoice.ref }}.\n")
     (template / "body.html").write_text('<p>Hallo {{ contact.name }}, <a href="https://portal.example/i">Portal</a></p>')
 
-    sent = maild(config_file, "send", "hello", "--to", "Müller Bau GmbH", "--invoice", "FA2611-0007", "--key", "k-1",
+    sent = invoke(config_file, "send", "hello", "--to", "Müller Bau GmbH", "--invoice", "FA2611-0007", "--key", "k-1",
                  env={"MAILD_TEST_IMAP_PASSWORD": mailbox.password})
     assert "sent 250" in sent.stdout
-    again = maild(config_file, "send", "hello", "--to", "Müller Bau GmbH", "--invoice", "FA2611-0007",
+    again = invoke(config_file, "send", "hello", "--to", "Müller Bau GmbH", "--invoice", "FA2611-0007",
                   "--key", "k-1", env={"MAILD_TEST_IMAP_PASSWORD": mailbox.password})
     assert "not sent again" in again.stdout
     assert len(smtp_sink.handler.received) == 1, "one key, one mail"
@@ -71,10 +71,12 @@ def test_send_track_and_thread_back(tmp_path: Path, smtp_sink: Sink, mailbox: Ma
     try:
         base = f"http://127.0.0.1:{server.port}"
         path = click_url.split("/c/", 1)[1]
-        click = httpx.get(f"{base}/c/{path}", headers={"User-Agent": "Mozilla/5.0 (X11; Linux) Firefox/140"})
+        wait = 60.0  # generous: the machine may be loaded
+        click = httpx.get(f"{base}/c/{path}", headers={"User-Agent": "Mozilla/5.0 (X11; Linux) Firefox/140"},
+                          timeout=wait)
         assert (click.status_code, click.headers["location"]) == (302, "https://portal.example/i")
-        assert httpx.get(f"{base}/o/{pixel_url.split('/o/', 1)[1]}").status_code == 200
-        assert httpx.get(f"{base}/c/{path[:-2]}xx").status_code == 404, "altered token"
+        assert httpx.get(f"{base}/o/{pixel_url.split('/o/', 1)[1]}", timeout=wait).status_code == 200
+        assert httpx.get(f"{base}/c/{path[:-2]}xx", timeout=wait).status_code == 404, "altered token"
     finally:
         server.stop()
 
@@ -108,7 +110,7 @@ def test_tracking_can_be_off_per_template(tmp_path: Path) -> None:
         (folder / "body.html").write_text('<p>Hi <a href="https://acme.example/x">x</a></p>')
         if options:
             (folder / "options.yaml").write_text(options)
-    tracked = maild(config_file, "send", "tracked", "--to", "ACME", "--dry-run").stdout
-    private = maild(config_file, "send", "private", "--to", "ACME", "--dry-run").stdout
+    tracked = invoke(config_file, "send", "tracked", "--to", "ACME", "--dry-run").stdout
+    private = invoke(config_file, "send", "private", "--to", "ACME", "--dry-run").stdout
     assert "/o/o." in tracked and "/c/c." in tracked
     assert "/o/" not in private and "https://acme.example/x" in private

@@ -71,13 +71,13 @@ def test_claim_takes_due_retries_only(db: Database, blobs: BlobStore) -> None:
 def test_recover_stale(db: Database, blobs: BlobStore) -> None:
     before, after, live = queue(db, blobs, "before"), queue(db, blobs, "after"), queue(db, blobs, "live")
     outbox.claim(db, "gone-host:1:x", 10, 60)
-    outbox.mark_data_started(db, after)
+    outbox.mark_data_started(db, after, "gone-host:1:x", "10.0.0.1:40000 -> smtp:25")
     with db.engine.begin() as conn:
         conn.execute(update(T).where(T.c.id.in_([before, after])).values(claimed_until=utcnow() - timedelta(seconds=1)))
-    assert outbox.recover_stale(db) == {"retry": 1, "failed": 1}
+    assert outbox.recover_stale(db) == {"sent": 0, "retry": 1, "ambiguous": 1}
     assert outbox.get(db, before).status == "retry"
     failed = outbox.get(db, after)
-    assert failed.status == "failed" and failed.last_error == outbox.INTERRUPTED
+    assert failed.status == "ambiguous" and failed.last_error == outbox.AMBIGUOUS
     assert outbox.get(db, live).status == "sending"
     # A person checks and decides to send it again.
     assert outbox.retry(db, after)

@@ -100,10 +100,10 @@ def test_dropped_mid_data_is_failed_visibly_and_never_resent(db: Database, blobs
     row_id = queue(db, blobs, "k")
     assert send_all(db, blobs, smtp_sink.transport()) == {"sent": 0, "retry": 0, "failed": 1}
     row = outbox.get(db, row_id)
-    assert row.status == "failed" and row.last_error.startswith(outbox.INTERRUPTED)
+    assert row.status == "ambiguous" and row.last_error.startswith(outbox.AMBIGUOUS)
     assert row.sent_at is None and not events(db)
     smtp_sink.handler.drop_in_data = False
-    assert outbox.recover_stale(db) == {"retry": 0, "failed": 0}
+    assert outbox.recover_stale(db) == {"sent": 0, "retry": 0, "ambiguous": 0}
     assert send_all(db, blobs, smtp_sink.transport()) == {"sent": 0, "retry": 0, "failed": 0}
     assert not smtp_sink.handler.received
     # Only a person re-sends it.
@@ -115,12 +115,15 @@ def test_transport_reports_timeouts_and_drops_as_tempfail(smtp_sink: Sink) -> No
     raw = make_raw("t")
     started: list[int] = []
 
+    async def on_data_started(outbox_id: int, _connection: str) -> None:
+        started.append(outbox_id)
+
     async def go(**fault: object) -> object:
         for name, value in fault.items():
             setattr(smtp_sink.handler, name, value)
         transport = smtp_sink.transport(timeout=0.5)
         try:
-            return await transport.send(1, "sales@example.test", ["a@customer.example"], raw, started.append)
+            return await transport.send(1, "sales@example.test", ["a@customer.example"], raw, on_data_started)
         finally:
             await transport.close()
             for name in fault:
@@ -147,7 +150,7 @@ def test_timeout_before_data_retries_after_data_fails(db: Database, blobs: BlobS
     smtp_sink.handler.delay_data = 2.0
     assert send_all(db, blobs, smtp_sink.transport(timeout=0.5), limit=1)["failed"] == 1
     row = outbox.get(db, after)
-    assert row.status == "failed" and row.last_error.startswith(outbox.INTERRUPTED)
+    assert row.status == "ambiguous" and row.last_error.startswith(outbox.AMBIGUOUS)
 
 
 def test_dropped_connection_is_reconnected(db: Database, blobs: BlobStore, smtp_sink: Sink) -> None:
@@ -206,7 +209,7 @@ def test_a_sender_whose_claim_was_taken_over_does_not_send(db: Database, blobs: 
     T = OutboxMessage.__table__
     with db.engine.begin() as conn:  # A stalled (e.g. waiting on the rate limit) past its lease
         conn.execute(update(T).where(T.c.id == row_id).values(claimed_until=utcnow() - timedelta(seconds=1)))
-    assert outbox.recover_stale(db) == {"retry": 1, "failed": 0}
+    assert outbox.recover_stale(db) == {"sent": 0, "retry": 1, "ambiguous": 0}
     assert [r.id for r in outbox.claim(db, "sender-b", 1, 60)] == [row_id]
 
     late = OutboxSender(db, blobs, smtp_sink.transport(), "sender-a")
@@ -221,3 +224,20 @@ def test_a_sender_whose_claim_was_taken_over_does_not_send(db: Database, blobs: 
     assert not smtp_sink.handler.received
     row = outbox.get(db, row_id)
     assert row.status == "sending" and row.claimed_by == "sender-b" and row.data_started_at is None
+
+
+def test_a_4xx_reply_to_the_end_of_data_is_retried_with_backoff_not_interrupted(db: Database, blobs: BlobStore,
+                                                                                smtp_sink: Sink) -> None:
+    """Greylisting and content filters answer 451 after the message: a definite "not accepted"."""
+    smtp_sink.handler.data_reply = "451 4.7.1 greylisted, come back later"
+    row_id = queue(db, blobs, "grey")
+    assert send_all(db, blobs, smtp_sink.transport()) == {"sent": 0, "retry": 1, "failed": 0}
+    row = outbox.get(db, row_id)
+    assert row.status == "retry" and row.attempts == 1 and not row.last_error.startswith(outbox.AMBIGUOUS)
+    assert "451 4.7.1 greylisted" in row.last_error and row.data_started_at is None
+    assert as_utc(row.next_attempt_at) > utcnow()
+    smtp_sink.handler.data_reply = None
+    with db.engine.begin() as conn:  # the backoff has passed
+        conn.execute(outbox.T.update().values(next_attempt_at=utcnow()))
+    assert send_all(db, blobs, smtp_sink.transport()) == {"sent": 1, "retry": 0, "failed": 0}
+    assert [r.subject for r in smtp_sink.handler.received] == ["offer grey"]

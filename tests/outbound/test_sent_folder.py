@@ -66,3 +66,23 @@ def test_a_failed_copy_is_swept_later(tmp_path: Path) -> None:
     fail[0] = False
     assert asyncio.run(sender.sweep_sent_folder()) == 1
     assert outbox.get(db, row_id).sent_folder_done and len(copies) == 1
+
+
+def test_a_notice_to_one_of_us_is_not_copied_to_the_shared_sent_folder(mailbox: Mailbox, tmp_path: Path) -> None:
+    from maild.outbound.sender import build_sender
+
+    db = Database(f"sqlite:///{tmp_path / 'maild.db'}")
+    db.upgrade()
+    config = Config.model_validate({"sources": [mailbox.source("mbox")], "database": {"url": db.url},
+                                    "storage": {"blob_dir": str(tmp_path / "blobs")},
+                                    "matching": {"own_domains": ["ourco.example"]},
+                                    "outbound": {"sent_folder_source": "mbox",
+                                                 "transport": {"type": "file", "directory": str(tmp_path / "out")}},
+                                    "base_dir": tmp_path})
+    blobs = BlobStore(config.blob_dir)
+    notice = queue(db, blobs, "n1", to="lena@ourco.example")  # the owner notice of the shared-inbox pack
+    customer = queue(db, blobs, "c1", to="anna@customer.example")
+    assert asyncio.run(build_sender(config, db, "me").send_due(10))["sent"] == 2
+    assert outbox.get(db, notice).sent_folder_done and outbox.get(db, customer).sent_folder_done
+    ((body, _),) = sent_messages(mailbox)
+    assert body == blobs.get(outbox.get(db, customer).raw_sha256)

@@ -146,9 +146,12 @@ def oauth_sink(certs: Certs) -> Iterator[TlsSink]:
 def _send(transport: SmtpTransport, key: str = "tls1") -> tuple[Outcome, list[int]]:
     started: list[int] = []
 
+    async def on_data_started(outbox_id: int, _connection: str) -> None:
+        started.append(outbox_id)
+
     async def run() -> Outcome:
         try:
-            return await transport.send(1, SENDER, [RECIPIENT], make_raw(key), started.append)
+            return await transport.send(1, SENDER, [RECIPIENT], make_raw(key), on_data_started)
         finally:
             await transport.close()
 
@@ -204,9 +207,12 @@ def test_implicit_tls_with_private_ca_delivers(implicit_tls_sink: TlsSink, certs
 def test_implicit_tls_reuses_connection_for_second_message(implicit_tls_sink: TlsSink, certs: Certs) -> None:
     transport = implicit_tls_sink.transport("tls", ca_file=certs.ca_file, max_connections=1)
 
+    async def ignore(_outbox_id: int, _connection: str) -> None:
+        return None
+
     async def run() -> list[Outcome]:
         try:
-            return [await transport.send(n, SENDER, [RECIPIENT], make_raw(f"m{n}"), lambda _id: None)
+            return [await transport.send(n, SENDER, [RECIPIENT], make_raw(f"m{n}"), ignore)
                     for n in (1, 2)]
         finally:
             await transport.close()

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import maild, write_config
+from tests.helpers import invoke, write_config
 
 
 def home_with(tmp_path: Path, files: dict[str, str], templates: tuple[str, ...] = ()) -> Path:
@@ -38,7 +38,7 @@ def test_check_lists_the_rules_when_all_is_well(tmp_path: Path) -> None:
     config = home_with(tmp_path, {"a.yaml": GOOD, "b.yml": "rules:\n  - name: chase\n"
                                   "    on: {sweep: invoice, date: due_on, offset: 7d, until: 21d}\n"
                                   "    do: [stop: true]\n"}, templates=("note",))
-    result = maild(config, "rules", "check")
+    result = invoke(config, "rules", "check")
     lines = result.stdout.splitlines()
     assert lines[0].endswith("rules/: 2 files, 3 rules OK (timezone UTC)")
     assert lines[1].split() == ["tell-the-owner", "event", "mail.matched", "a.yaml"]
@@ -49,7 +49,7 @@ def test_check_lists_the_rules_when_all_is_well(tmp_path: Path) -> None:
 def test_check_prints_every_error_and_exits_1(tmp_path: Path) -> None:
     bad = GOOD.replace("template: note", "template: nope").replace("mon-fri", "1-5")
     config = home_with(tmp_path, {"a.yaml": bad, "b.yaml": "rules: [\n"}, templates=("note",))
-    result = maild(config, "rules", "check", check=False)
+    result = invoke(config, "rules", "check", check=False)
     assert result.returncode == 1 and result.stdout == ""
     errors = result.stderr.splitlines()
     templates = tmp_path / "home" / "templates"
@@ -78,13 +78,13 @@ def test_check_dir_option_and_missing_folder(tmp_path: Path) -> None:
     other.mkdir()
     (other / "x.yaml").write_text("rules:\n  - name: every-hour\n    on: {schedule: {every: 1h}}\n"
                                   "    do: [stop: true]\n")
-    out = maild(config, "rules", "check", "--dir", str(other)).stdout
+    out = invoke(config, "rules", "check", "--dir", str(other)).stdout
     assert "1 file, 1 rule OK" in out and "every-hour" in out and "every 1h" in out
-    missing = maild(config, "rules", "check").stdout
+    missing = invoke(config, "rules", "check").stdout
     assert "0 files, 0 rules OK (the folder does not exist)" in missing
 
 
 def test_help_explains() -> None:
-    text = maild(None, "rules", "check", "--help", env={"MAILD_CONFIG": ""}).stdout
+    text = invoke(None, "rules", "check", "--help", env={"MAILD_CONFIG": ""}).stdout
     assert "FILE:LINE:COLUMN" in text and "--dir" in text and "exits 1" in text
-    assert "check" in maild(None, "rules", "--help", env={"MAILD_CONFIG": ""}).stdout
+    assert "check" in invoke(None, "rules", "--help", env={"MAILD_CONFIG": ""}).stdout

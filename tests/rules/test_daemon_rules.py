@@ -6,11 +6,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from maild.cli.setup import initialise
-from tests.helpers import any_tracking_port, status_json
+from tests.helpers import Lines, any_tracking_port
 
 RULE = "rules:\n  - name: {name}\n    on: {{event: {event}}}\n    do: [stop: true]\n"
 
@@ -30,24 +29,23 @@ def test_sighup_reloads_and_keeps_the_last_good_set(tmp_path: Path) -> None:
     config = any_tracking_port(initialise(tmp_path / "home", samples=False))
     rules = tmp_path / "home" / "rules"
     proc = subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    err = Lines(proc.stderr)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "sources" not in status_json(config):
-            time.sleep(0.2)
-        time.sleep(1.0)
+        err.wait_for("maild running")  # its SIGHUP handler and its rules are in place
         (rules / "zz-broken.yaml").write_text(RULE.format(name="x", event="mail.recieved"))
         proc.send_signal(signal.SIGHUP)
-        time.sleep(1.5)
+        err.wait_for("rules not reloaded, keeping the last good set")
         (rules / "zz-broken.yaml").unlink()
         (rules / "extra.yaml").write_text(RULE.format(name="extra", event="mail.received"))
         proc.send_signal(signal.SIGHUP)
-        time.sleep(1.5)
+        err.wait_for("rules reloaded")
         assert proc.poll() is None, "a bad reload never stops the daemon"
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    assert "rules not reloaded, keeping the last good set" in err
-    assert "zz-broken.yaml:3:" in err and "mail.recieved" in err
-    assert err.count("rules reloaded") == 1
+        proc.wait(timeout=60)
+    text = err.close()
+    assert proc.returncode == 0, text
+    assert "zz-broken.yaml:3:" in text and "mail.recieved" in text
+    assert text.count("rules reloaded") == 1

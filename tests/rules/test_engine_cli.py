@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from maild.cli.main import AppContext
+from maild.cli.context import AppContext
 from maild.cli.rules_history import log_command, simulate_command
 from maild.clock import utcnow
 from maild.rules.engine import RulesEngine

@@ -300,8 +300,8 @@ def test_unknown_function_with_suggestion() -> None:
         if: days_overdu() > 3
         do: [stop: true]
     """) == ["rules/r.yaml:4:9: rules[0].if: unknown function 'days_overdu' (did you mean 'days_overdue'?); "
-             "functions: amount_due, business_hours, contact_with_role, days_overdue, days_since, days_until, "
-             "duration, has_tag, replied_since, wrote_to"]
+             "functions: amount_due, auto_replied_since, business_hours, contact_with_role, days_overdue, "
+             "days_since, days_until, duration, has_tag, replied_since, undeliverable, wrote_to"]
 
 
 def test_a_quoted_yaml_word_is_a_name_and_the_message_says_how_to_write_text() -> None:

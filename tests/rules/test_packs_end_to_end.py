@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,10 +24,11 @@ from maild.cli.setup import initialise
 from maild.config import Config
 from maild.daemon import Daemon
 from maild.directory.service import add_contact, add_thirdparty
+from maild.rules.scheduler import RulesRunner
 from maild.store.db import Database
-from maild.store.models import Event, Invoice, RuleLedger
+from maild.store.models import Event, Invoice, OutboxMessage, RuleLedger
 from tests.conftest import Mailbox
-from tests.helpers import config_at, maild
+from tests.helpers import config_at, invoke
 from tests.outbound.conftest import Sink
 
 
@@ -50,21 +52,45 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 40.0, what: str = "
 
 
 @pytest.fixture
-def run_daemon() -> Iterator[Callable[..., None]]:
-    """Run the real daemon in a thread until `until()` holds (then `settle` seconds more), then SIGTERM-like stop."""
-    def run(config: Config, clock: Clock, until: Callable[[], bool], settle: float = 0.0, what: str = "") -> None:
+def run_daemon(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Run the real daemon in a thread until `until()` holds, then SIGTERM-like stop. With `settle`, first let it
+    finish what that state leads to: a rules sweep and an events pass that both began after `until()` held, and
+    an outbox with nothing left to send (so a reminder sent twice, or one too many, would be seen)."""
+    order = itertools.count()
+    finished: list[tuple[str, int]] = []  # (job, when it began, in `order`) of each completed rules job
+    run_job = RulesRunner.run
+
+    def counted(runner: RulesRunner, job: str, rule: str | None = None) -> int:
+        began = next(order)
+        try:
+            return run_job(runner, job, rule)
+        finally:
+            finished.append((job, began))
+
+    monkeypatch.setattr(RulesRunner, "run", counted)
+
+    def run(config: Config, clock: Clock, until: Callable[[], bool], settle: bool = False, what: str = "") -> None:
         daemon = Daemon(config, clock=clock)
         thread = threading.Thread(target=daemon.run, name="daemon-under-test")
         thread.start()
         try:
             wait_for(until, what=what or "the daemon")
-            time.sleep(settle)
+            if settle:
+                mark = next(order)
+                wait_for(lambda: {"sweep", "events"} <= {job for job, began in list(finished) if began > mark}
+                         and _outbox_idle(daemon.db), what=f"the rules to finish after {what}")
         finally:
             daemon.stop.set()
             thread.join(timeout=60)
         assert not thread.is_alive(), "the daemon stops cleanly"
 
     yield run
+
+
+def _outbox_idle(db: Database) -> bool:
+    ob = OutboxMessage.__table__
+    with db.engine.connect() as conn:
+        return conn.execute(select(ob.c.id).where(ob.c.status.in_(("queued", "sending", "retry")))).first() is None
 
 
 class Home:
@@ -82,6 +108,7 @@ class Home:
             data["outbound"]["transport"] = {"type": "smtp", "host": sink.host, "port": sink.port,
                                              "security": "plain", "timeout": 5}
         data["tracking"]["enabled"] = False
+        data.setdefault("web", {})["listen_port"] = 0  # any free port: tests run side by side
         data["rules"].update({"event_interval": 0.3, "sweep_interval": 1, "lease_ttl": 6})
         data["sources"][0]["poll_interval"] = 0.5
         self.file.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -139,7 +166,7 @@ def test_dunning_pack_sends_each_level_once_only_the_one_now_due_and_pauses_on_a
                            "vat_rate": "19"}])
     clock = Clock(datetime(2026, 11, 9, 9, 0, tzinfo=UTC))  # due + 8 days: level 1
 
-    run_daemon(home.config, clock, lambda: len(home.sent()) >= 1, settle=2.5, what="the level-1 reminder")
+    run_daemon(home.config, clock, lambda: len(home.sent()) >= 1, settle=True, what="the level-1 reminder")
     first = home.sent()
     assert len(first) == 1
     assert first[0]["To"].addresses[0].addr_spec == "j.weiss@mueller.example"
@@ -149,10 +176,10 @@ def test_dunning_pack_sends_each_level_once_only_the_one_now_due_and_pauses_on_a
     assert home.invoice("FA2611-0007").dunning_level == 1
 
     clock.now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # down for three weeks: due + 31 days, level 2 only
-    run_daemon(home.config, clock, lambda: len(home.sent()) >= 2, settle=2.5, what="the level-2 reminder")
+    run_daemon(home.config, clock, lambda: len(home.sent()) >= 2, settle=True, what="the level-2 reminder")
     sent = home.sent()
     assert len(sent) == 2, "only the level now due, not every missed one"
-    assert [p.get_filename() for p in sent[1].walk() if p.get_filename()] == ["FA2611-0007.pdf"]
+    assert [p.get_filename() for p in sent[1].walk() if p.get_filename()] == ["Mahnung-2-FA2611-0007.pdf"]
     assert home.invoice("FA2611-0007").dunning_level == 2
 
     reply = EmailMessage()
@@ -170,7 +197,7 @@ def test_dunning_pack_sends_each_level_once_only_the_one_now_due_and_pauses_on_a
         ev = Event.__table__
         with db.engine.connect() as conn:
             return conn.execute(select(ev.c.id).where(ev.c.type == "mail.matched")).first() is not None
-    run_daemon(home.config, clock, replied_and_swept, settle=4.0, what="the reply to be matched")
+    run_daemon(home.config, clock, replied_and_swept, settle=True, what="the reply to be matched")
     assert len(home.sent()) == 2, "a reply pauses dunning"
     assert home.invoice("FA2611-0007").dunning_level == 2
 
@@ -181,7 +208,7 @@ def test_dunning_pack_sends_each_level_once_only_the_one_now_due_and_pauses_on_a
     assert sorted(e.data["key"] for e in events) == sorted(row.key for row in ledger), \
         "every action once on the timeline"
     assert all(e.data["reason"] and e.thirdparty_id == tp for e in events)
-    log = maild(home.file, "rules", "log").stdout
+    log = invoke(home.file, "rules", "log").stdout
     assert "dunning-level-1" in log and "dunning-level-2" in log
 
 
@@ -214,7 +241,9 @@ def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
     stranger["Subject"] = "Question"
     stranger["Message-ID"] = "<q-1@unknown-company.example>"
     stranger.set_content("Do you sell spare parts?")
-    mailbox.append([invitation_mail(calendar, attach_file=False), stranger.as_bytes()])
+    # sent days before the meeting: the invitation is no contact *after* it
+    invitation = invitation_mail(calendar, attach_file=False, date="Mon, 16 Nov 2026 08:00:00 +0000")
+    mailbox.append([invitation, stranger.as_bytes()])
     clock = Clock(datetime(2026, 11, 19, 12, 0, tzinfo=UTC))  # the meeting is 14:00-15:30 Berlin (13:00-14:30 UTC)
 
     def sorted_and_told() -> bool:
@@ -223,7 +252,7 @@ def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
         clock.now = datetime(2026, 11, 19, 17, 0, tzinfo=UTC)  # the meeting ended 2.5 hours ago
         return len(home.sent()) >= 2
 
-    run_daemon(home.config, clock, sorted_and_told, settle=2.5, what="filing, the owner's notice and the follow-up")
+    run_daemon(home.config, clock, sorted_and_told, settle=True, what="filing, the owner's notice and the follow-up")
     with mailbox.server.client(mailbox.user, mailbox.password) as imap:
         folders = [name for _flags, _delim, name in imap.list_folders()]
     customer = next(f for f in folders if f.startswith("Customers") and "Müller" in f)
@@ -234,6 +263,7 @@ def test_shared_inbox_and_meeting_followup_packs_against_the_real_servers(
     assert len(sent) == 2, [m["Subject"] for m in sent]
     notice, followup = sent
     assert notice["To"].addresses[0].addr_spec == "lena@nordlicht.example"
+    assert "is being filed into its folder on the mail server" in notice.get_body(("plain",)).get_content()
     assert followup["To"].addresses[0].addr_spec == "j.weiss@mueller-soehne.example", "external attendees only"
     assert "Rollout der Version 4.2" in followup["Subject"]
     ev = Event.__table__
@@ -285,7 +315,7 @@ def test_shared_inbox_pack_with_filing_off_leaves_the_mail_where_it_is(
     rows = {r.rule: r for r in home.ledger() if r.rule in moves}
     assert {r.status for r in rows.values()} == {"skipped"}
     assert "filing is off for account shared (filing.action: none)" in rows["triage-unmatched-mail"].detail["skipped"]
-    log = maild(home.file, "rules", "log", "--rule", "triage-unmatched-mail").stdout
+    log = invoke(home.file, "rules", "log", "--rule", "triage-unmatched-mail").stdout
     assert "nothing to do: filing is off for account shared" in log
 
 
@@ -322,7 +352,7 @@ def test_an_outsiders_invitations_make_maild_mail_nobody_and_change_no_meeting(
     victims = tuple(f"CN=Victim {n}:mailto:victim{n}@victims.example" for n in range(30))
     mallory = "CN=Mallory:mailto:mallory@evil.example"
     # The customer's real invitation: Lena (ours), Jürgen (a contact) and a guest nobody knows.
-    legit = invitation_mail(ics(uid=legit_uid), attach_file=False)
+    legit = invitation_mail(ics(uid=legit_uid), attach_file=False, date="Mon, 16 Nov 2026 08:00:00 +0000")
     # An outsider: a meeting of their own with 30 strangers and our customer's contact as attendees ...
     spam = invitation_mail(ics(uid="spam-1@evil.example", summary="Cheap pills at evil.example", organizer=mallory,
                                attendees=(*victims, "CN=Jürgen:mailto:j.weiss@mueller-soehne.example")),
@@ -342,7 +372,7 @@ def test_an_outsiders_invitations_make_maild_mail_nobody_and_change_no_meeting(
         clock.now = datetime(2026, 11, 19, 17, 0, tzinfo=UTC)  # every meeting of these mails ended 2.5 hours ago
         return len(home.sent()) >= 2
 
-    run_daemon(home.config, clock, followed_up, settle=4.0, what="the owner's notice and the follow-up")
+    run_daemon(home.config, clock, followed_up, settle=True, what="the owner's notice and the follow-up")
     recipients = sorted({r.lower() for m in smtp_sink.handler.received for r in m.recipients})
     assert recipients == ["j.weiss@mueller-soehne.example", "lena@nordlicht.example"], recipients
     subjects = [m["Subject"] for m in home.sent()]
@@ -408,7 +438,7 @@ def test_a_forged_sender_is_filed_unauthenticated_and_holds_or_triggers_no_autom
     mailbox.append([forged_reply, forged_invite, genuine])
     clock = Clock(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))  # due + 24 days: level 2 is due
 
-    run_daemon(home.config, clock, lambda: not mailbox.uids("INBOX")[1] and len(home.sent()) >= 2, settle=4.0,
+    run_daemon(home.config, clock, lambda: not mailbox.uids("INBOX")[1] and len(home.sent()) >= 2, settle=True,
                what="filing, the level-2 reminder and the owner's notice")
     sent = sorted((m["To"].addresses[0].addr_spec, m["Subject"]) for m in home.sent())
     assert len(sent) == 2, sent
@@ -424,15 +454,15 @@ def test_a_forged_sender_is_filed_unauthenticated_and_holds_or_triggers_no_autom
 
     from maild.business.meetings import list_meetings
     assert list_meetings(db) == [], "a forged invitation makes no meeting"
-    timeline = maild(home.file, "timeline", str(tp)).stdout
+    timeline = invoke(home.file, "timeline", str(tp)).stdout
     assert timeline.count("UNAUTHENTICATED") == 2, timeline
     assert "dmarc=fail" in timeline
     with db.engine.connect() as conn:
         from maild.store.models import Message
         ids = dict(conn.execute(select(Message.__table__.c.subject, Message.__table__.c.id)).all())
-    explained = maild(home.file, "explain", str(ids["Zahlung FA2611-0007"])).stdout
+    explained = invoke(home.file, "explain", str(ids["Zahlung FA2611-0007"])).stdout
     assert "UNAUTHENTICATED: mx.nordlicht.example: spf=fail" in explained
     assert "no rule acts on it beyond filing" in explained
-    explained = maild(home.file, "explain", str(ids["Einladung: Rollout"])).stdout
+    explained = invoke(home.file, "explain", str(ids["Einladung: Rollout"])).stdout
     assert "refused: the mail failed authentication" in explained
-    assert "OK" in maild(home.file, "config", "check").stdout
+    assert "OK" in invoke(home.file, "config", "check").stdout

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from maild.cli.main import AppContext
+from maild.cli.context import AppContext
 from maild.cli.templates import templates
 
 SAMPLES = Path(__file__).resolve().parents[2] / "maild" / "samples" / "templates"

@@ -21,7 +21,7 @@ from maild.daemon import Daemon
 from maild.tracking.app import KEY_ID_HEADER, create_app
 from maild.tracking.server import TrackingServer
 from maild.tracking.signing import key_id, load_secret
-from tests.helpers import maild
+from tests.helpers import invoke
 from tests.outbound.conftest import free_port
 from tests.support.http_server import LocalHttpServer, Reply
 
@@ -42,6 +42,7 @@ def _home(tmp_path: Path, port: int) -> Path:
     config = initialise(tmp_path / "home", samples=False)
     data = yaml.safe_load(config.read_text())
     data["tracking"].update({"listen_port": port, "base_url": f"http://127.0.0.1:{port}"})
+    data.setdefault("web", {})["listen_port"] = 0  # the web app on any free port: tests run side by side
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     return config
 
@@ -51,7 +52,7 @@ def _port(server: LocalHttpServer) -> int:
 
 
 def _tracking_line(config: Path) -> tuple[int, str]:
-    result = maild(config, "config", "check", "--connect", check=False)
+    result = invoke(config, "config", "check", "--connect", check=False)
     [line] = [line for line in result.stdout.splitlines() if line.startswith("tracking ")]
     return result.returncode, line.removeprefix("tracking").strip()
 

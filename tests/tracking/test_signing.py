@@ -66,3 +66,12 @@ def test_load_secret_missing_is_a_clear_error_without_the_value(tmp_path: Path,
     with pytest.raises(ConfigError, match="too short") as info:
         load_secret(TrackingConfig(secret_env="T_SECRET"), tmp_path)
     assert "short-value" not in str(info.value)
+
+
+def test_load_secret_reads_only_a_small_regular_file(tmp_path: Path) -> None:
+    """`secret_file: /dev/zero` or a huge file is refused at once, not read until memory runs out."""
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_secret(TrackingConfig(secret_env=None, secret_file="/dev/zero"), tmp_path)
+    (tmp_path / "big").write_bytes(b"x" * (1 << 20))
+    with pytest.raises(ConfigError, match="larger than"):
+        load_secret(TrackingConfig(secret_env=None, secret_file="big"), tmp_path)

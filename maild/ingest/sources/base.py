@@ -12,9 +12,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from maild.ingest.backoff import backoff_delay
+from imapclient.exceptions import LoginError
+
+from maild.backoff import ReconnectBackoff
+from maild.health import WorkerHealth
 from maild.ingest.context import IngestContext
-from maild.ingest.pipeline import Ack, ParsedBatch
+from maild.ingest.pipeline import Ack, Batch, ParsedBatch
 from maild.ingest.store import Fetched, Outcome, Result
 from maild.store import checkpoints
 from maild.store.checkpoints import FolderRef
@@ -35,6 +38,8 @@ class FolderWorker(ABC):
         self._waiting_for_lease = False
         # Set once the folder was synced (or tried) after start: the rules' catch-up sweep waits for it.
         self.first_pass = threading.Event()
+        self.health = WorkerHealth(f"ingest {self.label}")
+        self.backoff = ReconnectBackoff(ctx.settings.reconnect_max_delay, ctx.settings.login_retry_max_delay)
 
     # --- what a source implements -------------------------------------------------------------
     @abstractmethod
@@ -54,29 +59,39 @@ class FolderWorker(ABC):
 
     # --- shared machinery ---------------------------------------------------------------------
     def run(self) -> None:
-        """Supervised loop for `maild run`: returns only when the stop flag is set."""
+        """Supervised loop for `maild run`: returns only when the stop flag is set.
+
+        Waits between tries follow `ReconnectBackoff` (maild/backoff.py): capped at `reconnect_max_delay`
+        (`login_retry_max_delay` after a refused login), reset as soon as the source and the database answer
+        again after an outage (a reconnect, then the folder's lease), not after a whole pass.
+        """
         stop = self.ctx.stop
-        attempt = 0
         while not stop.is_set():
+            connected = False
             try:
                 self.open()
                 try:
                     while not stop.is_set():
-                        if self.take_lease():
+                        held = self.take_lease()
+                        connected = True
+                        self.backoff.connected()
+                        if held:
                             self.sync_once()
-                            attempt = 0
+                            self.backoff.succeeded()
+                            self.health.ok()
                             self.first_pass.set()
                             self.wait_for_change()
                         else:
+                            self.health.ok()
                             self.first_pass.set()  # another daemon ingests this folder
                             stop.wait(self.ctx.settings.lock_ttl / 3)
                 finally:
                     self.close()
                     self.release_lease()
             except Exception as exc:
-                attempt += 1
-                delay = backoff_delay(attempt, self.ctx.settings.reconnect_max_delay)
+                delay = self.backoff.failed_after(connected, slow=isinstance(exc, LoginError))
                 self.record_error(exc, retry_in=delay)
+                self.health.failed(exc, delay)
                 self.first_pass.set()  # tried: an unreachable server must not hold up the rest
                 stop.wait(delay)
 
@@ -133,7 +148,7 @@ class FolderWorker(ABC):
     def ack(self, last_uid: int | None = None) -> Ack:
         return Ack(owner=self.ctx.owner, ttl=self.ctx.settings.lock_ttl, last_uid=last_uid)
 
-    def commit(self, batch: ParsedBatch, last_uid: int | None = None) -> list[Result]:
+    def commit(self, batch: Batch, last_uid: int | None = None) -> list[Result]:
         results = self.ctx.pipeline.commit(self.ref, batch, self.ack(last_uid))
         self._last_renew = time.monotonic()
         self.match([r.message_id for r in results if r.outcome == Outcome.STORED and r.message_id])

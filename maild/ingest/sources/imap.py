@@ -12,15 +12,16 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from imapclient import IMAPClient
 
+from maild.clock import monotonic
 from maild.config import FilingConfig, ImapSourceConfig, resolve_path
 from maild.filing.runner import has_pending
 from maild.ingest.context import IngestContext
-from maild.ingest.pipeline import ParsedBatch
+from maild.ingest.pipeline import Batch, KnownBatch
 from maild.ingest.sources.base import FolderWorker
 from maild.ingest.store import Fetched
 from maild.store import checkpoints
@@ -29,6 +30,7 @@ from maild.store.checkpoints import FolderRef
 log = logging.getLogger("maild.ingest")
 
 SIZE_CHUNK = 2000  # UIDs per RFC822.SIZE request
+OVERSIZED_CHUNK = 1024 * 1024  # bytes per FETCH BODY.PEEK[]<offset.length> of a message over max_message_bytes
 PIPELINE_DEPTH = 2  # batches handed to the parsers ahead of the one being committed
 FILING_CHECK_SECONDS = 5.0  # while idling, how often to look for filing tasks planned by rules
 
@@ -64,6 +66,7 @@ class ImapFolderWorker(FolderWorker):
         self.cfg = cfg
         self.filing = filing
         self.client: IMAPClient | None = None
+        self.clock: Callable[[], float] = monotonic  # when to look at the folder while idling (tests move it)
 
     def open(self) -> None:
         self.client = connect(self.cfg, self.ctx.base_dir)
@@ -92,14 +95,19 @@ class ImapFolderWorker(FolderWorker):
         done = 0
         self.report_progress(done, len(uids))
         # Batches in flight: parsers work on the next ones while this thread fetches and commits.
-        in_flight: deque[tuple[ParsedBatch, int]] = deque()
-        for batch in self._batches(uids):
-            fetched = client.fetch(batch, ["BODY.PEEK[]"])
-            items = [Fetched(raw=fetched[uid].get(b"BODY[]") or b"", uid=uid, uidvalidity=uidvalidity)
-                     for uid in batch if uid in fetched]
-            in_flight.append((self.start(items), batch[-1]))
-            if len(in_flight) > PIPELINE_DEPTH:
-                done += self._commit(*in_flight.popleft())
+        in_flight: deque[tuple[Batch, int]] = deque()
+        for batch, too_big in self._batches(uids):
+            if too_big:  # streamed and committed in UID order: the checkpoint never passes an uncommitted UID
+                while in_flight:
+                    done += self._commit(*in_flight.popleft())
+                done += self._commit(self._keep_oversized(batch[0], uidvalidity), batch[0])
+            else:
+                fetched = client.fetch(batch, ["BODY.PEEK[]"])
+                items = [Fetched(raw=fetched[uid].get(b"BODY[]") or b"", uid=uid, uidvalidity=uidvalidity)
+                         for uid in batch if uid in fetched]
+                in_flight.append((self.start(items), batch[-1]))
+                if len(in_flight) > PIPELINE_DEPTH:
+                    done += self._commit(*in_flight.popleft())
             if self.ctx.stop.is_set():
                 break
         while in_flight:
@@ -108,7 +116,37 @@ class ImapFolderWorker(FolderWorker):
                                    server_messages=int(info.get(b"EXISTS", 0)))
         return done
 
-    def _commit(self, batch: ParsedBatch, last_uid: int) -> int:
+    def _keep_oversized(self, uid: int, uidvalidity: int) -> Batch:
+        """A message over max_message_bytes (by RFC822.SIZE): fetched in pieces straight into the blob store."""
+        item = Fetched(raw=b"", uid=uid, uidvalidity=uidvalidity)
+        first = self._piece(uid, 0)
+        if first is None:  # expunged since the search
+            return KnownBatch([], [])
+        log.info("oversized message: streaming it to the blob store", extra={"fields": {
+            "worker": self.label, "uid": uid}})
+        return self.ctx.pipeline.keep_oversized(item, self._pieces(uid, first))
+
+    def _pieces(self, uid: int, first: bytes) -> Iterator[bytes]:
+        piece: bytes | None = first
+        offset = 0
+        while piece:
+            yield piece
+            offset += len(piece)
+            if len(piece) < OVERSIZED_CHUNK:
+                return
+            piece = self._piece(uid, offset)
+            if piece is None:
+                raise LookupError(f"UID {uid} vanished while it was being fetched")
+
+    def _piece(self, uid: int, offset: int) -> bytes | None:
+        """Bytes offset..offset+OVERSIZED_CHUNK of the message (b"" past its end); None if the UID is gone."""
+        response = self._client().fetch([uid], [f"BODY.PEEK[]<{offset}.{OVERSIZED_CHUNK}>"]).get(uid)
+        if response is None:
+            return None
+        return next((bytes(value or b"") for key, value in response.items()
+                     if isinstance(key, bytes) and key.startswith(b"BODY[]")), b"")
+
+    def _commit(self, batch: Batch, last_uid: int) -> int:
         self.commit(batch, last_uid)
         if self.ctx.settings.mark_seen and batch.items:
             self._client().add_flags([item.uid for item in batch.items], [b"\\Seen"], silent=True)
@@ -138,8 +176,9 @@ class ImapFolderWorker(FolderWorker):
                                     uidvalidity=uidvalidity, last_uid=0)
         return 0
 
-    def _batches(self, uids: list[int]) -> Iterator[list[int]]:
-        """Group UIDs so that one batch stays under both the count and the byte limit."""
+    def _batches(self, uids: list[int]) -> Iterator[tuple[list[int], bool]]:
+        """Group UIDs so that one batch stays under both the count and the byte limit; a message over
+        max_message_bytes is a batch of its own, marked True (it is streamed, not fetched whole)."""
         settings = self.ctx.settings
         client = self._client()
         for start in range(0, len(uids), SIZE_CHUNK):
@@ -149,13 +188,19 @@ class ImapFolderWorker(FolderWorker):
             batch_bytes = 0
             for uid in chunk:
                 size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+                if size > settings.max_message_bytes:
+                    if batch:
+                        yield batch, False
+                        batch, batch_bytes = [], 0
+                    yield [uid], True
+                    continue
                 if batch and (len(batch) >= settings.batch_messages or batch_bytes + size > settings.batch_bytes):
-                    yield batch
+                    yield batch, False
                     batch, batch_bytes = [], 0
                 batch.append(uid)
                 batch_bytes += size
             if batch:
-                yield batch
+                yield batch, False
 
     def wait_for_change(self) -> None:
         client = self._client()
@@ -166,9 +211,13 @@ class ImapFolderWorker(FolderWorker):
             client.noop()
 
     def _idle(self, client: IMAPClient) -> None:
+        """IDLE until the server reports a change, a rule plans filing, `idle_renew` passes, or it is time to look
+        at the folder anyway (`idle_check_interval`: a server may change UIDVALIDITY without ending the IDLE
+        session; the next pass SELECTs the folder and compares it)."""
         client.idle()
         started = time.monotonic()
         next_filing_check = started + FILING_CHECK_SECONDS
+        look_at_folder = self.clock() + self.ctx.settings.idle_check_interval
         quick_empty = 0
         try:
             while not self.ctx.stop.is_set() and time.monotonic() - started < self.ctx.settings.idle_renew:
@@ -186,6 +235,8 @@ class ImapFolderWorker(FolderWorker):
                     next_filing_check = time.monotonic() + FILING_CHECK_SECONDS
                     if self.ctx.matching is not None and has_pending(self.ctx.db, self.ref):
                         break
+                if self.clock() >= look_at_folder:
+                    break
         finally:
             if quick_empty < 3:
                 client.idle_done()

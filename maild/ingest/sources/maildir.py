@@ -24,6 +24,7 @@ from maild.store.models import Location
 _loc = Location.__table__
 log = logging.getLogger("maild.ingest")
 
+PIECE = 1024 * 1024  # bytes read at a time from a file over max_message_bytes
 MAILDIR_FOLDER = ""  # a Maildir source is one folder; its location rows carry no folder name
 
 
@@ -52,6 +53,9 @@ class MaildirFolderWorker(FolderWorker):
         batch_bytes = 0
         for key in waiting:
             try:
+                if box.path_of(key).stat().st_size > settings.max_message_bytes:
+                    done += self._keep_oversized(key, box.path_of(key))  # its own batch, streamed
+                    continue
                 raw = box.get_bytes(key)
             except (KeyError, FileNotFoundError):  # removed by its owner since we listed it
                 continue
@@ -77,6 +81,17 @@ class MaildirFolderWorker(FolderWorker):
         self._known.update(item.key for item in batch)
         self.report_progress(len(batch), 0)
         return len(batch)
+
+    def _keep_oversized(self, key: str, path: Path) -> int:
+        """A file over max_message_bytes: copied in pieces into the blob store and quarantined, never read whole.
+        A file removed meanwhile raises FileNotFoundError (skipped like any file that went away)."""
+        with path.open("rb") as handle:
+            kept = self.ctx.pipeline.keep_oversized(Fetched(raw=b"", key=key), iter(lambda: handle.read(PIECE), b""))
+        self.commit(kept)
+        assert self._known is not None
+        self._known.add(key)
+        self.report_progress(1, 0)
+        return 1
 
     def _known_keys(self) -> set[str]:
         if self._known is None:

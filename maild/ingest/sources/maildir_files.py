@@ -51,7 +51,8 @@ def _distinct(name: str, files: list[Path]) -> dict[str, Path]:
     by_digest: dict[str, Path] = {}
     for file in sorted(files):
         try:
-            digest = hashlib.sha256(file.read_bytes()).hexdigest()
+            with file.open("rb") as handle:  # in pieces: the file may be huge
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
         except OSError:  # moved or deleted since the listing, or unreadable now: the next pass sees it again
             continue
         by_digest.setdefault(digest, file)

@@ -1,0 +1,1 @@
+"""One module per detector; `maild.classify.chain` runs them in order."""
