@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,8 +59,7 @@ def test_classify_benchmark_runs() -> None:
 
 
 def test_web_benchmark_runs() -> None:
-    if shutil.which("wrk") is None:  # bench/web.py would install it with apt-get; the smoke test does not
-        pytest.skip("wrk is not installed (scripts/install-bench-deps)")
+    assert shutil.which("wrk"), "wrk is missing: scripts/install-test-deps installs it"
     result = run("web.py", "--messages", "300", "--seconds", "1", "--connections", "2")
     for page in ("timeline", "message", "search"):
         assert result[f"{page}_p95_ms"] > 0
