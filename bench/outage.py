@@ -82,7 +82,7 @@ def main() -> None:
                          "timeout": 10}],
             "outbound": {"transport": {"type": "smtp", "host": "127.0.0.1", "port": controller.port,
                                        "security": "plain", "timeout": 5}},
-            "tracking": {"enabled": False}}))
+            "tracking": {"enabled": False}, "web": {"enabled": False}}))
         config = load_config(home / "maild.yaml", environ={"MAILD_BENCH_IMAP_PASSWORD": password})
         daemon = Daemon(config)
         thread = threading.Thread(target=daemon.run, daemon=True)

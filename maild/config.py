@@ -258,6 +258,16 @@ class OutboundConfig(_Strict):
     # VERP: each mail's envelope sender becomes <local>+maild.<instance>.<token>@<domain> of this address, so a
     # delivery-failure notice is tied to its outbox row (docs/machine-mail.md). None: the envelope sender is `sender`.
     return_path: str | None = None
+
+    @field_validator("return_path")
+    @classmethod
+    def _plain_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9.!#$%&'*/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z0-9-]{2,63}", value):
+            raise ValueError("expected a plain address such as bounces@example.com (no display name, no +tag: "
+                             "maild adds +maild.<instance>.<token>)")
+        return value
     company: dict[str, Any] = Field(default_factory=dict)  # `company` in templates: name, address, bank...
     transport: SmtpTransportConfig = SmtpTransportConfig()
 

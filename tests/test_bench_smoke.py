@@ -49,3 +49,19 @@ def test_mailboxes_benchmark_runs() -> None:
     result = run("mailboxes.py", "--accounts", "2", "--idle", "1", "--settle", "0", "--new", "1", "--no-shared")
     assert result["folders"] == 4 and result["connections"] == 4
     assert result["threads"] > 0 and result["rss_mb"] > 0 and result["idle_cpu_pct"] >= 0
+
+
+def test_classify_benchmark_runs() -> None:
+    result = run("classify.py", "--messages", "40", "--rounds", "1", "--bounces", "0.2", "--auto-replies", "0.1")
+    assert result["messages"] == 40 and result["rate_on"] > 0 and result["rate_off"] > 0
+    assert abs(result["overhead"] - (1 - result["rate_on"] / result["rate_off"])) < 0.01
+    assert result["kinds"]["bounce"] > 0 and result["kinds"]["auto_reply"] > 0 and result["kinds"]["human"] > 0
+
+
+def test_web_benchmark_runs() -> None:
+    assert shutil.which("wrk"), "wrk is missing: scripts/install-test-deps installs it"
+    result = run("web.py", "--messages", "300", "--seconds", "1", "--connections", "2")
+    for page in ("timeline", "message", "search"):
+        assert result[f"{page}_p95_ms"] > 0
+        assert isinstance(result["queries_per_page"][page], int)  # one number: the same for every page shown
+    assert result["messages"] == 300 and result["requests"] > 0

@@ -146,6 +146,13 @@ def dispute(conn: Connection, ref: str, reason: str, now: datetime) -> None:
                        "previous_status": invoice.status})
 
 
+def promises_released_by(conn: Connection, today: date) -> list[tuple[int, date]]:
+    """(invoice id, promised date) of the promises `release_promises` would end on `today`."""
+    rows = conn.execute(select(_hold.c.invoice_id, _hold.c.until).where(
+        _hold.c.kind == "promise", _hold.c.resolved_at.is_(None), _hold.c.until < today)).all()
+    return [(int(invoice_id), _day(until) or today) for invoice_id, until in rows]
+
+
 def release_promises(conn: Connection, today: date, now: datetime) -> int:
     """Promises whose day has passed end: dunning goes on by itself. Returns how many."""
     rows = conn.execute(select(_hold.c.invoice_id).where(_hold.c.kind == "promise", _hold.c.resolved_at.is_(None),

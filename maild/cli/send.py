@@ -18,6 +18,9 @@ from maild.cli.render import say
 @click.option("--invoice", "invoice_ref",
               help="Invoice reference: `invoice` in the template, and its PDF attached (an invoice with its amounts: "
                    "`maild invoice add` / `maild import invoices`, not a bare document number).")
+@click.option("--letter", "letter", type=click.IntRange(1, 9), metavar="LEVEL",
+              help="With --invoice: attach the reminder letter of this level (docs/rules.md, \"Reminder letters\") "
+                   "instead of the invoice copy.")
 @click.option("--attach", "attach", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A file to attach (repeatable).")
 @click.option("--lang", "language", help="Language variant (default: the contact's, the third party's, the config's).")
@@ -27,16 +30,20 @@ from maild.cli.render import say
 @click.option("--allow-undeliverable", is_flag=True,
               help="Send even though mail to the address bounced for good (see `maild contact health`).")
 @pass_app
-def send(app: AppContext, template: str, to: str, invoice_ref: str | None, attach: tuple[Path, ...],
-         language: str | None, key: str | None, dry_run: bool, queue_only: bool, allow_undeliverable: bool) -> None:
+def send(app: AppContext, template: str, to: str, invoice_ref: str | None, letter: int | None,
+         attach: tuple[Path, ...], language: str | None, key: str | None, dry_run: bool, queue_only: bool,
+         allow_undeliverable: bool) -> None:
     """Send TEMPLATE to a third party or address, through the outbox (once per --key)."""
     from maild.config import ConfigError
     from maild.outbound import mailing
 
+    if letter is not None and not invoice_ref:
+        raise click.UsageError("--letter needs --invoice REF (the invoice the reminder is about)")
     db = app.database()
     try:
         mail = mailing.prepare(app.config, db, template=template, to=to, invoice_ref=invoice_ref, attach=attach,
-                               language=language, allow_undeliverable=allow_undeliverable)
+                               language=language, allow_undeliverable=allow_undeliverable,
+                               invoice_copy=letter is None, dunning_level=letter)
     except (ValueError, LookupError, ConfigError) as exc:
         raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
     if dry_run:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
@@ -127,6 +127,7 @@ class RulesEngine:
         self.own = OwnMail.from_config(config)
         self.cursor = EventCursor(db, clock)
         self.planned: list[PlannedAction] = []
+        self._released: tuple[int, date] | None = None  # simulate_day: an invoice whose promise has passed
         self._stage: Any = None
         self.env = actions.Env(config, db, self._plan_filing)
         self.replace_rules(rules)
@@ -374,6 +375,8 @@ class RulesEngine:
                 names = base.copy()
                 if is_invoice:
                     view = swept_invoice_view(conn, row)
+                    if trace is not None and self._released is not None and self._released[0] == view["id"]:
+                        view["status"] = "open"  # simulated: the promise of this date has passed, the hold ended
                     tp_id = view["thirdparty_id"]
                     thirdparty = thirdparty_of(tp_id)
                     names["invoice"] = view
@@ -540,9 +543,10 @@ class RulesEngine:
         return int(found)
 
     def simulate_day(self) -> list[PlannedAction]:
-        """What the rules would do at clock() given today's data: the sweeps at that moment, and every schedule
-        rule at each of its times on that (local) day. No events are replayed (they have not happened). Writes
-        nothing."""
+        """What the rules would do at clock() given today's data: the sweeps at that moment (an invoice whose
+        promised payment date has passed by then counted as open again, as the real pass would release it), and
+        every schedule rule at each of its times on that (local) day. No events are replayed (they have not
+        happened). Writes nothing."""
         if not self.simulating:
             return RulesEngine(self.config, self.db, self.rules, clock=self.clock, simulate=True).simulate_day()
         from maild.rules.scheduler import schedule_trigger
@@ -551,6 +555,7 @@ class RulesEngine:
         self.sweep()
         moment = self.clock()
         clock = self._new_pass().clock
+        self._sweep_released_promises(clock)
         start = datetime.combine(clock.today, time(0), clock.zone)
         end = start + timedelta(days=1)
         for rule in self.rules.rules:
@@ -566,6 +571,29 @@ class RulesEngine:
             finally:
                 self.clock = lambda: moment
         return list(self.planned)
+
+    def _sweep_released_promises(self, clock: Clock) -> None:
+        """Simulation: the invoice sweeps for invoices whose promise would be released by `clock` (status held
+        now, open again then), each evaluated as `explain` does, with the status it would have."""
+        with self.db.engine.connect() as conn:
+            released = holds.promises_released_by(conn, clock.today)
+        for invoice_id, until in released:
+            p = self._new_pass()
+            for rule in self._sweep_rules:
+                trigger = rule.trigger
+                assert isinstance(trigger, SweepTrigger)
+                if trigger.record != "invoice":
+                    continue
+                with self.db.engine.connect() as conn:
+                    opened, _ = sweep.window_state(conn, trigger, p.clock, invoice_id)
+                if not opened:
+                    continue
+                trace = Explanation(rule.name, rule.file, "", f"invoice:{invoice_id}", p.clock.local)
+                self._released = (invoice_id, until)
+                try:
+                    self._sweep_rule(p, rule, set(), trace, invoice_id)
+                finally:
+                    self._released = None
 
     # --- one rule, one subject --------------------------------------------------------------------------
 

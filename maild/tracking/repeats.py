@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, select, tuple_, update
 
 from maild.clock import as_utc
 from maild.store.models import Event, TrackingHits
@@ -54,8 +54,8 @@ class RepeatCounter:
             return
         since = min(at for _key, at in hits) - self.window
         query = select(_hits.c.id, _hits.c.outbox_id, _hits.c.kind, _hits.c.link, _hits.c.client, _hits.c.first_at) \
-            .where(and_(_hits.c.outbox_id.in_(sorted({key[0] for key in missing})),
-                        _hits.c.client.in_(sorted({key[3] for key in missing})), _hits.c.first_at > since))
+            .where(and_(tuple_(_hits.c.outbox_id, _hits.c.client).in_(sorted({(key[0], key[3]) for key in missing})),
+                        _hits.c.first_at > since))  # the pairs probe the index; two IN lists probed their product
         for row_id, outbox_id, kind, link, client, first_at in conn.execute(query):
             key = (outbox_id, kind, link, client)
             first = as_utc(first_at)
@@ -92,10 +92,9 @@ class RepeatCounter:
             counts.append({"outbox_id": key[0], "kind": key[1], "link": key[2], "client": key[3], "first_at": at,
                            "last_at": at, "hits": 1})
         if events:
-            event_ids = conn.execute(_INSERT_EVENTS, events).scalars().all()
-            row_ids = conn.execute(_INSERT_HITS, [{**count, "event_id": event_id}
-                                                  for count, event_id in zip(counts, event_ids, strict=True)]
-                                   ).scalars().all()
+            event_ids = _inserted_ids(conn, _events, _INSERT_EVENTS, events)
+            row_ids = _inserted_ids(conn, _hits, _INSERT_HITS, [
+                {**count, "event_id": event_id} for count, event_id in zip(counts, event_ids, strict=True)])
             for window in windows.values():
                 if window.row_id is None:
                     window.row_id = row_ids[window.new_index]
@@ -115,3 +114,15 @@ class RepeatCounter:
     def _trim(self) -> None:
         while len(self._known) > CACHE_SIZE:
             self._known.popitem(last=False)
+
+
+def _inserted_ids(conn: Connection, table: Table, returning: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """INSERT the rows; their ids, in the rows' order. PostgreSQL: one batched INSERT .. RETURNING. SQLite, where
+    SQLAlchemy keeps RETURNING in order only one row per statement: one executemany, then the ids counted back
+    from the largest. Sound because SQLite has one writer: from this transaction's first INSERT on it holds the
+    write lock, and each new row of an INTEGER PRIMARY KEY table gets the largest id so far plus one."""
+    if conn.dialect.name != "sqlite":
+        return list(conn.execute(returning, rows).scalars().all())
+    conn.execute(table.insert(), rows)
+    last = int(conn.execute(select(func.max(table.c.id))).scalar_one())
+    return list(range(last - len(rows) + 1, last + 1))

@@ -189,7 +189,7 @@ def test_invoice_show_and_the_cli_resolve_a_hold(db: Database, tmp_path: Path) -
     from click.testing import CliRunner
 
     from maild.cli.business import invoice as invoice_group
-    from maild.cli.main import AppContext
+    from maild.cli.context import AppContext
 
     office = Office(db, tmp_path)
     held = invoice(db, office.tp, "FA2611-0105", DUE)

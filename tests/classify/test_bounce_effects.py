@@ -165,3 +165,15 @@ def test_a_notice_in_an_unknown_format_to_our_verp_address_is_tied_to_its_row(ho
         row = conn.execute(select(OutboxMessage.__table__).where(OutboxMessage.__table__.c.id == row_id)).one()
         assert row.status == "bounced"
     assert health.lookup(db, "buchhaltung@customer.example").state == "soft"
+
+
+def test_return_path_must_be_a_plain_address(tmp_path: Path) -> None:
+    from maild.config import ConfigError
+
+    for bad in ("Bounces <bounces@example.com>", "bounces+x@example.com", "bounces", "b@x\r\nBcc: y@z.example"):
+        path = tmp_path / "maild.yaml"
+        path.write_text(yaml.safe_dump({"outbound": {"return_path": bad}}))
+        with pytest.raises(ConfigError, match=r"outbound\.return_path"):
+            config_at(path)
+    path.write_text(yaml.safe_dump({"outbound": {"return_path": "bounces@example.com"}}))
+    assert config_at(path).outbound.return_path == "bounces@example.com"

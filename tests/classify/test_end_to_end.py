@@ -118,7 +118,8 @@ def test_a_bounced_dunning_letter_stops_dunning_to_that_address_and_tells_the_ow
     bounced = next(e for e in events(home, tp) if e.type == "mail.bounced")
     assert bounced.message_id == notice.id and bounced.data["invoice_id"] == home.invoice("FA2611-0007").id
     timeline = invoke(home.file, "timeline", "Müller & Söhne KG").stdout
-    assert "bounced" in timeline.lower()
+    assert "BOUNCED" in timeline and "to j.weiss@mueller.example: hard 5.1.1 user unknown; address undeliverable" \
+        in timeline
     customers = [f for f in mailbox_folders(mailbox) if f.startswith("Customers") and "Müller" in f]
     assert customers and len(mailbox.uids(customers[0])[1]) == 1, "the notice is filed with the customer"
 

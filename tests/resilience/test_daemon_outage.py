@@ -41,6 +41,7 @@ def _config(home: Path, pg_url: str, mailbox: Mailbox, sink: Sink) -> Path:
         "outbound": {"transport": {"type": "smtp", "host": sink.host, "port": sink.port, "security": "plain",
                                    "timeout": 5, "max_connections": 2}},
         "tracking": {"enabled": False},
+        "web": {"listen_port": 0},  # any free port: tests run side by side
         "rules": {"event_interval": 1},
     }
     path = home / "maild.yaml"

@@ -77,3 +77,18 @@ def test_a_rule_attaches_the_reminder_letter_of_its_level(db: Database, tmp_path
     assert names == ["Mahnung-2-FA2611-0105.pdf", "FA2611-0105.pdf", "Mahnung-3-FA2611-0105.pdf"]
     assert "Letzte Mahnung FA2611-0105" in letters(tmp_path, db)[2][1]
 
+
+
+def test_maild_send_attaches_a_reminder_letter_by_hand(db: Database, tmp_path: Path) -> None:
+    from tests.helpers import invoke
+
+    make_config(tmp_path, db, outbound={"company": {"name": "Nordlicht Software GmbH"}})
+    tp, _ = customer(db)
+    invoice(db, tp, "FA2611-0105", date(2026, 11, 3), amount="1190.00")
+    config_file = tmp_path / "maild.yaml"
+    out = invoke(config_file, "send", "reminder", "--to", "anna@mueller.example", "--invoice", "FA2611-0105",
+                 "--letter", "2", "--dry-run").stdout
+    message = email.message_from_string(out, policy=email.policy.default)
+    assert [p.get_filename() for p in message.walk() if p.get_filename()] == ["Reminder-2-FA2611-0105.pdf"]
+    refused = invoke(config_file, "send", "reminder", "--to", "anna@mueller.example", "--letter", "2", check=False)
+    assert refused.returncode == 2 and "--letter needs --invoice REF" in refused.stderr

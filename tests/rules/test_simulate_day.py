@@ -88,3 +88,29 @@ def test_simulate_a_day_ahead_writes_nothing(db: Database, tmp_path: Path) -> No
     code, out = simulate("--at", "next tuesday")
     assert code == 2 and "expected a date (2026-12-01) or a date and time" in out
     assert snapshot(db) == before
+
+
+def test_simulate_counts_a_promise_whose_date_has_passed_as_released(db: Database, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from maild.business import holds
+
+    config = make_config(tmp_path, db)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "pack.yaml").write_text(RULES)
+    tp, _ = customer(db)
+    promised = invoice(db, tp, "FA-P", date.today() - timedelta(days=25))  # level-2 window: open now
+    with db.engine.begin() as conn:
+        holds.promise(conn, config, "FA-P", date.today() + timedelta(days=2), datetime.now(UTC))
+    app = AppContext(str(tmp_path / "maild.yaml"), False)
+    before = snapshot(db)
+
+    def planned(days: int) -> list[tuple[str, str, str]]:
+        result = CliRunner().invoke(simulate_command, ["--days", str(days), "--json"], obj=app)
+        assert result.exit_code == 0, result.output
+        return [(p["rule"], p["subject"], p["action"]) for p in json.loads(result.output)
+                if p["rule"] != "weekday-report"]
+
+    assert planned(1) == []  # still waiting for the promised payment
+    assert planned(4) == [("level-2", f"invoice:{promised}", "send"), ("level-2", f"invoice:{promised}", "task")]
+    assert snapshot(db) == before

@@ -149,3 +149,35 @@ def test_invoice_show_names_the_next_dunning_step(db: Database, tmp_path: Path) 
     assert result.exit_code == 0 and "next step: level-2 from " in result.output, result.output
     assert ": send reminder to anna@mueller.example; set invoice.dunning_level=2" in result.output
     assert ledger_rows(db) == [] and outbox_rows(db) == []
+
+
+def test_why_for_a_meeting_sweep_names_the_contact_after_the_meeting(db: Database, tmp_path: Path) -> None:
+    from maild.business.meetings import add_meeting
+    from maild.own_mail import OwnMail
+
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    end = datetime(2026, 11, 19, 14, 30, tzinfo=UTC)
+    meeting = add_meeting(db, OwnMail.from_config(config), subject="Projekt", start_at=end - timedelta(hours=1),
+                          end_at=end, thirdparty_id=tp, attendees=["anna@mueller.example"], owner="lena@ourco.example")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "followup.yaml").write_text("""
+rules:
+  - name: followup
+    on: {sweep: meeting, date: end_at, offset: 2h, until: 7d}
+    if:
+      - attendees
+      - not replied_since(meeting.end_at)
+    do:
+      - send: {template: followup, to: attendees}
+""")
+    ruleset = load_rules(tmp_path / "rules", timezone=config.rules.timezone)
+    engine = RulesEngine(config, db, ruleset, clock=lambda: end + timedelta(hours=3))
+    explanation = engine.explain("followup", f"meeting:{meeting}")
+    assert explanation.fires and explanation.what == f"meeting {meeting} of Müller Bau GmbH"
+    assert explanation.gate[-1] == "now (2026-11-19T18:30+01:00) is in the window"
+    inbound_mail(db, tp, "anna@mueller.example", end + timedelta(hours=1), subject="Danke für heute")
+    explanation = engine.explain("followup", f"meeting:{meeting}")
+    assert not explanation.fires
+    assert explanation.conditions[1].seen[0] == ("replied_since(meeting.end_at)", "true")
+    assert explanation.verdict() == "would not fire: the condition `not replied_since(meeting.end_at)` does not hold"

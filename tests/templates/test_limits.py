@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from maild.cli.main import AppContext
+from maild.cli.context import AppContext
 from maild.cli.send import send
 from maild.cli.setup import initialise
 from maild.outbound import outbox
