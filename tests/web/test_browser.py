@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from maild.daemon import Daemon
 from maild.tracking.server import TrackingServer
@@ -164,10 +165,10 @@ def test_older_timeline_entries_load_in_place(tmp_path: Path, db: Any, browser: 
         page.goto(f"{base}/customers/{data.customer_id}")
         assert page.locator("#timeline tr.event").count() == 2
         page.click("a.more")
-        page.wait_for_function("document.querySelectorAll('#timeline tr.event').length === 4")
+        expect(page.locator("#timeline tr.event")).to_have_count(4, timeout=WAIT)  # no eval: the page's CSP forbids it
         assert page.url == f"{base}/customers/{data.customer_id}"  # appended in place
         page.click("a.more")
-        page.wait_for_function("document.querySelectorAll('#timeline tr.event').length === 5")
+        expect(page.locator("#timeline tr.event")).to_have_count(5, timeout=WAIT)  # no eval: the page's CSP forbids it
         assert page.locator("a.more").count() == 0  # the oldest entry is shown: no more link
         texts = page.locator("#timeline tr.event").all_inner_texts()
         assert len(set(texts)) == 5
