@@ -5,18 +5,15 @@ redirect to the real page; a forged link ends at 404 with nothing recorded."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from maild.tracking.links import instrument
+from tests.support.browser import chromium
 from tests.support.http_server import LocalHttpServer, Reply
 from tests.tracking.support import SECRET, TOKEN, Endpoint
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/install-test-deps); Playwright's own download cannot work
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 PERSON = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 "
           "Safari/537.36")
 
@@ -38,16 +35,7 @@ def _asked(shop: LocalHttpServer) -> list[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-test-deps")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    yield from chromium()
 
 
 def _mail(endpoint: Endpoint, shop: LocalHttpServer) -> str:

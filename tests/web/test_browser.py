@@ -16,27 +16,16 @@ from maild.daemon import Daemon
 from maild.tracking.server import TrackingServer
 from maild.web.server import start_web
 from tests.helpers import make_message
+from tests.support.browser import chromium
 from tests.support.http_server import LocalHttpServer, Reply
 from tests.web.support import PASSWORDS, Seeded, Site, seed
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 WAIT = 60_000  # ms: generous, the machine is loaded
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-test-deps")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    yield from chromium()
 
 
 @pytest.fixture
