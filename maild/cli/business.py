@@ -326,16 +326,18 @@ def meeting_add(app: AppContext, subject: str, start: str, end: str | None, minu
                 next_steps: tuple[str, ...]) -> None:
     """Add a meeting about SUBJECT."""
     from maild.business import fields, meetings
+    from maild.services import meetings as meeting_service
+    from maild.services.actor import cli_actor
 
     zone = app.config.rules.timezone
     start_at = fields.moment(start, "start", zone)
     if end and minutes:
         raise click.UsageError("give --end or --minutes, not both")
     end_at = fields.moment(end, "end", zone) if end else start_at + timedelta(minutes=minutes or 60)
-    meeting_id = meetings.add_meeting(
-        app.database(), meetings.OwnMail.from_config(app.config), subject=subject, start_at=start_at, end_at=end_at,
-        thirdparty_id=_thirdparty_id(app, thirdparty_ref), location=location, attendees=attendees, owner=owner,
-        next_steps=next_steps)
+    meeting_id = meeting_service.add_meeting(
+        app.database(), cli_actor(), meetings.OwnMail.from_config(app.config), subject=subject, start_at=start_at,
+        end_at=end_at, thirdparty_id=_thirdparty_id(app, thirdparty_ref), location=location, attendees=attendees,
+        owner=owner, next_steps=next_steps)
     data = meetings.describe_meeting(app.database(), str(meeting_id))
     who = f" with #{data['thirdparty_id']} {data['thirdparty_name']}" if data["thirdparty_id"] else ""
     say(f"added meeting #{meeting_id} {subject.strip()!r} {local_time(start_at, zone)}-"
@@ -408,9 +410,10 @@ def meeting_show(app: AppContext, ref: str, as_json: bool) -> None:
 @_friendly
 def meeting_cancel(app: AppContext, ref: str) -> None:
     """Cancel a meeting (REF: id or uid); rules waiting for its end will not fire."""
-    from maild.business import meetings
+    from maild.services import meetings
+    from maild.services.actor import cli_actor
 
-    changed = meetings.cancel_meeting(app.database(), ref)
+    changed = meetings.cancel_meeting(app.database(), cli_actor(), ref)
     say(f"meeting {ref.strip()}: cancelled" + ("" if changed else " (it already was)"))
 
 
@@ -450,9 +453,10 @@ def task_list(app: AppContext, owner: str | None, open_only: bool, as_json: bool
 @_friendly
 def task_done(app: AppContext, task_id: int) -> None:
     """Mark task ID as done."""
-    from maild.business import tasks
+    from maild.services import meetings
+    from maild.services.actor import cli_actor
 
-    changed = tasks.complete_task(app.database(), task_id)
+    changed = meetings.complete_task(app.database(), cli_actor(), task_id)
     say(f"task #{task_id}: done" + ("" if changed else " (it already was)"))
 
 

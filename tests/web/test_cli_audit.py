@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import invoke, write_config
+from maild.business.tasks import create_task
+from maild.store.db import Database
+from tests.helpers import config_at, invoke, write_config
 
 CLERK = {"LOGNAME": "clara"}  # the CLI's actor is the operating-system user (getpass reads LOGNAME first)
 
@@ -98,3 +100,31 @@ def test_an_import_is_one_audit_entry_with_its_counts(tmp_path: Path, db_url: st
     [invoices] = _audit(config, "--action", "import.invoices")  # the all-or-nothing run stored nothing: no entry
     assert invoices["after"]["file"] == str(bad) and invoices["after"]["skip_invalid"] is True
     assert (invoices["after"]["inserted"], invoices["after"]["rejected"]) == (1, 1)
+
+
+def test_meeting_and_task_changes_are_audited(tmp_path: Path, db_url: str) -> None:
+    config = write_config(tmp_path / "home", db_url, [])
+    _run(config, "thirdparty", "add", "Müller", "--external-id", "C-1")
+    out = _run(config, "meeting", "add", "Kick-off", "--start", "2026-12-03T10:00:00+00:00", "--minutes", "30",
+               "--thirdparty", "C-1", "--next-step", "send offer")
+    assert "added meeting #1" in out
+    _run(config, "meeting", "cancel", "1")
+    _run(config, "meeting", "cancel", "1")  # already cancelled: no change, no entry
+    db = Database(config_at(config).database_url)
+    try:
+        with db.engine.begin() as conn:
+            create_task(conn, title="Call Müller", owner="lena", thirdparty_id=1, rule="dunning")
+    finally:
+        db.dispose()
+    _run(config, "task", "done", "1")
+    _run(config, "task", "done", "1")  # already done: no entry
+
+    [done, cancel, created, _tp] = _audit(config)
+    assert all((e["actor"], e["via"]) == ("clara", "cli") for e in (done, cancel, created))
+    assert (created["action"], created["target"], created["before"]) == ("meeting.create", "meeting:1", None)
+    assert (created["after"]["subject"], created["after"]["thirdparty_id"], created["after"]["next_steps"]) == (
+        "Kick-off", 1, ["send offer"])
+    assert cancel["action"] == "meeting.cancel"
+    assert (cancel["before"]["status"], cancel["after"]["status"]) == ("confirmed", "cancelled")
+    assert (done["action"], done["target"], done["before"]["status"], done["after"]["status"]) == (
+        "task.done", "task:1", "open", "done")
