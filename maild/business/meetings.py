@@ -86,14 +86,27 @@ def add_meeting(db: Database, own: OwnMail, *, subject: str, start_at: datetime,
                 uid: str | None = None) -> int:
     """A meeting entered by hand; attendees as `Name <address>` or addresses. Without a third party, the
     one of the external attendees (when they all belong to one) is taken."""
-    people = [parse_attendee(a) for a in attendees if a.strip()]
     with db.engine.begin() as conn:
-        resolved = resolve_attendees(conn, people, own)
-        change = upsert_meeting_in(
-            conn, uid=uid or f"{uuid.uuid4()}@maild", subject=subject, start_at=start_at, end_at=end_at,
-            thirdparty_id=thirdparty_id if thirdparty_id is not None else external_thirdparty(resolved),
-            location=location, attendees=resolved, organizer=parse_attendee(organizer)[1] if organizer else None,
-            owner=owner, next_steps=list(next_steps), force=True)
+        return add_meeting_in(conn, own, subject=subject, start_at=start_at, end_at=end_at,
+                              thirdparty_id=thirdparty_id, location=location, attendees=attendees,
+                              organizer=organizer, owner=owner, next_steps=next_steps, uid=uid)
+
+
+def add_meeting_in(conn: Connection, own: OwnMail, *, subject: str, start_at: datetime, end_at: datetime,
+                   thirdparty_id: int | None = None, location: str = "", attendees: Iterable[str] = (),
+                   organizer: str | None = None, owner: str | None = None, next_steps: Iterable[str] = (),
+                   uid: str | None = None) -> int:
+    """`add_meeting` in the caller's transaction (ValueError, and nothing written, when the uid exists)."""
+    people = [parse_attendee(a) for a in attendees if a.strip()]
+    existing = conn.execute(select(_meet.c.id).where(_meet.c.uid == uid)).scalar() if uid is not None else None
+    if existing is not None:
+        raise ValueError(f"a meeting with uid {uid!r} already exists (#{existing})")
+    resolved = resolve_attendees(conn, people, own)
+    change = upsert_meeting_in(
+        conn, uid=uid or f"{uuid.uuid4()}@maild", subject=subject, start_at=start_at, end_at=end_at,
+        thirdparty_id=thirdparty_id if thirdparty_id is not None else external_thirdparty(resolved),
+        location=location, attendees=resolved, organizer=parse_attendee(organizer)[1] if organizer else None,
+        owner=owner, next_steps=list(next_steps), force=True)
     if change.action == "created":
         assert change.meeting_id is not None
         return change.meeting_id

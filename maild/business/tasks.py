@@ -64,18 +64,23 @@ def list_tasks(db: Database, *, owner: str | None = None, open_only: bool = Fals
 
 def complete_task(db: Database, task_id: int) -> bool:
     """Mark a task done (`task.done` event). False when it already was done; LookupError when unknown."""
-    now = utcnow()
     with db.engine.begin() as conn:
-        row = conn.execute(select(_tasks).where(_tasks.c.id == task_id)).first()
-        if row is None:
-            raise LookupError(f"no task with id {task_id}")
-        changed = conn.execute(update(_tasks).where(_tasks.c.id == task_id, _tasks.c.status != "done")
-                               .values(status="done", done_at=now)).rowcount
-        if not changed:
-            return False
-        append_event(conn, "task.done", thirdparty_id=row.thirdparty_id, message_id=row.message_id,
-                     data={"task_id": task_id, "title": row.title, "kind": row.kind, "owner": row.owner},
-                     occurred_at=now)
+        return complete_task_in(conn, task_id)
+
+
+def complete_task_in(conn: Connection, task_id: int) -> bool:
+    """`complete_task` in the caller's transaction."""
+    now = utcnow()
+    row = conn.execute(select(_tasks).where(_tasks.c.id == task_id)).first()
+    if row is None:
+        raise LookupError(f"no task with id {task_id}")
+    changed = conn.execute(update(_tasks).where(_tasks.c.id == task_id, _tasks.c.status != "done")
+                           .values(status="done", done_at=now)).rowcount
+    if not changed:
+        return False
+    append_event(conn, "task.done", thirdparty_id=row.thirdparty_id, message_id=row.message_id,
+                 data={"task_id": task_id, "title": row.title, "kind": row.kind, "owner": row.owner},
+                 occurred_at=now)
     return True
 
 

@@ -74,6 +74,8 @@ def invoice_add(app: AppContext, ref: str, thirdparty_ref: str | None, issued_on
     """Add invoice REF, or update it (only the options given change). Its number is also recorded as a
     document, so mail quoting it matches its third party."""
     from maild.business import fields, invoices
+    from maild.services import invoices as invoice_service
+    from maild.services.actor import cli_actor
 
     db = app.database()
     with db.engine.connect() as conn:
@@ -92,9 +94,10 @@ def invoice_add(app: AppContext, ref: str, thirdparty_ref: str | None, issued_on
         if base is None:
             raise click.UsageError("--due-days needs --date")
         due_on = (fields.day(base, "invoice date") + timedelta(days=due_days)).isoformat()
-    invoice_id, created = invoices.upsert_invoice(
-        db, ref=ref, thirdparty_id=tp_id, issued_on=issued_on, due_on=due_on, amount=amount, currency=currency,
-        contact_id=contact_id, lines=[_line(text) for text in lines] if lines else None, status=status)
+    invoice_id, created = invoice_service.upsert(
+        db, cli_actor(), ref=ref, thirdparty_id=tp_id, issued_on=issued_on, due_on=due_on, amount=amount,
+        currency=currency, contact_id=contact_id, lines=[_line(text) for text in lines] if lines else None,
+        status=status)
     data = invoices.describe_invoice(db, f"#{invoice_id}")
     say(f"{'added' if created else 'updated'} invoice #{invoice_id} {data['ref']} of "
         f"#{data['thirdparty_id']} {data['thirdparty_name']}: {data['amount']} {data['currency']}, "
@@ -205,11 +208,11 @@ def _dunning_state(app: AppContext, data: dict[str, Any], state: dict[str, Any])
 @_friendly
 def invoice_resume(app: AppContext, ref: str) -> None:
     """End the hold on invoice REF: dunning goes on (the level its age calls for, at the next sweep)."""
-    from maild.business import holds
     from maild.clock import utcnow
+    from maild.services import invoices
+    from maild.services.actor import cli_actor
 
-    with app.database().engine.begin() as conn:
-        ended = holds.resume(conn, ref, utcnow())
+    ended = invoices.resume(app.database(), cli_actor(), ref, utcnow())
     say(f"invoice {ref.strip()}: " + ("dunning goes on" if ended else "was not held; nothing changed"))
 
 
@@ -221,15 +224,15 @@ def invoice_resume(app: AppContext, ref: str) -> None:
 def invoice_promise(app: AppContext, ref: str, until: str) -> None:
     """The customer promised to pay invoice REF by --until: dunning waits until that day has passed, then goes on
     by itself (a payment before then ends it)."""
-    from maild.business import holds
     from maild.clock import utcnow
+    from maild.services import invoices
+    from maild.services.actor import cli_actor
 
     try:
         day = date.fromisoformat(until.strip())
     except ValueError:
         raise click.BadParameter(f"expected a date such as 2026-12-15; got {until!r}", param_hint="--until") from None
-    with app.database().engine.begin() as conn:
-        holds.promise(conn, app.config, ref, day, utcnow())
+    invoices.promise(app.database(), cli_actor(), app.config, ref, day, utcnow())
     say(f"invoice {ref.strip()}: waits for the payment promised by {day.isoformat()}; dunning goes on after that")
 
 
@@ -240,11 +243,11 @@ def invoice_promise(app: AppContext, ref: str, until: str) -> None:
 @_friendly
 def invoice_dispute(app: AppContext, ref: str, reason: str) -> None:
     """Invoice REF is disputed: dunning stops (status disputed) and the reason goes on the timeline."""
-    from maild.business import holds
     from maild.clock import utcnow
+    from maild.services import invoices
+    from maild.services.actor import cli_actor
 
-    with app.database().engine.begin() as conn:
-        holds.dispute(conn, ref, reason, utcnow())
+    invoices.dispute(app.database(), cli_actor(), ref, reason, utcnow())
     say(f"invoice {ref.strip()}: disputed; dunning stopped")
 
 
@@ -258,10 +261,11 @@ def invoice_dispute(app: AppContext, ref: str, reason: str) -> None:
 @_friendly
 def invoice_pay(app: AppContext, ref: str, amount: str, paid_on: str | None, reference: str | None) -> None:
     """Record a payment of AMOUNT on invoice REF; fully paid, it becomes `paid`."""
-    from maild.business import invoices
+    from maild.services import invoices
+    from maild.services.actor import cli_actor
 
-    result = invoices.record_payment(app.database(), ref, amount=amount, paid_on=paid_on or _today(app),
-                                     reference=reference)
+    result = invoices.record_payment(app.database(), cli_actor(), ref, amount=amount,
+                                     paid_on=paid_on or _today(app), reference=reference or "")
     if not result.created:
         say(f"payment already recorded for invoice {result.ref}; nothing changed "
             f"(paid {result.paid_amount}, due {result.amount_due}, {result.status})")
@@ -277,9 +281,10 @@ def invoice_pay(app: AppContext, ref: str, amount: str, paid_on: str | None, ref
 @_friendly
 def invoice_status(app: AppContext, ref: str, status: str) -> None:
     """Set invoice REF to STATUS: disputed or paused stop dunning, cancelled takes it off the books."""
-    from maild.business import invoices
+    from maild.services import invoices
+    from maild.services.actor import cli_actor
 
-    changed = invoices.set_status(app.database(), ref, status)
+    changed = invoices.set_status(app.database(), cli_actor(), ref, status)
     say(f"invoice {ref.strip()}: {status.lower()}" + ("" if changed else " (unchanged)"))
 
 
@@ -321,16 +326,18 @@ def meeting_add(app: AppContext, subject: str, start: str, end: str | None, minu
                 next_steps: tuple[str, ...]) -> None:
     """Add a meeting about SUBJECT."""
     from maild.business import fields, meetings
+    from maild.services import meetings as meeting_service
+    from maild.services.actor import cli_actor
 
     zone = app.config.rules.timezone
     start_at = fields.moment(start, "start", zone)
     if end and minutes:
         raise click.UsageError("give --end or --minutes, not both")
     end_at = fields.moment(end, "end", zone) if end else start_at + timedelta(minutes=minutes or 60)
-    meeting_id = meetings.add_meeting(
-        app.database(), meetings.OwnMail.from_config(app.config), subject=subject, start_at=start_at, end_at=end_at,
-        thirdparty_id=_thirdparty_id(app, thirdparty_ref), location=location, attendees=attendees, owner=owner,
-        next_steps=next_steps)
+    meeting_id = meeting_service.add_meeting(
+        app.database(), cli_actor(), meetings.OwnMail.from_config(app.config), subject=subject, start_at=start_at,
+        end_at=end_at, thirdparty_id=_thirdparty_id(app, thirdparty_ref), location=location, attendees=attendees,
+        owner=owner, next_steps=next_steps)
     data = meetings.describe_meeting(app.database(), str(meeting_id))
     who = f" with #{data['thirdparty_id']} {data['thirdparty_name']}" if data["thirdparty_id"] else ""
     say(f"added meeting #{meeting_id} {subject.strip()!r} {local_time(start_at, zone)}-"
@@ -403,9 +410,10 @@ def meeting_show(app: AppContext, ref: str, as_json: bool) -> None:
 @_friendly
 def meeting_cancel(app: AppContext, ref: str) -> None:
     """Cancel a meeting (REF: id or uid); rules waiting for its end will not fire."""
-    from maild.business import meetings
+    from maild.services import meetings
+    from maild.services.actor import cli_actor
 
-    changed = meetings.cancel_meeting(app.database(), ref)
+    changed = meetings.cancel_meeting(app.database(), cli_actor(), ref)
     say(f"meeting {ref.strip()}: cancelled" + ("" if changed else " (it already was)"))
 
 
@@ -445,9 +453,10 @@ def task_list(app: AppContext, owner: str | None, open_only: bool, as_json: bool
 @_friendly
 def task_done(app: AppContext, task_id: int) -> None:
     """Mark task ID as done."""
-    from maild.business import tasks
+    from maild.services import meetings
+    from maild.services.actor import cli_actor
 
-    changed = tasks.complete_task(app.database(), task_id)
+    changed = meetings.complete_task(app.database(), cli_actor(), task_id)
     say(f"task #{task_id}: done" + ("" if changed else " (it already was)"))
 
 

@@ -85,13 +85,15 @@ def thirdparty_add(app: AppContext, name: str, kind: str, external_id: str | Non
                    custom: tuple[str, ...], street: str | None, zip_code: str | None, town: str | None,
                    country: str | None) -> None:
     """Add a third party called NAME (with --street, --zip, --town, --country: the postal address letters use)."""
-    from maild.directory import service
+    from maild.services import directory
+    from maild.services.actor import cli_actor
 
     fields = _pairs(custom, "--field", "KEY=VALUE")
-    new_id = service.add_thirdparty(app.database(), name=name, kind=kind, external_id=external_id, tags=tags,
-                                    custom_fields=fields, owner=owner, language=language, domains=domains,
-                                    addresses=addresses, postal_address={"street": street, "zip": zip_code,
-                                                                         "town": town, "country": country})
+    new_id = directory.add_thirdparty(app.database(), cli_actor(), name=name, kind=kind, external_id=external_id,
+                                      tags=tags, custom_fields=fields, owner=owner, language=language,
+                                      domains=domains, addresses=addresses,
+                                      postal_address={"street": street, "zip": zip_code, "town": town,
+                                                      "country": country})
     say(f"added third party #{new_id} {name.strip()}")
 
 
@@ -162,14 +164,17 @@ def contact_add(app: AppContext, name: str, thirdparty_ref: str, addresses: tupl
     """Add a contact called NAME to a third party (a postal address of their own is optional: letters use
     their company's otherwise)."""
     from maild.directory import service
+    from maild.services import directory
+    from maild.services.actor import cli_actor
 
     db = app.database()
     company = service.resolve_thirdparty(db, thirdparty_ref)
     assert company.id is not None
     letter = {"salutation": salutation, "title": title, "first_name": first_name, "last_name": last_name,
               "street": street, "zip": zip_code, "town": town, "country": country}
-    new_id = service.add_contact(db, thirdparty_id=company.id, name=name, addresses=addresses, phones=phones,
-                                 role=role, external_id=external_id, language=language, letter=letter)
+    new_id = directory.add_contact(db, cli_actor(), thirdparty_id=company.id, name=name, addresses=addresses,
+                                   phones=phones, role=role, external_id=external_id, language=language,
+                                   letter=letter)
     say(f"added contact #{new_id} {name.strip()} to #{company.id} {company.name}")
 
 
@@ -209,11 +214,13 @@ def document() -> None:
 def document_add(app: AppContext, ref: str, thirdparty_ref: str, kind: str) -> None:
     """Record document REF as belonging to a third party (an existing REF of that kind moves to it)."""
     from maild.directory import service
+    from maild.services import directory
+    from maild.services.actor import cli_actor
 
     db = app.database()
     company = service.resolve_thirdparty(db, thirdparty_ref)
     assert company.id is not None
-    doc_id, created = service.upsert_document(db, ref=ref, thirdparty_id=company.id, kind=kind)
+    doc_id, created = directory.upsert_document(db, cli_actor(), ref=ref, thirdparty_id=company.id, kind=kind)
     say(f"{'added' if created else 'updated'} document #{doc_id} {kind.strip().lower()} {ref.strip()} "
         f"of #{company.id} {company.name}")
 
@@ -257,16 +264,14 @@ def import_(app: AppContext, entity: str, file: Path, mapping: tuple[str, ...], 
     sep = "\t" if delimiter in ("tab", "\\t") else delimiter
     columns = _pairs(mapping, "--map", "CSVCOLUMN=FIELD")
     options = ImportOptions(skip_invalid=skip_invalid, raw=raw)
-    if entity in BUSINESS_ENTITIES:
-        from maild.business import csv_import as business_import
-        from maild.business.meetings import OwnMail
+    from maild.business.csv_import import ImportSettings
+    from maild.business.meetings import OwnMail
+    from maild.services.actor import cli_actor
+    from maild.services.imports import import_file
 
-        settings = business_import.ImportSettings(OwnMail.from_config(app.config), app.config.rules.timezone)
-        report = business_import.import_csv(app.database(), entity, file, columns, sep, settings, options)
-    else:
-        from maild.directory.csv_import import import_csv
-
-        report = import_csv(app.database(), entity, file, columns, sep, options)
+    settings = (ImportSettings(OwnMail.from_config(app.config), app.config.rules.timezone)
+                if entity in BUSINESS_ENTITIES else None)
+    report = import_file(app.database(), cli_actor(), entity, file, columns, sep, options, settings)
     rejected = len(report.rejected)
     if report.committed:
         say(f"inserted {report.inserted}, updated {report.updated}, rejected {rejected}")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session
 
@@ -25,6 +26,8 @@ Columns = Callable[[list[str]], list[str | None]]
 class ImportOptions:
     skip_invalid: bool = False  # store the good rows even when others are rejected (default: all or nothing)
     raw: bool = False  # keep a leading ' before =, +, -, @, tab, CR (default: take off the one export adds)
+    # called in the import's transaction just before it commits (the audit entry of maild.services.imports)
+    before_commit: Callable[[Connection, ImportReport], None] | None = None
 
 
 @dataclass
@@ -55,6 +58,8 @@ def import_rows(db: Database, path: str | Path, delimiter: str, columns_for: Col
             _import(session, text, path, delimiter, columns_for, store, options, report)
             if report.rejected and not options.skip_invalid:
                 raise _RollBack
+            if options.before_commit is not None:
+                options.before_commit(session.connection(), report)
     except _RollBack:
         report.committed = False
     except ValueError as exc:
