@@ -30,16 +30,8 @@ def listing(db: Database, *, status: str | None = None, cursor: str | None = Non
     """Newest first."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"unknown status {status!r} (expected one of: {', '.join(STATUSES)})")
-    key = paging.decode(cursor, 1)
-    stmt = select(_o).order_by(_o.c.id.desc()).limit(limit + 1)
-    if status:
-        stmt = stmt.where(_o.c.status == status)
-    if key is not None:
-        stmt = stmt.where(_o.c.id < int(key[0]))
-    with db.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    items = [_row(r) for r in rows[:limit]]
-    return paging.Page(items, paging.encode([items[-1]["id"]]) if len(rows) > limit else None)
+    stmt = select(_o).where(_o.c.status == status) if status else select(_o)
+    return paging.by_id(db, stmt, _o.c.id, cursor, limit, _row)
 
 
 def story(db: Database, outbox_id: int) -> dict[str, Any]:

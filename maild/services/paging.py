@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -35,3 +36,17 @@ def decode(cursor: str | None, size: int) -> list[Any] | None:
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None  # None: this is the last page
+
+
+def by_id(db: Any, stmt: Any, id_column: Any, cursor: str | None, limit: int, row: Callable[[Any], T], *,
+          newest_first: bool = True) -> Page[T]:
+    """One keyset page of `stmt` ordered by `id_column` (newest first, or oldest first), each row made by `row`;
+    the cursor is the last shown id. One statement: `limit + 1` rows tell whether there is a next page."""
+    key = decode(cursor, 1)
+    stmt = stmt.order_by(id_column.desc() if newest_first else id_column).limit(limit + 1)
+    if key is not None:
+        stmt = stmt.where(id_column < int(key[0]) if newest_first else id_column > int(key[0]))
+    with db.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    items = [row(r) for r in rows[:limit]]
+    return Page(items, encode([rows[limit - 1].id]) if len(rows) > limit else None)

@@ -43,19 +43,15 @@ def loaded(config: Config) -> dict[str, Any]:
 def ledger(db: Database, *, rule: str | None = None, cursor: str | None = None,
            limit: int = 50) -> paging.Page[dict[str, Any]]:
     """What the rules did, newest first, each with its reason."""
-    key = paging.decode(cursor, 1)
-    stmt = select(_l).order_by(_l.c.id.desc()).limit(limit + 1)
-    if rule:
-        stmt = stmt.where(_l.c.rule == rule)
-    if key is not None:
-        stmt = stmt.where(_l.c.id < int(key[0]))
-    with db.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    items = [{"id": r.id, "at": (as_utc(r.created_at) or r.created_at).isoformat(), "rule": r.rule,
-              "subject": r.subject, "action": r.action, "status": r.status, "reason": r.reason,
-              "summary": (r.detail or {}).get("summary") or r.action, "error": (r.detail or {}).get("error"),
-              "thirdparty_id": r.thirdparty_id} for r in rows[:limit]]
-    return paging.Page(items, paging.encode([items[-1]["id"]]) if len(rows) > limit else None)
+    stmt = select(_l).where(_l.c.rule == rule) if rule else select(_l)
+    return paging.by_id(db, stmt, _l.c.id, cursor, limit, _ledger_row)
+
+
+def _ledger_row(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "at": (as_utc(r.created_at) or r.created_at).isoformat(), "rule": r.rule,
+            "subject": r.subject, "action": r.action, "status": r.status, "reason": r.reason,
+            "summary": (r.detail or {}).get("summary") or r.action, "error": (r.detail or {}).get("error"),
+            "thirdparty_id": r.thirdparty_id}
 
 
 def simulate(config: Config, db: Database, since: datetime) -> list[dict[str, Any]]:

@@ -22,19 +22,11 @@ _m, _mm = Message.__table__, MessageMatch.__table__
 
 def queue(db: Database, *, cursor: str | None = None, limit: int = 50) -> paging.Page[dict[str, Any]]:
     """Waiting mail, oldest first: id, date, sender, subject, why it waits."""
-    key = paging.decode(cursor, 1)
     stmt = (select(_m.c.id, _m.c.date, _m.c.from_addr, _m.c.from_name, _m.c.subject, _mm.c.status, _mm.c.reason)
-            .join(_mm, _mm.c.message_id == _m.c.id).where(_mm.c.status.in_(queue_ops.QUEUE))
-            .order_by(_m.c.id).limit(limit + 1))
-    if key is not None:
-        stmt = stmt.where(_m.c.id > int(key[0]))
-    with db.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    more = len(rows) > limit
-    items = [{"id": r.id, "date": r.date.isoformat() if r.date else None, "from": r.from_addr,
-              "from_name": r.from_name, "subject": r.subject or "", "status": r.status, "reason": r.reason}
-             for r in rows[:limit]]
-    return paging.Page(items, paging.encode([items[-1]["id"]]) if more else None)
+            .join(_mm, _mm.c.message_id == _m.c.id).where(_mm.c.status.in_(queue_ops.QUEUE)))
+    return paging.by_id(db, stmt, _m.c.id, cursor, limit, lambda r: {
+        "id": r.id, "date": r.date.isoformat() if r.date else None, "from": r.from_addr, "from_name": r.from_name,
+        "subject": r.subject or "", "status": r.status, "reason": r.reason}, newest_first=False)
 
 
 def assign(db: Database, config: Config, actor: Actor, message_ids: list[int], thirdparty_id: int,
