@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from maild.permissions import private_dir
 
@@ -47,16 +48,43 @@ class BlobStore:
         """Store `data`; its sha256. Any OSError (ENOSPC, EROFS, EACCES, EIO) is a StorageError."""
         digest = sha256_hex(data)
         target = self.path(digest)
-        if target.exists():
-            return digest
+        if not target.exists():
+            self._write(target.parent, lambda handle: (handle.write(data), target)[1])
+        return digest
+
+    def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Store bytes that arrive in pieces (an oversized message), never holding more than one piece; returns
+        (sha256, size). Written to a temp file in the store, hashed on the way, then renamed into place."""
+        hasher = hashlib.sha256()
+        size = 0
+
+        def write(handle: BinaryIO) -> Path:
+            nonlocal size
+            for chunk in chunks:
+                hasher.update(chunk)
+                size += len(chunk)
+                handle.write(chunk)
+            return self.path(hasher.hexdigest())
+
+        self._write(self.root, write)
+        return hasher.hexdigest(), size
+
+    def _write(self, directory: Path, write: Callable[[BinaryIO], Path]) -> None:
+        """Atomically: `write` fills an owner-only temp file in `directory` and names the blob's path; the file is
+        renamed there (or dropped when the blob exists already), removed on any failure; OSError -> StorageError."""
         try:
-            private_dir(target.parent)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")  # 0600
+            private_dir(directory)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # 0600
         except OSError as exc:
             raise storage_error(self.root, exc) from exc
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                target = write(handle)
+            if target.parent != directory:  # a stream learns its name at the end (put checked beforehand)
+                if target.exists():
+                    Path(tmp).unlink()
+                    return
+                private_dir(target.parent)
             os.replace(tmp, target)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
@@ -64,38 +92,6 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return digest
-
-    def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
-        """Store bytes that arrive in pieces (an oversized message), never holding more than one piece; returns
-        (sha256, size). Written to a temp file in the store, hashed on the way, then renamed into place."""
-        try:
-            private_dir(self.root)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")  # 0600
-        except OSError as exc:
-            raise storage_error(self.root, exc) from exc
-        hasher = hashlib.sha256()
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in chunks:
-                    hasher.update(chunk)
-                    size += len(chunk)
-                    handle.write(chunk)
-            digest = hasher.hexdigest()
-            target = self.path(digest)
-            if target.exists():
-                Path(tmp).unlink()
-            else:
-                private_dir(target.parent)
-                os.replace(tmp, target)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise storage_error(self.root, exc) from exc
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return digest, size
 
     def get(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
