@@ -17,7 +17,7 @@ from typing import Any
 
 from maild.config import Config
 from maild.ingest.parser_pool import _child_init
-from maild.outbound.mailing import TemplateSetup, build, load_invoices
+from maild.outbound.mailing import TemplateSetup, build, load_invoices, refuse_undeliverable
 from maild.outbound.prepared import MailRequest, PreparedMail
 from maild.outbound.queueing import Queued, queue_many
 from maild.outbound.recipients import resolve_recipients
@@ -33,6 +33,7 @@ __all__ = ["PreparePool", "Queued", "prepare_chunk", "prepare_many", "queue_many
 def prepare_chunk(config: Config, db: Database, requests: Sequence[MailRequest]) -> list[PreparedMail]:
     """Prepare each request (raises on the first that fails, like `prepare`); links left to `queue_many`."""
     recipients = resolve_recipients(db, [request.to for request in requests])
+    refuse_undeliverable(db, requests, recipients)
     invoices = load_invoices(db, [request.invoice_ref for request in requests if request.invoice_ref])
     setups: dict[str, TemplateSetup] = {}
     mails = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -78,7 +78,9 @@ def prepare(config: Config, db: Database, *, template: str, to: str, invoice_ref
             reminder_date: str | None = None) -> PreparedMail:
     request = MailRequest(template, to, invoice_ref, tuple(attach), language, extra, auto_submitted,
                           allow_undeliverable, invoice_copy, dunning_level, reminder_date)
-    mail = build(config, db, request, resolve_recipient(db, to), TemplateSetup(config, template))
+    recipient = resolve_recipient(db, to)
+    refuse_undeliverable(db, [request], [recipient])
+    mail = build(config, db, request, recipient, TemplateSetup(config, template))
     if mail.links:
         from maild.tracking.links import store_links
 
@@ -95,8 +97,6 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
     request's invoice is looked up here.
     """
     outbound = config.outbound
-    if not request.allow_undeliverable:
-        _refuse_undeliverable(db, recipient.address)
     language = request.language or _first(recipient.contact, "language") \
         or _first(recipient.thirdparty, "language") or outbound.default_language
     token = ids.new_token()
@@ -136,12 +136,15 @@ def build(config: Config, db: Database, request: MailRequest, recipient: Recipie
                         [name for name, _, _ in attachments], links)
 
 
-def _refuse_undeliverable(db: Database, address: str) -> None:
-    """Raises `Undeliverable` (a ValueError) when mail to `address` bounced for good (maild/bounces/health.py)."""
-    from maild.bounces.health import refuse_undeliverable
+def refuse_undeliverable(db: Database, requests: Sequence[MailRequest], recipients: Sequence[Recipient]) -> None:
+    """Raises `Undeliverable` (a ValueError) when mail to one of the recipients bounced for good
+    (maild/bounces/health.py), unless its request allows it; one query for a whole batch."""
+    from maild.bounces.health import refuse_undeliverable as refuse
 
-    with db.engine.connect() as conn:
-        refuse_undeliverable(conn, [address])
+    addresses = [r.address for q, r in zip(requests, recipients, strict=True) if not q.allow_undeliverable]
+    if addresses:
+        with db.engine.connect() as conn:
+            refuse(conn, addresses)
 
 
 def _template_tracks(folder: Path) -> bool:
