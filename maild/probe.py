@@ -77,8 +77,8 @@ def _database(config: Config) -> str:
 
 
 def _imap(source: ImapSourceConfig, base_dir: Path) -> str:
-    from maild.imap_folders import folder_exists
-    from maild.ingest.sources.imap import connect, quietly_logout
+    from maild.imap.connection import connect, quietly_logout
+    from maild.imap.folders import folder_exists
 
     cfg = source.model_copy(update={"timeout": min(source.timeout, PROBE_TIMEOUT)})
     client = connect(cfg, base_dir)

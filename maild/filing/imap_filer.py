@@ -17,7 +17,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from maild.filing.folders import ascii_fold, compact_level, split_path, to_server_path
-from maild.imap_folders import folder_exists, list_folders
+from maild.imap.folders import folder_exists, list_folders
 
 log = logging.getLogger("maild.filing")
 

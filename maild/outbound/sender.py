@@ -23,13 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import imapclient
-from imapclient.imapclient import SEEN, SENT
-
 from maild.backoff import Backoff
 from maild.config import Config, ConfigError, resolve_path
 from maild.health import WorkerHealth, describe
-from maild.imap_folders import find_special_folder
+from maild.imap.sent import sent_folder_append
 from maild.outbound import outbox
 from maild.outbound.marks import DataStartMarks
 from maild.outbound.smtp import Delivered, FileTransport, PermFail, SmtpTransport, TempFail, Transport
@@ -308,15 +305,6 @@ async def _pause(stop: threading.Event | asyncio.Event, seconds: float) -> None:
         await asyncio.sleep(min(left, 0.25))
 
 
-def sent_folder_append(imap_client: imapclient.IMAPClient, raw: bytes) -> str:
-    """APPEND `raw` (flagged \\Seen) to the folder with SPECIAL-USE \\Sent; returns that folder's name."""
-    folder = find_special_folder(imap_client, SENT)
-    if folder is None:
-        raise LookupError("the IMAP account has no folder with SPECIAL-USE \\Sent")
-    imap_client.append(folder, raw, flags=[SEEN])
-    return folder
-
-
 def build_transport(config: Config) -> Transport:
     """The configured transport: SMTP (password or XOAUTH2 token from password_env/password_file, read again for
     each new connection) or .eml files."""
@@ -334,17 +322,14 @@ def build_sent_folder(config: Config) -> SentFolder | None:
     if not name:
         return None
     from maild.config import ImapSourceConfig
-    from maild.ingest.sources.imap import connect, quietly_logout
+    from maild.imap.connection import session
 
     source = next((s for s in config.sources if s.name == name), None)
     if not isinstance(source, ImapSourceConfig):
         raise ConfigError(f"outbound.sent_folder_source: no IMAP source named {name!r}")
     def append(raw: bytes) -> str:
-        client = connect(source, Path(config.base_dir))
-        try:
+        with session(source, Path(config.base_dir)) as client:
             return sent_folder_append(client, raw)
-        finally:
-            quietly_logout(client)
 
     return append
 

@@ -7,10 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imapclient.imapclient import SENT
-
 from maild.config import Config, ImapSourceConfig
-from maild.imap_folders import find_special_folder
+from maild.imap.sent import copies_in_sent
 
 
 @dataclass(frozen=True)
@@ -34,18 +32,14 @@ def look_up(config: Config, message_ids: Sequence[str]) -> SentCopies:
         return SentCopies({}, f"outbound.sent_folder_source: no IMAP source named {name!r}")
     if not message_ids:
         return SentCopies({})
-    from maild.ingest.sources.imap import connect, quietly_logout
+    from maild.imap.connection import connect, quietly_logout
 
     try:
         client = connect(source, Path(config.base_dir))
     except Exception as exc:  # any failure to reach the server is "unknown", said with its reason
         return SentCopies({}, f"cannot log in to {source.host}: {exc}")
     try:
-        folder = find_special_folder(client, SENT)
-        if folder is None:
-            return SentCopies({}, f"the account of source {name!r} has no folder with SPECIAL-USE \\Sent")
-        client.select_folder(folder, readonly=True)
-        found = {mid: bool(client.search(["HEADER", "Message-ID", mid])) for mid in message_ids}
+        found = copies_in_sent(client, message_ids)
     except Exception as exc:
         return SentCopies({}, f"IMAP error: {exc}")
     finally:

@@ -18,8 +18,8 @@ from maild.filing import runner
 from maild.filing.folders import folder_for
 from maild.filing.imap_filer import add_keywords, copy, ensure_folder, move
 from maild.filing.runner import CONNECTION_ERRORS, FilingReport, run_pending
-from maild.imap_folders import folder_exists, list_folders, parse_list_line
-from maild.outbound.sender import sent_folder_append
+from maild.imap.folders import folder_exists, list_folders, parse_list_line
+from maild.imap.sent import sent_folder_append
 from maild.store.checkpoints import FolderRef
 from maild.store.db import Database
 from maild.store.models import Event, FilingTask, Location, MessageMatch, Source, ThirdParty

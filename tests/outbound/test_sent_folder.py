@@ -6,8 +6,9 @@ from pathlib import Path
 from imapclient.imapclient import SEEN
 
 from maild.config import Config
+from maild.imap.sent import sent_folder_append
 from maild.outbound import outbox
-from maild.outbound.sender import OutboxSender, build_sent_folder, sent_folder_append
+from maild.outbound.sender import OutboxSender, build_sent_folder
 from maild.outbound.smtp import FileTransport
 from maild.store.blobs import BlobStore
 from maild.store.db import Database

@@ -9,17 +9,16 @@ digest turns every already-known message into a new location of the stored one, 
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from imapclient import IMAPClient
 
 from maild.clock import monotonic
-from maild.config import FilingConfig, ImapSourceConfig, resolve_path
+from maild.config import FilingConfig, ImapSourceConfig
 from maild.filing.runner import has_pending
+from maild.imap.connection import announced_new_mail, connect, is_keepalive, quietly_logout
 from maild.ingest.context import IngestContext
 from maild.ingest.pipeline import Batch, KnownBatch
 from maild.ingest.sources.base import FolderWorker
@@ -33,31 +32,6 @@ SIZE_CHUNK = 2000  # UIDs per RFC822.SIZE request
 OVERSIZED_CHUNK = 1024 * 1024  # bytes per FETCH BODY.PEEK[]<offset.length> of a message over max_message_bytes
 PIPELINE_DEPTH = 2  # batches handed to the parsers ahead of the one being committed
 FILING_CHECK_SECONDS = 5.0  # while idling, how often to look for filing tasks planned by rules
-
-
-def connect(cfg: ImapSourceConfig, base_dir: Path) -> IMAPClient:
-    """A logged-in client (TLS as configured; the secret read now); raises on any failure."""
-    ca_file = resolve_path(base_dir, cfg.ca_file) if cfg.ca_file else None
-    if ca_file is not None and not ca_file.is_file():
-        raise FileNotFoundError(f"ca_file {ca_file} does not exist")
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    if not cfg.verify_tls:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    client = IMAPClient(cfg.host, cfg.effective_port, ssl=cfg.security == "tls", ssl_context=context,
-                        timeout=cfg.timeout)
-    try:
-        if cfg.security == "starttls":
-            client.starttls(context)
-        secret = cfg.secret(base_dir)
-        if cfg.auth == "xoauth2":
-            client.oauth2_login(cfg.username, secret)
-        else:
-            client.login(cfg.username, secret)
-    except BaseException:
-        quietly_logout(client)
-        raise
-    return client
 
 
 class ImapFolderWorker(FolderWorker):
@@ -227,7 +201,7 @@ class ImapFolderWorker(FolderWorker):
             while not self.ctx.stop.is_set() and time.monotonic() - started < self.ctx.settings.idle_renew:
                 waited = time.monotonic()
                 responses = client.idle_check(timeout=1)
-                if any(not _is_keepalive(r) for r in responses):
+                if any(not is_keepalive(r) for r in responses):
                     break
                 # imapclient reports a connection closed without BYE as "nothing yet", at once and forever;
                 # a real quiet second takes a second.
@@ -249,25 +223,3 @@ class ImapFolderWorker(FolderWorker):
         if self.client is None:
             raise ConnectionError("not connected")
         return self.client
-
-
-def announced_new_mail(client: IMAPClient) -> bool:
-    """Whether the server announced a new size of the selected folder (untagged EXISTS) since the last look, and
-    forget those announcements. A message delivered while a pass runs is announced at the end of one of the pass's
-    commands, not again in the IDLE that follows: without this look it would wait for `idle_check_interval`.
-    (imapclient keeps such unsolicited responses in its imaplib connection's `untagged_responses`.)"""
-    return bool(client._imap.untagged_responses.pop("EXISTS", None))
-
-
-def _is_keepalive(response: tuple) -> bool:
-    return len(response) >= 1 and response[0] == b"OK"
-
-
-def quietly_logout(client: IMAPClient) -> None:
-    try:
-        client.logout()
-    except Exception:
-        try:
-            client.shutdown()
-        except Exception as exc:
-            log.debug("IMAP shutdown failed: %s", exc)

@@ -1,0 +1,74 @@
+"""Opening and closing one logged-in IMAP connection (TLS, STARTTLS or plain; password or XOAUTH2)."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from imapclient import IMAPClient
+
+from maild.config import ImapSourceConfig, resolve_path
+
+log = logging.getLogger("maild.imap")
+
+
+def connect(cfg: ImapSourceConfig, base_dir: Path) -> IMAPClient:
+    """A logged-in client (TLS as configured; the secret read now); raises on any failure."""
+    ca_file = resolve_path(base_dir, cfg.ca_file) if cfg.ca_file else None
+    if ca_file is not None and not ca_file.is_file():
+        raise FileNotFoundError(f"ca_file {ca_file} does not exist")
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if not cfg.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    client = IMAPClient(cfg.host, cfg.effective_port, ssl=cfg.security == "tls", ssl_context=context,
+                        timeout=cfg.timeout)
+    try:
+        if cfg.security == "starttls":
+            client.starttls(context)
+        secret = cfg.secret(base_dir)
+        if cfg.auth == "xoauth2":
+            client.oauth2_login(cfg.username, secret)
+        else:
+            client.login(cfg.username, secret)
+    except BaseException:
+        quietly_logout(client)
+        raise
+    return client
+
+
+@contextmanager
+def session(cfg: ImapSourceConfig, base_dir: Path) -> Iterator[IMAPClient]:
+    """A logged-in client for one piece of work, logged out afterwards whatever happens."""
+    client = connect(cfg, base_dir)
+    try:
+        yield client
+    finally:
+        quietly_logout(client)
+
+
+def quietly_logout(client: IMAPClient) -> None:
+    """LOGOUT, or at least close the socket; never raises."""
+    try:
+        client.logout()
+    except Exception:
+        try:
+            client.shutdown()
+        except Exception as exc:
+            log.debug("IMAP shutdown failed: %s", exc)
+
+
+def announced_new_mail(client: IMAPClient) -> bool:
+    """Whether the server announced a new size of the selected folder (untagged EXISTS) since the last look, and
+    forget those announcements. A message delivered while a pass runs is announced at the end of one of the pass's
+    commands, not again in the IDLE that follows: without this look it would wait for `idle_check_interval`.
+    (imapclient keeps such unsolicited responses in its imaplib connection's `untagged_responses`.)"""
+    return bool(client._imap.untagged_responses.pop("EXISTS", None))
+
+
+def is_keepalive(response: tuple) -> bool:
+    """An untagged OK during IDLE ("* OK Still here"): the server saying it is alive, not that anything changed."""
+    return len(response) >= 1 and response[0] == b"OK"
