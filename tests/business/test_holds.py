@@ -4,6 +4,8 @@ same company, machine mail and our own mail hold nothing; resume, promise, dispu
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from maild.business import holds
 from maild.business.invoices import record_payment
 from maild.rules.engine import RulesEngine
 from maild.rules.model import RuleSet
+from maild.store.blobs import BlobStore
 from maild.store.db import Database
 from maild.store.models import Message, MessageMatch, Task
 from tests.rules.test_engine_support import (
@@ -45,11 +48,17 @@ def pack() -> RuleSet:
 
 
 def mail(db: Database, tp: int, when: datetime, subject: str, body: str = "", sender: str = "anna@mueller.example",
-         in_reply_to: str | None = None) -> int:
-    """An inbound mail matched to the third party, and its `mail.matched` event (as the matching stage writes)."""
+         in_reply_to: str | None = None, *, kind: str | None = "human", blobs: Path | None = None,
+         **headers: str) -> int:
+    """An inbound mail matched to the third party, and its `mail.matched` event (as the matching stage writes).
+    `kind=None`: stored before classification existed, its raw bytes in `blobs` (built from the other arguments)."""
+    digest = f"{abs(hash((tp, subject, body, when))):064x}"[:64]
+    if kind is None:
+        assert blobs is not None, "mail without a kind needs its raw bytes"
+        digest = BlobStore(blobs).put(raw_mail(sender, subject, body, when, in_reply_to, **headers))
     with db.engine.begin() as conn:
         message_id = conn.execute(Message.__table__.insert().returning(Message.__table__.c.id).values(
-            raw_sha256=f"{abs(hash((tp, subject, body, when))):064x}"[:64], size=10, from_addr=sender,
+            raw_sha256=digest, size=10, from_addr=sender, kind=kind,
             subject=subject, text_body=body, date=when, ingested_at=when, in_reply_to=in_reply_to,
             references=[in_reply_to] if in_reply_to else [], to_addrs=[], cc_addrs=[], reply_to=[],
             defects=[])).scalar_one()
@@ -58,6 +67,20 @@ def mail(db: Database, tp: int, when: datetime, subject: str, body: str = "", se
             confidence=1.0, reason="test", verdicts=[], decided_at=when))
     add_event(db, "mail.matched", tp, message_id, when=when, matcher="thread" if in_reply_to else "address")
     return int(message_id)
+
+
+def raw_mail(sender: str, subject: str, body: str, when: datetime, in_reply_to: str | None = None,
+             **headers: str) -> bytes:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, "billing@ourco.example", subject
+    message["Date"] = format_datetime(when)
+    message["Message-ID"] = f"<{abs(hash((sender, subject, when)))}@mueller.example>"
+    if in_reply_to:
+        message["In-Reply-To"] = message["References"] = in_reply_to
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return message.as_bytes()
 
 
 def tasks(db: Database) -> list[Any]:
@@ -129,9 +152,9 @@ def test_number_phrase_machine_and_own_mail(db: Database, tmp_path: Path) -> Non
     later = invoice(db, office.tp, "FA2611-0107", DUE + 30 * D)  # not due yet: not in dunning
     office.at(office.now)
     mail(db, office.tp, office.now, "Automatische Antwort: Zahlungserinnerung", "Ich bin bis 20.11. nicht da. "
-         "Rechnung FA2611-0105 wurde bezahlt.")
+         "Rechnung FA2611-0105 wurde bezahlt.", kind="auto_reply")
     mail(db, office.tp, office.now, "Undelivered Mail Returned to Sender", "FA2611-0105",
-         sender="MAILER-DAEMON@mueller.example")
+         sender="MAILER-DAEMON@mueller.example", kind="bounce")
     mail(db, office.tp, office.now, "FA2611-0105", "Wir haben bezahlt", sender="billing@ourco.example")  # ours
     office.at(office.now + timedelta(hours=1))
     assert [office.status(i) for i in (first, second, later)] == ["open", "open", "open"]
