@@ -164,7 +164,7 @@ def test_a_late_bounce_changes_nothing_after_the_fact(db: Database, blobs: BlobS
 
 def test_a_blob_store_that_is_not_there_classifies_nothing(db: Database, tmp_path: Path) -> None:
     message = stored(db, BlobStore(tmp_path / "elsewhere"), person())
-    with pytest.raises(BlobStoreMissing, match="storage.blob_dir"):
+    with pytest.raises(BlobStoreMissing, match=r"storage\.blob_dir"):
         classify_rows(db, BlobStore(tmp_path / "no-such-folder"), SETTINGS, 10)
     assert rows(db)[message].kind is None
 
