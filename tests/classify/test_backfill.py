@@ -224,3 +224,13 @@ def test_unreadable_bytes_are_unknown_too(db: Database, blobs: BlobStore) -> Non
     assert rows(db)[message].machine["reasons"][0].startswith("backfill: the raw bytes cannot be read")
 
 
+
+
+def test_explain_says_when_a_kind_was_given_late(db: Database, tmp_path: Path) -> None:
+    config = write_config(tmp_path, db)
+    blobs = BlobStore(tmp_path / "blobs")
+    message = stored(db, blobs, auto_reply())
+    assert "kind: none (stored before classification" in invoke(config, "explain", str(message)).stdout
+    invoke(config, "classify", "--backfill")
+    shown = invoke(config, "explain", str(message)).stdout
+    assert "kind: auto_reply" in shown and "(classified after it was stored" in shown
