@@ -128,8 +128,14 @@ class HoldWatch:
                                   message_id=event.message_id) is not None)
 
     def _classified(self, conn: Connection, message: Any) -> Any:
-        """A message without a kind, classified now by the chain from its raw bytes (the kind is stored)."""
+        """A message without a kind, classified now by the chain from its raw bytes (the kind is stored). A blob
+        store that is not there at all (a wrong storage.blob_dir) is no verdict on the mail: it stays without a kind
+        (a person's, as for rules) and the backfill, which stops on it, says why."""
         assert self.classify is not None
+        if not self.blobs.root.is_dir():
+            log.warning("message %s has no kind and the blob store %s is not there: counted as a person's",
+                        message.id, self.blobs.root)
+            return message
         found = classify_stored(self.blobs, message.raw_sha256, self.classify)
         store(conn, {message.id: found})
         return conn.execute(select(_m).where(_m.c.id == message.id)).one()
