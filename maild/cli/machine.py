@@ -38,7 +38,7 @@ def classify(app: AppContext, files: tuple[Path, ...], as_json: bool, backfill: 
         _backfill(app, limit, batch)
         return
     if limit is not None:
-        raise click.UsageError("--limit and --batch go with --backfill")
+        raise click.UsageError("--limit goes with --backfill")
     if not files:
         raise click.UsageError("give .eml FILEs to classify, or --backfill for the stored mail without a kind")
     from maild.classify.base import Settings
