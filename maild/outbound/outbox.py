@@ -153,9 +153,14 @@ def _due(now: datetime) -> Any:
                and_(T.c.status == "retry", or_(T.c.next_attempt_at.is_(None), T.c.next_attempt_at <= now)))
 
 
-def claim(db: Database, owner: str, limit: int, lease_seconds: float) -> list[OutboxMessage]:
+Claimed = Callable[[Connection, list[int]], None]
+
+
+def claim(db: Database, owner: str, limit: int, lease_seconds: float,
+          also: Claimed | None = None) -> list[OutboxMessage]:
     """Move up to `limit` due rows to `sending` for `owner`, in one statement; rows another sender holds are
-    skipped (PostgreSQL: SKIP LOCKED, and the outer WHERE re-checks each row after any wait)."""
+    skipped (PostgreSQL: SKIP LOCKED, and the outer WHERE re-checks each row after any wait). `also(conn, ids)`
+    runs in the same transaction when rows were claimed (an audit entry)."""
     now = utcnow()
     until = now + timedelta(seconds=lease_seconds)
     due = select(T.c.id).where(_due(now)).order_by(T.c.id).limit(limit)
@@ -163,9 +168,13 @@ def claim(db: Database, owner: str, limit: int, lease_seconds: float) -> list[Ou
         due = due.with_for_update(skip_locked=True)
     picked = due.cte("picked")  # evaluated once: an IN (subquery) may be re-run per row, picking more
     with db.engine.begin() as conn:
+        if db.is_sqlite:  # pysqlite opens no transaction before a statement starting with WITH: `also` must be in one
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         claimed = list(conn.execute(update(T).where(T.c.id.in_(select(picked.c.id)), _due(now))
                                     .values(status="sending", claimed_by=owner, claimed_until=until)
                                     .returning(T.c.id)).scalars())
+        if claimed and also is not None:
+            also(conn, sorted(claimed))
     if not claimed:
         return []
     with db.session() as session:

@@ -130,10 +130,11 @@ class OutboxSender:
         self.return_path = return_path  # VERP (outbound.return_path): the envelope sender names the row's token
         self.instance = instance
 
-    async def send_due(self, limit: int = 100) -> dict[str, int]:
-        """One pass: claim up to `limit` due rows and send them, at most `concurrency` at a time."""
+    async def send_due(self, limit: int = 100, on_claim: outbox.Claimed | None = None) -> dict[str, int]:
+        """One pass: claim up to `limit` due rows and send them, at most `concurrency` at a time. `on_claim(conn,
+        ids)` runs in the claim's transaction (a person's `send-due`: its audit entry)."""
         counts = {"sent": 0, "retry": 0, "failed": 0}
-        rows = outbox.claim(self.db, self.owner, limit, self.lease_seconds)
+        rows = outbox.claim(self.db, self.owner, limit, self.lease_seconds, on_claim)
         if not rows:
             return counts
         gate = asyncio.Semaphore(self.concurrency)
