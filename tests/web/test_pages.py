@@ -118,8 +118,14 @@ def test_search_finds_mail_by_word_and_address_with_filters_and_paging(small_pag
     assert "Frage zur Lieferung" not in filtered.text  # that one waits in triage
     assert "No mail matches" in client.get("/search", params={"q": "Angebot", "attachment": "yes"}).text
     assert "No mail matches" in client.get("/search", params={"q": "Angebot", "until": "2020-01-01"}).text
-    odd = client.get("/search", params={"q": '"unbalanced AND ( NEAR * ^'})
-    assert odd.status_code == 200  # the words are searched as words, never as query syntax
+    prefix = client.get("/search", params={"q": "Angeb dachsan"})  # the start of words, any case, all of them
+    assert prefix.text.count("Angebot Dachsanierung") == 2 and "<mark>Angeb</mark>ot" in prefix.text
+    assert "Frage zur Lieferung" in client.get("/search", params={"q": "zieg"}).text
+    assert "No mail matches" in client.get("/search", params={"q": "Angeb zzzq"}).text
+    assert "No mail matches" in client.get("/search", params={"q": "gebot"}).text  # not the middle of a word
+    for odd_query in ('"unbalanced AND ( NEAR * ^', "O'Brien \\ x:* & !y | (z"):
+        odd = client.get("/search", params={"q": odd_query})
+        assert odd.status_code == 200 and "No mail matches" in odd.text  # words, never query syntax
 
 
 def test_assign_from_triage_with_learn_files_the_next_mail_and_is_audited(site: Site) -> None:
