@@ -262,7 +262,7 @@ class OutboxSender:
         try:
             while not stop.is_set():
                 try:
-                    if settle:  # nothing of ours is in flight between two passes
+                    if settle or self.unsaved:  # nothing of ours is in flight between two passes
                         self._settle()
                         settle = False
                     if time.monotonic() - last_recover >= RECOVER_EVERY:
@@ -301,7 +301,6 @@ class OutboxSender:
         self.unsaved = []
         if any(settled.values()):
             log.warning("settled this sender's claims after a failed pass", extra={"fields": settled})
-
 
     def _settle_at_stop(self) -> None:
         """A last try to save the replies of a failed pass; if the database still refuses, say which they were (the
