@@ -178,6 +178,7 @@ def send_due(app: AppContext, limit: int) -> None:
     from maild.ingest.context import new_owner_id
     from maild.outbound import outbox as ob
     from maild.outbound.sender import build_sender
+    from maild.services import outbox as service
 
     db = app.database()
     try:
@@ -188,7 +189,7 @@ def send_due(app: AppContext, limit: int) -> None:
 
     async def once() -> dict[str, int]:
         try:
-            return await sender.send_due(limit)
+            return await service.send_due(cli_actor(), sender, limit)
         finally:
             await sender.transport.close()
 

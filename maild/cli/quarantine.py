@@ -59,28 +59,24 @@ def show(app: AppContext, entry_id: int, raw: bool) -> None:
 @pass_app
 def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_bytes: int | None) -> None:
     """Parse and store quarantined messages again (after an upgrade, or with a larger --max-bytes)."""
-    from maild.classify.settings import classify_settings
     from maild.ingest import quarantine as q
-    from maild.ingest.authentication import normalise_ids
-    from maild.matchers.stage import MatchingStage
-    from maild.store.blobs import BlobStore
+    from maild.services import quarantine as service
+    from maild.services.actor import cli_actor
 
     db = app.database()
     ids = q.pending_ids(db) if retry_all else list(entry_ids)
     if not ids:
         raise click.UsageError("name entry ids or use --all")
-    limit = max_bytes or app.config.ingest.max_message_bytes
+    actor = cli_actor()
     failed = 0
     for entry_id in ids:
         try:
-            outcome = q.retry(db, BlobStore(app.config.blob_dir), entry_id, limit,
-                              normalise_ids(app.config.matching.trusted_authserv_ids), classify_settings(app.config))
+            outcome = service.retry(db, app.config, actor, entry_id, max_bytes)
         except (LookupError, FileNotFoundError) as exc:
             say(f"{entry_id}: {exc}", err=True)
             failed += 1
             continue
         if outcome.message_id is not None:
-            MatchingStage(app.config, db).run([outcome.message_id])
             say(f"{entry_id}: stored as message {outcome.message_id}")
         else:
             failed += 1

@@ -49,8 +49,12 @@ def send(app: AppContext, template: str, to: str, invoice_ref: str | None, lette
     if dry_run:
         click.echo(mail.raw.decode("utf-8", "replace"))
         return
+    from maild.services import outbox as service
+    from maild.services.actor import cli_actor
+
+    actor = cli_actor()
     key = key or f"cli:{uuid.uuid4().hex}"
-    outbox_id, created = mailing.queue(app.config, db, mail, key=key, template=template)
+    outbox_id, created = service.queue_mail(db, app.config, actor, mail, key=key, template=template)
     if not created:
         say(f"key {key} was queued before (outbox {outbox_id}); not sent again")
         return
@@ -61,7 +65,15 @@ def send(app: AppContext, template: str, to: str, invoice_ref: str | None, lette
     from maild.outbound import outbox
     from maild.outbound.sender import build_sender
 
-    asyncio.run(build_sender(app.config, db, new_owner_id()).send_due(limit=100))
+    sender = build_sender(app.config, db, new_owner_id())
+
+    async def once() -> None:
+        try:
+            await service.send_due(actor, sender, limit=100)
+        finally:
+            await sender.transport.close()
+
+    asyncio.run(once())
     row = outbox.get(db, outbox_id)
     assert row is not None
     detail = row.smtp_reply or row.last_error or ""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 
 from maild.classify.base import Settings as ClassifySettings
 from maild.clock import utcnow
@@ -39,7 +40,10 @@ def entry(db: Database, quarantine_id: int) -> Quarantine | None:
 
 
 def retry(db: Database, blobs: BlobStore, quarantine_id: int, max_bytes: int,
-          trusted_authserv_ids: frozenset[str] = frozenset(), classify: ClassifySettings | None = None) -> RetryOutcome:
+          trusted_authserv_ids: frozenset[str] = frozenset(), classify: ClassifySettings | None = None,
+          also: Callable[[Connection, Quarantine, RetryOutcome], None] | None = None) -> RetryOutcome:
+    """Parse the entry's raw bytes again and store the message; `also(conn, entry before, outcome)` runs in the
+    transaction that records the retry (not for an entry resolved before: nothing changes)."""
     item = entry(db, quarantine_id)
     if item is None:
         raise LookupError(f"no quarantine entry {quarantine_id}")
@@ -53,12 +57,16 @@ def retry(db: Database, blobs: BlobStore, quarantine_id: int, max_bytes: int,
                      .values(retries=_quar.c.retries + 1, last_retry_at=utcnow()))
         if not isinstance(parsed, ParsedMail):
             conn.execute(update(_quar).where(_quar.c.id == quarantine_id).values(reason=parsed.reason))
-            return RetryOutcome(quarantine_id, None, parsed.reason)
-        origin = {"source": item.source_name, "folder": item.folder, "via": f"quarantine retry {quarantine_id}"}
-        message_id, _ = insert_messages(db, conn, [parsed], origin)[parsed.raw_sha256]
-        conn.execute(update(_quar).where(_quar.c.id == quarantine_id).values(resolved_message_id=message_id))
-        conn.execute(update(_loc).where(_loc.c.quarantine_id == quarantine_id).values(message_id=message_id))
-    return RetryOutcome(quarantine_id, message_id, None)
+            outcome = RetryOutcome(quarantine_id, None, parsed.reason)
+        else:
+            origin = {"source": item.source_name, "folder": item.folder, "via": f"quarantine retry {quarantine_id}"}
+            message_id, _ = insert_messages(db, conn, [parsed], origin)[parsed.raw_sha256]
+            conn.execute(update(_quar).where(_quar.c.id == quarantine_id).values(resolved_message_id=message_id))
+            conn.execute(update(_loc).where(_loc.c.quarantine_id == quarantine_id).values(message_id=message_id))
+            outcome = RetryOutcome(quarantine_id, message_id, None)
+        if also is not None:
+            also(conn, item, outcome)
+    return outcome
 
 
 def pending_ids(db: Database) -> list[int]:

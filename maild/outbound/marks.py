@@ -3,9 +3,9 @@
 Marking every row just before its own DATA (not a window of rows ahead) is what keeps a crash's ambiguous
 rows to at most one per SMTP connection; it has to be cheap, so it is two plain statements on one DBAPI
 connection held for a sending pass (no pool checkout, no statement building per mail):
-- the SMTP replies of deliveries not yet on record (`smtp_reply` on rows still `sending`: after a crash
-  `recover_stale` books them as sent), so a connection's previous mail is never ambiguous once its next
-  DATA may begin;
+- the SMTP replies of deliveries not yet on record (`smtp_reply` on rows still `sending`, or made `ambiguous`
+  meanwhile: after a crash or an outage `recover_stale` books them as sent), so a connection's previous mail is
+  never ambiguous once its next DATA may begin;
 - "DATA begins now on connection C" for the row (`data_started_at`, `data_connection`), only while the row
   is still claimed by this sender.
 """
@@ -20,6 +20,8 @@ from maild.store.db import Database
 from maild.store.models import OutboxMessage
 
 T = OutboxMessage.__table__
+# A delivery's reply is saved on its row while it is claimed, or made ambiguous meanwhile, until it is booked.
+REPLY_KEPT_IN = ("sending", "ambiguous")
 
 
 class DataStartMarks:
@@ -29,7 +31,8 @@ class DataStartMarks:
         slot = "?" if dialect.paramstyle == "qmark" else "%s"
         self._mark = (f"UPDATE {T.name} SET data_started_at = {slot}, data_connection = {slot} "
                       f"WHERE id = {slot} AND status = 'sending' AND claimed_by = {slot}")
-        self._reply = f"UPDATE {T.name} SET smtp_reply = {slot} WHERE id = {slot} AND status = 'sending'"
+        kept = ", ".join(f"'{status}'" for status in REPLY_KEPT_IN)
+        self._reply = f"UPDATE {T.name} SET smtp_reply = {slot} WHERE id = {slot} AND status IN ({kept})"
         processor = T.c.data_started_at.type._cached_bind_processor(dialect)
         self._timestamp: Callable[[Any], Any] = processor or (lambda value: value)
         self._raw: Any = None

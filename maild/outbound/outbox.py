@@ -24,6 +24,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from maild.clock import as_utc, utcnow
 from maild.outbound import attempts
+from maild.outbound.marks import REPLY_KEPT_IN, DataStartMarks
 from maild.store.blobs import BlobStore
 from maild.store.checkpoints import is_dead_local_process
 from maild.store.db import Database
@@ -152,9 +153,14 @@ def _due(now: datetime) -> Any:
                and_(T.c.status == "retry", or_(T.c.next_attempt_at.is_(None), T.c.next_attempt_at <= now)))
 
 
-def claim(db: Database, owner: str, limit: int, lease_seconds: float) -> list[OutboxMessage]:
+Claimed = Callable[[Connection, list[int]], None]
+
+
+def claim(db: Database, owner: str, limit: int, lease_seconds: float,
+          also: Claimed | None = None) -> list[OutboxMessage]:
     """Move up to `limit` due rows to `sending` for `owner`, in one statement; rows another sender holds are
-    skipped (PostgreSQL: SKIP LOCKED, and the outer WHERE re-checks each row after any wait)."""
+    skipped (PostgreSQL: SKIP LOCKED, and the outer WHERE re-checks each row after any wait). `also(conn, ids)`
+    runs in the same transaction when rows were claimed (an audit entry)."""
     now = utcnow()
     until = now + timedelta(seconds=lease_seconds)
     due = select(T.c.id).where(_due(now)).order_by(T.c.id).limit(limit)
@@ -162,9 +168,13 @@ def claim(db: Database, owner: str, limit: int, lease_seconds: float) -> list[Ou
         due = due.with_for_update(skip_locked=True)
     picked = due.cte("picked")  # evaluated once: an IN (subquery) may be re-run per row, picking more
     with db.engine.begin() as conn:
+        if db.is_sqlite:  # pysqlite opens no transaction before a statement starting with WITH: `also` must be in one
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         claimed = list(conn.execute(update(T).where(T.c.id.in_(select(picked.c.id)), _due(now))
                                     .values(status="sending", claimed_by=owner, claimed_until=until)
                                     .returning(T.c.id)).scalars())
+        if claimed and also is not None:
+            also(conn, sorted(claimed))
     if not claimed:
         return []
     with db.session() as session:
@@ -172,23 +182,30 @@ def claim(db: Database, owner: str, limit: int, lease_seconds: float) -> list[Ou
         return list(rows)
 
 
-def recover_stale(db: Database, now: datetime | None = None) -> dict[str, int]:
-    """Claims that expired (or whose holder died on this host): sent if the server's 2xx reply was saved
-    (marks.py), retry if DATA never began, else ambiguous (DATA began, no reply known: for a person)."""
+def recover_stale(db: Database, now: datetime | None = None, *, owner: str | None = None) -> dict[str, int]:
+    """Claims that expired (or whose holder died on this host), or, given `owner`, every claim of that owner at once
+    (its pass ended: nothing of it is in flight): sent if the server's 2xx reply was saved (marks.py), retry if
+    DATA never began, else ambiguous (DATA began, no reply known: for a person). An ambiguous row whose 2xx reply
+    was saved after it was made ambiguous (its sender got the reply during a long outage) is booked as sent."""
     now = now or utcnow()
+    held = T.c.status == "sending" if owner is None else and_(T.c.status == "sending", T.c.claimed_by == owner)
+    replied_late = and_(T.c.status == "ambiguous", T.c.smtp_reply.is_not(None))
     with db.engine.connect() as conn:
-        rows = conn.execute(select(T.c.id, T.c.claimed_by, T.c.claimed_until, T.c.data_started_at, T.c.smtp_reply)
-                            .where(T.c.status == "sending")).all()
+        rows = conn.execute(select(T.c.id, T.c.status, T.c.claimed_by, T.c.claimed_until, T.c.data_started_at,
+                                   T.c.smtp_reply).where(or_(held, replied_late))).all()
     counts = {"sent": 0, "retry": 0, "ambiguous": 0}
-    for row_id, owner, until, started, reply in rows:
-        expired = until is None or as_utc(until) <= now or (owner is not None and is_dead_local_process(owner))
-        if not expired:
+    for row_id, status, holder, until, started, reply in rows:
+        expired = (owner is not None or until is None or as_utc(until) <= now
+                   or (holder is not None and is_dead_local_process(holder)))
+        if status == "sending" and not expired:
             continue
         if started is not None and attempts.reply_code(reply) in range(200, 300):
-            with db.engine.begin() as conn:  # delivered; only the booking was pending at the crash
+            with db.engine.begin() as conn:  # delivered; only the booking was pending (a crash, an outage)
                 counts["sent"] += len(_record_sent(conn, [(row_id, reply)], detail="delivery booked at recovery"))
             continue
-        guard = T.c.claimed_by.is_(None) if owner is None else T.c.claimed_by == owner
+        if status != "sending":
+            continue
+        guard = T.c.claimed_by.is_(None) if holder is None else T.c.claimed_by == holder
         if started is None:
             values: dict[str, Any] = {"status": "retry", "next_attempt_at": now, "claimed_by": None,
                                       "claimed_until": None, "last_error": "claim expired before SMTP DATA"}
@@ -205,14 +222,15 @@ def recover_stale(db: Database, now: datetime | None = None) -> dict[str, int]:
     return counts
 
 
-def release_unstarted(db: Database, owner: str) -> int:
-    """`owner`'s claims whose DATA never began go back to be sent at once (the owner's pass failed and nothing of
-    it is in flight any more: no need to wait for the claims to expire). Rows whose DATA began stay as they are."""
-    with db.engine.begin() as conn:
-        result = conn.execute(update(T).where(T.c.status == "sending", T.c.claimed_by == owner,
-                                              T.c.data_started_at.is_(None))
-                              .values(status="retry", next_attempt_at=utcnow(), claimed_by=None, claimed_until=None))
-    return int(result.rowcount)
+def settle_claims(db: Database, owner: str, replies: Sequence[tuple[int, str]] = ()) -> dict[str, int]:
+    """After `owner`'s pass failed (the database went away): save the replies the database did not take, then
+    recover the owner's claims now, as `recover_stale` does after a kill -9 once the claims expire."""
+    if replies:
+        with db.engine.begin() as conn:
+            conn.execute(update(T).where(T.c.id == bindparam("row_id"), T.c.status.in_(REPLY_KEPT_IN))
+                         .values(smtp_reply=bindparam("reply")),
+                         [{"row_id": row_id, "reply": reply} for row_id, reply in replies])
+    return recover_stale(db, owner=owner)
 
 
 class ClaimLost(Exception):
@@ -229,8 +247,6 @@ def mark_data_started(db: Database, outbox_id: int, owner: str, connection: str,
                       replies: Sequence[tuple[int, str]] = ()) -> None:
     """Commit "DATA begins now on `connection`" for one row (and the SMTP replies of earlier deliveries, see
     marks.py); raises ClaimLost if the row is no longer ours. A sender's pass uses one DataStartMarks."""
-    from maild.outbound.marks import DataStartMarks
-
     marks = DataStartMarks(db)
     try:
         marked = marks.mark(outbox_id, owner, connection, replies)

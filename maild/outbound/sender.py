@@ -11,6 +11,11 @@ the pass. So after a `kill -9` at most one row per open connection has an unknow
 begun, or its 250 was not yet saved and the connection's next DATA had not begun): `recover_stale` books the
 saved 2xx replies as sent, makes DATA-marked rows without a reply `ambiguous` for a person (`maild outbox
 show`, then `retry` or `mark-sent`) and re-sends every other claimed row automatically.
+
+The row's saved reply is the one record of "delivered, not yet booked". A database outage takes the kill -9 path:
+the failed pass leaves only the replies the database never took in memory (`OutboxSender.unsaved`); once the
+database is back the sender saves them on their rows and recovers its own claims at once with `recover_stale`'s
+rules (`outbox.settle_claims`) instead of waiting for them to expire.
 """
 
 from __future__ import annotations
@@ -46,29 +51,31 @@ RUN_RETRY_MAX_DELAY = 8.0  # cap of the run loop's backoff: sending resumes with
 
 
 class _Pass:
-    """One send_due pass's data-start marks (one per row, just before its DATA) and sent marks (grouped)."""
+    """One send_due pass's data-start marks (one per row, just before its DATA) and sent marks (grouped).
+
+    A delivery's reply is durable once a mark or a booking committed it; until then it is only in `unsaved`.
+    """
 
     def __init__(self, db: Database, owner: str) -> None:
         self.db = db
         self.owner = owner
         self.marks = DataStartMarks(db)
-        self._unsaved: list[tuple[int, str]] = []  # deliveries whose reply is not yet in the database
-        self._sent: list[tuple[int, str]] = []  # deliveries not yet booked as sent (event, attempt record)
-        self.unrecorded: list[tuple[int, str]] = []  # deliveries a failed transaction could not record
+        self.unsaved: list[tuple[int, str]] = []  # replies of deliveries the database has not taken yet
+        self._unbooked: list[tuple[int, str]] = []  # deliveries not yet booked as sent (event, attempt record)
         self._timer: asyncio.TimerHandle | None = None
         self._error: BaseException | None = None
 
     async def data_started(self, outbox_id: int, connection: str) -> None:
         """Called right before DATA: returns once "DATA begins on `connection`" (and the replies of the
         deliveries so far) is committed; raises ClaimLost if the row is no longer ours."""
-        marked = self.marks.mark(outbox_id, self.owner, connection, self._unsaved)
-        self._unsaved = []  # committed, also when the row was not ours any more
+        marked = self.marks.mark(outbox_id, self.owner, connection, self.unsaved)
+        self.unsaved = []  # committed, also when the row was not ours any more
         if not marked:
             raise outbox.ClaimLost(f"outbox row {outbox_id} is no longer claimed by {self.owner}")
 
     def sent(self, outbox_id: int, reply: str) -> None:
-        self._unsaved.append((outbox_id, reply))
-        self._sent.append((outbox_id, reply))
+        self.unsaved.append((outbox_id, reply))
+        self._unbooked.append((outbox_id, reply))
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(SENT_FLUSH_SECONDS, self.flush)
 
@@ -80,17 +87,16 @@ class _Pass:
     def flush(self) -> bool:
         """Book the deliveries so far as sent (one transaction); False if booking failed (in this pass)."""
         self._cancel_timer()
-        batch, self._sent = self._sent, []
+        batch, self._unbooked = self._unbooked, []
         if batch:
             try:
                 outbox.mark_sent_many(self.db, batch)
-            except Exception as exc:  # the rows stay `sending`: recover_stale books those whose reply was saved
+            except Exception as exc:  # the rows stay `sending`; the sender settles its claims when the database is back
                 log.exception("could not record %d sent mails", len(batch))
-                self.unrecorded += batch  # the sender's run loop records them once the database is back
                 self._error = self._error or exc
             else:
                 booked = {row_id for row_id, _ in batch}
-                self._unsaved = [item for item in self._unsaved if item[0] not in booked]
+                self.unsaved = [item for item in self.unsaved if item[0] not in booked]
         return self._error is None
 
     def finish(self) -> None:
@@ -120,14 +126,15 @@ class OutboxSender:
         self.lease_seconds = lease_seconds
         self.concurrency = concurrency
         self.health = WorkerHealth("outbox")
-        self.unrecorded: list[tuple[int, str]] = []  # delivered, not yet recorded (the database failed)
+        self.unsaved: list[tuple[int, str]] = []  # replies of a failed pass the database has not taken yet
         self.return_path = return_path  # VERP (outbound.return_path): the envelope sender names the row's token
         self.instance = instance
 
-    async def send_due(self, limit: int = 100) -> dict[str, int]:
-        """One pass: claim up to `limit` due rows and send them, at most `concurrency` at a time."""
+    async def send_due(self, limit: int = 100, on_claim: outbox.Claimed | None = None) -> dict[str, int]:
+        """One pass: claim up to `limit` due rows and send them, at most `concurrency` at a time. `on_claim(conn,
+        ids)` runs in the claim's transaction (a person's `send-due`: its audit entry)."""
         counts = {"sent": 0, "retry": 0, "failed": 0}
-        rows = outbox.claim(self.db, self.owner, limit, self.lease_seconds)
+        rows = outbox.claim(self.db, self.owner, limit, self.lease_seconds, on_claim)
         if not rows:
             return counts
         gate = asyncio.Semaphore(self.concurrency)
@@ -142,10 +149,7 @@ class OutboxSender:
         try:  # every send ends before the pass does, failed or not: none of its rows is left in flight
             results = await asyncio.gather(*(one(row) for row in rows), return_exceptions=True)
         finally:
-            try:
-                batch.finish()
-            finally:
-                self.unrecorded += batch.unrecorded
+            self._end_pass(batch)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise failures[0]
@@ -159,7 +163,14 @@ class OutboxSender:
         try:
             return await self._send(row, single)
         finally:
-            single.finish()
+            self._end_pass(single)
+
+    def _end_pass(self, batch: _Pass) -> None:
+        """Book what is pending; replies the database did not take stay with the sender until `_settle`."""
+        try:
+            batch.finish()
+        finally:
+            self.unsaved += batch.unsaved
 
     async def _send(self, row: OutboxMessage, batch: _Pass) -> str:
         assert row.id is not None
@@ -242,20 +253,18 @@ class OutboxSender:
         """Send until `stop` is set: poll every `poll` seconds; recover stale claims at start and periodically.
 
         Any error of a step (the database gone, a bug) is logged, shown in `self.health` and retried after a
-        capped backoff (RUN_RETRY_MAX_DELAY): the loop ends only when `stop` is set. After a failed pass, this
-        sender's claims whose DATA never began are released at once, and deliveries that could not be recorded
-        are recorded as soon as the database takes them.
+        capped backoff (RUN_RETRY_MAX_DELAY): the loop ends only when `stop` is set. After a failed step, this
+        sender's claims are settled as soon as the database takes it (`_settle`).
         """
         last_recover = last_sweep = float("-inf")
         backoff = Backoff(RUN_RETRY_MAX_DELAY)
-        release_claims = False
+        settle = False
         try:
             while not stop.is_set():
                 try:
-                    self._record_unrecorded()
-                    if release_claims:  # nothing of ours is in flight between two passes
-                        self._release_unstarted()
-                        release_claims = False
+                    if settle or self.unsaved:  # nothing of ours is in flight between two passes
+                        self._settle()
+                        settle = False
                     if time.monotonic() - last_recover >= RECOVER_EVERY:
                         recovered = outbox.recover_stale(self.db)
                         if any(recovered.values()):
@@ -270,7 +279,7 @@ class OutboxSender:
                     log.warning("outbox pass failed; retrying", exc_info=True,
                                 extra={"fields": {"error": describe(exc), "retry_in": f"{delay:.1f}s"}})
                     self.health.failed(exc, delay)
-                    release_claims = True
+                    settle = True
                     await _pause(stop, delay)
                     continue
                 backoff.reset()
@@ -281,18 +290,26 @@ class OutboxSender:
         finally:
             self.health.stopped()
             await self.transport.close()
+            if self.unsaved:
+                self._settle_at_stop()
 
-    def _record_unrecorded(self) -> None:
-        """Deliveries whose `sent` a failed transaction lost (the server's 250 is the truth): record them now."""
-        if self.unrecorded:
-            outbox.mark_sent_many(self.db, self.unrecorded)
-            log.info("recorded %d deliveries after the database came back", len(self.unrecorded))
-            self.unrecorded = []
+    def _settle(self) -> None:
+        """Recover this sender's claims now, the way `recover_stale` recovers a killed sender's: save the replies
+        the database did not take, then book the delivered rows, retry those whose DATA never began and make those
+        whose DATA began without a recorded outcome `ambiguous`."""
+        settled = outbox.settle_claims(self.db, self.owner, self.unsaved)
+        self.unsaved = []
+        if any(settled.values()):
+            log.warning("settled this sender's claims after a failed pass", extra={"fields": settled})
 
-    def _release_unstarted(self) -> None:
-        released = outbox.release_unstarted(self.db, self.owner)
-        if released:
-            log.info("released %d claimed outbox rows whose DATA never began", released)
+    def _settle_at_stop(self) -> None:
+        """A last try to save the replies of a failed pass; if the database still refuses, say which they were (the
+        rows will be `ambiguous` for a person, as after a kill -9)."""
+        try:
+            self._settle()
+        except Exception:
+            log.exception("stopping with deliveries the database did not take; their rows will be ambiguous",
+                          extra={"fields": {"replies": dict(self.unsaved)}})
 
 
 async def _pause(stop: threading.Event | asyncio.Event, seconds: float) -> None:

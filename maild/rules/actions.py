@@ -550,9 +550,10 @@ def _update_view(view: Any, thirdparty_id: int | None, key: str, value: Any) -> 
 # --- send and webhook: from the stored plan ---------------------------------------------------------
 
 
-def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
+def send(env: Env, data: dict[str, Any], key: str, daily_cap: loops.DailyCap | None = None) -> dict[str, Any]:
     """Prepare and queue one mail per recipient; the outbox key is the ledger key (per recipient when several),
-    so doing this again after a crash queues nothing new."""
+    so doing this again after a crash queues nothing new. An event rule's mail is held back from an address
+    over the daily cap (`daily_cap`: the batch's tally, else one for this send)."""
     from maild.outbound.mailing import prepare, queue
 
     extra: dict[str, Any] = {}
@@ -586,10 +587,15 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
     files = tuple(resolve_path(env.config.base_dir, name) for name in data.get("files") or [])
     outbox: list[dict[str, Any]] = []
     recipients = list(data["to"])
+    keys = [key if len(recipients) == 1 else f"{key}/{address.lower()}" for address in recipients]
     cap = env.config.machine_mail.rule_mail_daily_cap
-    for address in recipients:
-        outbox_key = key if len(recipients) == 1 else f"{key}/{address.lower()}"
-        if cap and data.get("on_event") and loops.over_daily_cap(env.db, address, cap, outbox_key):
+    if cap and data.get("on_event"):
+        daily_cap = daily_cap or loops.DailyCap(env.db, cap)
+        held = daily_cap.held_back(recipients, keys)
+    else:
+        daily_cap, held = None, [False] * len(recipients)
+    for address, outbox_key, over in zip(recipients, keys, held, strict=True):
+        if over:
             loops.hold_back(env.db, address, data, outbox_key, cap)
             outbox.append({"to": address, "held_back": f"already {cap} rule mails to it in 24 h"})
             continue
@@ -598,6 +604,8 @@ def send(env: Env, data: dict[str, Any], key: str) -> dict[str, Any]:
                        invoice_copy=bool(data.get("invoice_copy", True)), dunning_level=data.get("dunning_level"),
                        reminder_date=data.get("reminder_date"))
         outbox_id, created = queue(env.config, env.db, mail, key=outbox_key, template=data["template"])
+        if daily_cap is not None:
+            daily_cap.queued(address, outbox_key)
         outbox.append({"to": address, "outbox_id": outbox_id, "queued": created, "key": outbox_key})
     return {"outbox": outbox}
 

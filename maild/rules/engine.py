@@ -31,7 +31,7 @@ from maild.clock import as_utc, utcnow
 from maild.config import Config
 from maild.ingest.context import new_owner_id
 from maild.own_mail import OwnMail
-from maild.rules import actions, ledger, sweep
+from maild.rules import actions, ledger, loops, sweep
 from maild.rules.context import (
     Clock,
     Directory,
@@ -129,6 +129,7 @@ class RulesEngine:
         self.planned: list[PlannedAction] = []
         self._released: tuple[int, date] | None = None  # simulate_day: an invoice whose promise has passed
         self._stage: Any = None
+        self._daily_cap: loops.DailyCap | None = None  # the rule mail cap's tally while events are processed
         self.env = actions.Env(config, db, self._plan_filing)
         self.replace_rules(rules)
         self.hold_watch = HoldWatch(config, db, lambda: self.clock())
@@ -161,10 +162,15 @@ class RulesEngine:
             self.maintain_holds()
         rows = self.cursor.read(limit)
         taken = 0
-        for index, row in enumerate(rows, start=1):
-            taken += self._on_event(self._new_pass(), row)
-            if not self.simulating and index % EVENT_BATCH_ADVANCE == 0:
-                self.cursor.advance(row.id)
+        cap = self.config.machine_mail.rule_mail_daily_cap
+        self._daily_cap = loops.DailyCap(self.db, cap) if cap else None  # one tally for the batch's rule mail
+        try:
+            for index, row in enumerate(rows, start=1):
+                taken += self._on_event(self._new_pass(), row)
+                if not self.simulating and index % EVENT_BATCH_ADVANCE == 0:
+                    self.cursor.advance(row.id)
+        finally:
+            self._daily_cap = None
         if rows and not self.simulating:
             self.cursor.advance(rows[-1].id)
         return taken
@@ -828,7 +834,7 @@ class RulesEngine:
 
     def _complete_send(self, entry: ledger.Entry, detail: dict[str, Any]) -> bool:
         try:
-            result = actions.send(self.env, detail["plan"], entry.key)
+            result = actions.send(self.env, detail["plan"], entry.key, self._daily_cap)
         except OperationalError:
             raise  # left running: a later pass takes it over
         except Exception as exc:

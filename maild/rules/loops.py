@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, case, cast, exists, func, or_, select
 
 from maild.clock import utcnow
 from maild.matchers.normalize import normalize_address
@@ -18,28 +18,60 @@ _ob, _led, _ev = OutboxMessage.__table__, RuleLedger.__table__, Event.__table__
 DAY = timedelta(days=1)
 
 
-def over_daily_cap(db: Database, address: str, cap: int, key: str) -> bool:
-    """Rules already queued `cap` mails to `address` in the last 24 hours (a mail under `key` itself, queued
-    before a crash, does not count: sending it again is the same mail)."""
-    wanted = normalize_address(address)
-    if wanted is None:
-        return False
-    since = utcnow() - DAY
-    domain = wanted.rpartition("@")[2]
-    with db.engine.connect() as conn:
-        query = select(_ob.c.idempotency_key, _ob.c.recipients).where(_ob.c.created_at > since,
-                                                                      _ob.c.status != "cancelled")
-        if domain.isascii():
-            pattern = "%@" + domain.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            query = query.where(func.lower(cast(_ob.c.recipients, Text)).like(pattern, escape="\\"))
-        mails = [(k, r) for k, r in conn.execute(query)
-                 if k != key and any(normalize_address(a) == wanted for a in r or [])]
-        if len(mails) < cap:
-            return False
-        keys = {k.split("/", 1)[0] for k, _ in mails}
-        by_rules = set(conn.execute(select(_led.c.key).where(_led.c.key.in_(sorted(keys)), _led.c.action == "send"))
-                       .scalars())
-    return sum(1 for k, _ in mails if k.split("/", 1)[0] in by_rules) >= cap
+class DailyCap:
+    """The rule mail each address got in the last 24 hours: loaded with one statement for all the addresses of a
+    batch (those not loaded before), then counted on in memory as the batch queues more."""
+
+    def __init__(self, db: Database, cap: int) -> None:
+        self.db = db
+        self.cap = cap
+        self._keys: dict[str, set[str]] = {}  # normalized address -> outbox keys of the rule mail it got
+
+    def held_back(self, addresses: list[str], keys: list[str]) -> list[bool]:
+        """For each address, whether rules already queued `cap` mails to it in the last 24 hours; its own key
+        (`keys`, one per address: a mail queued under it before a crash is the same mail) does not count."""
+        wanted = [normalize_address(address) for address in addresses]
+        self._load({address for address in wanted if address is not None} - self._keys.keys())
+        return [address is not None and len(self._keys[address] - {key}) >= self.cap
+                for address, key in zip(wanted, keys, strict=True)]
+
+    def queued(self, address: str, key: str) -> None:
+        """Count a mail this batch queued (or found queued) to `address` under `key`."""
+        wanted = normalize_address(address)
+        if wanted is not None:
+            self._keys.setdefault(wanted, set()).add(key)
+
+    def _load(self, addresses: set[str]) -> None:
+        if not addresses:
+            return
+        for address in addresses:
+            self._keys[address] = set()
+        query = (select(_ob.c.idempotency_key, _ob.c.recipients)
+                 .where(_ob.c.created_at > utcnow() - DAY, _ob.c.status != "cancelled",
+                        exists().where(_led.c.action == "send", _led.c.key == _ledger_key(self.db))))
+        domains = {address.rpartition("@")[2] for address in addresses}
+        if all(domain.isascii() for domain in domains):  # else every rule mail of the day is read
+            recipients = func.lower(cast(_ob.c.recipients, Text))
+            query = query.where(or_(*(recipients.like(_domain_pattern(domain), escape="\\")
+                                      for domain in sorted(domains))))
+        with self.db.engine.connect() as conn:
+            for key, to in conn.execute(query):
+                for address in {normalize_address(a) for a in to or []} & addresses:
+                    self._keys[address].add(key)
+
+
+def _ledger_key(db: Database) -> Any:
+    """The ledger key an outbox key was queued under: the key itself, or what comes before the first `/` (a send to
+    several recipients queues `KEY/address` for each)."""
+    key = _ob.c.idempotency_key
+    if db.is_sqlite:
+        slash = func.instr(key, "/")
+        return case((slash > 0, func.substr(key, 1, slash - 1)), else_=key)
+    return func.split_part(key, "/", 1)
+
+
+def _domain_pattern(domain: str) -> str:
+    return "%@" + domain.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def hold_back(db: Database, address: str, data: dict[str, Any], key: str, cap: int) -> None:

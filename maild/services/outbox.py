@@ -1,17 +1,24 @@
-"""The outbox for people: rows by status, retry and cancel (audited), and a message's delivery story."""
+"""The outbox for people: send a mail, send what is due, retry and cancel (all audited, each in the transaction
+of its change), rows by status and a message's delivery story."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from maild.clock import as_utc
+from maild.config import Config
 from maild.outbound import outbox as ob
+from maild.outbound.prepared import PreparedMail
+from maild.outbound.queueing import queue
 from maild.services import audit, paging
 from maild.services.actor import Actor
 from maild.store.db import Database
 from maild.store.models import Event, OutboxAttempt, OutboxMessage
+
+if TYPE_CHECKING:
+    from maild.outbound.sender import OutboxSender
 
 _o, _ev, _att = OutboxMessage.__table__, Event.__table__, OutboxAttempt.__table__
 STATUSES = ob.STATUSES  # the outbox's own list (ambiguous included)
@@ -53,6 +60,32 @@ def story(db: Database, outbox_id: int) -> dict[str, Any]:
                  "connection": a.connection, "reply_code": a.reply_code, "reply": a.reply, "detail": a.detail}
                 for a in tries]
     return {**_row(row), "events": mine, "attempt_log": attempts}
+
+
+def queue_mail(db: Database, config: Config, actor: Actor, mail: PreparedMail, *, key: str,
+               template: str) -> tuple[int, bool]:
+    """Queue a prepared mail (`maild send`, `POST /api/v1/send`): (outbox id, created). The row and its
+    `outbox.send` audit entry commit together; a key queued before changes nothing and is not audited."""
+    actor.require("staff")
+
+    def audited(conn: Connection, results: list[tuple[int, bool]]) -> None:
+        [(outbox_id, created)] = results
+        if created:
+            audit.record(conn, actor, "outbox.send", f"outbox:{outbox_id}",
+                         after={"template": template, "to": mail.recipient.address, "key": key})
+
+    return queue(config, db, mail, key=key, template=template, also=audited)
+
+
+async def send_due(actor: Actor, sender: OutboxSender, limit: int = 100) -> dict[str, int]:
+    """One sending pass a person asked for (`maild send`, `maild outbox send-due`): the rows it claims and its
+    `outbox.send_due` audit entry commit together; a pass with nothing due changes nothing and is not audited."""
+    actor.require("staff")
+
+    def audited(conn: Connection, ids: list[int]) -> None:
+        audit.record(conn, actor, "outbox.send_due", "outbox", after={"claimed": ids, "limit": limit})
+
+    return await sender.send_due(limit, on_claim=audited)
 
 
 def _change(db: Database, actor: Actor, outbox_id: int, verb: str) -> bool:

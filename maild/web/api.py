@@ -12,7 +12,6 @@ from starlette.routing import Route
 from maild.clock import utcnow
 from maild.directory.service import list_contacts, resolve_thirdparty
 from maild.services import audit, customers, invoices, messages, outbox, search, triage
-from maild.services.actor import Actor
 from maild.web.core import ApiResponse, Ctx, Web, api
 
 PREFIX = "/api/v1"
@@ -128,16 +127,8 @@ def send(ctx: Ctx) -> Response:
     template, to = _str(ctx, "template"), _str(ctx, "to")
     mail = mailing.prepare(ctx.config, ctx.db, template=template, to=to,
                            invoice_ref=_str(ctx, "invoice", False) or None, attach=())
-    outbox_id, created = mailing.queue(ctx.config, ctx.db, mail, key=key, template=template)
-    if created:  # the outbox row commits in the mailing's own transaction; its key makes a repeat a no-op
-        _audit_send(ctx, ctx.actor, outbox_id, template, mail.recipient.address, key)
+    outbox_id, created = outbox.queue_mail(ctx.db, ctx.config, ctx.actor, mail, key=key, template=template)
     return ApiResponse({"outbox_id": outbox_id, "created": created, "key": key}, status_code=201 if created else 200)
-
-
-def _audit_send(ctx: Ctx, actor: Actor, outbox_id: int, template: str, to: str, key: str) -> None:
-    with ctx.db.engine.begin() as conn:
-        audit.record(conn, actor, "outbox.send", f"outbox:{outbox_id}",
-                     after={"template": template, "to": to, "key": key})
 
 
 def outbox_list(ctx: Ctx) -> Response:

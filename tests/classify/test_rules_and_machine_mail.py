@@ -8,8 +8,9 @@ import email
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
+from maild.directory.service import add_contact
 from maild.rules.engine import RulesEngine
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
@@ -116,3 +117,34 @@ def test_mail_without_a_kind_counts_as_a_persons_until_the_backfill_reaches_it(d
     with db.engine.connect() as conn:
         titles = [row.title for row in conn.execute(select(Task.__table__).order_by(Task.__table__.c.id))]
     assert titles == ["replied=True auto=False", "replied=False auto=True"]
+
+
+def test_the_daily_cap_reads_the_rule_mail_of_a_batch_once_not_per_recipient(db: Database, tmp_path: Path) -> None:
+    """Three events in one batch, each sending to four addresses: the cap's look-up is one statement for the
+    batch (before: one per recipient and event, 12 here, and one more per address at the cap); the batch's
+    own mail is counted on in memory, so the third event is held back for all four."""
+    config = make_config(tmp_path, db, machine_mail={"rule_mail_daily_cap": 2})
+    tp, _ = customer(db)
+    for name in ("bert@mueller.example", "carla@mueller.example", "dora@other.example"):
+        add_contact(db, thirdparty_id=tp, name=name.split("@")[0].title(), addresses=[name])
+    team = "[message.from, 'bert@mueller.example', 'carla@mueller.example', 'dora@other.example']"
+    answer = rule("answer", on_event("mail.matched"), [send(template="notice", to=team)])
+    engine = RulesEngine(config, db, rules(answer), clock=FakeClock(NOW))
+    for minute in range(3):
+        message = inbound_mail(db, tp, "anna@mueller.example", NOW + timedelta(minutes=minute), subject=f"m{minute}")
+        add_event(db, "mail.matched", tp, message, matcher="address")
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        engine.process_events()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert len([s for s in statements if "outbox.created_at >" in s]) == 1
+    assert len(outbox_rows(db)) == 8
+    held = events(db, "rule.held_back")
+    assert sorted(e.data["to"] for e in held) == ["anna@mueller.example", "bert@mueller.example",
+                                                  "carla@mueller.example", "dora@other.example"]

@@ -7,8 +7,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from maild.daemon import Daemon
+from maild.services import audit
+from maild.store.db import Database
 from maild.store.models import Event, Location, Message
 from tests.helpers import config_at, invoke, make_message, status_json, write_config
+from tests.support.audit_refused import audit_refused
 
 
 def _maildir(path: Path) -> mailbox.Maildir:
@@ -86,9 +89,17 @@ def test_empty_and_oversize_files_are_quarantined_and_retry_stores_them(tmp_path
     assert "over ingest.max_message_bytes" in listing
     big_id = next(line.split()[0] for line in listing.splitlines() if "max_message_bytes" in line)
     assert invoke(config, "quarantine", "show", big_id, "--raw").stdout.encode() == big
+    db = Database(config_at(config).database_url)
+    with audit_refused(db):  # the retry and its audit entry commit together, or neither
+        refused = invoke(config, "quarantine", "retry", big_id, "--max-bytes", "100000", check=False)
+    assert refused.returncode != 0 and status_json(config)["totals"]["quarantined"] == 2
     retried = invoke(config, "quarantine", "retry", big_id, "--max-bytes", "100000")
     assert "stored as message" in retried.stdout
     assert status_json(config)["totals"] == {"messages": 2, "quarantined": 1, "locations": 3, "events": 4}
+    [entry] = audit.entries(db, action="quarantine.retry")
+    assert entry.via == "cli" and entry.target == f"quarantine:{big_id}"
+    assert "max_message_bytes" in entry.before["reason"] and entry.before["retries"] == 0
+    assert entry.after["message_id"] == int(retried.stdout.split()[-1]) and entry.after["reason"] is None
 
 
 def test_missing_maildir_is_reported_not_fatal(tmp_path: Path) -> None:

@@ -329,3 +329,24 @@ def test_a_batch_loads_invoices_and_views_like_single_prepares_and_fails_on_the_
         assert thirdparty_views(conn, parties) == [thirdparty_view(conn, p) for p in parties]
         assert [c["email"] for c in contact_views(conn, contacts)] == [f"buyer{i}@c{i}.example" for i in range(5)]
         assert contact_views(conn, []) == [] and thirdparty_view(conn, None) is None
+
+
+def test_settling_a_failed_pass_saves_the_replies_then_recovers_the_claims_at_once(
+        db: Database, blobs: BlobStore) -> None:
+    """No waiting for the lease: delivered -> sent, DATA without outcome -> ambiguous, never started -> retry; a
+    reply that arrives for a row someone else made ambiguous meanwhile books it (the server's 250 is the truth)."""
+    ids = [queue_raw(db, blobs, f"s{i}") for i in range(4)]
+    outbox.claim(db, "me", 3, 3600)
+    outbox.claim(db, "other", 1, 3600)
+    outbox.mark_data_started(db, ids[0], "me", "c1")
+    outbox.mark_data_started(db, ids[1], "me", "c2")
+    outbox.mark_data_started(db, ids[3], "other", "c3")
+    with db.engine.begin() as conn:  # the other sender's claim expired during its long outage
+        conn.execute(update(T).where(T.c.claimed_by == "other").values(claimed_until=utcnow()))
+    assert outbox.recover_stale(db) == {"sent": 0, "retry": 0, "ambiguous": 1}
+    assert outbox.settle_claims(db, "me", [(ids[0], "250 ok")]) == {"sent": 1, "retry": 1, "ambiguous": 1}
+    assert [row.status for row in outbox.listing(db)] == ["sent", "ambiguous", "retry", "ambiguous"]
+    assert outbox.settle_claims(db, "other", [(ids[3], "250 late")]) == {"sent": 1, "retry": 0, "ambiguous": 0}
+    row = outbox.get(db, ids[3])
+    assert row is not None and row.status == "sent" and row.smtp_reply == "250 late"
+    assert [a.outcome for a in attempts.story(db, ids[3])] == ["ambiguous", "sent"]

@@ -39,3 +39,40 @@ def test_outbox_commands(tmp_path: Path) -> None:
     assert run("retry", str(second))[0] == 0
     assert outbox.get(db, second).status == "queued"
     assert run("retry", str(first))[0] == 1  # sent mail is never re-queued
+
+
+def test_maild_send_and_send_due_are_audited_in_the_transaction_of_their_change(tmp_path: Path) -> None:
+    from maild.cli.setup import initialise
+    from maild.directory.service import add_contact, add_thirdparty
+    from maild.services import audit
+    from tests.helpers import config_at, invoke
+    from tests.support.audit_refused import audit_refused
+
+    config_file = initialise(tmp_path / "home", samples=False)
+    db = Database(config_at(config_file).database_url)
+    add_contact(db, thirdparty_id=add_thirdparty(db, name="ACME"), name="John", addresses=["john@acme.example"])
+    folder = tmp_path / "home" / "templates" / "hello"
+    folder.mkdir()
+    (folder / "subject.txt").write_text("Hi\n")
+    (folder / "body.txt").write_text("Hi {{ contact.name }}\n")
+
+    sent = invoke(config_file, "send", "hello", "--to", "ACME", "--key", "k-1")
+    row = outbox.by_key(db, "k-1")
+    assert row is not None and row.status == "sent", sent.stdout
+    [queued] = audit.entries(db, action="outbox.send")
+    assert (queued.via, queued.target) == ("cli", f"outbox:{row.id}")
+    assert queued.after == {"template": "hello", "to": "john@acme.example", "key": "k-1"}
+    [pass_] = audit.entries(db, action="outbox.send_due")
+    assert pass_.via == "cli" and pass_.after == {"claimed": [row.id], "limit": 100}
+
+    with audit_refused(db):  # the outbox row and its entry commit together, or neither
+        refused = invoke(config_file, "send", "hello", "--to", "ACME", "--key", "k-2", check=False)
+    assert refused.returncode != 0 and outbox.by_key(db, "k-2") is None
+
+    waiting = queue(db, BlobStore(config_at(config_file).blob_dir), "by-hand", to="john@acme.example")
+    with audit_refused(db):  # a pass whose claim cannot be audited claims nothing
+        assert invoke(config_file, "outbox", "send-due", check=False).returncode != 0
+    assert outbox.get(db, waiting).status == "queued"
+    assert "sent 1," in invoke(config_file, "outbox", "send-due").stdout
+    assert invoke(config_file, "outbox", "send-due").stdout.startswith("sent 0,")  # nothing due: no entry
+    assert [e.after["claimed"] for e in audit.entries(db, action="outbox.send_due")] == [[waiting], [row.id]]

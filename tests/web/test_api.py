@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from maild.services import audit
 from tests.web.support import Site, seed
 
@@ -113,3 +115,26 @@ def test_send_a_template_through_the_api_once_per_key(site: Site) -> None:
     assert missing.status_code in (400, 404) and "nope" in missing.json()["error"]["message"]
     viewer = client.post("/api/v1/send", json=body, headers=site.token("vic"))
     assert viewer.status_code == 403
+
+
+def test_a_send_through_the_api_and_its_audit_entry_commit_together(site: Site) -> None:
+    """Before, the outbox row committed first and the entry in a second transaction: a failed entry left an
+    unaudited mail queued (and sent)."""
+    from maild.outbound import outbox as ob
+    from tests.support.audit_refused import audit_refused
+
+    seed(site)
+    template = site.home / "templates" / "thanks"
+    template.mkdir(parents=True)
+    (template / "subject.txt").write_text("Danke\n")
+    (template / "body.txt").write_text("Danke.\n")
+    client = site.client()
+    body = {"template": "thanks", "to": "anna@mueller.example", "key": "api-atomic-1"}
+    auth = site.token("sam")  # (creating a token is audited too)
+    with audit_refused(site.db), pytest.raises(Exception, match="audit entry refused"):
+        client.post("/api/v1/send", json=body, headers=auth)
+    assert ob.by_key(site.db, "api-atomic-1") is None
+    again = client.post("/api/v1/send", json=body, headers=auth)
+    assert again.status_code == 201 and again.json()["created"] is True
+    [entry] = [e for e in audit.entries(site.db) if e.action == "outbox.send"]
+    assert entry.target == f"outbox:{again.json()['outbox_id']}"
