@@ -16,7 +16,7 @@ import string
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from functools import update_wrapper
+from functools import lru_cache, update_wrapper
 from typing import Any
 
 from jinja2 import nodes
@@ -70,10 +70,14 @@ def refuse_if_larger(size: int, what: str) -> None:
 
 def weight(value: Any) -> int:
     """A lower bound of the characters `value` prints as (strings: their length; containers: their contents)."""
+    if isinstance(value, str):
+        return len(value)
     return _weigh(value, {})
 
 
 def _weigh(value: Any, seen: dict[int, int]) -> int:
+    if type(value) in _SCALARS:
+        return max(1, value.bit_length() * 3 // 10) if type(value) is int else 1
     if isinstance(value, str | bytes):
         return len(value)
     if isinstance(value, bool) or value is None:
@@ -119,8 +123,15 @@ def _format_spec_size(spec: str) -> int:
 
 
 def _checked_printf(template: str, values: Any) -> str:
-    refuse_if_larger(printf_size(template, values) + weight(values), f"formatting {_shorten(template)!r}")
+    size = printf_size(template, values) if "*" in template else _fixed_printf_size(template)
+    refuse_if_larger(size + weight(values), f"formatting {_shorten(template)!r}")
     return template % values
+
+
+@lru_cache(maxsize=1024)
+def _fixed_printf_size(template: str) -> int:
+    """`printf_size` of a template without `*` widths (it does not depend on the values): computed once."""
+    return printf_size(template, ())
 
 
 def _shorten(text: str, length: int = 40) -> str:
@@ -191,12 +202,15 @@ def _guard_str_method(method: Any) -> Callable[..., Any] | None:
 
 def _bounded_join(separator: str, items: Any, convert: Callable[[Any], Any]) -> str:
     """`separator.join(items)`, converting each item first, refusing as soon as the result would be too large."""
+    limit = _limit.get()
+    step = len(separator)
     parts = []
-    size = 0
+    size = -step
     for item in items:
         part = convert(item)
-        size += weight(part) + (len(separator) if parts else 0)
-        refuse_if_larger(size, "joining")
+        size += (len(part) if isinstance(part, str) else weight(part)) + step
+        if size > limit:
+            refuse_if_larger(size, "joining")
         parts.append(part)
     return separator.join(parts)
 
@@ -297,20 +311,23 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.globals.pop("lipsum", None)  # lipsum(n=10**9) would stall a render in one call
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_POWER:
-            raise TemplateSizeError(f"exponent {right} is larger than {MAX_POWER}")
-        if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
-            refuse_if_larger(weight(left) * right, "a power")
-        if operator == "*" and not _numbers(left, right):
+        if type(left) in _NUMBER_TYPES and type(right) in _NUMBER_TYPES:  # the common case: arithmetic
+            if operator == "**" and abs(right) > MAX_POWER:
+                raise TemplateSizeError(f"exponent {right} is larger than {MAX_POWER}")
+            if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+                refuse_if_larger(weight(left) * right, "a power")
+            elif operator == "*" and isinstance(left, int) and isinstance(right, int):
+                refuse_if_larger(weight(left) + weight(right), "multiplying")
+        elif operator == "%" and isinstance(left, str):
+            return _checked_printf(left, right)
+        elif operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, str | list | tuple) and isinstance(times, int):
                     refuse_if_larger(weight(seq) * times, "repeating a sequence")
-        if operator == "*" and isinstance(left, int) and isinstance(right, int):
-            refuse_if_larger(weight(left) + weight(right), "multiplying")
-        if operator == "%" and isinstance(left, str):
-            return _checked_printf(left, right)
-        if operator == "+" and not _numbers(left, right):
+        elif operator == "+":
             refuse_if_larger(weight(left) + weight(right), "concatenating")
+        elif operator == "**" and isinstance(right, int | float) and abs(right) > MAX_POWER:
+            raise TemplateSizeError(f"exponent {right} is larger than {MAX_POWER}")
         return super().call_binop(context, operator, left, right)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -337,17 +354,21 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     @staticmethod
     def bounded_text(text: str) -> str:
         """A `~` concatenation's result, refused when it is larger than the limit."""
-        refuse_if_larger(len(text), "concatenating with ~")
+        if len(text) > _limit.get():
+            refuse_if_larger(len(text), "concatenating with ~")
         return text
 
 
-def _numbers(left: Any, right: Any) -> bool:
-    return isinstance(left, int | float) and isinstance(right, int | float)
+_NUMBER_TYPES = frozenset({int, float, bool})
+_SCALARS = frozenset({int, float, bool, type(None)})
 
 
 def _bounded_output(value: Any) -> Any:
     """Every `{{ value }}` (also inside `{% set %}` blocks, which can double their text in a loop)."""
-    if not isinstance(value, int | float):
+    if isinstance(value, str):
+        if len(value) > _limit.get():
+            refuse_if_larger(len(value), "writing a value")
+    elif type(value) not in _SCALARS:
         refuse_if_larger(weight(value), "writing a value")
     return value
 
