@@ -116,10 +116,11 @@ class FilingConfig(_Strict):
     def _template(cls, value: str | None) -> str | None:
         if value is not None:
             from jinja2 import TemplateSyntaxError
-            from jinja2.sandbox import SandboxedEnvironment
+
+            from maild.templates.sandbox import sandbox
 
             try:
-                SandboxedEnvironment().parse(value)
+                sandbox().parse(value)
             except TemplateSyntaxError as exc:
                 raise ValueError(f"template error: {exc.message}") from None
         return value

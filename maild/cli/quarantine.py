@@ -44,7 +44,8 @@ def show(app: AppContext, entry_id: int, raw: bool) -> None:
         raise click.ClickException(f"no quarantine entry {entry_id}")
     blobs = BlobStore(app.config.blob_dir)
     if raw:
-        sys.stdout.buffer.write(blobs.get(item.raw_sha256))
+        blobs.copy_to(item.raw_sha256, sys.stdout.buffer)  # in pieces: a quarantined mail may be oversized
+        sys.stdout.buffer.flush()
         return
     for key in ("id", "reason", "size", "source_name", "folder", "created_at", "retries", "last_retry_at",
                 "resolved_message_id", "raw_sha256"):
@@ -58,7 +59,10 @@ def show(app: AppContext, entry_id: int, raw: bool) -> None:
 @click.option("--max-bytes", type=int, default=None, help="Size limit for this retry (default: the config's).")
 @pass_app
 def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_bytes: int | None) -> None:
-    """Parse and store quarantined messages again (after an upgrade, or with a larger --max-bytes)."""
+    """Parse and store quarantined messages again (after an upgrade, or with a larger --max-bytes).
+
+    A raw message over the limit (ingest.max_message_bytes, or --max-bytes) is not read: it stays quarantined
+    with the size it would need."""
     from maild.ingest import quarantine as q
     from maild.services import quarantine as service
     from maild.services.actor import cli_actor
@@ -80,7 +84,9 @@ def retry(app: AppContext, entry_ids: tuple[int, ...], retry_all: bool, max_byte
             say(f"{entry_id}: stored as message {outcome.message_id}")
         else:
             failed += 1
-            say(f"{entry_id}: still quarantined: {outcome.reason}")
+            hint = (f"; not read (retry with --max-bytes {outcome.oversized_bytes} to parse it)"
+                    if outcome.oversized_bytes is not None else "")
+            say(f"{entry_id}: still quarantined: {outcome.reason}{hint}")
     if failed:
         sys.exit(1)
 

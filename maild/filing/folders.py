@@ -24,8 +24,9 @@ from datetime import date, datetime
 from typing import Any
 
 from imapclient.imap_utf7 import encode as encode_utf7
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateError
+
+from maild.templates.sandbox import sandbox
 
 MAX_PATH_CHARS = 500  # a whole path, as filing tasks record it
 MAX_LEVEL_BYTES = 100  # one level, modified UTF-7 as sent (Dovecot's Maildir++ keeps a whole path in 255 bytes)
@@ -33,7 +34,7 @@ COMPACT_CHARS = 40  # the ASCII part of a `compact_level` name
 SUFFIX_SEPARATOR = " ~"
 UNNAMED = "unnamed"  # a level whose value cleaned away to nothing (a name such as "*" or "..")
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_env = sandbox(autoescape=False, keep_trailing_newline=False)
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _ALWAYS_REPLACED = {"\\": "-", "*": "-", "%": "-", "[": "(", "]": ")"}
 _WHITESPACE = re.compile(r"\s+")

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, select, update
 
 from maild.classify.base import Settings as ClassifySettings
 from maild.clock import utcnow
-from maild.ingest.parse import ParsedMail, parse_and_store
+from maild.ingest.parse import ParsedMail, Rejected, oversized, parse_and_store
 from maild.ingest.store import insert_messages
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
@@ -24,6 +24,7 @@ class RetryOutcome:
     quarantine_id: int
     message_id: int | None
     reason: str | None  # why it is still in quarantine
+    oversized_bytes: int | None = None  # the raw size, when it was over the limit and therefore not read
 
 
 def entries(db: Database, include_resolved: bool = False) -> list[Quarantine]:
@@ -42,8 +43,9 @@ def entry(db: Database, quarantine_id: int) -> Quarantine | None:
 def retry(db: Database, blobs: BlobStore, quarantine_id: int, max_bytes: int,
           trusted_authserv_ids: frozenset[str] = frozenset(), classify: ClassifySettings | None = None,
           also: Callable[[Connection, Quarantine, RetryOutcome], None] | None = None) -> RetryOutcome:
-    """Parse the entry's raw bytes again and store the message; `also(conn, entry before, outcome)` runs in the
-    transaction that records the retry (not for an entry resolved before: nothing changes)."""
+    """Parse the entry's raw bytes again and store the message; a raw file over `max_bytes` is not read (it stays
+    quarantined as oversized, like at ingest). `also(conn, entry before, outcome)` runs in the transaction that
+    records the retry (not for an entry resolved before: nothing changes)."""
     item = entry(db, quarantine_id)
     if item is None:
         raise LookupError(f"no quarantine entry {quarantine_id}")
@@ -51,13 +53,19 @@ def retry(db: Database, blobs: BlobStore, quarantine_id: int, max_bytes: int,
         return RetryOutcome(quarantine_id, item.resolved_message_id, None)
     if not blobs.exists(item.raw_sha256):
         raise FileNotFoundError(f"raw bytes of quarantine entry {quarantine_id} are missing from the blob store")
-    parsed = parse_and_store(blobs.get(item.raw_sha256), str(blobs.root), max_bytes, trusted_authserv_ids, classify)
+    size = blobs.size(item.raw_sha256)
+    too_big = size > max_bytes  # decided by the file's size, as at ingest: an oversized message is never read whole
+    if too_big:
+        parsed: ParsedMail | Rejected = oversized(item.raw_sha256, size, max_bytes)
+    else:
+        parsed = parse_and_store(blobs.get(item.raw_sha256), str(blobs.root), max_bytes, trusted_authserv_ids,
+                                 classify)
     with db.engine.begin() as conn:
         conn.execute(update(_quar).where(_quar.c.id == quarantine_id)
                      .values(retries=_quar.c.retries + 1, last_retry_at=utcnow()))
         if not isinstance(parsed, ParsedMail):
             conn.execute(update(_quar).where(_quar.c.id == quarantine_id).values(reason=parsed.reason))
-            outcome = RetryOutcome(quarantine_id, None, parsed.reason)
+            outcome = RetryOutcome(quarantine_id, None, parsed.reason, size if too_big else None)
         else:
             origin = {"source": item.source_name, "folder": item.folder, "via": f"quarantine retry {quarantine_id}"}
             message_id, _ = insert_messages(db, conn, [parsed], origin)[parsed.raw_sha256]

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -65,6 +66,27 @@ class _SkipBusyRuns(logging.Filter):
 logging.getLogger("apscheduler.scheduler").addFilter(_SkipBusyRuns())
 # "Running job ... executed successfully" every few seconds says nothing; failures still log as errors.
 logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+
+class _Scheduler(BackgroundScheduler):
+    """APScheduler's background scheduler with a clean stop: its loop, woken by `shutdown()` after the executor
+    has been shut down, would otherwise still submit a due job and log "Error submitting job ... cannot schedule
+    new futures after shutdown". The stopped state is checked under the job stores' lock, which `shutdown()`
+    holds while it stops the executor, so a job is either submitted before the executor stops or not at all."""
+
+    def _process_jobs(self) -> float | None:
+        with self._jobstores_lock:
+            if self.state == STATE_STOPPED:
+                return None
+            return super()._process_jobs()  # type: ignore[no-any-return]
+
+
+class _SharedEngineJobStore(SQLAlchemyJobStore):
+    """The job table in the daemon's own database: stopping the scheduler leaves the daemon's engine alone
+    (APScheduler's store disposes its engine at shutdown, which is the daemon's to close last)."""
+
+    def shutdown(self) -> None:
+        pass
+
 
 # The runner whose scheduler is active in this process, per database (jobs are stored by reference, with
 # only this key as argument: no URL, no secret in the job table).
@@ -184,9 +206,8 @@ class RulesRunner:
     def _activate(self) -> None:
         tz = ZoneInfo(self.rules.timezone)
         defaults = {"coalesce": True, "max_instances": 1, "misfire_grace_time": int(self.config.rules.misfire_grace)}
-        scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(engine=self.db.engine)},
-                                        executors={"default": ThreadPoolExecutor(1)}, job_defaults=defaults,
-                                        timezone=tz)
+        scheduler = _Scheduler(jobstores={"default": _SharedEngineJobStore(engine=self.db.engine)},
+                               executors={"default": ThreadPoolExecutor(1)}, job_defaults=defaults, timezone=tz)
         _ACTIVE[self.db_key] = self
         scheduler.start(paused=True)
         try:

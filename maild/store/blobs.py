@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -95,6 +96,15 @@ class BlobStore:
 
     def get(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
+
+    def size(self, digest: str) -> int:
+        """The blob's size in bytes, without reading it."""
+        return self.path(digest).stat().st_size
+
+    def copy_to(self, digest: str, target: BinaryIO, piece: int = 1024 * 1024) -> None:
+        """Write the blob to `target` in pieces of `piece` bytes (never read whole)."""
+        with self.path(digest).open("rb") as handle:
+            shutil.copyfileobj(handle, target, piece)
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).exists()

@@ -4,6 +4,8 @@
   and dicts): no access to `_`-attributes, `__globals__`, `mro()` or the like; a violation is an error.
 - `StrictUndefined`: a missing placeholder is an error, never an empty string in a customer's mail.
 - Autoescape only for `body.html`; the subject and the text body are plain text.
+- Sizes: an operation that would build a value larger than `template_max_bytes` (a format width, a repetition,
+  a growing filter) is refused before it runs (maild/templates/sandbox.py, the sandbox every template shares).
 - Bounded: rendering one template (subject, text and HTML together) may take `RenderLimits.seconds` and
   produce `RenderLimits.max_bytes` of output (`outbound.template_max_seconds` / `template_max_bytes`).
   Every `{% for %}` iterates through a budget check (the loop's iterable is wrapped at compile time) and
@@ -34,9 +36,9 @@ from babel.numbers import format_currency
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes, pass_context
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from maild.templates.loader import TemplateFiles
+from maild.templates.sandbox import DEFAULT_MAX_CHARS, BoundedSandbox, limited_to
 
 # Characters that end a line (str.splitlines); none may appear in a subject (header injection).
 _LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
@@ -113,8 +115,6 @@ def date_filter(ctx: Context, value: Any, format: str = "medium", locale: str | 
     return format_day(value, format, _locale(ctx, locale))
 
 
-MAX_POWER = 100
-MAX_REPEAT = 100_000
 BUDGET_FILTER = "maild_render_budget"
 
 
@@ -123,7 +123,7 @@ class RenderLimits:
     """How long one template may render and how much it may write (see `outbound.template_max_*`)."""
 
     seconds: float = 5.0
-    max_bytes: int = 2_000_000
+    max_bytes: int = DEFAULT_MAX_CHARS
 
 
 class RenderLimitExceeded(Exception):
@@ -163,7 +163,8 @@ def _budgeted(limits: RenderLimits | None) -> Iterator[_Budget]:
     budget = _Budget(limits or RenderLimits())
     token = _budget.set(budget)
     try:
-        yield budget
+        with limited_to(budget.limits.max_bytes):
+            yield budget
     finally:
         _budget.reset(token)
 
@@ -177,19 +178,8 @@ def _checked(iterable: Iterable[Any]) -> Iterator[Any]:
         yield item
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus limits on `**` and on repeating strings/lists with `*` (memory, CPU)."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_POWER:
-            raise SecurityError(f"exponent {right} is larger than {MAX_POWER}")
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_REPEAT:
-                    raise SecurityError(f"repeating a sequence to more than {MAX_REPEAT} items")
-        return super().call_binop(context, operator, left, right)
+class _Sandbox(BoundedSandbox):
+    """maild's bounded sandbox (maild/templates/sandbox.py), plus the render budget's time check at every call."""
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         budget = _budget.get()
@@ -198,12 +188,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().call(__context, __obj, *args, **kwargs)
 
 
-def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
+def _environment(autoescape: bool) -> BoundedSandbox:
     env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape, trim_blocks=True, lstrip_blocks=True)
     env.filters["money"] = money_filter
     env.filters["date"] = date_filter
     env.filters[BUDGET_FILTER] = _checked
-    env.globals.pop("lipsum", None)  # lipsum(n=10**9) would stall a render in one call
     return env
 
 

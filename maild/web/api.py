@@ -264,7 +264,8 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "maild", "version": "1", "description": "The customer history of maild. Send "
                  "'Authorization: Bearer TOKEN' (maild token create USER). Lists are pages: pass next_cursor back "
-                 "as cursor."},
+                 "as cursor. Times are ISO 8601 with their offset, in UTC (2026-11-27T14:05:00+00:00); dates are ISO "
+                 "dates (2026-11-27)."},
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -6,9 +6,11 @@ core.py; `tests/web/test_access.py` walks every registered route to check it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -18,6 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from maild.clock import as_utc
 from maild.config import Config
 from maild.store.blobs import BlobStore
 from maild.store.db import Database
@@ -37,16 +40,24 @@ PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src
 OPEN_PREFIXES = ("/login", "/static/")
 
 
-def _when(value: Any) -> str:
-    """`2026-11-27 14:05` (UTC) from an ISO string or a datetime; "-" for nothing."""
-    if not value:
-        return "-"
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    return value.strftime("%Y-%m-%d %H:%M")
+def local_time(zone: ZoneInfo) -> Callable[[Any], str]:
+    """The `when` filter: `2026-11-27 15:05 CET` in the office's zone (rules.timezone) from an ISO string or a
+    datetime (naive ones are UTC, as maild stores them); a date stays a date; "-" for nothing."""
+
+    def when(value: Any) -> str:
+        if not value:
+            return "-"
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                return value
+        if not isinstance(value, datetime):
+            return value.isoformat() if isinstance(value, date) else str(value)
+        moment = (as_utc(value) or value).astimezone(zone)
+        return moment.strftime("%Y-%m-%d %H:%M ") + (moment.tzname() or zone.key)
+
+    return when
 
 
 def _renderer(env: Environment) -> Any:
@@ -93,7 +104,7 @@ def _home(_ctx: Any) -> Response:
 def create_app(config: Config, db: Database, *, secret: bytes | None = None) -> Starlette:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters["when"] = _when
+    env.filters["when"] = local_time(ZoneInfo(config.rules.timezone))
     web = Web(config, db, BlobStore(config.blob_dir),
               SessionCodec(secret or load_web_secret(config), config.web.session_hours * 3600,
                            config.web.secure_cookies), _renderer(env))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from starlette.responses import RedirectResponse, Response
 
@@ -53,7 +54,7 @@ def note_add(ctx: Ctx) -> Response:
 def task_add(ctx: Ctx) -> Response:
     thirdparty_id = ctx.path_int("id")
     due = ctx.form.get("due", "").strip()
-    due_at = datetime.fromisoformat(due).astimezone() if due else None
+    due_at = _office_time(datetime.fromisoformat(due), ctx.config.rules.timezone) if due else None
     customers.add_task(ctx.db, ctx.actor, thirdparty_id, ctx.form.get("title", ""), due_at=due_at,
                        owner=ctx.form.get("owner") or None)
     return _back(ctx, f"/customers/{thirdparty_id}")
@@ -65,3 +66,8 @@ def contact_add(ctx: Ctx) -> Response:
     customers.create_contact(ctx.db, ctx.actor, thirdparty_id=thirdparty_id, name=ctx.form.get("name", ""),
                              addresses=addresses, role=ctx.form.get("role") or None)
     return _back(ctx, f"/customers/{thirdparty_id}")
+
+
+def _office_time(moment: datetime, zone: str) -> datetime:
+    """A time typed into a form (datetime-local has no zone) is the office's time (rules.timezone)."""
+    return moment.replace(tzinfo=ZoneInfo(zone)) if moment.tzinfo is None else moment

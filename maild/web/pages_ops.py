@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from zoneinfo import ZoneInfo
 
 from starlette.responses import RedirectResponse, Response
 
@@ -64,13 +65,13 @@ def invoices_page(ctx: Ctx) -> Response:
     overdue = ctx.param("overdue") == "1"
     status = ctx.param("status", "open") or None
     return ctx.render("invoices.html", rows=invoices.listing(ctx.db, status=status, overdue=overdue),
-                      overdue=overdue, status=status, today=date.today().isoformat())
+                      overdue=overdue, status=status, today=office_today(ctx).isoformat())
 
 
 def invoice_payment(ctx: Ctx) -> Response:
     invoice_id = ctx.path_int("id")
     invoices.record_payment(ctx.db, ctx.actor, f"#{invoice_id}", amount=ctx.form.get("amount", ""),
-                            paid_on=ctx.form.get("paid_on") or date.today().isoformat(),
+                            paid_on=ctx.form.get("paid_on") or office_today(ctx).isoformat(),
                             reference=ctx.form.get("reference", ""))
     return RedirectResponse("/invoices", status_code=303)
 
@@ -106,3 +107,8 @@ def user_add(ctx: Ctx) -> Response:
 def user_disable(ctx: Ctx) -> Response:
     users.set_disabled(ctx.db, ctx.actor, ctx.request.path_params["name"], ctx.form.get("enable") != "1")
     return RedirectResponse("/users", status_code=303)
+
+
+def office_today(ctx: Ctx) -> date:
+    """Today in the office's time zone (rules.timezone), not the server's."""
+    return utcnow().astimezone(ZoneInfo(ctx.config.rules.timezone)).date()

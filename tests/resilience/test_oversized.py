@@ -19,7 +19,7 @@ from maild.daemon import Daemon
 from maild.store.blobs import BlobStore
 from maild.store.models import Location, Message, Quarantine
 from tests.conftest import Mailbox
-from tests.helpers import config_at, make_message, write_config
+from tests.helpers import config_at, invoke, make_message, write_config
 
 LIMIT = 1024 * 1024
 BIG = 24 * LIMIT  # many times the limit
@@ -94,3 +94,44 @@ def test_oversized_imap_message_is_fetched_in_pieces(tmp_path: Path, db_url: str
     _check_kept(daemon, raw)
     mailbox.append([make_message(subject="later")])
     assert Daemon(config_at(config)).ingest_once().handled == 1, "the checkpoint went past the big one"
+
+
+def test_quarantine_retry_of_an_oversized_message_refuses_without_reading_it(tmp_path: Path, db_url: str) -> None:
+    from maild.ingest import quarantine as q
+
+    box = mailbox.Maildir(tmp_path / "mail", create=True)
+    box.add(make_message(subject="small"))
+    raw = _big_message()
+    box.add(raw)
+    config = write_config(tmp_path / "home", db_url, [{"name": "local", "type": "maildir", "path": str(box._path)}],
+                          max_message_bytes=LIMIT)
+    daemon = Daemon(config_at(config))
+    assert daemon.ingest_once().handled == 2
+    entry_id, = q.pending_ids(daemon.db)
+    blobs = BlobStore(daemon.config.blob_dir)
+    q.retry(daemon.db, blobs, entry_id, LIMIT)  # warm: every module imported
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        outcome = q.retry(daemon.db, blobs, entry_id, 2 * LIMIT)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < PEAK_ALLOWED, f"peak {peak} bytes while retrying a {len(raw)} byte message"
+    assert outcome.message_id is None and outcome.oversized_bytes == len(raw)
+    assert outcome.reason == f"message is {len(raw)} bytes, over ingest.max_message_bytes ({2 * LIMIT})"
+    with daemon.db.engine.connect() as conn:
+        kept = conn.execute(select(Quarantine.__table__)).one()
+    assert (kept.reason, kept.retries) == (outcome.reason, 2)
+
+    retried = invoke(config, "quarantine", "retry", str(entry_id), check=False)
+    assert retried.returncode == 1
+    assert retried.stdout.strip() == (
+        f"{entry_id}: still quarantined: message is {len(raw)} bytes, over ingest.max_message_bytes ({LIMIT}); "
+        f"not read (retry with --max-bytes {len(raw)} to parse it)")
+    shown = invoke(config, "quarantine", "show", str(entry_id), "--raw")
+    assert hashlib.sha256(shown.stdout.encode("utf-8", "surrogateescape")).hexdigest() == kept.raw_sha256
+
+    stored = invoke(config, "quarantine", "retry", str(entry_id), "--max-bytes", str(len(raw)))
+    assert "stored as message" in stored.stdout

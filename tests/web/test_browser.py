@@ -164,3 +164,29 @@ def test_older_timeline_entries_load_in_place(tmp_path: Path, db: Any, browser: 
     finally:
         context.close()
         server.stop()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_pages_show_times_in_the_office_time_zone_and_the_api_in_utc(site: Site, browser: Any) -> None:
+    site.config = site.config.model_copy(update={"rules": site.config.rules.model_copy(
+        update={"timezone": "Europe/Berlin"})})
+    data = seed(site)  # the hostile mail's Date: 2026-11-21 09:30 UTC, 10:30 in Berlin (winter time, CET)
+    server: TrackingServer = start_web(site.config, site.db)
+    base = f"http://127.0.0.1:{server.port}"
+    context = browser.new_context(timezone_id="America/New_York")  # the browser's own zone plays no part
+    page = context.new_page()
+    page.set_default_timeout(WAIT)
+    try:
+        _log_in(page, base, "sam")
+        page.goto(f"{base}/messages/{data.hostile_id}")
+        assert page.inner_text("tr:has(th:text-is('Date')) td") == "2026-11-21 10:30 CET"
+        page.goto(f"{base}/search?q=Hostile")
+        assert "2026-11-21 10:30 CET" in page.inner_text("#hits")
+        page.goto(f"{base}/customers/{data.customer_id}")
+        times = page.locator("#timeline td.when").all_inner_texts()
+        assert times and all(t.endswith((" CET", " CEST")) for t in times), times
+        answer = page.request.get(f"{base}/api/v1/messages/{data.hostile_id}", headers=site.token("sam"))
+        assert answer.json()["date"] == "2026-11-21T09:30:00+00:00"
+    finally:
+        context.close()
+        server.stop()

@@ -248,3 +248,39 @@ def test_the_other_changes_through_the_pages_are_made_and_audited(site: Site) ->
                        ("triage.assign", "web", "sam"), ("thirdparty.create", "web", "sam")]
     audit_page = admin.get("/audit").text
     assert "invoice.payment" in audit_page and "sam" in audit_page
+
+
+def test_times_read_in_the_office_zone_with_the_zone_shown() -> None:
+    from datetime import UTC, date, datetime
+    from zoneinfo import ZoneInfo
+
+    from maild.web.app import local_time
+
+    when = local_time(ZoneInfo("Europe/Berlin"))
+    assert when("2026-11-21T09:30:00") == "2026-11-21 10:30 CET"  # naive: UTC, as SQLite hands it back
+    assert when(datetime(2026, 7, 1, 22, 15, tzinfo=UTC)) == "2026-07-02 00:15 CEST"
+    assert when("2026-07-01T22:15:00+00:00") == "2026-07-02 00:15 CEST"
+    assert when(date(2026, 7, 1)) == "2026-07-01"
+    assert when(None) == "-"
+    assert local_time(ZoneInfo("UTC"))("2026-11-21T09:30:00") == "2026-11-21 09:30 UTC"
+
+
+def test_a_due_time_typed_into_a_form_is_the_office_time(tmp_path: Path, db: Database) -> None:
+    from datetime import UTC, datetime
+
+    from maild.clock import as_utc
+    from maild.store.models import Task
+    from maild.web.app import create_app
+
+    site = make_site(tmp_path, db)
+    site.config = site.config.model_copy(update={"rules": site.config.rules.model_copy(
+        update={"timezone": "Europe/Berlin"})})
+    site.app = create_app(site.config, site.db)
+    data = seed(site)
+    client, csrf = site.logged_in("sam")
+    answer = client.post(f"/customers/{data.customer_id}/tasks",
+                         data={"csrf": csrf, "title": "Call back", "due": "2026-12-10T09:00"})
+    assert answer.status_code == 303
+    with db.engine.connect() as conn:
+        due = conn.execute(select(Task.__table__.c.due_at)).scalar_one()
+    assert as_utc(due) == datetime(2026, 12, 10, 8, 0, tzinfo=UTC), "09:00 in Berlin is 08:00 UTC"
