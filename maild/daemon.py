@@ -213,9 +213,9 @@ class Daemon:
 
     def ingest_once(self, progress: Callable[[str, int, int], None] | None = None) -> PassReport:
         """One pass over every folder, folders in parallel; per-folder errors are reported, not raised."""
-        self.db.upgrade()
-        pipeline = self.start_pool()
+        pipeline = self.start_pool()  # the parser processes start up meanwhile
         try:
+            self.db.upgrade()
             ctx = self.context(pipeline)
             ctx.progress = progress
             workers = self.workers(ctx)

@@ -80,15 +80,16 @@ class ParserPool:
         self.max_bytes = max_bytes
         self.trusted = trusted_authserv_ids
         self._lock = threading.Lock()
-        self._executor = self._start()
+        self._executor = self._start(wait=False)  # they start up while the daemon connects and fetches
 
-    def _start(self) -> ProcessPoolExecutor:
-        """Start every process now (each submit of the warm-up spawns one, while no other is idle)."""
+    def _start(self, wait: bool = True) -> ProcessPoolExecutor:
+        """Spawn every process now, from this thread (each submit of the warm-up spawns one, while no other is
+        idle); with `wait`, until each has started."""
         executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_child_init)
         with _lean_main():
             futures = [executor.submit(_warm_up) for _ in range(self.workers)]
-        for future in futures:
+        for future in futures if wait else ():
             future.result()
         return executor
 
