@@ -10,6 +10,7 @@ maild wrote under `root/ab/cd/<digest>` are found there too, and never written t
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -156,10 +157,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _unlink_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
