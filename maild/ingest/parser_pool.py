@@ -32,6 +32,7 @@ from maild.children import die_with_parent
 from maild.classify.base import Settings as ClassifySettings
 from maild.ingest.parse import ParsedMail, Rejected, parse_and_store
 from maild.memory import tune_malloc
+from maild.profiling import profile_process
 from maild.store.blobs import BlobStore
 
 log = logging.getLogger("maild.ingest")
@@ -47,6 +48,7 @@ def _child_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     tune_malloc()
+    profile_process("parser")
 
 
 def _parse_chunk(raws: Sequence[bytes], blob_dir: str, max_bytes: int, trusted: frozenset[str],
