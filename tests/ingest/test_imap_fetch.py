@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+from maild.config import ImapSourceConfig
+from maild.imap.connection import connect, quietly_logout
 from maild.imap.fetch import fetch_bodies, fetch_sizes, read_bodies, read_sizes
 from tests.conftest import Mailbox
 from tests.helpers import make_message
@@ -41,3 +46,24 @@ def test_other_shapes_are_read_by_imapclients_parser() -> None:
     assert read_sizes([b"1 (UID 7 RFC822.SIZE 120)", b"2 (UID 8 RFC822.SIZE 5 FLAGS (\\Seen))"], {7, 8}) == \
         {7: 120, 8: 5}
     assert read_sizes([b"1 (UID 7 RFC822.SIZE 120)", b"3 (FLAGS ())"], {7}) == {7: 120}
+
+
+def test_imaplib_traces_only_when_its_logger_prints(mailbox: Mailbox, tmp_path: Path) -> None:
+    """imapclient's level 5 makes imaplib format the repr of every fetched message even when nobody logs it."""
+    cfg = ImapSourceConfig.model_validate(mailbox.source())
+    client = connect(cfg, tmp_path)
+    try:
+        assert client._imap.debug == 0
+    finally:
+        quietly_logout(client)
+    trace = logging.getLogger("imapclient.imaplib")
+    previous = trace.level
+    trace.setLevel(logging.DEBUG)
+    try:
+        client = connect(cfg, tmp_path)
+        try:
+            assert client._imap.debug == 5
+        finally:
+            quietly_logout(client)
+    finally:
+        trace.setLevel(previous)
