@@ -59,10 +59,16 @@ class BlobStore:
         return legacy if legacy.exists() else flat
 
     def _path(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest
+        return Path(self._place(digest))
 
     def _legacy_path(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest[2:4] / digest
+        return Path(self._legacy_place(digest))
+
+    def _place(self, digest: str) -> str:  # str, not Path: a blob is looked up per message and attachment
+        return os.path.join(self.root, digest[:2], digest)
+
+    def _legacy_place(self, digest: str) -> str:
+        return os.path.join(self.root, digest[:2], digest[2:4], digest)
 
     def put(self, data: bytes) -> str:
         """Store `data`; its sha256. Any OSError (ENOSPC, EROFS, EACCES, EIO) is a StorageError."""
@@ -118,7 +124,7 @@ class BlobStore:
         return self.path(digest).read_bytes()
 
     def exists(self, digest: str) -> bool:
-        return self._path(digest).exists() or self._legacy_path(digest).exists()
+        return os.path.exists(self._place(digest)) or os.path.exists(self._legacy_place(digest))
 
     def flush(self) -> None:
         """Push written blobs to disk before the rows that name them commit (one sync per batch): the blob
