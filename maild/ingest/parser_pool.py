@@ -30,6 +30,7 @@ from pathlib import Path
 
 from maild.children import die_with_parent
 from maild.classify.base import Settings as ClassifySettings
+from maild.ingest import boundaries
 from maild.ingest.parse import ParsedMail, Rejected, parse_and_store
 from maild.memory import tune_malloc
 from maild.profiling import profile_process
@@ -48,6 +49,7 @@ def _child_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     tune_malloc()
+    boundaries.install()
     profile_process("parser")
 
 
