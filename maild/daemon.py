@@ -28,7 +28,7 @@ from maild.ingest.sources.base import FolderWorker
 from maild.ingest.sources.imap import ImapFolderWorker
 from maild.ingest.sources.maildir import MAILDIR_FOLDER, MaildirFolderWorker
 from maild.matchers.stage import MatchingStage
-from maild.memory import tune_malloc
+from maild.memory import freeze_startup_objects, tune_malloc
 from maild.server_keeper import ServerKeeper
 from maild.store import checkpoints
 from maild.store.db import Database
@@ -219,6 +219,7 @@ class Daemon:
             ctx = self.context(pipeline)
             ctx.progress = progress
             workers = self.workers(ctx)
+            freeze_startup_objects()
             errors: dict[str, str] = {}
             handled = 0
             with ThreadPoolExecutor(max_workers=max(1, min(8, len(workers)))) as threads:

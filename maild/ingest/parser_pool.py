@@ -32,7 +32,7 @@ from maild.children import die_with_parent
 from maild.classify.base import Settings as ClassifySettings
 from maild.ingest import boundaries
 from maild.ingest.parse import ParsedMail, Rejected, parse_and_store
-from maild.memory import tune_malloc
+from maild.memory import freeze_startup_objects, tune_malloc
 from maild.profiling import profile_process
 from maild.store.blobs import BlobStore
 
@@ -50,6 +50,7 @@ def _child_init() -> None:
     die_with_parent()
     tune_malloc()
     boundaries.install()
+    freeze_startup_objects()
     profile_process("parser")
 
 
