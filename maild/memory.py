@@ -10,8 +10,9 @@ near what is in use. Elsewhere than glibc nothing happens.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
+
+from maild.libc import libc
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -22,8 +23,7 @@ LARGE_BLOCK = 128 * 1024
 def tune_malloc() -> bool:
     """Set the thresholds and the arena limit for this process; False where mallopt is not available."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = libc().mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

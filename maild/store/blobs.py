@@ -11,14 +11,13 @@ maild wrote under `root/ab/cd/<digest>` are found there too, and never written t
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import hashlib
 import itertools
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from maild.libc import libc
 from maild.permissions import PRIVATE_FILE, private_dir
 
 
@@ -169,8 +168,7 @@ def _unlink_quietly(path: str) -> None:
 
 def _load_syncfs() -> Callable[[int], int] | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.syncfs  # type: ignore[no-any-return]
+        return libc().syncfs  # type: ignore[no-any-return]
     except (OSError, AttributeError):
         return None
 
