@@ -14,7 +14,11 @@ CPU each side gets, and that figure does not. Rates are messages per second; `ra
 of maild / baseline, `ratio_mbsync` of maild / mbsync; `peak_rss_mb` the highest peak of all rounds.
 The last line printed is JSON.
 
-    .venv/bin/python bench/ingest.py [--messages 5000] [--rounds 3] [--workers N] [--no-mbsync]
+    .venv/bin/python bench/ingest.py [--messages 5000] [--rounds 3] [--workers N] [--no-mbsync] [--profile DIR]
+
+With --profile, each maild round writes CPU profiles (cProfile with thread CPU time, through maild's
+MAILD_PROFILE_DIR) of its folder pass and of each parser process into DIR/round-N/, and the functions that cost
+most are printed at the end (profiling slows maild down: the rates of such a run are not comparable).
 """
 
 from __future__ import annotations
@@ -133,7 +137,8 @@ class MemorySampler:
         self._thread.join()
 
 
-def run_maild(server: Dovecot, user: str, password: str, home: Path, workers: int | None) -> dict[str, float]:
+def run_maild(server: Dovecot, user: str, password: str, home: Path, workers: int | None,
+              profile_dir: Path | None = None) -> dict[str, float]:
     if home.exists():
         shutil.rmtree(home)
     home.mkdir(parents=True)
@@ -149,6 +154,8 @@ def run_maild(server: Dovecot, user: str, password: str, home: Path, workers: in
         settings["ingest"] = {"parse_workers": workers}
     config.write_text(yaml.safe_dump(settings))
     env = {**os.environ, "MAILD_BENCH_PW": password}
+    if profile_dir is not None:
+        env["MAILD_PROFILE_DIR"] = str(profile_dir)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "ingest", "--once"],
@@ -210,6 +217,19 @@ def run_mbsync(server: Dovecot, user: str, password: str, work: Path) -> float:
     return elapsed
 
 
+def print_profiles(directory: Path, top: int = 25) -> None:
+    """Where maild's CPU went: the folder pass (fetch, store, match) and the parser processes, by cumulative time."""
+    import pstats
+
+    for kind in ("ingest", "parser"):
+        files = sorted(str(p) for p in directory.rglob(f"{kind}-*.prof"))
+        if not files:
+            continue
+        stats = pstats.Stats(*files)
+        print(f"\n--- {kind}: {len(files)} profile(s), {stats.total_tt:.2f} s CPU (profiled) ---")  # type: ignore[attr-defined]
+        stats.sort_stats("cumulative").print_stats(top)
+
+
 def maildir_count(path: Path) -> int:
     return sum(1 for sub in ("new", "cur") for _ in (path / sub).iterdir())
 
@@ -220,6 +240,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None, help="ingest.parse_workers (default: the config's)")
     parser.add_argument("--no-mbsync", action="store_true", help="skip mbsync (when isync cannot be installed)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="write maild's CPU profiles into DIR and print where the time went")
     args = parser.parse_args()
     sides = ["baseline", "maild"] + ([] if args.no_mbsync else ["mbsync"])
     rates: dict[str, list[float]] = {side: [] for side in sides}
@@ -247,7 +269,8 @@ def main() -> None:
                         cpu_ms[side].append(baseline.cpu * 1000 / count)  # type: ignore[attr-defined]
                         line = f"{parsed} messages in {seconds:.2f}s"
                     elif side == "maild":
-                        result = run_maild(server, user, password, Path(tmp) / "maild", args.workers)
+                        profile = args.profile / f"round-{round_ + 1}" if args.profile else None
+                        result = run_maild(server, user, password, Path(tmp) / "maild", args.workers, profile)
                         seconds = result["seconds"]
                         memory.append(result)
                         cpu_ms[side].append(result["cpu"] * 1000 / count)
@@ -271,7 +294,7 @@ def main() -> None:
             server.close()
     median = {side: statistics.median(values) for side, values in rates.items()}
     ratios = [m / b for m, b in zip(rates["maild"], rates["baseline"], strict=True)]
-    ratios_mbsync = [m / s for m, s in zip(rates["maild"], rates.get("mbsync", []), strict=True)]
+    ratios_mbsync = [m / s for m, s in zip(rates["maild"], rates["mbsync"], strict=True)] if "mbsync" in rates else []
     peak_rss = max(m["rss_kb"] for m in memory) / 1024
     peak_pss = max(m["pss_kb"] for m in memory) / 1024
     print(f"medians of {args.rounds} rounds: baseline {median['baseline']:.0f}/s, maild {median['maild']:.0f}/s"
@@ -298,6 +321,8 @@ def main() -> None:
         "load": round(load, 1),
         "cores": os.cpu_count(),
     }
+    if args.profile:
+        print_profiles(args.profile)
     print(json.dumps(result))
 
 

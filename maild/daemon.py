@@ -28,7 +28,7 @@ from maild.ingest.sources.base import FolderWorker
 from maild.ingest.sources.imap import ImapFolderWorker
 from maild.ingest.sources.maildir import MAILDIR_FOLDER, MaildirFolderWorker
 from maild.matchers.stage import MatchingStage
-from maild.memory import tune_malloc
+from maild.memory import freeze_startup_objects, tune_malloc
 from maild.server_keeper import ServerKeeper
 from maild.store import checkpoints
 from maild.store.db import Database
@@ -229,12 +229,13 @@ class Daemon:
 
     def ingest_once(self, progress: Callable[[str, int, int], None] | None = None) -> PassReport:
         """One pass over every folder, folders in parallel; per-folder errors are reported, not raised."""
-        self.db.upgrade()
-        pipeline = self.start_pool()
+        pipeline = self.start_pool()  # the parser processes start up meanwhile
         try:
+            self.db.upgrade()
             ctx = self.context(pipeline)
             ctx.progress = progress
             workers = self.workers(ctx)
+            freeze_startup_objects()
             errors: dict[str, str] = {}
             handled = 0
             with ThreadPoolExecutor(max_workers=max(1, min(8, len(workers)))) as threads:

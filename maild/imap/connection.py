@@ -26,6 +26,7 @@ def connect(cfg: ImapSourceConfig, base_dir: Path) -> IMAPClient:
         context.verify_mode = ssl.CERT_NONE
     client = IMAPClient(cfg.host, cfg.effective_port, ssl=cfg.security == "tls", ssl_context=context,
                         timeout=cfg.timeout)
+    trace_protocol_only_when_logged(client)
     try:
         if cfg.security == "starttls":
             client.starttls(context)
@@ -38,6 +39,15 @@ def connect(cfg: ImapSourceConfig, base_dir: Path) -> IMAPClient:
         quietly_logout(client)
         raise
     return client
+
+
+def trace_protocol_only_when_logged(client: IMAPClient) -> None:
+    """imapclient sets imaplib's debug level to 5 and sends its trace to the `imapclient.imaplib` logger, but
+    imaplib formats every trace line first, whoever listens: at level 5 that is the repr of each fetched message
+    (and of a whole FETCH answer again when it is handed over), more CPU than reading the mail. The trace is
+    only made while that logger would print it."""
+    if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        client._imap.debug = 0
 
 
 @contextmanager

@@ -30,8 +30,10 @@ from pathlib import Path
 
 from maild.children import die_with_parent
 from maild.classify.base import Settings as ClassifySettings
+from maild.ingest import boundaries
 from maild.ingest.parse import ParsedMail, Rejected, parse_and_store
-from maild.memory import tune_malloc
+from maild.memory import freeze_startup_objects, tune_malloc
+from maild.profiling import profile_process
 from maild.store.blobs import BlobStore
 
 log = logging.getLogger("maild.ingest")
@@ -47,6 +49,9 @@ def _child_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     tune_malloc()
+    boundaries.install()
+    freeze_startup_objects()
+    profile_process("parser")
 
 
 def _parse_chunk(raws: Sequence[bytes], blob_dir: str, max_bytes: int, trusted: frozenset[str],
@@ -80,15 +85,16 @@ class ParserPool:
         self.max_bytes = max_bytes
         self.trusted = trusted_authserv_ids
         self._lock = threading.Lock()
-        self._executor = self._start()
+        self._executor = self._start(wait=False)  # they start up while the daemon connects and fetches
 
-    def _start(self) -> ProcessPoolExecutor:
-        """Start every process now (each submit of the warm-up spawns one, while no other is idle)."""
+    def _start(self, wait: bool = True) -> ProcessPoolExecutor:
+        """Spawn every process now, from this thread (each submit of the warm-up spawns one, while no other is
+        idle); with `wait`, until each has started."""
         executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_child_init)
         with _lean_main():
             futures = [executor.submit(_warm_up) for _ in range(self.workers)]
-        for future in futures:
+        for future in futures if wait else ():
             future.result()
         return executor
 

@@ -89,7 +89,7 @@ class Pipeline:
 
     def commit(self, ref: FolderRef, batch: Batch, ack: Ack | None = None) -> list[Result]:
         parsed = batch.results()
-        BlobStore.flush()
+        BlobStore(Path(self.pool.blob_dir)).flush()
         try:
             with self.db.engine.begin() as conn:
                 results = store_batch(self.db, conn, ref, batch.items, parsed)

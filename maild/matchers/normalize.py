@@ -12,6 +12,7 @@ _SPACES = re.compile(r"\s+")
 _NOT_WORD = re.compile(r"[^\w\s]")
 
 
+@lru_cache(maxsize=65536)  # asked several times per message (roles, own mail, domains), mostly for the same few
 def normalize_domain(domain: str) -> str | None:
     """Lower-case ASCII (IDN labels as punycode), no trailing dot; None if it cannot be a domain."""
     domain = domain.strip().rstrip(".").lower()
@@ -23,6 +24,7 @@ def normalize_domain(domain: str) -> str | None:
         return domain if domain.isascii() else None
 
 
+@lru_cache(maxsize=65536)
 def normalize_address(address: str | None) -> str | None:
     """`Anna+Sales@Müller.example` -> `anna@xn--mller-kva.example`: case, plus tag and IDN folded."""
     if not address:

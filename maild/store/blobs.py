@@ -3,19 +3,24 @@
 Writes are atomic (temp file + rename) and idempotent, so any process may write any blob at any
 time; a crash leaves at worst an unreferenced blob, never a row pointing at a missing one. Folders are 0700 and
 files 0600: the store holds every mail.
+
+Layout: `root/ab/<digest>` (256 folders, made once; a folder per blob cost a mkdir per message). Blobs an older
+maild wrote under `root/ab/cd/<digest>` are found there too, and never written twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from maild.permissions import private_dir
+from maild.libc import libc
+from maild.permissions import PRIVATE_FILE, private_dir
 
 
 class StorageError(Exception):
@@ -38,19 +43,40 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_temp_numbers = itertools.count()  # with the pid: temp names no other writer uses (O_EXCL checks anyway)
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
     def path(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest[2:4] / digest
+        """Where the blob is (or will be written): the older two-level place when it is there."""
+        flat = self._path(digest)
+        if flat.exists():
+            return flat
+        legacy = self._legacy_path(digest)
+        return legacy if legacy.exists() else flat
+
+    def _path(self, digest: str) -> Path:
+        return Path(self._place(digest))
+
+    def _legacy_path(self, digest: str) -> Path:
+        return Path(self._legacy_place(digest))
+
+    def _place(self, digest: str) -> str:  # str, not Path: a blob is looked up per message and attachment
+        return os.path.join(self.root, digest[:2], digest)
+
+    def _legacy_place(self, digest: str) -> str:
+        return os.path.join(self.root, digest[:2], digest[2:4], digest)
 
     def put(self, data: bytes) -> str:
         """Store `data`; its sha256. Any OSError (ENOSPC, EROFS, EACCES, EIO) is a StorageError."""
         digest = sha256_hex(data)
-        target = self.path(digest)
-        if not target.exists():
-            self._write(target.parent, lambda handle: (handle.write(data), target)[1])
+        if not self.exists(digest):
+            target = self._path(digest)
+            self._write(target.parent, lambda fd: (_write_all(fd, data), target)[1])
         return digest
 
     def put_stream(self, chunks: Iterable[bytes]) -> tuple[str, int]:
@@ -59,39 +85,40 @@ class BlobStore:
         hasher = hashlib.sha256()
         size = 0
 
-        def write(handle: BinaryIO) -> Path:
+        def write(fd: int) -> Path:
             nonlocal size
             for chunk in chunks:
                 hasher.update(chunk)
                 size += len(chunk)
-                handle.write(chunk)
-            return self.path(hasher.hexdigest())
+                _write_all(fd, chunk)
+            return self._path(hasher.hexdigest())
 
         self._write(self.root, write)
         return hasher.hexdigest(), size
 
-    def _write(self, directory: Path, write: Callable[[BinaryIO], Path]) -> None:
+    def _write(self, directory: Path, write: Callable[[int], Path]) -> None:
         """Atomically: `write` fills an owner-only temp file in `directory` and names the blob's path; the file is
         renamed there (or dropped when the blob exists already), removed on any failure; OSError -> StorageError."""
         try:
-            private_dir(directory)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # 0600
+            tmp, fd = _new_temp(directory)
         except OSError as exc:
             raise storage_error(self.root, exc) from exc
         try:
-            with os.fdopen(fd, "wb") as handle:
-                target = write(handle)
+            try:
+                target = write(fd)
+            finally:
+                os.close(fd)
             if target.parent != directory:  # a stream learns its name at the end (put checked beforehand)
-                if target.exists():
-                    Path(tmp).unlink()
+                if self.exists(target.name):
+                    os.unlink(tmp)
                     return
                 private_dir(target.parent)
             os.replace(tmp, target)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
+            _unlink_quietly(tmp)
             raise storage_error(self.root, exc) from exc
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            _unlink_quietly(tmp)
             raise
 
     def get(self, digest: str) -> bytes:
@@ -107,9 +134,54 @@ class BlobStore:
             shutil.copyfileobj(handle, target, piece)
 
     def exists(self, digest: str) -> bool:
-        return self.path(digest).exists()
+        return os.path.exists(self._place(digest)) or os.path.exists(self._legacy_place(digest))
 
-    @staticmethod
-    def flush() -> None:
-        """Push written blobs to disk before the rows that name them commit (one sync per batch)."""
-        os.sync()
+    def flush(self) -> None:
+        """Push written blobs to disk before the rows that name them commit (one sync per batch): the blob
+        store's file system only (syncfs), not every disk of the machine; sync() where syncfs is missing."""
+        try:
+            fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except FileNotFoundError:
+            return  # nothing was ever written here
+        except OSError:
+            os.sync()
+            return
+        try:
+            if _syncfs is None or _syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+
+def _new_temp(directory: Path) -> tuple[str, int]:
+    """An owner-only temp file in `directory` (made, 0700, when missing): (path, open fd)."""
+    while True:
+        tmp = os.path.join(directory, f".tmp-{os.getpid()}-{next(_temp_numbers)}")
+        try:
+            return tmp, os.open(tmp, NEW_FILE, PRIVATE_FILE)
+        except FileExistsError:
+            continue  # left by a dead process that had our pid
+        except FileNotFoundError:
+            private_dir(directory)
+            return tmp, os.open(tmp, NEW_FILE, PRIVATE_FILE)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        return libc().syncfs  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _load_syncfs()

@@ -19,6 +19,7 @@ from maild.health import WorkerHealth
 from maild.ingest.context import IngestContext
 from maild.ingest.pipeline import Ack, Batch, ParsedBatch
 from maild.ingest.store import Fetched, Outcome, Result
+from maild.profiling import profiled
 from maild.store import checkpoints
 from maild.store.checkpoints import FolderRef
 
@@ -110,7 +111,8 @@ class FolderWorker(ABC):
                     owner, _ = checkpoints.lease_holder(self.ctx.db, self.ref)
                     raise LeaseBusy(f"another daemon ({owner}) keeps ingesting this folder; try again later")
                 self.ctx.stop.wait(1.0)
-            return self.sync_once()
+            with profiled(f"ingest-{self.ref.source_name}"):
+                return self.sync_once()
         finally:
             self.close()
             self.release_lease()

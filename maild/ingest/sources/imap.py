@@ -19,6 +19,7 @@ from maild.clock import monotonic
 from maild.config import FilingConfig, ImapSourceConfig
 from maild.filing.runner import has_pending
 from maild.imap.connection import announced_new_mail, connect, is_keepalive, quietly_logout
+from maild.imap.fetch import fetch_bodies, fetch_sizes
 from maild.ingest.context import IngestContext
 from maild.ingest.pipeline import Batch, KnownBatch
 from maild.ingest.sources.base import FolderWorker
@@ -77,8 +78,8 @@ class ImapFolderWorker(FolderWorker):
                     done += self._commit(*in_flight.popleft())
                 done += self._commit(self._keep_oversized(batch[0], uidvalidity), batch[0])
             else:
-                fetched = client.fetch(batch, ["BODY.PEEK[]"])
-                items = [Fetched(raw=fetched[uid].get(b"BODY[]") or b"", uid=uid, uidvalidity=uidvalidity)
+                fetched = fetch_bodies(client, batch)
+                items = [Fetched(raw=fetched[uid] or b"", uid=uid, uidvalidity=uidvalidity)
                          for uid in batch if uid in fetched]
                 in_flight.append((self.start(items), batch[-1]))
                 if len(in_flight) > PIPELINE_DEPTH:
@@ -158,11 +159,11 @@ class ImapFolderWorker(FolderWorker):
         client = self._client()
         for start in range(0, len(uids), SIZE_CHUNK):
             chunk = uids[start:start + SIZE_CHUNK]
-            sizes = client.fetch(chunk, ["RFC822.SIZE"])
+            sizes = fetch_sizes(client, chunk)
             batch: list[int] = []
             batch_bytes = 0
             for uid in chunk:
-                size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+                size = sizes.get(uid, 0)
                 if size > settings.max_message_bytes:
                     if batch:
                         yield batch, False
