@@ -1,7 +1,7 @@
 """Issue 11 item 22: after an IMAP or database outage, ingest resumes within seconds of the server's return.
 
-The waiting policy is checked deterministically (jitter pinned to its upper bound); resumption is checked end to end against a private Dovecot that is stopped
-and started again.
+The waiting policy is checked deterministically (jitter pinned to its upper bound); resumption is checked end
+to end against a private Dovecot that is stopped and started again.
 """
 
 from __future__ import annotations
