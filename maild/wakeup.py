@@ -14,48 +14,43 @@ class Wakeup:
     """A flag with a file descriptor that is readable while the flag is set (an eventfd, else a pipe).
 
     Any number of threads may poll the same descriptor: setting it wakes them all at once, and it stays
-    readable until `clear()`. The descriptor is made on first use and closed with the object.
+    readable until `clear()`. The descriptor is closed with the object.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._set = False
-        self._fds: tuple[int, int] | None = None
+        if hasattr(os, "eventfd"):
+            fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._fds = (fd, fd)
+        else:  # pragma: no cover - not Linux
+            read_end, write_end = os.pipe()
+            os.set_blocking(read_end, False)
+            self._fds = (read_end, write_end)
+        weakref.finalize(self, _close, self._fds)
 
     def fileno(self) -> int:
         """The descriptor to poll for reading (POLLIN while set)."""
-        return self._descriptors()[0]
+        return self._fds[0]
 
     def set(self) -> None:
         with self._lock:
             if self._set:
                 return
             self._set = True
-            os.write(self._descriptors()[1], (1).to_bytes(8, "little"))
+            os.write(self._fds[1], (1).to_bytes(8, "little"))
 
     def clear(self) -> None:
         with self._lock:
             if not self._set:
                 return
             self._set = False
-            read_end = self._descriptors()[0]
+            read_end = self._fds[0]
             with contextlib.suppress(BlockingIOError):  # nothing to take back
                 os.read(read_end, 8)
 
     def is_set(self) -> bool:
         return self._set
-
-    def _descriptors(self) -> tuple[int, int]:
-        if self._fds is None:
-            if hasattr(os, "eventfd"):
-                fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-                self._fds = (fd, fd)
-            else:  # pragma: no cover - not Linux
-                read_end, write_end = os.pipe()
-                os.set_blocking(read_end, False)
-                self._fds = (read_end, write_end)
-            weakref.finalize(self, _close, self._fds)
-        return self._fds
 
 
 class StopFlag(threading.Event):

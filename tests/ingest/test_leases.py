@@ -1,9 +1,12 @@
 """The daemon's lease keeper (maild/ingest/leases.py) on SQLite and PostgreSQL: the leases of waiting workers are
-renewed in one round, a worker that did not come back when it said loses its lease, and a worker whose lease
-another daemon took is woken; end to end, an idle daemon keeps its folder past the lease's TTL."""
+renewed in one round, a worker that did not come back when it said loses its lease, a worker whose lease another
+daemon took is woken, and so are the workers waiting for a lease that may be taken; end to end, an idle daemon
+keeps its folder past the lease's TTL."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -114,3 +117,28 @@ def _folder(db: Database) -> FolderRef:
 def _last_pass(db: Database) -> datetime | None:
     with db.engine.connect() as conn:
         return conn.execute(select(_cp.c.last_success_at)).scalar()
+
+
+def test_workers_waiting_for_another_daemons_folder_are_woken_when_its_lease_may_be_taken(db: Database) -> None:
+    live, expired, free, dead = refs = _folders(db, "Live", "Expired", "Free", "Dead")
+    dead_owner = f"{socket.gethostname()}:{_ended_pid()}:cccc"  # a process of this host that has ended
+    with db.engine.begin() as conn:
+        for ref, owner, expires in ((live, "other:2:bbbb", 600), (expired, "other:2:bbbb", -5), (free, None, None),
+                                    (dead, dead_owner, 600)):
+            conn.execute(update(_cp).where(_cp.c.folder == ref.folder).values(
+                lock_owner=owner, lock_expires_at=None if expires is None else utcnow() + timedelta(seconds=expires)))
+    keeper = LeaseKeeper(db, OWNER, TTL)
+    wakes = {ref: Wakeup() for ref in refs}
+    for ref, wake in wakes.items():
+        keeper.want(ref, wake)
+    assert keeper.offer() == 3
+    assert [ref.folder for ref, wake in wakes.items() if wake.is_set()] == ["Expired", "Free", "Dead"]
+    keeper.unwant(expired)
+    wakes[expired].clear()
+    assert keeper.offer() == 2 and not wakes[expired].is_set()
+
+
+def _ended_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

@@ -26,6 +26,9 @@ from maild.wakeup import Wakeup, wait_for_wakeup
 log = logging.getLogger("maild.ingest")
 
 
+LEASE_WAIT_LIMIT = 10  # in lock_ttls: the longest a worker waits for another daemon's lease without being woken
+
+
 class LeaseBusy(Exception):
     """The folder stayed claimed by another live daemon."""
 
@@ -90,7 +93,7 @@ class FolderWorker(ABC):
                         else:
                             self.health.ok()
                             self.first_pass.set()  # another daemon ingests this folder
-                            stop.wait(self.ctx.settings.lock_ttl / 3)
+                            self.wait_for_lease()
                 finally:
                     self.close()
                     self.release_lease()
@@ -137,6 +140,20 @@ class FolderWorker(ABC):
             with self.ctx.db.engine.begin() as conn:
                 checkpoints.renew_lease(conn, self.ref, self.ctx.owner, self.ctx.settings.lock_ttl)
             self._last_renew = time.monotonic()
+
+    def wait_for_lease(self) -> None:
+        """Another daemon holds the folder: wait until its lease may be free (the daemon's lease keeper looks for
+        all such folders in one query and wakes their workers; without it, try again after lock_ttl/3)."""
+        leases, ttl = self.ctx.leases, self.ctx.settings.lock_ttl
+        if leases is None:
+            self.ctx.stop.wait(ttl / 3)
+            return
+        self.wake.clear()
+        leases.want(self.ref, self.wake)
+        try:
+            wait_for_wakeup(self.wakeups(), LEASE_WAIT_LIMIT * ttl)
+        finally:
+            leases.unwant(self.ref)
 
     def sleep_renewing(self, seconds: float) -> None:
         """Wait up to `seconds` (less if stopped or woken: filing planned, lease lost), the lease kept meanwhile."""
