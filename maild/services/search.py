@@ -1,5 +1,7 @@
 """Full-text search over mail (subject, body, addresses): SQLite FTS5, PostgreSQL tsvector with a GIN index.
 
+Every searched word is matched as the start of a word ("Rech" finds "Rechnung"), all words must occur.
+
 Newest first, `limit` at a time: the full-text index yields message ids in descending order and the query stops
 after limit + 1 hits (no count of all hits: the page says "more" when there is one more). Filters (third party,
 date range, direction, has attachment) are checked on those rows; excerpts are made for the shown rows only.
@@ -26,6 +28,11 @@ _m, _a, _mm, _tp = Message.__table__, Attachment.__table__, MessageMatch.__table
 PG_DOCUMENT = ("to_tsvector('simple'::regconfig, coalesce(subject, '') || ' ' || coalesce(from_name, '') || ' ' || "
                "coalesce(from_addr, '') || ' ' || coalesce(to_addrs::text, '') || ' ' || coalesce(cc_addrs::text, '') "
                "|| ' ' || left(coalesce(text_body, ''), 200000))")
+# The words split by the same parser as the documents (an address stays one word), each lexeme then a quoted
+# prefix ('rech':* & 'karl@example.com':*): the user's text never reaches tsquery syntax.
+PG_PREFIX_QUERY = (r"to_tsquery('simple'::regconfig, (SELECT coalesce(string_agg("
+                   r"'''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''':*', ' & '), '') "
+                   r"FROM unnest(to_tsvector('simple'::regconfig, :q))))")
 EXCERPT_SOURCE = 20000  # characters of the body read for an excerpt
 MAX_WORDS = 20
 _SPACE = re.compile(r"\s+")
@@ -66,14 +73,14 @@ def search(db: Database, query: str, *, filters: Filters | None = None, cursor: 
     filters = filters or Filters()
     conditions = _conditions(filters, own_domains, own_addresses)
     if db.is_sqlite:
-        fts_text = " ".join('"' + w.replace('"', '""') + '"' for w in words)
+        fts_text = " ".join('"' + w.replace('"', '""') + '"*' for w in words)
         fts = _FTS
         id_col: Any = fts.c.rowid
         hits = select(id_col.label("id")).where(text("messages_fts MATCH :fts").bindparams(fts=fts_text))
         hits = hits.select_from(fts.join(_m, _m.c.id == id_col)) if conditions else hits.select_from(fts)
     else:
         id_col = _m.c.id
-        hits = select(id_col.label("id")).where(text(f"{PG_DOCUMENT} @@ plainto_tsquery('simple'::regconfig, :q)")
+        hits = select(id_col.label("id")).where(text(f"{PG_DOCUMENT} @@ {PG_PREFIX_QUERY}")
                                                 .bindparams(q=" ".join(words)))
     if key is not None:
         hits = hits.where(id_col < int(key[0]))

@@ -8,12 +8,12 @@ import mailbox
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from maild.daemon import Daemon
 from maild.services import audit
 from maild.store.db import Database
-from maild.store.models import MessageMatch, OutboxMessage
+from maild.store.models import Message, MessageMatch, OutboxMessage
 from tests.helpers import make_message
 from tests.web.support import Site, follow, make_site, seed
 
@@ -118,8 +118,14 @@ def test_search_finds_mail_by_word_and_address_with_filters_and_paging(small_pag
     assert "Frage zur Lieferung" not in filtered.text  # that one waits in triage
     assert "No mail matches" in client.get("/search", params={"q": "Angebot", "attachment": "yes"}).text
     assert "No mail matches" in client.get("/search", params={"q": "Angebot", "until": "2020-01-01"}).text
-    odd = client.get("/search", params={"q": '"unbalanced AND ( NEAR * ^'})
-    assert odd.status_code == 200  # the words are searched as words, never as query syntax
+    prefix = client.get("/search", params={"q": "Angeb dachsan"})  # the start of words, any case, all of them
+    assert prefix.text.count("Angebot Dachsanierung") == 2 and "<mark>Angeb</mark>ot" in prefix.text
+    assert "Frage zur Lieferung" in client.get("/search", params={"q": "zieg"}).text
+    assert "No mail matches" in client.get("/search", params={"q": "Angeb zzzq"}).text
+    assert "No mail matches" in client.get("/search", params={"q": "gebot"}).text  # not the middle of a word
+    for odd_query in ('"unbalanced AND ( NEAR * ^', "O'Brien \\ x:* & !y | (z"):
+        odd = client.get("/search", params={"q": odd_query})
+        assert odd.status_code == 200 and "No mail matches" in odd.text  # words, never query syntax
 
 
 def test_assign_from_triage_with_learn_files_the_next_mail_and_is_audited(site: Site) -> None:
@@ -172,6 +178,10 @@ def test_the_other_pages_render_for_a_viewer(site: Site) -> None:
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.text[:500])
     assert "local" in client.get("/status").text
+    assert 'id="unclassified"' not in client.get("/status").text
+    with site.db.engine.begin() as conn:  # mail stored before classification existed
+        conn.execute(update(Message.__table__).values(kind=None))
+    assert "Stored before classification, not yet classified: " in client.get("/status").text
 
 
 def test_hostile_headers_huge_subjects_and_broken_charsets_are_shown_as_text(site: Site) -> None:
