@@ -9,10 +9,20 @@ account, until every folder has synced once; then, after SETTLE seconds, measure
   connections   its TCP connections to Dovecot;
 then new_mail_ms: NEW mails APPENDed one at a time to random folders, each timed until it is stored (polling the
 database every 20 ms): p50 and max. The same again with DAEMONS daemons on one PostgreSQL database (folder
-leases share the work; figures summed over the daemons, `shared_*` keys). Measurement only: today each folder is
-a thread with its own IMAP connection (see the issue: a per-account connection limit and a shared polling
-connection would change that). The last line printed is JSON: folders, rss_mb, idle_cpu_pct, threads,
-connections, ...
+leases share the work; figures summed over the daemons, `shared_*` keys).
+
+Each folder is a thread with its own IMAP connection (a per-account connection limit and a shared polling
+connection would change that); an idle one sleeps in one poll() on its socket and two wake-up descriptors
+(maild/imap/idle.py) until the server speaks, the daemon stops, its folder has filing planned or
+`idle_check_interval` passes. One lease keeper renews all their leases in one statement and one filing watcher
+looks for planned filing with one query, for the whole daemon.
+
+Dovecot notices new mail for an IDLE session through inotify, one instance per IMAP process, at most
+fs.inotify.max_user_instances (128 here) per system user: all of this Dovecot's processes run as one user, so
+beyond that many folders Dovecot falls back to looking every `mailbox_idle_check_interval` (30 s by default,
+which was the 30 s "max" of new_mail_ms). This Dovecot looks every second then; the count of its processes without
+inotify is printed (`dovecot_without_inotify`). The last line printed is JSON: folders, rss_mb, idle_cpu_pct,
+threads, connections, ...
 
     .venv/bin/python bench/mailboxes.py [--accounts 100] [--daemons 3] [--idle 20] [--new 10] [--no-shared]
 """
@@ -55,7 +65,15 @@ class ManyDovecot(Dovecot):
     """The test Dovecot with room for hundreds of connections (one imap process each)."""
 
     def _config(self) -> str:
-        return super()._config() + "default_process_limit = 2000\ndefault_client_limit = 4000\n"
+        return super()._config() + ("default_process_limit = 2000\ndefault_client_limit = 4000\n"
+                                    "mailbox_idle_check_interval = 1 secs\n")
+
+    def without_inotify(self) -> int:
+        """IMAP sessions that found no inotify instance left (they look at the mailbox every second instead)."""
+        try:
+            return self.log_path.read_text(errors="replace").count("Inotify instance limit")
+        except OSError:
+            return 0
 
 
 def mail(tag: str) -> bytes:
@@ -236,6 +254,7 @@ def main() -> None:
             config = write_config(Path(tmp) / "one", server, users, url)
             result.update(measure("one daemon", config, server, users, url, 1, args.idle, args.settle, args.new))
             load = max(load, os.getloadavg()[0])
+            result["dovecot_without_inotify"] = server.without_inotify()
             if not args.no_shared:
                 import psycopg
 

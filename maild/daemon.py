@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,9 +18,11 @@ from typing import TYPE_CHECKING
 from maild.classify.settings import classify_settings
 from maild.clock import utcnow
 from maild.config import Config, ImapSourceConfig, MaildirSourceConfig
+from maild.filing.watcher import FilingWatcher
 from maild.health import HealthBoard
 from maild.ingest.authentication import normalise_ids
 from maild.ingest.context import IngestContext, new_owner_id
+from maild.ingest.leases import LeaseKeeper
 from maild.ingest.parser_pool import ParserPool
 from maild.ingest.pipeline import Pipeline
 from maild.ingest.sources.base import FolderWorker
@@ -33,6 +34,7 @@ from maild.server_keeper import ServerKeeper
 from maild.store import checkpoints
 from maild.store.db import Database
 from maild.supervisor import Supervisor
+from maild.wakeup import StopFlag
 
 if TYPE_CHECKING:
     from maild.classify.background import BackfillWorker
@@ -55,7 +57,7 @@ class Daemon:
         self.config = config
         self.clock = clock  # the rules' time (tests move it; ingestion and sending keep real time)
         self.db = db or Database(config.database_url)
-        self.stop = threading.Event()
+        self.stop = StopFlag()  # also wakes every worker waiting in a poll() (an IDLE) at once
         self._pool: ParserPool | None = None
         self.rules: RulesRunner | None = None
         self._workers: list[FolderWorker] | None = None
@@ -112,6 +114,7 @@ class Daemon:
             if not workers:
                 log.warning("no sources configured; nothing to ingest (add sources: to the config)")
             supervisor = Supervisor(self.db, owner, self.stop, self.board)
+            self._start_waiting_duties(supervisor, ctx)
             for worker in workers:
                 supervisor.start(worker.health, worker.run)
             self._start_outbox(supervisor, owner)
@@ -147,6 +150,16 @@ class Daemon:
                 web.stop()
             self.shutdown()
         log.info("stopped")
+
+    def _start_waiting_duties(self, supervisor: Supervisor, ctx: IngestContext) -> None:
+        """What folder workers that wait would each do on a timer, done once for all of them: the lease keeper
+        (their leases renewed in one statement) and the filing watcher (one query, then only the workers of
+        folders with filing planned are woken)."""
+        leases = ctx.leases = LeaseKeeper(self.db, ctx.owner, self.config.ingest.lock_ttl)
+        supervisor.start(leases.health, lambda: leases.run(self.stop))
+        if ctx.matching is not None:
+            watcher = ctx.filing_watch = FilingWatcher(self.db)
+            supervisor.start(watcher.health, lambda: watcher.run(self.stop))
 
     def _start_rules(self, owner: str) -> None:
         """Read and check the rules before anything else starts (invalid rules: RuleErrors), then compete for

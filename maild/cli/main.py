@@ -162,11 +162,13 @@ def run(app: AppContext, sources: tuple[str, ...]) -> None:
     nothing is lost.
     """
     from maild.daemon import Daemon
+    from maild.open_files import raise_open_files_limit
     from maild.rules.model import RuleErrors
     from maild.tracking.server import PortUnavailable
 
     daemon = Daemon(app.with_sources(sources))
     click.get_current_context().call_on_close(daemon.db.dispose)  # like app.database(): released when done
+    raise_open_files_limit()  # each folder holds a socket and a wake-up descriptor
     _stop_on_signals(daemon)
     signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(
         target=daemon.reload_rules, name="rules-reload", daemon=True).start())

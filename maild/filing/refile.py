@@ -3,7 +3,7 @@
 Its UID in the earlier folder was never recorded, so the message is found there by Message-ID; the
 earlier folder is the one the server has (the earlier task's `filed_folder`). Run by the folder worker of
 the message's original location, before it selects its own folder, and soon after an assignment even
-while that worker idles (it looks for pending tasks every few seconds, `runner.has_pending`).
+while that worker idles (the daemon's filing watcher, maild/filing/watcher.py, wakes it within seconds).
 """
 
 from __future__ import annotations

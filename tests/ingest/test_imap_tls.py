@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,3 +100,28 @@ def test_imaps_source_url_on_the_command_line(tmp_path: Path, box: Mailbox) -> N
     status = status_json(config)
     assert status["totals"]["messages"] == 2
     assert [f["last_error"] for f in status["folders"]] == [None]
+
+
+def test_connections_with_the_same_tls_settings_share_one_context(tmp_path: Path, box: Mailbox) -> None:
+    """Each TLS context holds its own copy of the CA store (about 0.85 MB): hundreds of folders must not carry
+    hundreds of them. A CA file changed on disk is read again; plain connections need none."""
+    from maild.config import ImapSourceConfig
+    from maild.imap.connection import connect, quietly_logout, tls_context
+
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(box.server.ca_file.read_bytes())
+
+    def source(**extra: Any) -> ImapSourceConfig:
+        return ImapSourceConfig.model_validate(_tls_source(box, ca_file=str(ca_file), **extra))
+
+    first, second = tls_context(source(folders=["INBOX"]), tmp_path), tls_context(source(folders=["Sent"]), tmp_path)
+    assert first is not None and first is second
+    assert tls_context(source(verify_tls=False), tmp_path) is not first
+    assert tls_context(ImapSourceConfig.model_validate(box.source()), tmp_path) is None
+    clients = [connect(source(), tmp_path) for _ in range(2)]  # both connect with the shared context
+    for client in clients:
+        assert client.noop()
+        quietly_logout(client)
+    stat = ca_file.stat()
+    os.utime(ca_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert tls_context(source(), tmp_path) is not first, "a renewed CA file is read again"

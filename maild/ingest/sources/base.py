@@ -22,8 +22,12 @@ from maild.ingest.store import Fetched, Outcome, Result
 from maild.profiling import profiled
 from maild.store import checkpoints
 from maild.store.checkpoints import FolderRef
+from maild.wakeup import Wakeup, wait_for_wakeup
 
 log = logging.getLogger("maild.ingest")
+
+
+LEASE_WAIT_LIMIT = 10  # in lock_ttls: the longest a worker waits for another daemon's lease without being woken
 
 
 class LeaseBusy(Exception):
@@ -31,6 +35,8 @@ class LeaseBusy(Exception):
 
 
 class FolderWorker(ABC):
+    files_while_waiting = False  # whether filing planned for the folder should end this worker's wait
+
     def __init__(self, ctx: IngestContext, ref: FolderRef) -> None:
         self.ctx = ctx
         self.ref = ref
@@ -39,6 +45,7 @@ class FolderWorker(ABC):
         self._waiting_for_lease = False
         # Set once the folder was synced (or tried) after start: the rules' catch-up sweep waits for it.
         self.first_pass = threading.Event()
+        self.wake = Wakeup()  # set to end this worker's wait early (filing planned for its folder, lease lost)
         self.health = WorkerHealth(f"ingest {self.label}")
         self.backoff = ReconnectBackoff(ctx.settings.reconnect_max_delay, ctx.settings.login_retry_max_delay)
 
@@ -78,6 +85,7 @@ class FolderWorker(ABC):
                         if self.backoff.connected():  # back after an outage: running again, not after a pass
                             self.health.ok()
                         if held:
+                            self.wake.clear()  # whatever woke the worker is looked at in this pass
                             self.sync_once()
                             self.backoff.succeeded()
                             self.health.ok()
@@ -86,7 +94,7 @@ class FolderWorker(ABC):
                         else:
                             self.health.ok()
                             self.first_pass.set()  # another daemon ingests this folder
-                            stop.wait(self.ctx.settings.lock_ttl / 3)
+                            self.wait_for_lease()
                 finally:
                     self.close()
                     self.release_lease()
@@ -135,12 +143,57 @@ class FolderWorker(ABC):
                 checkpoints.renew_lease(conn, self.ref, self.ctx.owner, self.ctx.settings.lock_ttl)
             self._last_renew = time.monotonic()
 
+    def wait_for_lease(self) -> None:
+        """Another daemon holds the folder: wait until its lease may be free (the daemon's lease keeper looks for
+        all such folders in one query and wakes their workers; without it, try again after lock_ttl/3)."""
+        leases, ttl = self.ctx.leases, self.ctx.settings.lock_ttl
+        if leases is None:
+            self.ctx.stop.wait(ttl / 3)
+            return
+        self.wake.clear()
+        leases.want(self.ref, self.wake)
+        try:
+            wait_for_wakeup(self.wakeups(), LEASE_WAIT_LIMIT * ttl)
+        finally:
+            leases.unwant(self.ref)
+
     def sleep_renewing(self, seconds: float) -> None:
-        """Wait up to `seconds` (less if stopped), keeping the folder's lease alive meanwhile."""
+        """Wait up to `seconds` (less if stopped or woken: filing planned, lease lost), the lease kept meanwhile."""
         deadline = time.monotonic() + seconds
-        while not self.ctx.stop.is_set() and time.monotonic() < deadline:
-            self.ctx.stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+        try:
+            while not self.interrupted():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                wait_for_wakeup(self.wakeups(), self.waiting(remaining))
+        finally:
+            self.back_from_waiting()
+
+    def wakeups(self) -> list[Wakeup]:
+        """What ends a wait early: the daemon's stop, and this worker's own wake-up."""
+        return [self.ctx.stop.wakeup, self.wake]
+
+    def interrupted(self) -> bool:
+        return self.ctx.stop.is_set() or self.wake.is_set()
+
+    def waiting(self, seconds: float) -> float:
+        """About to wait up to `seconds`: hand the lease to the daemon's keeper and tell its filing watcher (or,
+        without them, renew the lease now); return how long this wait may be."""
+        leases, watcher = self.ctx.leases, self.ctx.filing_watch
+        if watcher is not None and self.files_while_waiting and self.ctx.matching is not None:
+            watcher.watch(self.ref, self.wake)
+        if leases is None:
             self.renew_lease_if_due()
+            return min(seconds, self.ctx.settings.lock_ttl / 3)
+        leases.hold(self.ref, time.monotonic() + seconds, self.wake)
+        return seconds
+
+    def back_from_waiting(self) -> None:
+        """The wait is over: the worker keeps its lease itself again while it works."""
+        if self.ctx.leases is not None:
+            self.ctx.leases.drop(self.ref)
+        if self.ctx.filing_watch is not None:
+            self.ctx.filing_watch.forget(self.ref)
 
     def release_lease(self) -> None:
         try:

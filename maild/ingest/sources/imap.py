@@ -11,15 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from imapclient import IMAPClient
 
-from maild.clock import monotonic
 from maild.config import FilingConfig, ImapSourceConfig
-from maild.filing.runner import has_pending
-from maild.imap.connection import announced_new_mail, connect, is_keepalive, quietly_logout
+from maild.imap.connection import announced_new_mail, connect, quietly_logout
 from maild.imap.fetch import fetch_bodies, fetch_sizes
+from maild.imap.idle import wait_in_idle
 from maild.ingest.context import IngestContext
 from maild.ingest.pipeline import Batch, KnownBatch
 from maild.ingest.sources.base import FolderWorker
@@ -32,16 +31,16 @@ log = logging.getLogger("maild.ingest")
 SIZE_CHUNK = 2000  # UIDs per RFC822.SIZE request
 OVERSIZED_CHUNK = 1024 * 1024  # bytes per FETCH BODY.PEEK[]<offset.length> of a message over max_message_bytes
 PIPELINE_DEPTH = 2  # batches handed to the parsers ahead of the one being committed
-FILING_CHECK_SECONDS = 5.0  # while idling, how often to look for filing tasks planned by rules
 
 
 class ImapFolderWorker(FolderWorker):
+    files_while_waiting = True  # carries out filing planned for its folder (its pass runs the tasks)
+
     def __init__(self, ctx: IngestContext, ref: FolderRef, cfg: ImapSourceConfig, filing: FilingConfig) -> None:
         super().__init__(ctx, ref)
         self.cfg = cfg
         self.filing = filing
         self.client: IMAPClient | None = None
-        self.clock: Callable[[], float] = monotonic  # when to look at the folder while idling (tests move it)
 
     def open(self) -> None:
         self.client = connect(self.cfg, self.ctx.base_dir)
@@ -190,34 +189,25 @@ class ImapFolderWorker(FolderWorker):
             client.noop()
 
     def _idle(self, client: IMAPClient) -> None:
-        """IDLE until the server reports a change, a rule plans filing, `idle_renew` passes, or it is time to look
-        at the folder anyway (`idle_check_interval`: a server may change UIDVALIDITY without ending the IDLE
-        session; the next pass SELECTs the folder and compares it)."""
+        """IDLE until the server reports a change, the daemon stops, this worker is woken (filing planned for the
+        folder, its lease lost), `idle_renew` passes, or it is time to look at the folder anyway
+        (`idle_check_interval`: a server may change UIDVALIDITY without ending the IDLE session; the next pass
+        SELECTs the folder and compares it). The thread sleeps in one poll() meanwhile (maild/imap/idle.py)."""
+        settings = self.ctx.settings
+        ends = time.monotonic() + min(settings.idle_renew, settings.idle_check_interval)
         client.idle()
-        started = time.monotonic()
-        next_filing_check = started + FILING_CHECK_SECONDS
-        look_at_folder = self.clock() + self.ctx.settings.idle_check_interval
-        quick_empty = 0
+        closed = False
         try:
-            while not self.ctx.stop.is_set() and time.monotonic() - started < self.ctx.settings.idle_renew:
-                waited = time.monotonic()
-                responses = client.idle_check(timeout=1)
-                if any(not is_keepalive(r) for r in responses):
+            while not self.interrupted():
+                remaining = ends - time.monotonic()
+                if remaining <= 0 or wait_in_idle(client, self.wakeups(), self.waiting(remaining)):
                     break
-                # imapclient reports a connection closed without BYE as "nothing yet", at once and forever;
-                # a real quiet second takes a second.
-                quick_empty = quick_empty + 1 if not responses and time.monotonic() - waited < 0.5 else 0
-                if quick_empty >= 3:
-                    raise ConnectionError("the IMAP connection was closed during IDLE")
-                self.renew_lease_if_due()
-                if time.monotonic() >= next_filing_check:  # a rule may have planned a move meanwhile
-                    next_filing_check = time.monotonic() + FILING_CHECK_SECONDS
-                    if self.ctx.matching is not None and has_pending(self.ctx.db, self.ref):
-                        break
-                if self.clock() >= look_at_folder:
-                    break
+        except ConnectionError:
+            closed = True  # nothing to say DONE to
+            raise
         finally:
-            if quick_empty < 3:
+            self.back_from_waiting()
+            if not closed:
                 client.idle_done()
 
     def _client(self) -> IMAPClient:
