@@ -227,7 +227,9 @@ def settle_claims(db: Database, owner: str, replies: Sequence[tuple[int, str]] =
     recover the owner's claims now, as `recover_stale` does after a kill -9 once the claims expire."""
     if replies:
         with db.engine.begin() as conn:
-            conn.execute(update(T).where(T.c.id == bindparam("row_id"), T.c.status.in_(REPLY_KEPT_IN))
+            # or_ of equalities, not IN: an expanding IN cannot go into an executemany
+            kept = or_(*(T.c.status == status for status in REPLY_KEPT_IN))
+            conn.execute(update(T).where(T.c.id == bindparam("row_id"), kept)
                          .values(smtp_reply=bindparam("reply")),
                          [{"row_id": row_id, "reply": reply} for row_id, reply in replies])
     return recover_stale(db, owner=owner)

@@ -335,18 +335,20 @@ def test_settling_a_failed_pass_saves_the_replies_then_recovers_the_claims_at_on
         db: Database, blobs: BlobStore) -> None:
     """No waiting for the lease: delivered -> sent, DATA without outcome -> ambiguous, never started -> retry; a
     reply that arrives for a row someone else made ambiguous meanwhile books it (the server's 250 is the truth)."""
-    ids = [queue_raw(db, blobs, f"s{i}") for i in range(4)]
-    outbox.claim(db, "me", 3, 3600)
+    ids = [queue_raw(db, blobs, f"s{i}") for i in range(5)]
+    outbox.claim(db, "me", 4, 3600)
     outbox.claim(db, "other", 1, 3600)
-    outbox.mark_data_started(db, ids[0], "me", "c1")
-    outbox.mark_data_started(db, ids[1], "me", "c2")
-    outbox.mark_data_started(db, ids[3], "other", "c3")
+    for row_id, connection in ((ids[0], "c1"), (ids[1], "c2"), (ids[2], "c1")):
+        outbox.mark_data_started(db, row_id, "me", connection)
+    outbox.mark_data_started(db, ids[4], "other", "c3")
     with db.engine.begin() as conn:  # the other sender's claim expired during its long outage
         conn.execute(update(T).where(T.c.claimed_by == "other").values(claimed_until=utcnow()))
     assert outbox.recover_stale(db) == {"sent": 0, "retry": 0, "ambiguous": 1}
-    assert outbox.settle_claims(db, "me", [(ids[0], "250 ok")]) == {"sent": 1, "retry": 1, "ambiguous": 1}
-    assert [row.status for row in outbox.listing(db)] == ["sent", "ambiguous", "retry", "ambiguous"]
-    assert outbox.settle_claims(db, "other", [(ids[3], "250 late")]) == {"sent": 1, "retry": 0, "ambiguous": 0}
-    row = outbox.get(db, ids[3])
+    # several replies at once (one statement for all of them)
+    assert outbox.settle_claims(db, "me", [(ids[0], "250 ok"), (ids[1], "250 ok too")]) == \
+        {"sent": 2, "retry": 1, "ambiguous": 1}
+    assert [row.status for row in outbox.listing(db)] == ["sent", "sent", "ambiguous", "retry", "ambiguous"]
+    assert outbox.settle_claims(db, "other", [(ids[4], "250 late")]) == {"sent": 1, "retry": 0, "ambiguous": 0}
+    row = outbox.get(db, ids[4])
     assert row is not None and row.status == "sent" and row.smtp_reply == "250 late"
-    assert [a.outcome for a in attempts.story(db, ids[3])] == ["ambiguous", "sent"]
+    assert [a.outcome for a in attempts.story(db, ids[4])] == ["ambiguous", "sent"]
