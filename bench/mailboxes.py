@@ -45,6 +45,7 @@ from sqlalchemy import create_engine, func, select  # noqa: E402
 
 from maild.store.models import FolderCheckpoint, Message  # noqa: E402
 from tests.support.dovecot import Dovecot  # noqa: E402
+from tests.support.sockets import tcp_connections  # noqa: E402
 
 FOLDERS = ["INBOX", "Projects"]
 PG_ADMIN = os.environ.get("MAILD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -87,28 +88,6 @@ def cpu_seconds(pid: int) -> float:
 def threads(pid: int) -> int:
     with open(f"/proc/{pid}/status") as handle:
         return next(int(line.split()[1]) for line in handle if line.startswith("Threads:"))
-
-
-def connections(pid: int, port: int) -> int:
-    """Established TCP connections of this process to `port`."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as handle:
-            next(handle)
-            for line in handle:
-                fields = line.split()
-                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-                if fields[3] == "01" and remote_port == port and fields[9] in inodes:
-                    count += 1
-    return count
 
 
 def write_config(home: Path, server: Dovecot, users: dict[str, str], database_url: str) -> Path:
@@ -177,7 +156,7 @@ def measure(label: str, config: Path, server: Dovecot, users: dict[str, str], da
             "rss_mb": round(peak_rss / 1024, 1), "pss_mb": round(peak_pss / 1024, 1),
             "idle_cpu_pct": round(idle_cpu * 100, 2),
             "threads": sum(threads(proc.pid) for proc in procs),
-            "connections": sum(connections(proc.pid, server.port) for proc in procs),
+            "connections": sum(tcp_connections(proc.pid, server.port) for proc in procs),
         }
         latencies = []
         rng = random.Random(5)

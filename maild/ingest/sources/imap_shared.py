@@ -23,7 +23,7 @@ from maild.backoff import ReconnectBackoff
 from maild.config import ImapSourceConfig
 from maild.filing.runner import CONNECTION_ERRORS, folders_with_pending
 from maild.health import WorkerHealth
-from maild.imap.connection import connect, quietly_logout
+from maild.imap.connection import connect, quietly_logout, unselect
 from maild.imap.limits import shared_connection_name
 from maild.ingest.context import IngestContext
 from maild.ingest.sources.imap import FILING_CHECK_SECONDS, ImapFolderWorker
@@ -125,6 +125,7 @@ class SharedImapPoller:
             return 0
         self._synced.pop(name, None)
         handled = folder.sync(client)
+        unselect(client, name)  # else the next STATUS of this folder answers from this session's stale view
         if not self.ctx.stop.is_set():  # a pass cut short by the stop flag is not a full one
             self._synced[name] = now
         return handled
