@@ -97,8 +97,12 @@ class ConnectionSampler:
 @contextmanager
 def daemons(config: Path, port: int, count: int = 1) -> Iterator[list[ConnectionSampler]]:
     """`maild run` as `count` real processes, their IMAP connections sampled from start to stop."""
-    procs = [subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    logs = [config.parent / f"daemon-{index}.log" for index in range(count)]  # a file: a full pipe would block it
+    procs = []
+    for log in logs:
+        with log.open("w") as handle:
+            procs.append(subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"],
+                                          stdout=subprocess.DEVNULL, stderr=handle))
     samplers = [ConnectionSampler(proc.pid, port) for proc in procs]
     threads = [threading.Thread(target=s.run, daemon=True) for s in samplers]
     for thread in threads:
@@ -110,14 +114,14 @@ def daemons(config: Path, port: int, count: int = 1) -> Iterator[list[Connection
             sampler._stop.set()
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
-        errors = []
         for proc in procs:
             try:
-                errors.append(proc.communicate(timeout=90)[1])
+                proc.wait(timeout=90)
             finally:
                 if proc.poll() is None:
                     proc.kill()
-                    proc.communicate()
+                    proc.wait()
+        errors = [log.read_text() for log in logs]
         for sampler, err in zip(samplers, errors, strict=True):
             sampler.stderr = err
     assert all(proc.returncode == 0 for proc in procs), errors
