@@ -88,21 +88,28 @@ def has_pending(db: Database, ref: FolderRef) -> bool:
     """Whether a filing task waits for this folder's worker: a move planned by a rule while the worker idles,
     or a refile of one of its messages (a triage assignment) from the folder it was filed into. Tasks of
     locations under an older UIDVALIDITY do not count: `run_pending` cannot do them."""
-    return bool(folders_with_pending(db, ref.source_id, [ref.folder]))
-
-
-def folders_with_pending(db: Database, source_id: int, folders: list[str]) -> set[str]:
-    """Which of these folders of one source have a filing task waiting (as `has_pending`), in one query."""
-    if not folders:
-        return set()
     current = (select(_checkpoint.c.uidvalidity)
-               .where(_checkpoint.c.source_id == _loc.c.source_id, _checkpoint.c.folder == _loc.c.folder)
+               .where(_checkpoint.c.source_id == ref.source_id, _checkpoint.c.folder == ref.folder)
                .scalar_subquery())
-    query = (select(_loc.c.folder).distinct().select_from(_task.join(_loc, _loc.c.id == _task.c.location_id))
-             .where(_task.c.status == "pending", _loc.c.source_id == source_id, _loc.c.folder.in_(folders),
-                    _task.c.from_folder.is_not(None) | (_loc.c.uidvalidity == current)))
+    query = (select(_task.c.id).select_from(_task.join(_loc, _loc.c.id == _task.c.location_id))
+             .where(_task.c.status == "pending", _loc.c.source_id == ref.source_id, _loc.c.folder == ref.folder,
+                    _task.c.from_folder.is_not(None) | (_loc.c.uidvalidity == current)).limit(1))
     with db.engine.connect() as conn:
-        return set(conn.execute(query).scalars())
+        return conn.execute(query).first() is not None
+
+
+def folders_with_pending(db: Database) -> set[tuple[int, str]]:
+    """The folders (source id, folder) whose worker has filing to do: a move planned by a rule while the worker
+    idles, or a refile of one of its messages (a triage assignment) from the folder it was filed into. One query
+    for every folder. Tasks of locations under an older UIDVALIDITY do not count: `run_pending` cannot do them."""
+    query = (select(_loc.c.source_id, _loc.c.folder).distinct()
+             .select_from(_task.join(_loc, _loc.c.id == _task.c.location_id)
+                          .join(_checkpoint, (_checkpoint.c.source_id == _loc.c.source_id)
+                                & (_checkpoint.c.folder == _loc.c.folder)))
+             .where(_task.c.status == "pending",
+                    _task.c.from_folder.is_not(None) | (_loc.c.uidvalidity == _checkpoint.c.uidvalidity)))
+    with db.engine.connect() as conn:
+        return {(source_id, folder) for source_id, folder in conn.execute(query)}
 
 
 def _load(db: Database, ref: FolderRef, uidvalidity: int) -> dict[_Group, list[_Task]]:

@@ -26,12 +26,13 @@ from maild.health import WorkerHealth
 from maild.imap.connection import connect, quietly_logout, unselect
 from maild.imap.limits import shared_connection_name
 from maild.ingest.context import IngestContext
-from maild.ingest.sources.imap import FILING_CHECK_SECONDS, ImapFolderWorker
+from maild.ingest.sources.imap import ImapFolderWorker
 from maild.store import checkpoints
 
 log = logging.getLogger("maild.ingest")
 
 STATUS_ITEMS = [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"]
+FILING_CHECK_SECONDS = 5.0  # between rounds, how often to look for filing planned for a held folder
 LOST_CONNECTION: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, LoginError)
 
 
@@ -149,7 +150,9 @@ class SharedImapPoller:
         """Held folders with filing tasks waiting (a rule's move, a triage assignment)."""
         if self.ctx.matching is None or not self._held:
             return set()
-        return folders_with_pending(self.ctx.db, self.folders[0].ref.source_id, sorted(self._held))
+        source_id = self.folders[0].ref.source_id
+        return {folder for source, folder in folders_with_pending(self.ctx.db)
+                if source == source_id and folder in self._held}
 
     def _renew_held(self) -> None:
         for folder in self.folders:
