@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
+from maild.daemon import Daemon
 from maild.directory.service import add_thirdparty
+from maild.imap.connection import connect
 from maild.imap.limits import split_folders
+from maild.ingest.sources.imap_shared import SharedImapPoller
 from maild.store.db import Database
 from maild.store.models import Event, FolderCheckpoint, Location, Message, MessageMatch
 from tests.conftest import Mailbox
@@ -256,3 +260,49 @@ def test_ingest_once_polls_over_one_connection_oversized_streamed_and_one_bad_fo
     assert (totals["messages"], totals["quarantined"]) == (2, 1), "the big one streamed and quarantined as oversized"
     errors = {f["folder"]: f["last_error"] for f in status_json(config)["folders"]}
     assert errors["Missing"] and errors["INBOX"] is None and errors["Big"] is None
+
+
+def test_a_round_selects_only_the_folders_that_changed(tmp_path: Path, mailbox: Mailbox,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """STATUS for every folder, SELECT only where mail came -- also in the folder the previous pass selected (a
+    server answers STATUS of the selected folder from the session's stale view)."""
+    import maild.ingest.sources.imap_shared as shared
+
+    folders = ["INBOX", "A", "B"]
+    for folder in folders:
+        mailbox.append([make_message(subject=f"first {folder}")], folder=folder)
+    selected: list[str] = []
+
+    def counting_connect(*args: object) -> object:
+        client = connect(*args)  # type: ignore[arg-type]
+        select = client.select_folder
+
+        def select_folder(folder: str, readonly: bool = False) -> object:
+            selected.append(folder)
+            return select(folder, readonly=readonly)
+
+        client.select_folder = select_folder  # type: ignore[method-assign]
+        return client
+
+    monkeypatch.setattr(shared, "connect", counting_connect)
+    config = config_at(write_config(tmp_path, _sqlite(tmp_path), [mailbox.source(folders=folders,
+                                                                                max_connections=1)]))
+    daemon = Daemon(config)
+    daemon.db.upgrade()
+    pipeline = daemon.start_pool()
+    try:
+        (poller,) = daemon.workers(daemon.context(pipeline))
+        assert isinstance(poller, SharedImapPoller)
+        try:
+            poller._round()
+            assert sorted(selected) == sorted(folders) and _count(daemon.db, Message) == 3
+            selected.clear()
+            poller._round()
+            assert selected == [], "nothing changed: STATUS only"
+            mailbox.append([make_message(subject="second B")], folder="B")  # B was the last folder selected
+            poller._round()
+            assert selected == ["B"] and _count(daemon.db, Message) == 4
+        finally:
+            poller._let_go()
+    finally:
+        daemon.shutdown()
