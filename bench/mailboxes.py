@@ -208,11 +208,11 @@ def measure(label: str, config: Path, server: Dovecot, users: dict[str, str], da
         result["new_mail_max_ms"] = round(max(latencies) * 1000, 1)
         result["polled_folders"] = len(users) * len(layout.polled())
         result["poll_interval_s"] = layout.poll_interval
-        where = (f"in polled folders (poll every {layout.poll_interval:g}s)" if layout.polled() else "")
+        where = f" in polled folders (poll every {layout.poll_interval:g}s)" if layout.polled() else ""
         print(f"{label}: {daemons} daemon(s), {folders} folders ({result['polled_folders']} polled over shared "
               f"connections) synced after {first_sync:.1f}s; idle: RSS "
               f"{result['rss_mb']:.0f} MB (PSS {result['pss_mb']:.0f} MB), CPU {result['idle_cpu_pct']:.2f}% of a "
-              f"core, {result['threads']} threads, {result['connections']} IMAP connections; a new mail {where} "
+              f"core, {result['threads']} threads, {result['connections']} IMAP connections; a new mail{where} "
               f"stored after p50 {result['new_mail_p50_ms']:.0f} ms, max {result['new_mail_max_ms']:.0f} ms",
               flush=True)
         return result
