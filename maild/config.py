@@ -372,6 +372,11 @@ class MachineMailConfig(_Strict):
     soft_bounce_window: float = Field(default=14 * 86400.0, gt=0)  # seconds
     # An event rule sends no more mail to an address that rules mailed this many times in 24 h (0: no cap).
     rule_mail_daily_cap: int = Field(default=3, ge=0)
+    # Mail stored before classification is classified by `maild run` in the background, this many per batch
+    # (0: not in the background; `maild classify --backfill` does it), with at least this many seconds between
+    # two batches (and never less than the batch took).
+    backfill_batch: int = Field(default=100, ge=0, le=10_000)
+    backfill_pause: float = Field(default=1.0, ge=0, le=3600)
 
 
 class DunningConfig(_Strict):

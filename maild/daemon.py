@@ -37,6 +37,7 @@ from maild.store.db import Database
 from maild.supervisor import Supervisor
 
 if TYPE_CHECKING:
+    from maild.classify.background import BackfillWorker
     from maild.rules.scheduler import RulesRunner
     from maild.tracking.listener import TrackingListener
     from maild.tracking.server import TrackingServer
@@ -61,6 +62,7 @@ class Daemon:
         self.rules: RulesRunner | None = None
         self._workers: list[IngestWorker] | None = None
         self.tracking: TrackingListener | None = None
+        self.backfill: BackfillWorker | None = None  # classifies mail stored before classification existed
         self.board = HealthBoard()  # every worker's state: /health reads it, the supervisor writes it for status
 
     def start_pool(self) -> Pipeline:
@@ -135,6 +137,7 @@ class Daemon:
                     for folder in worker.folders:
                         self.board.add(folder.health)
             self._start_outbox(supervisor, owner)
+            self._start_backfill(supervisor, owner)
             if self.rules is not None:
                 self.board.add(self.rules.health)
             if tracking is not None:
@@ -194,6 +197,19 @@ class Daemon:
 
         sender = build_sender(self.config, self.db, owner)
         supervisor.start(sender.health, lambda: asyncio.run(sender.run(self.stop)))
+
+    def _start_backfill(self, supervisor: Supervisor, owner: str) -> None:
+        """Mail stored before classification existed is classified in the background (maild/classify/background.py)."""
+        from maild.classify.background import BackfillWorker
+        from maild.store.blobs import BlobStore
+
+        settings = classify_settings(self.config)
+        machine = self.config.machine_mail
+        if settings is None or machine.backfill_batch == 0:
+            return
+        self.backfill = BackfillWorker(self.db, BlobStore(self.config.blob_dir), settings, owner, self.stop,
+                                       batch=machine.backfill_batch, pause=machine.backfill_pause)
+        supervisor.start(self.backfill.health, self.backfill.run)
 
     def _start_tracking(self) -> TrackingListener | None:
         """The open/click endpoint, when tracking is on; a missing secret is reported, not fatal. A port held by

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from maild.classify import backfill
+from maild.classify.background import LEASE_NAME as BACKFILL_LEASE
 from maild.clock import as_utc, utcnow
 from maild.imap.limits import connection_of
 from maild.rules.scheduler import LEASE_NAME
@@ -45,7 +47,8 @@ class FolderStatus:
     connection: str | None  # "idle" (its own connection), "polled" (the account's shared one), None: no daemon runs it
 
 
-def collect(db: Database) -> dict[str, Any]:
+def collect(db: Database, *, classifying: bool = True) -> dict[str, Any]:
+    """`classifying`: machine_mail.classify is on (then mail without a kind is mail still to classify)."""
     cp, src, loc = FolderCheckpoint.__table__, Source.__table__, Location.__table__
     now = utcnow()
     with db.engine.connect() as conn:
@@ -80,13 +83,18 @@ def collect(db: Database) -> dict[str, Any]:
             "events": conn.execute(select(func.count()).select_from(Event.__table__)).scalar_one(),
         }
         work = _work(conn)
+        unclassified = backfill.unclassified(conn)
     work["rules"]["scheduler"] = leases.holder(db, LEASE_NAME)
     workers = worker_status.current(db, STATUS_FRESH)
     names = {w["name"] for w in workers}
     for f in folders:
         if f.kind == "imap":
             f.connection = connection_of(f"{f.source}/{f.folder}", names)
-    return {"totals": totals, "folders": [asdict(f) for f in folders], **work, "workers": workers}
+    # Mail stored before classification existed: how much is left, and which daemon classifies it in the background.
+    classify = {"on": classifying, "unclassified": unclassified,
+                "backfill": leases.holder(db, BACKFILL_LEASE) if classifying and unclassified else None}
+    return {"totals": totals, "folders": [asdict(f) for f in folders], **work, "classify": classify,
+            "workers": workers}
 
 
 def _work(conn: Any) -> dict[str, Any]:

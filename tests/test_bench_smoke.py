@@ -58,6 +58,12 @@ def test_classify_benchmark_runs() -> None:
     assert result["kinds"]["bounce"] > 0 and result["kinds"]["auto_reply"] > 0 and result["kinds"]["human"] > 0
 
 
+def test_backfill_benchmark_runs() -> None:
+    result = run("backfill.py", "--messages", "40", "--batch", "15", "--bounces", "0.2", "--auto-replies", "0.1")
+    assert result["messages"] == 40 and result["backfill_cpu_ms"] > 0 and result["ingest_cpu_ms"] > 0
+    assert result["kinds"]["bounce"] > 0 and result["kinds"]["human"] > 0 and result["daemon_per_hour"] > 0
+
+
 def test_web_benchmark_runs() -> None:
     assert shutil.which("wrk"), "wrk is missing: scripts/install-test-deps installs it"
     result = run("web.py", "--messages", "300", "--seconds", "1", "--connections", "2")

@@ -8,10 +8,13 @@ A human mail from the customer holds:
 - else, when it contains one of `dunning.hold_phrases` (whole words, any case): every invoice of that third party
   in dunning: phrase.
 Anything else (mail about other things from the same company) holds nothing. Our own mail, mail that failed
-authentication and machine mail (`maild.business.human_mail`) never hold anything, except a hard bounce of a
-reminder (`mail.bounced` with `hard` and the invoice of the rule that sent it, maild/bounces): it holds that
-invoice, "letter not delivered". (A bounce of a message stored before classification existed is recognised by
-the Message-ID of one of our reminders in its raw bytes.)
+authentication and machine mail (its kind, `messages.kind`, is not `human`: maild/classify) never hold anything,
+except a hard bounce of a reminder (`mail.bounced` with `hard` and the invoice of the rule that sent it,
+maild/bounces): it holds that invoice, "letter not delivered". A message still without a kind (stored before
+classification existed, not yet reached by the backfill) is classified here by the same chain and its kind stored
+(maild/classify/backfill.py); a bounce classified that late was never recorded by maild/bounces, so it holds the
+invoices whose reminders it returns (our tracking tokens the chain found in it). With `machine_mail.classify` off
+every mail counts as written by a person.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, func, or_, select
 
 from maild.business import holds
-from maild.business.human_mail import is_bounce, machine_reason
+from maild.classify.backfill import BACKFILLED, classify_stored, store
+from maild.classify.base import BOUNCE, HUMAN, Classification
+from maild.classify.settings import classify_settings
 from maild.config import Config
 from maild.own_mail import OwnMail
 from maild.rules.cursor import EventCursor
@@ -40,7 +45,6 @@ _b = Bounce.__table__
 CURSOR = "holds"
 EVENT_TYPES = ("mail.matched", "mail.assigned", "mail.unmatched")
 BOUNCED = "mail.bounced"
-OUR_MESSAGE_ID = re.compile(rb"<maild\.[A-Za-z0-9._-]+@[A-Za-z0-9.-]+>")
 IN_DUNNING = ("open", holds.HELD)
 
 
@@ -54,6 +58,8 @@ class HoldWatch:
         self.own = OwnMail.from_config(config)
         self.cursor = EventCursor(db, clock, name=CURSOR)
         self.phrases = _phrase_pattern(config.dunning.hold_phrases)
+        self.classify = classify_settings(config)  # None: classification off, every mail is a person's
+        self.blobs = BlobStore(config.blob_dir)
         self._lock = threading.Lock()  # the events job and the sweep both call `run`: one at a time
 
     def ensure(self) -> None:
@@ -85,14 +91,16 @@ class HoldWatch:
             message = conn.execute(select(_m).where(_m.c.id == message_id)).first()
             if message is None or message.auth == "fail":
                 return 0
-            if is_bounce(message):
-                # Classified bounces are recorded by maild/bounces (`mail.bounced`, see `bounced`); older ones here.
-                return self._bounce(conn, message, now) if message.kind is None else 0
+            if message.kind is None and self.classify is not None:
+                message = self._classified(conn, message)
+            if message.kind == BOUNCE:
+                # Classified at ingest: recorded by maild/bounces (`mail.bounced`, see `bounced`). Classified late
+                # (backfill, or just now): never recorded there, so it holds by the reminders it returns.
+                return self._bounce(conn, message, now) if (message.machine or {}).get(BACKFILLED) else 0
             if thirdparty_id is None or self.own.is_own(message.from_addr):
                 return 0
-            machine = machine_reason(message)
-            if machine is not None:
-                log.info("message %s is machine mail (%s): it holds no invoice", message_id, machine)
+            if message.kind not in (None, HUMAN):
+                log.info("message %s is machine mail (%s): it holds no invoice", message_id, message.kind)
                 return 0
             found = decide(conn, message, thirdparty_id, self.phrases, now)
             made = 0
@@ -119,17 +127,27 @@ class HoldWatch:
             return int(holds.hold(conn, self.config, invoice, kind="bounce", reason=reason, now=now,
                                   message_id=event.message_id) is not None)
 
+    def _classified(self, conn: Connection, message: Any) -> Any:
+        """A message without a kind, classified now by the chain from its raw bytes (the kind is stored). A blob
+        store that is not there at all (a wrong storage.blob_dir) is no verdict on the mail: it stays without a kind
+        (a person's, as for rules) and the backfill, which stops on it, says why."""
+        assert self.classify is not None
+        if not self.blobs.root.is_dir():
+            log.warning("message %s has no kind and the blob store %s is not there: counted as a person's",
+                        message.id, self.blobs.root)
+            return message
+        found = classify_stored(self.blobs, message.raw_sha256, self.classify)
+        store(conn, {message.id: found})
+        return conn.execute(select(_m).where(_m.c.id == message.id)).one()
+
     def _bounce(self, conn: Connection, message: Any, now: datetime) -> int:
-        """A bounce holds the invoices whose reminders it returns (their Message-IDs are in its raw bytes)."""
-        try:
-            raw = BlobStore(self.config.blob_dir).get(message.raw_sha256)
-        except OSError:
-            return 0
-        ids = sorted({found.decode("ascii", "replace") for found in OUR_MESSAGE_ID.findall(raw)})
-        # The outbox rows the notice was tied to at ingest (also through its VERP address: maild/bounces/record.py)
+        """A bounce holds the invoices whose reminders it returns: the outbox rows of our tracking tokens the chain
+        found in it (the returned original's Message-ID, its VERP address) or that maild/bounces tied it to."""
+        found = Classification.from_json(message.machine)
+        tokens = sorted({t.lower() for t in [*found.tokens, found.verp_token] if t}) if found else []
         tied = select(_b.c.outbox_id).where(_b.c.message_id == message.id, _b.c.outbox_id.is_not(None))
         keys = [key for (key,) in conn.execute(select(_ob.c.idempotency_key).where(
-            or_(_ob.c.header_message_id.in_(ids), _ob.c.id.in_(tied))))]
+            or_(func.lower(_ob.c.tracking_token).in_(tokens), _ob.c.id.in_(tied))))]
         if not keys:
             return 0
         subjects = {key.split("/", 1)[0]: None for key in keys}

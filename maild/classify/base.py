@@ -71,6 +71,12 @@ class Classification:
     tokens: list[str] = field(default_factory=list)  # our tracking tokens in the mail (the original we sent)
     verp_token: str | None = None  # the token of the VERP address it was sent to
 
+    def stored(self) -> dict[str, Any] | None:
+        """What `messages.machine` keeps: nothing for plain human mail (the common case: its row stays small)."""
+        if self.kind == HUMAN and not self.verp_token and len(self.reasons) == 1:
+            return None
+        return self.as_json()
+
     def as_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "reasons": list(self.reasons),
                 "recipients": [r.as_json() for r in self.recipients], "return_date": self.return_date,

@@ -13,15 +13,34 @@ from maild.cli.render import say
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file: file, kind, reasons, recipients, "
               "return_date.")
+@click.option("--backfill", is_flag=True, help="Instead of FILEs: classify the stored mail that has no kind yet "
+              "(stored before classification existed), newest first, from its raw bytes; progress on stderr.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="With --backfill: at most N messages.")
+@click.option("--batch", type=click.IntRange(min=1, max=10_000), default=500, show_default=True,
+              help="With --backfill: messages per transaction.")
 @pass_app
-def classify(app: AppContext, files: tuple[Path, ...], as_json: bool) -> None:
+def classify(app: AppContext, files: tuple[Path, ...], as_json: bool, backfill: bool, limit: int | None,
+             batch: int) -> None:
     """Classify .eml FILEs as maild would at ingest (human, bounce, auto_reply, feedback_report, list,
     notification) and show why, the failed recipients of a bounce and an auto-reply's return date. Nothing is
     stored. Uses the config's instance id and outbound.return_path when a config is found. A file that cannot
-    be read gets kind "error" and the run goes on; exit 1 if any could not."""
+    be read gets kind "error" and the run goes on; exit 1 if any could not.
+
+    With --backfill: classify the stored mail that has no kind (stored before classification existed) and store
+    its kind. Resumable and safe while the daemon runs (which does the same in the background); what a late
+    bounce would have set off at ingest does not follow (docs/machine-mail.md)."""
+    if backfill:
+        if files:
+            raise click.UsageError("--backfill classifies stored mail: give no FILEs with it")
+        _backfill(app, limit, batch)
+        return
+    if limit is not None:
+        raise click.UsageError("--limit goes with --backfill")
+    if not files:
+        raise click.UsageError("give .eml FILEs to classify, or --backfill for the stored mail without a kind")
     from maild.classify.base import Settings
     from maild.classify.chain import classify_bytes
 
@@ -42,6 +61,35 @@ def classify(app: AppContext, files: tuple[Path, ...], as_json: bool) -> None:
                         "return_date": found.return_date})
     if failed:
         raise SystemExit(1)
+
+
+def _backfill(app: AppContext, limit: int | None, batch: int) -> None:
+    """`maild classify --backfill`: the stored mail without a kind, classified and stored, progress on stderr."""
+    from maild.classify.backfill import Batch, BlobStoreMissing, backfill, unclassified
+    from maild.classify.settings import classify_settings
+    from maild.store.blobs import BlobStore
+
+    config = app.config
+    settings = classify_settings(config)
+    if settings is None:
+        raise click.ClickException("machine_mail.classify is false: every mail counts as written by a person, "
+                                   "nothing to classify")
+    db = app.database()
+    with db.engine.connect() as conn:
+        before = unclassified(conn)
+    goal = before if limit is None else min(before, limit)
+    click.echo(f"{before} stored message(s) without a kind; classifying {goal}, newest first", err=True)
+
+    def progress(done: Batch) -> None:
+        click.echo(f"  {done.rows}/{goal}: {done.describe()}", err=True)
+
+    try:
+        total = backfill(db, BlobStore(config.blob_dir), settings, batch=batch, limit=limit, progress=progress)
+    except BlobStoreMissing as exc:
+        raise click.ClickException(str(exc)) from exc
+    with db.engine.connect() as conn:
+        left = unclassified(conn)
+    click.echo(f"{total.describe()}; {left} left without a kind")
 
 
 @click.command("show")

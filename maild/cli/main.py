@@ -213,7 +213,7 @@ def status(app: AppContext, as_json: bool) -> None:
     from maild.cli.render import print_status
     from maild.status import collect
 
-    data = collect(app.database())
+    data = collect(app.database(), classifying=app.config.machine_mail.classify)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

@@ -51,6 +51,11 @@ def print_status(data: dict[str, Any]) -> None:
         behind = "-" if rules["events_behind"] is None else rules["events_behind"]
         click.echo(f"rules    actions: {actions}   events not yet seen: {behind}   "
                    f"scheduler: {rules['scheduler'] or 'not running'}")
+    classify = data.get("classify") or {}
+    if classify.get("on") and classify.get("unclassified"):
+        by = f"daemon {classify['backfill']} classifies them" if classify.get("backfill") else \
+            "`maild run` classifies them in the background, or `maild classify --backfill`"
+        click.echo(f"classify {classify['unclassified']} stored message(s) without a kind yet ({by})")
     print_workers(data.get("workers") or [])
     if not data["folders"]:
         click.echo("no folders yet: configure sources and run `maild run` or `maild ingest --once`")

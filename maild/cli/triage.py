@@ -79,9 +79,13 @@ def explain(app: AppContext, message_id: int, as_json: bool) -> None:
     elif auth["status"] is not None:
         say(f"authentication: {auth['status']} ({auth['reason']})")
     machine = data["machine"]
-    if machine["kind"] is not None:
+    if machine["kind"] is None:
+        say("kind: none (stored before classification: `maild classify --backfill`; or machine_mail.classify is off)")
+    else:
         back = f", back on {machine['return_date']}" if machine.get("return_date") else ""
-        say(f"kind: {machine['kind']}{back}")
+        late = " (classified after it was stored: what a bounce sets off at ingest did not follow)" \
+            if machine.get("backfilled") else ""
+        say(f"kind: {machine['kind']}{back}{late}")
         for reason in machine.get("reasons") or []:
             say(f"  {reason}")
         if machine["kind"] not in ("human", "unknown"):

@@ -100,9 +100,7 @@ def parse_and_store(raw: bytes, blob_dir: str, max_bytes: int,
             continue
         if classify is not None:
             found = classify_message(message, raw, classify)  # never raises: an error is kind "unknown"
-            # Plain human mail needs no record beyond its kind (the common case: keep its row small).
-            plain = found.kind == "human" and not found.verp_token and len(found.reasons) == 1
-            parsed = replace(parsed, kind=found.kind, machine=None if plain else found.as_json())
+            parsed = replace(parsed, kind=found.kind, machine=found.stored())
         return _authenticated(parsed, raw, trusted_authserv_ids) if trusted_authserv_ids else parsed
     return Rejected(digest, len(raw), "unparseable: " + "; ".join(errors))
 

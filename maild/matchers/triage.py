@@ -136,8 +136,10 @@ def explain(db: Database, message_id: int) -> dict[str, Any]:
         # pass | fail | none per the trusted server's Authentication-Results; None: not read (none configured)
         "authentication": {"status": message.auth, "reason": message.auth_reason},
         "meetings": [{"event": row.type, **dict(row.data or {})} for row in meetings],
-        # human | bounce | auto_reply | ... with the detectors' reasons (maild/classify); None: not classified
-        "machine": {"kind": message.kind, **{k: (message.machine or {}).get(k) for k in ("reasons", "return_date")}},
+        # human | bounce | auto_reply | ... with the detectors' reasons (maild/classify); None: not classified;
+        # backfilled: classified after it was stored (maild/classify/backfill.py)
+        "machine": {"kind": message.kind, **{k: (message.machine or {}).get(k) for k in ("reasons", "return_date")},
+                    "backfilled": bool((message.machine or {}).get("backfilled"))},
         "bounces": [{"address": b.address, "action": b.action, "status": b.status, "reason": b.reason,
                      "diagnostic": b.diagnostic, "hard": b.hard, "counted": b.counted, "outbox_id": b.outbox_id}
                     for b in bounces],

@@ -51,6 +51,10 @@ DECIDED = ("matched", "assigned")
 # Mail that failed authentication (a forged sender) is no reply of the customer and no mail of ours.
 AUTHENTIC = or_(_m.c.auth.is_(None), _m.c.auth != "fail")
 # Mail a person wrote (maild/classify): out-of-office replies, bounces, list mail and notifications are no reply.
+# No kind: classification is off (every mail is a person's), or mail stored before classification existed that the
+# backfill has not reached yet (maild/classify/backfill.py, newest first): counted as a person's, the cautious side
+# for reminders (a possible answer pauses one rather than one going to someone who may have answered).
+# docs/machine-mail.md, "Mail stored before classification".
 HUMAN = or_(_m.c.kind.is_(None), _m.c.kind == "human")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHUNK = 900  # ids per IN (...) list

@@ -17,5 +17,5 @@ def quarantined(db: Database, *, include_resolved: bool = False) -> list[dict[st
             for q in quarantine.entries(db, include_resolved=include_resolved)]
 
 
-def status(db: Database) -> dict[str, Any]:
-    return collect(db)
+def status(db: Database, *, classifying: bool = True) -> dict[str, Any]:
+    return collect(db, classifying=classifying)

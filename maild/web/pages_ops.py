@@ -80,7 +80,7 @@ def quarantine_page(ctx: Ctx) -> Response:
 
 
 def status_page(ctx: Ctx) -> Response:
-    return ctx.render("status.html", data=overview.status(ctx.db))
+    return ctx.render("status.html", data=overview.status(ctx.db, classifying=ctx.config.machine_mail.classify))
 
 
 def audit_page(ctx: Ctx) -> Response:

@@ -4,6 +4,8 @@ same company, machine mail and our own mail hold nothing; resume, promise, dispu
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,10 @@ from maild.business import holds
 from maild.business.invoices import record_payment
 from maild.rules.engine import RulesEngine
 from maild.rules.model import RuleSet
+from maild.store.blobs import BlobStore
 from maild.store.db import Database
-from maild.store.models import Message, MessageMatch, Task
+from maild.store.models import Bounce, Message, MessageMatch, OutboxMessage, Task
+from tests.classify.test_backfill import bounce
 from tests.rules.test_engine_support import (
     add_event,
     customer,
@@ -45,11 +49,18 @@ def pack() -> RuleSet:
 
 
 def mail(db: Database, tp: int, when: datetime, subject: str, body: str = "", sender: str = "anna@mueller.example",
-         in_reply_to: str | None = None) -> int:
-    """An inbound mail matched to the third party, and its `mail.matched` event (as the matching stage writes)."""
+         in_reply_to: str | None = None, *, kind: str | None = "human", blobs: Path | None = None,
+         raw: bytes | None = None, **headers: str) -> int:
+    """An inbound mail matched to the third party, and its `mail.matched` event (as the matching stage writes).
+    `kind=None`: stored before classification existed, its raw bytes (`raw`, else built from the other arguments)
+    in the blob store `blobs`."""
+    digest = f"{abs(hash((tp, subject, body, when))):064x}"[:64]
+    if kind is None:
+        assert blobs is not None, "mail without a kind needs its raw bytes"
+        digest = BlobStore(blobs).put(raw or raw_mail(sender, subject, body, when, in_reply_to, **headers))
     with db.engine.begin() as conn:
         message_id = conn.execute(Message.__table__.insert().returning(Message.__table__.c.id).values(
-            raw_sha256=f"{abs(hash((tp, subject, body, when))):064x}"[:64], size=10, from_addr=sender,
+            raw_sha256=digest, size=10, from_addr=sender, kind=kind,
             subject=subject, text_body=body, date=when, ingested_at=when, in_reply_to=in_reply_to,
             references=[in_reply_to] if in_reply_to else [], to_addrs=[], cc_addrs=[], reply_to=[],
             defects=[])).scalar_one()
@@ -58,6 +69,20 @@ def mail(db: Database, tp: int, when: datetime, subject: str, body: str = "", se
             confidence=1.0, reason="test", verdicts=[], decided_at=when))
     add_event(db, "mail.matched", tp, message_id, when=when, matcher="thread" if in_reply_to else "address")
     return int(message_id)
+
+
+def raw_mail(sender: str, subject: str, body: str, when: datetime, in_reply_to: str | None = None,
+             **headers: str) -> bytes:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, "billing@ourco.example", subject
+    message["Date"] = format_datetime(when)
+    message["Message-ID"] = f"<{abs(hash((sender, subject, when)))}@mueller.example>"
+    if in_reply_to:
+        message["In-Reply-To"] = message["References"] = in_reply_to
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return message.as_bytes()
 
 
 def tasks(db: Database) -> list[Any]:
@@ -129,9 +154,9 @@ def test_number_phrase_machine_and_own_mail(db: Database, tmp_path: Path) -> Non
     later = invoice(db, office.tp, "FA2611-0107", DUE + 30 * D)  # not due yet: not in dunning
     office.at(office.now)
     mail(db, office.tp, office.now, "Automatische Antwort: Zahlungserinnerung", "Ich bin bis 20.11. nicht da. "
-         "Rechnung FA2611-0105 wurde bezahlt.")
+         "Rechnung FA2611-0105 wurde bezahlt.", kind="auto_reply")
     mail(db, office.tp, office.now, "Undelivered Mail Returned to Sender", "FA2611-0105",
-         sender="MAILER-DAEMON@mueller.example")
+         sender="MAILER-DAEMON@mueller.example", kind="bounce")
     mail(db, office.tp, office.now, "FA2611-0105", "Wir haben bezahlt", sender="billing@ourco.example")  # ours
     office.at(office.now + timedelta(hours=1))
     assert [office.status(i) for i in (first, second, later)] == ["open", "open", "open"]
@@ -149,6 +174,60 @@ def test_number_phrase_machine_and_own_mail(db: Database, tmp_path: Path) -> Non
                      ("FA2611-0106", "phrase", "mail from anna@mueller.example ('Kurze Info') says 'ÜBERWIESEN'")]
     # The third party has an owner; the configured default is for those without one.
     assert {t.owner for t in tasks(db)} == {"owner@ourco.example"}
+
+
+def test_mail_stored_before_classification_is_judged_by_the_chain(db: Database, tmp_path: Path) -> None:
+    """No kind yet (stored before classification, the backfill not there yet): classified on the spot from its raw
+    bytes, its kind stored; no sender or subject patterns beside the chain."""
+    office = Office(db, tmp_path)
+    blobs = office.config.blob_dir
+    first = invoice(db, office.tp, "FA2611-0105", DUE)
+    second = invoice(db, office.tp, "FA2611-0106", DUE)
+    office.at(office.now)
+    reminder = next(row for row in outbox_rows(db) if row.idempotency_key.startswith(f"level-1:invoice:{first}:"))
+    assert reminder.tracking_token
+
+    ooo = mail(db, office.tp, office.now, "Re: Zahlungserinnerung", "Ich bin bis 20.11. nicht da. FA2611-0106 "
+               "ist bezahlt.", kind=None, blobs=blobs, Auto_Submitted="auto-replied")  # no tell-tale subject
+    lost = mail(db, office.tp, office.now, "FA2611-0106", "Wir haben bezahlt.", kind=None,
+                blobs=tmp_path / "elsewhere")  # its raw bytes are not in the store
+    office.at(office.now + timedelta(hours=1))
+    assert (office.status(first), office.status(second)) == ("open", "open")
+    assert (kind_of(db, ooo), kind_of(db, lost)) == ("auto_reply", "unknown")
+
+    # A bounce of the first one's reminder, stored before classification: the invoice is held, nothing else
+    # follows after the fact (no bounce records, the letter's row as it was: docs/machine-mail.md).
+    notice = mail(db, office.tp, office.now, "Undelivered Mail Returned to Sender", "", kind=None, blobs=blobs,
+                  sender="MAILER-DAEMON@mx.mueller.example",
+                  raw=bounce("anna@mueller.example", reminder.header_message_id))
+    people = mail(db, office.tp, office.now, "Frage zu FA2611-0106", "Die Menge stimmt nicht.", kind=None,
+                  blobs=blobs)
+    office.at(office.now + timedelta(hours=1))
+    assert (office.status(first), office.status(second)) == ("held", "held")
+    assert (kind_of(db, notice), kind_of(db, people)) == ("bounce", "human")
+    reasons = {e.data["ref"]: (e.data["kind"], e.data["reason"]) for e in events(db, "invoice.held")}
+    assert reasons["FA2611-0105"] == ("bounce", "letter not delivered: Undelivered Mail Returned to Sender (from "
+                                                "MAILER-DAEMON@mx.mueller.example)")
+    assert reasons["FA2611-0106"][0] == "number"
+    with db.engine.connect() as conn:
+        assert conn.execute(select(Bounce.__table__)).first() is None
+        assert conn.execute(select(OutboxMessage.__table__.c.status).where(
+            OutboxMessage.__table__.c.id == reminder.id)).scalar_one() == reminder.status != "bounced"
+
+
+def test_with_classification_off_every_mail_is_a_persons(db: Database, tmp_path: Path) -> None:
+    office = Office(db, tmp_path, machine_mail={"classify": False})
+    held = invoice(db, office.tp, "FA2611-0105", DUE)
+    office.at(office.now)
+    ooo = mail(db, office.tp, office.now, "Automatische Antwort", "FA2611-0105 ist bezahlt.", kind=None,
+               blobs=office.config.blob_dir, Auto_Submitted="auto-replied")
+    office.at(office.now + timedelta(hours=1))
+    assert office.status(held) == "held" and kind_of(db, ooo) is None
+
+
+def kind_of(db: Database, message_id: int) -> str | None:
+    with db.engine.connect() as conn:
+        return conn.execute(select(Message.__table__.c.kind).where(Message.__table__.c.id == message_id)).scalar_one()
 
 
 def test_promise_dispute_payment_and_escalation(db: Database, tmp_path: Path) -> None:

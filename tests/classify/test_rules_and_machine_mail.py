@@ -89,3 +89,30 @@ def test_replied_since_counts_people_and_auto_replied_since_the_rest(db: Databas
     with db.engine.connect() as conn:
         titles = [row.title for row in conn.execute(select(Task.__table__).order_by(Task.__table__.c.id))]
     assert titles == ["replied=False auto=True", "replied=True auto=True"]
+
+
+def test_mail_without_a_kind_counts_as_a_persons_until_the_backfill_reaches_it(db: Database, tmp_path: Path) -> None:
+    """Stored before classification: replied_since() counts it (the cautious side for reminders) until the backfill
+    finds it is an out-of-office reply (docs/machine-mail.md, "Mail stored before classification")."""
+    from maild.classify.backfill import backfill
+    from maild.classify.settings import classify_settings
+    from tests.classify.test_backfill import auto_reply
+
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    ruleset = rules(rule("check", on_event("invoice.created"),
+                         [task("replied={{ replied_since(none) }} auto={{ auto_replied_since(none) }}")]))
+    ooo = inbound_mail(db, tp, "anna@mueller.example", NOW - timedelta(days=1), subject="Re: invoice", kind=None)
+    blobs = BlobStore(config.blob_dir)
+    with db.engine.begin() as conn:
+        conn.execute(update(Message.__table__).where(Message.__table__.c.id == ooo)
+                     .values(raw_sha256=blobs.put(auto_reply())))
+    add_event(db, "invoice.created", tp)
+    RulesEngine(config, db, ruleset, clock=FakeClock(NOW)).process_events()
+    settings = classify_settings(config)
+    assert settings is not None and backfill(db, blobs, settings).kinds == {"auto_reply": 1}
+    add_event(db, "invoice.created", tp)
+    RulesEngine(config, db, ruleset, clock=FakeClock(NOW)).process_events()
+    with db.engine.connect() as conn:
+        titles = [row.title for row in conn.execute(select(Task.__table__).order_by(Task.__table__.c.id))]
+    assert titles == ["replied=True auto=False", "replied=False auto=True"]

@@ -136,11 +136,13 @@ def invoice(db: Database, tp: int, ref: str, due_on: date, amount: str = "100.00
     return invoice_id
 
 
-def inbound_mail(db: Database, tp: int, sender: str, when: datetime, subject: str = "re: invoice") -> int:
-    """A message from the customer, matched to it (as the matching stage records it)."""
+def inbound_mail(db: Database, tp: int, sender: str, when: datetime, subject: str = "re: invoice",
+                 kind: str | None = "human") -> int:
+    """A message from the customer, matched to it (as the matching stage records it); classified as `kind` at
+    ingest (None: stored before classification existed, and no raw bytes in the blob store)."""
     with db.engine.begin() as conn:
         message_id = conn.execute(Message.__table__.insert().returning(Message.__table__.c.id).values(
-            raw_sha256=f"{hash((tp, sender, when)) & 0xFFFFFFFFFFFF:064x}", size=10, from_addr=sender,
+            raw_sha256=f"{hash((tp, sender, when)) & 0xFFFFFFFFFFFF:064x}", size=10, from_addr=sender, kind=kind,
             subject=subject, date=when, ingested_at=when, references=[], to_addrs=[], cc_addrs=[], reply_to=[],
             defects=[])).scalar_one()
         conn.execute(MessageMatch.__table__.insert().values(

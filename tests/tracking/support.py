@@ -39,8 +39,8 @@ class Endpoint:
             time.sleep(0.01)
 
     def hits(self, kind: str, at_least: int = 0) -> int:
-        """How many hits of this kind ("o" or "c") were counted; with at_least, wait (up to 10 s) for that many."""
-        deadline = time.monotonic() + 10
+        """How many hits of this kind ("o" or "c") were counted; with at_least, wait (up to 60 s) for that many."""
+        deadline = time.monotonic() + 60
         while True:
             with self.db.session() as session:
                 found = session.exec(select(func.coalesce(func.sum(TrackingHits.hits), 0))

@@ -8,12 +8,12 @@ import mailbox
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from maild.daemon import Daemon
 from maild.services import audit
 from maild.store.db import Database
-from maild.store.models import MessageMatch, OutboxMessage
+from maild.store.models import Message, MessageMatch, OutboxMessage
 from tests.helpers import make_message
 from tests.web.support import Site, follow, make_site, seed
 
@@ -178,6 +178,10 @@ def test_the_other_pages_render_for_a_viewer(site: Site) -> None:
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.text[:500])
     assert "local" in client.get("/status").text
+    assert 'id="unclassified"' not in client.get("/status").text
+    with site.db.engine.begin() as conn:  # mail stored before classification existed
+        conn.execute(update(Message.__table__).values(kind=None))
+    assert "Stored before classification, not yet classified: " in client.get("/status").text
 
 
 def test_hostile_headers_huge_subjects_and_broken_charsets_are_shown_as_text(site: Site) -> None:
