@@ -174,6 +174,11 @@ class ImapSourceConfig(_Strict):
     # Only for one-off --source URLs; never read from a config file (see _no_inline_secret).
     password: str | None = Field(default=None, exclude=True, repr=False)
     folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
+    max_connections: int = Field(
+        default=8, ge=1, description="IMAP connections maild's ingest keeps open to this account: a folder each while "
+        "they fit, else the first max_connections - 1 folders keep theirs and the rest are polled in turn over one "
+        "shared connection every ingest.poll_interval. Providers cap connections per account (Gmail 15; Dovecot's "
+        "default 10 per user and address); the Sent copy and `maild config check` open one more briefly")
     verify_tls: bool = True
     ca_file: str | None = Field(default=None, description="PEM file of a private CA to trust for this server")
     timeout: float = Field(default=60.0, gt=0)

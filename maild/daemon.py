@@ -20,13 +20,15 @@ from maild.clock import utcnow
 from maild.config import Config, ImapSourceConfig, MaildirSourceConfig
 from maild.filing.watcher import FilingWatcher
 from maild.health import HealthBoard
+from maild.imap.limits import split_folders
 from maild.ingest.authentication import normalise_ids
 from maild.ingest.context import IngestContext, new_owner_id
 from maild.ingest.leases import LeaseKeeper
 from maild.ingest.parser_pool import ParserPool
 from maild.ingest.pipeline import Pipeline
-from maild.ingest.sources.base import FolderWorker
+from maild.ingest.sources.base import IngestWorker
 from maild.ingest.sources.imap import ImapFolderWorker
+from maild.ingest.sources.imap_shared import FolderErrors, SharedImapPoller
 from maild.ingest.sources.maildir import MAILDIR_FOLDER, MaildirFolderWorker
 from maild.matchers.stage import MatchingStage
 from maild.memory import freeze_startup_objects, tune_malloc
@@ -60,7 +62,7 @@ class Daemon:
         self.stop = StopFlag()  # also wakes every worker waiting in a poll() (an IDLE) at once
         self._pool: ParserPool | None = None
         self.rules: RulesRunner | None = None
-        self._workers: list[FolderWorker] | None = None
+        self._workers: list[IngestWorker] | None = None
         self.tracking: TrackingListener | None = None
         self.backfill: BackfillWorker | None = None  # classifies mail stored before classification existed
         self.board = HealthBoard()  # every worker's state: /health reads it, the supervisor writes it for status
@@ -73,19 +75,36 @@ class Daemon:
                                 classify_settings(self.config))
         return Pipeline(self.db, self._pool)
 
-    def workers(self, ctx: IngestContext) -> list[FolderWorker]:
-        workers: list[FolderWorker] = []
+    def workers(self, ctx: IngestContext) -> list[IngestWorker]:
+        workers: list[IngestWorker] = []
         for source in self.config.sources:
             if isinstance(source, ImapSourceConfig):
-                address = f"{source.username}@{source.host}:{source.effective_port}"
-                source_id = checkpoints.ensure_source(self.db, source.name, "imap", address)
-                for folder in source.folders:
-                    ref = checkpoints.ensure_folder(self.db, source_id, source.name, folder)
-                    workers.append(ImapFolderWorker(ctx, ref, source, source.filing or self.config.filing))
+                workers += self._imap_workers(ctx, source)
             elif isinstance(source, MaildirSourceConfig):
                 source_id = checkpoints.ensure_source(self.db, source.name, "maildir", source.path)
                 ref = checkpoints.ensure_folder(self.db, source_id, source.name, MAILDIR_FOLDER)
                 workers.append(MaildirFolderWorker(ctx, ref, source))
+        return workers
+
+    def _imap_workers(self, ctx: IngestContext, source: ImapSourceConfig) -> list[IngestWorker]:
+        """A worker with its own IDLE connection per folder while they fit under the account's `max_connections`;
+        the folders beyond it polled in turn over one shared connection (maild/imap/limits.py)."""
+        address = f"{source.username}@{source.host}:{source.effective_port}"
+        source_id = checkpoints.ensure_source(self.db, source.name, "imap", address)
+        filing = source.filing or self.config.filing
+        own, polled = split_folders(source.folders, source.max_connections)
+
+        def folder_worker(folder: str, polled: bool) -> ImapFolderWorker:
+            ref = checkpoints.ensure_folder(self.db, source_id, source.name, folder)
+            return ImapFolderWorker(ctx, ref, source, filing, polled=polled)
+
+        workers: list[IngestWorker] = [folder_worker(folder, False) for folder in own]
+        if polled:
+            log.info("more folders than max_connections: these are polled over one shared connection",
+                     extra={"fields": {"source": source.name, "max_connections": source.max_connections,
+                                       "idle": ",".join(own) or "-", "polled": ",".join(polled),
+                                       "poll_interval": f"{self.config.ingest.poll_interval:g}s"}})
+            workers.append(SharedImapPoller(ctx, source, [folder_worker(folder, True) for folder in polled]))
         return workers
 
     def context(self, pipeline: Pipeline) -> IngestContext:
@@ -117,6 +136,9 @@ class Daemon:
             self._start_waiting_duties(supervisor, ctx)
             for worker in workers:
                 supervisor.start(worker.health, worker.run)
+                if isinstance(worker, SharedImapPoller):  # its folders' own states, on /health and in status
+                    for folder in worker.folders:
+                        self.board.add(folder.health)
             self._start_outbox(supervisor, owner)
             self._start_backfill(supervisor, owner)
             if self.rules is not None:
@@ -256,6 +278,9 @@ class Daemon:
                 for label, (worker, future) in futures.items():
                     try:
                         handled += future.result()
+                    except FolderErrors as exc:  # a shared connection's folders: each error recorded already
+                        handled += exc.handled
+                        errors.update(exc.errors)
                     except Exception as exc:
                         errors[label] = f"{type(exc).__name__}: {exc}"
                         worker.record_error(exc, retry_in=0)

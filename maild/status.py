@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from maild.classify import backfill
 from maild.classify.background import LEASE_NAME as BACKFILL_LEASE
 from maild.clock import as_utc, utcnow
+from maild.imap.limits import connection_of
 from maild.rules.scheduler import LEASE_NAME
 from maild.store import leases, worker_status
 from maild.store.db import Database
@@ -43,6 +44,7 @@ class FolderStatus:
     last_error: str | None
     last_error_at: str | None
     held_by: str | None
+    connection: str | None  # "idle" (its own connection), "polled" (the account's shared one), None: no daemon runs it
 
 
 def collect(db: Database, *, classifying: bool = True) -> dict[str, Any]:
@@ -71,6 +73,7 @@ def collect(db: Database, *, classifying: bool = True) -> dict[str, Any]:
                 last_error=row.last_error,
                 last_error_at=as_utc(row.last_error_at).isoformat() if row.last_error_at else None,
                 held_by=row.lock_owner if lock_until and lock_until > now else None,
+                connection=None,
             ))
         totals = {
             "messages": conn.execute(select(func.count()).select_from(Message.__table__)).scalar_one(),
@@ -83,6 +86,10 @@ def collect(db: Database, *, classifying: bool = True) -> dict[str, Any]:
         unclassified = backfill.unclassified(conn)
     work["rules"]["scheduler"] = leases.holder(db, LEASE_NAME)
     workers = worker_status.current(db, STATUS_FRESH)
+    names = {w["name"] for w in workers}
+    for f in folders:
+        if f.kind == "imap":
+            f.connection = connection_of(f"{f.source}/{f.folder}", names)
     # Mail stored before classification existed: how much is left, and which daemon classifies it in the background.
     classify = {"on": classifying, "unclassified": unclassified,
                 "backfill": leases.holder(db, BACKFILL_LEASE) if classifying and unclassified else None}

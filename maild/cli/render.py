@@ -60,13 +60,13 @@ def print_status(data: dict[str, Any]) -> None:
     if not data["folders"]:
         click.echo("no folders yet: configure sources and run `maild run` or `maild ingest --once`")
         return
-    rows = [("SOURCE", "FOLDER", "UIDVALIDITY", "LAST UID", "SEEN", "QUAR", "LAG", "LAST SYNC", "HELD BY")]
+    rows = [("SOURCE", "FOLDER", "UIDVALIDITY", "LAST UID", "SEEN", "QUAR", "LAG", "LAST SYNC", "HELD BY", "VIA")]
     for f in data["folders"]:
         ago = f["seconds_since_success"]
         last_uid = str(f["last_uid"]) if f["kind"] == "imap" else "-"
         rows.append((f["source"], f["folder"] or "(maildir)", _s(f["uidvalidity"]), last_uid,
                      str(f["locations"]), str(f["quarantined"]), _s(f["lag"]),
-                     "never" if ago is None else f"{_age(ago)} ago", f["held_by"] or "-"))
+                     "never" if ago is None else f"{_age(ago)} ago", f["held_by"] or "-", _s(f.get("connection"))))
     rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -90,6 +90,18 @@ def quietly_logout(client: IMAPClient) -> None:
             log.debug("IMAP shutdown failed: %s", exc)
 
 
+def unselect(client: IMAPClient, folder: str) -> None:
+    """Leave the selected `folder` without expunging anything: UNSELECT (RFC 3691), else EXAMINE it and CLOSE (a
+    read-only CLOSE removes nothing). A server answers STATUS of the selected folder from the session's own view
+    (Dovecot does: neither new mail nor a new UIDVALIDITY shows until the session syncs), so a poller that asks
+    STATUS must not keep a folder selected."""
+    if b"UNSELECT" in client.capabilities():
+        client.unselect_folder()
+    else:
+        client.select_folder(folder, readonly=True)
+        client.close_folder()
+
+
 def announced_new_mail(client: IMAPClient) -> bool:
     """Whether the server announced a new size of the selected folder (untagged EXISTS) since the last look, and
     forget those announcements. A message delivered while a pass runs is announced at the end of one of the pass's

@@ -23,10 +23,13 @@ def test_imaps_defaults() -> None:
 
 
 def test_options_in_the_query() -> None:
-    source = source_from_url("imap://u:tok@h/INBOX?security=starttls&auth=xoauth2&folders=INBOX,Archive&name=x")
+    source = source_from_url("imap://u:tok@h/INBOX?security=starttls&auth=xoauth2&folders=INBOX,Archive&name=x"
+                             "&max_connections=3")
     assert isinstance(source, ImapSourceConfig)
-    assert (source.security, source.auth, source.folders, source.name) == (
-        "starttls", "xoauth2", ["INBOX", "Archive"], "x")
+    assert (source.security, source.auth, source.folders, source.name, source.max_connections) == (
+        "starttls", "xoauth2", ["INBOX", "Archive"], "x", 3)
+    default = source_from_url("imap://u:tok@h/INBOX")
+    assert isinstance(default, ImapSourceConfig) and default.max_connections == 8
 
 
 def test_a_private_ca_and_unknown_options() -> None:
@@ -54,6 +57,7 @@ def test_maildir_url() -> None:
     ("imap://u:p@h/INBOX?password_env=X", "give one password, not user:password@ and password_env"),
     ("imap://u:p@h:99999/", "Port out of range"),
     ("imap://u:p@h/?security=ssl", "security"),
+    ("imap://u:p@h/?max_connections=0", "max_connections: Input should be greater than or equal to 1"),
 ])
 def test_bad_urls_are_clear_errors_without_the_password(url: str, needle: str) -> None:
     with pytest.raises(SourceUrlError) as info:

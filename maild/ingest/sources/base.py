@@ -11,6 +11,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Protocol
 
 from imapclient.exceptions import LoginError
 
@@ -32,6 +33,20 @@ LEASE_WAIT_LIMIT = 10  # in lock_ttls: the longest a worker waits for another da
 
 class LeaseBusy(Exception):
     """The folder stayed claimed by another live daemon."""
+
+
+class IngestWorker(Protocol):
+    """What the daemon runs and supervises: a folder worker, or an account's shared polling connection."""
+
+    label: str
+    health: WorkerHealth
+    first_pass: threading.Event
+
+    def run(self) -> None: ...
+
+    def run_once(self) -> int: ...
+
+    def record_error(self, exc: BaseException, retry_in: float) -> None: ...
 
 
 class FolderWorker(ABC):
@@ -113,17 +128,21 @@ class FolderWorker(ABC):
         """
         self.open()
         try:
-            deadline = time.monotonic() + self.ctx.settings.lock_ttl * 1.5
-            while not self.take_lease():
-                if time.monotonic() > deadline or self.ctx.stop.is_set():
-                    owner, _ = checkpoints.lease_holder(self.ctx.db, self.ref)
-                    raise LeaseBusy(f"another daemon ({owner}) keeps ingesting this folder; try again later")
-                self.ctx.stop.wait(1.0)
+            self.take_lease_or_fail()
             with profiled(f"ingest-{self.ref.source_name}"):
                 return self.sync_once()
         finally:
             self.close()
             self.release_lease()
+
+    def take_lease_or_fail(self) -> None:
+        """Take the folder's lease, waiting at most one TTL and a bit for another daemon's; else LeaseBusy."""
+        deadline = time.monotonic() + self.ctx.settings.lock_ttl * 1.5
+        while not self.take_lease():
+            if time.monotonic() > deadline or self.ctx.stop.is_set():
+                owner, _ = checkpoints.lease_holder(self.ctx.db, self.ref)
+                raise LeaseBusy(f"another daemon ({owner}) keeps ingesting this folder; try again later")
+            self.ctx.stop.wait(1.0)
 
     def take_lease(self) -> bool:
         ttl = self.ctx.settings.lock_ttl

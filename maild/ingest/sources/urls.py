@@ -8,8 +8,8 @@ The password comes from `password_file` (read again at each login, so rotation w
 folder) or the environment variable `password_env`. `user:password@` works too but is warned about: a command
 line is visible to every local user (`ps`). User and password are percent-encoded (`inbox%40example.test`).
 More options in the query: `auth=xoauth2` (the secret is an OAuth2 bearer token), `folders=A,B` (several
-folders), `name=...`, `security=starttls`, `ca_file=/path/ca.pem` (a private CA to trust), `verify_tls=false`;
-a maildir URL takes `name` only.
+folders), `name=...`, `security=starttls`, `ca_file=/path/ca.pem` (a private CA to trust), `verify_tls=false`,
+`max_connections=N` (the account's connection limit); a maildir URL takes `name` only.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ class SourceUrlError(ValueError):
     pass
 
 
-IMAP_OPTIONS = ("security", "auth", "folders", "name", "ca_file", "verify_tls", "password_file", "password_env")
+IMAP_OPTIONS = ("security", "auth", "folders", "name", "ca_file", "verify_tls", "password_file", "password_env",
+                "max_connections")
 SECRET_HELP = "?password_file=FILE or ?password_env=VARIABLE"
 MAILDIR_OPTIONS = ("name",)
 
@@ -86,7 +87,8 @@ def _imap(parts: Any, query: dict[str, str], index: int, url: str) -> ImapSource
         security=security, username=user, auth=query.get("auth", "password"), folders=folders,
         password=None if parts.password is None else unquote(parts.password),
         password_file=password_file, password_env=password_env,
-        verify_tls=query.get("verify_tls", "true").lower() != "false", ca_file=query.get("ca_file"))
+        verify_tls=query.get("verify_tls", "true").lower() != "false", ca_file=query.get("ca_file"),
+        **({"max_connections": query["max_connections"]} if "max_connections" in query else {}))
 
 
 def password_warning(url: str) -> str | None:
