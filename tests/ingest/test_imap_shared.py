@@ -306,3 +306,31 @@ def test_a_round_selects_only_the_folders_that_changed(tmp_path: Path, mailbox: 
             poller._let_go()
     finally:
         daemon.shutdown()
+
+
+def test_a_daemon_opens_no_connection_for_a_folder_another_daemon_holds(
+        tmp_path: Path, mailbox: Mailbox, pg_url: str) -> None:
+    """Three folders, each on its own IDLE connection, two daemons: each folder is connected by the daemon that holds
+    its lease only, so the two together hold three connections, not six; mail still arrives once."""
+    folders = ["INBOX", "F1", "F2"]
+    for folder in folders:
+        mailbox.append([make_message(subject=f"{folder} first")], folder=folder)
+    source = mailbox.source(folders=folders, max_connections=8)
+    # a long lease: no folder changes hands while the machine is busy, so the count is steady
+    config = write_config(tmp_path, pg_url, [source], lock_ttl=60, poll_interval=1)
+    db = Database(config_at(config).database_url)
+    db.upgrade()
+    try:
+        with daemons(config, mailbox.server.port, count=2) as samplers:
+            wait_for(lambda: _count(db, Message) == 3, timeout=120, what="the first mails")
+
+            def both() -> int:
+                return sum(tcp_connections(s.pid, mailbox.server.port) for s in samplers)
+
+            wait_for(lambda: both() == 3, timeout=120, what="one connection per folder across both daemons")
+            mailbox.append([make_message(subject="F2 second")], folder="F2")
+            wait_for(lambda: _count(db, Message) == 4, timeout=120, what="new mail ingested")
+            assert both() == 3
+        assert _count(db, Message) == _count(db, Event, RECEIVED) == 4
+    finally:
+        db.dispose()

@@ -92,24 +92,26 @@ class FolderWorker(ABC):
         while not stop.is_set():
             connected = False
             try:
-                self.open()
+                # The lease first: a folder another daemon ingests costs this one no connection to the source.
+                if not self.take_lease():
+                    self.health.ok()
+                    self.first_pass.set()  # another daemon ingests this folder
+                    self.wait_for_lease()
+                    continue
                 try:
+                    self.open()
                     while not stop.is_set():
-                        held = self.take_lease()
+                        if not self.take_lease():  # taken over meanwhile: close the connection, wait without it
+                            break
                         connected = True
                         if self.backoff.connected():  # back after an outage: running again, not after a pass
                             self.health.ok()
-                        if held:
-                            self.wake.clear()  # whatever woke the worker is looked at in this pass
-                            self.sync_once()
-                            self.backoff.succeeded()
-                            self.health.ok()
-                            self.first_pass.set()
-                            self.wait_for_change()
-                        else:
-                            self.health.ok()
-                            self.first_pass.set()  # another daemon ingests this folder
-                            self.wait_for_lease()
+                        self.wake.clear()  # whatever woke the worker is looked at in this pass
+                        self.sync_once()
+                        self.backoff.succeeded()
+                        self.health.ok()
+                        self.first_pass.set()
+                        self.wait_for_change()
                 finally:
                     self.close()
                     self.release_lease()
