@@ -120,6 +120,16 @@ class Mailbox:
             info = imap.select_folder(folder, readonly=True)
             return int(info[b"UIDVALIDITY"]), sorted(imap.search("ALL"))
 
+    def subjects(self, folder: str) -> list[str]:
+        """The subjects of the mails in `folder`, sorted ([] when there is no such folder)."""
+        with self.server.client(self.user, self.password) as imap:
+            if not imap.folder_exists(folder):
+                return []
+            imap.select_folder(folder, readonly=True)
+            data = imap.fetch(imap.search("ALL"), ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
+            return sorted(v[b"BODY[HEADER.FIELDS (SUBJECT)]"].decode().strip().removeprefix("Subject: ")
+                          for v in data.values())
+
 
 @pytest.fixture
 def mailbox(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> Mailbox:

@@ -38,16 +38,6 @@ def _setup(tmp_path: Path, mailbox: Mailbox, db_url: str) -> tuple[Path, Databas
     return config, db
 
 
-def _subjects(mailbox: Mailbox, folder: str) -> list[str]:
-    with mailbox.server.client(mailbox.user, mailbox.password) as imap:
-        if not imap.folder_exists(folder):
-            return []
-        imap.select_folder(folder, readonly=True)
-        data = imap.fetch(imap.search("ALL"), ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
-        return sorted(v[b"BODY[HEADER.FIELDS (SUBJECT)]"].decode().strip().removeprefix("Subject: ")
-                      for v in data.values())
-
-
 def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -77,14 +67,14 @@ def test_an_assignment_leaves_triage_promptly_while_the_worker_idles(tmp_path: P
     add_thirdparty(db, name="ACME Corp", domains=["acme.example"])
     mailbox.append([_mail("Bob <bob@gmail.com>", "hello from a stranger")])
     with running_daemon(config):
-        _wait_for(lambda: _subjects(mailbox, "Triage") == ["hello from a stranger"], 60, "the mail in Triage")
+        _wait_for(lambda: mailbox.subjects("Triage") == ["hello from a stranger"], 60, "the mail in Triage")
         _wait_for(lambda: _synced(db), 30, "the pass to end (the worker then idles)")
         invoke(config, "triage", "assign", str(_queued_message(db)), "ACME Corp")
         # No new mail arrives: the idling worker must notice the refile itself (it used to wait for the
         # next IDLE renewal, up to 25 minutes). It looks every FILING_CHECK_SECONDS (5 s).
-        _wait_for(lambda: _subjects(mailbox, "Customers/ACME Corp") == ["hello from a stranger"], 60,
+        _wait_for(lambda: mailbox.subjects("Customers/ACME Corp") == ["hello from a stranger"], 60,
                   "the assigned mail to leave Triage")
-    assert _subjects(mailbox, "Triage") == []
+    assert mailbox.subjects("Triage") == []
 
 
 def test_a_refile_starts_from_the_folder_the_server_has(tmp_path: Path, mailbox: Mailbox, db_url: str) -> None:
@@ -96,7 +86,7 @@ def test_a_refile_starts_from_the_folder_the_server_has(tmp_path: Path, mailbox:
     mailbox.append([_mail("John <john@acme.example>", "actually for Beta")])
     for _ in range(2):  # the filing of the last batch is done by the next pass at the latest
         assert Daemon(config_at(config)).ingest_once().errors == {}
-    assert _subjects(mailbox, "Customers/ACME & Co KG") == ["actually for Beta"]
+    assert mailbox.subjects("Customers/ACME & Co KG") == ["actually for Beta"]
     with db.engine.connect() as conn:
         (task,) = conn.execute(select(FilingTask.__table__)).all()
     assert (task.target_folder, task.filed_folder) == ("Customers/ACME & Co. KG", "Customers/ACME & Co KG")
@@ -105,8 +95,8 @@ def test_a_refile_starts_from_the_folder_the_server_has(tmp_path: Path, mailbox:
 
     invoke(config, "triage", "assign", str(task.message_id), "Beta GmbH")
     assert Daemon(config_at(config)).ingest_once().errors == {}
-    assert _subjects(mailbox, "Customers/Beta GmbH") == ["actually for Beta"]
-    assert _subjects(mailbox, "Customers/ACME & Co KG") == []
+    assert mailbox.subjects("Customers/Beta GmbH") == ["actually for Beta"]
+    assert mailbox.subjects("Customers/ACME & Co KG") == []
     with db.engine.connect() as conn:
         refile = conn.execute(select(FilingTask.__table__).where(FilingTask.__table__.c.from_folder.is_not(None))).one()
     assert (refile.status, refile.from_folder, refile.filed_folder) == (

@@ -62,16 +62,6 @@ def _synced_folders(db: Database) -> int:
         return conn.execute(select(func.count()).select_from(cp).where(cp.c.last_success_at.is_not(None))).scalar_one()
 
 
-def _subjects(mailbox: Mailbox, folder: str) -> list[str]:
-    with mailbox.server.client(mailbox.user, mailbox.password) as imap:
-        if not imap.folder_exists(folder):
-            return []
-        imap.select_folder(folder, readonly=True)
-        data = imap.fetch(imap.search("ALL"), ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
-        return sorted(v[b"BODY[HEADER.FIELDS (SUBJECT)]"].decode().strip().removeprefix("Subject: ")
-                      for v in data.values())
-
-
 def _with_matching(config: Path) -> Path:
     config.write_text(config.read_text() + "matching:\n  instance_id: inst01\n  own_domains: [example.com]\n")
     return config
@@ -148,10 +138,10 @@ def test_folders_beyond_the_limit_share_one_connection_and_are_ingested_and_file
     try:
         with daemons(config, mailbox.server.port) as (sampler,):
             wait_for(lambda: _synced_folders(db) == len(FOLDERS), timeout=120, what="every folder's first pass")
-            wait_for(lambda: len(_subjects(mailbox, "Triage")) == len(FOLDERS), timeout=60,
+            wait_for(lambda: len(mailbox.subjects("Triage")) == len(FOLDERS), timeout=60,
                      what="the unmatched mail filed into Triage, from every folder")
             mailbox.append([make_message(subject="new in a polled folder")], folder="F4")
-            wait_for(lambda: "new in a polled folder" in _subjects(mailbox, "Triage"), timeout=60,
+            wait_for(lambda: "new in a polled folder" in mailbox.subjects("Triage"), timeout=60,
                      what="the new mail of a polled folder ingested and filed")
             wait_for(lambda: {f["folder"]: f["connection"] for f in status_json(config)["folders"]} == {
                 "INBOX": "idle", "F1": "idle", "F2": "polled", "F3": "polled", "F4": "polled"},
@@ -165,7 +155,7 @@ def test_folders_beyond_the_limit_share_one_connection_and_are_ingested_and_file
         assert sampler.most == 3, "two folders on their own connections, the other three on one shared connection"
         assert "polled over one shared connection" in sampler.stderr and "polled=F2,F3,F4" in sampler.stderr
         assert _count(db, Message) == _count(db, Event, RECEIVED) == len(FOLDERS) + 1
-        assert all(_subjects(mailbox, folder) == [] for folder in FOLDERS)  # moved, not copied
+        assert all(mailbox.subjects(folder) == [] for folder in FOLDERS)  # moved, not copied
     finally:
         db.dispose()
 
@@ -184,16 +174,16 @@ def test_a_triage_assignment_is_refiled_promptly_over_the_shared_connection(tmp_
     add_thirdparty(db, name="ACME Corp", domains=["acme.example"])
     try:
         with running_daemon(config):
-            wait_for(lambda: _subjects(mailbox, "Triage") == ["hello from a stranger"], timeout=60,
+            wait_for(lambda: mailbox.subjects("Triage") == ["hello from a stranger"], timeout=60,
                      what="the mail in Triage")
             wait_for(lambda: _synced_folders(db) == 2, timeout=30, what="the round to end (the poller then waits)")
             mm = MessageMatch.__table__
             with db.engine.connect() as conn:
                 message_id = conn.execute(select(mm.c.message_id).where(mm.c.status == "unmatched")).scalar_one()
             invoke(config, "triage", "assign", str(message_id), "ACME Corp")
-            wait_for(lambda: _subjects(mailbox, "Customers/ACME Corp") == ["hello from a stranger"], timeout=60,
+            wait_for(lambda: mailbox.subjects("Customers/ACME Corp") == ["hello from a stranger"], timeout=60,
                      what="the assigned mail to leave Triage before the next poll")
-        assert _subjects(mailbox, "Triage") == []
+        assert mailbox.subjects("Triage") == []
     finally:
         db.dispose()
 
