@@ -603,6 +603,10 @@ log_path = {self.log_path}
 info_log_path = {self.log_path}
 debug_log_path = {self.log_path}
 shutdown_clients = yes
+# An IDLE session learns of new mail through inotify, at most fs.inotify.max_user_instances (128) per system user,
+# shared by every Dovecot on the machine: a session without one looks every mailbox_idle_check_interval (30 s by
+# default). Once a second keeps IDLE tests prompt while other test sessions hold the instances.
+mailbox_idle_check_interval = 1 secs
 
 default_login_user = {LOGIN_USER}
 default_internal_user = {MAIL_USER}
