@@ -233,8 +233,9 @@ def test_sigterm_stops_run_cleanly(tmp_path: Path, mailbox: Mailbox) -> None:
 
 def test_two_daemons_on_one_postgres_never_double_ingest(tmp_path: Path, mailbox: Mailbox, pg_url: str) -> None:
     config = write_config(tmp_path, pg_url, [mailbox.source()], lock_ttl=5)
+    logs = [(tmp_path / f"daemon-{index}.log").open("w") for index in range(2)]  # files: a full pipe would block
     daemons = [subprocess.Popen([sys.executable, "-m", "maild", "--config", str(config), "run"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+                                stdout=subprocess.DEVNULL, stderr=log) for log in logs]
     db = Database(config_at(config).database_url)
     try:
         for round_ in range(3):
@@ -252,7 +253,9 @@ def test_two_daemons_on_one_postgres_never_double_ingest(tmp_path: Path, mailbox
                 if proc.poll() is None:
                     proc.kill()
                     proc.communicate()
-    assert all(proc.returncode == 0 for proc in daemons)
+        for log in logs:
+            log.close()
+    assert all(proc.returncode == 0 for proc in daemons), [log.name for log in logs]
     uidvalidity, uids = mailbox.uids()
     assert _locations(db) == [(uidvalidity, uid) for uid in uids]
     assert _count(db, Message) == _count(db, Event, RECEIVED) == 450
