@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, func, or_, select
 
 from maild.business import holds
-from maild.classify.backfill import BACKFILLED, classify_stored, store
+from maild.classify.backfill import BACKFILLED, classify_now
 from maild.classify.base import BOUNCE, HUMAN, Classification
 from maild.classify.settings import classify_settings
 from maild.config import Config
@@ -128,17 +128,9 @@ class HoldWatch:
                                   message_id=event.message_id) is not None)
 
     def _classified(self, conn: Connection, message: Any) -> Any:
-        """A message without a kind, classified now by the chain from its raw bytes (the kind is stored). A blob
-        store that is not there at all (a wrong storage.blob_dir) is no verdict on the mail: it stays without a kind
-        (a person's, as for rules) and the backfill, which stops on it, says why."""
+        """A message without a kind, classified now by the chain (maild/classify/backfill.py)."""
         assert self.classify is not None
-        if not self.blobs.root.is_dir():
-            log.warning("message %s has no kind and the blob store %s is not there: counted as a person's",
-                        message.id, self.blobs.root)
-            return message
-        found = classify_stored(self.blobs, message.raw_sha256, self.classify)
-        store(conn, {message.id: found})
-        return conn.execute(select(_m).where(_m.c.id == message.id)).one()
+        return classify_now(conn, self.blobs, self.classify, message)
 
     def _bounce(self, conn: Connection, message: Any, now: datetime) -> int:
         """A bounce holds the invoices whose reminders it returns: the outbox rows of our tracking tokens the chain

@@ -78,6 +78,20 @@ def classify_stored(blobs: BlobStore, digest: str, settings: Settings) -> Classi
     return classify_bytes(raw, settings)
 
 
+def classify_now(conn: Connection, blobs: BlobStore, settings: Settings, message: Any) -> Any:
+    """A message row without a kind, classified now by the chain from its raw bytes, its kind stored in `conn`'s
+    transaction, and the row read again. A blob store that is not there at all (a wrong storage.blob_dir) is no
+    verdict on the mail: the row is returned as it is (a person's, as for rules), and the backfill says why."""
+    if message.kind is not None:
+        return message
+    if not blobs.root.is_dir():
+        log.warning("message %s has no kind and the blob store %s is not there: counted as a person's",
+                    message.id, blobs.root)
+        return message
+    store(conn, {message.id: classify_stored(blobs, message.raw_sha256, settings)})
+    return conn.execute(select(_m).where(_m.c.id == message.id)).one()
+
+
 def record(found: Classification) -> dict[str, Any] | None:
     """`messages.machine` of a message classified after it was stored (marked so, but for plain human mail)."""
     stored = found.stored()

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
@@ -27,6 +28,9 @@ from sqlalchemy.exc import OperationalError
 from maild.business import holds
 from maild.business.hold_mail import HoldWatch
 from maild.business.timeline import caused_by
+from maild.classify.backfill import classify_stored
+from maild.classify.backfill import store as store_kinds
+from maild.classify.settings import classify_settings
 from maild.clock import as_utc, utcnow
 from maild.config import Config
 from maild.ingest.context import new_owner_id
@@ -51,6 +55,7 @@ from maild.rules.cursor import EventCursor
 from maild.rules.explain import Explanation, check_conditions
 from maild.rules.expressions import ExpressionError
 from maild.rules.model import Action, EventTrigger, Rule, RuleSet, ScheduleTrigger, SweepTrigger
+from maild.store.blobs import BlobStore
 from maild.store.checkpoints import is_dead_local_process
 from maild.store.db import Database
 from maild.store.models import Event, Invoice, Meeting, Message
@@ -133,9 +138,23 @@ class RulesEngine:
         self.env = actions.Env(config, db, self._plan_filing)
         self.replace_rules(rules)
         self.hold_watch = HoldWatch(config, db, lambda: self.clock())
+        self._classify = classify_settings(config)  # None: classification off, every mail is a person's
         if not simulate:
             self.cursor.ensure()
             self.hold_watch.ensure()
+
+    def _classified(self, found: Any) -> Any:
+        """A message stored before classification, not yet reached by the backfill: the chain's kind now, stored in
+        a transaction of its own (the event is read in another); a simulation only looks, it writes nothing."""
+        assert self._classify is not None
+        blobs = BlobStore(self.config.blob_dir)
+        if not blobs.root.is_dir():  # a wrong storage.blob_dir is no verdict on the mail (the backfill says why)
+            return found
+        verdict = classify_stored(blobs, found.raw_sha256, self._classify)
+        if not self.simulating:
+            with self.db.engine.begin() as conn:
+                store_kinds(conn, {found.id: verdict})
+        return SimpleNamespace(**{**found._mapping, "kind": verdict.kind})
 
     def replace_rules(self, rules: RuleSet) -> None:
         self.rules = rules
@@ -251,6 +270,10 @@ class RulesEngine:
             message = invoice = meeting = None
             if row.message_id is not None:
                 found = conn.execute(select(_m).where(_m.c.id == row.message_id)).first()
+                if found is not None and found.kind is None and self._classify is not None:
+                    # stored before classification and not yet reached by the backfill: the chain decides now
+                    # whether it is machine mail (never answered by a rule's mail), not the missing kind
+                    found = self._classified(found)
                 if found is not None and found.auth == UNAUTHENTICATED:
                     # A forged sender triggers nothing; only filing the mail (rules that just move it) goes on.
                     matching = [(rule, seen_as) for rule, seen_as in matching if _only_files(rule)]

@@ -148,3 +148,30 @@ def test_the_daily_cap_reads_the_rule_mail_of_a_batch_once_not_per_recipient(db:
     held = events(db, "rule.held_back")
     assert sorted(e.data["to"] for e in held) == ["anna@mueller.example", "bert@mueller.example",
                                                   "carla@mueller.example", "dora@other.example"]
+
+
+def test_an_event_about_mail_stored_before_classification_is_judged_by_the_chain_first(
+        db: Database, tmp_path: Path) -> None:
+    """An out-of-office reply stored before classification (no kind, not yet reached by the backfill) is classified
+    when an event about it reaches the rules: it is machine mail, so no rule mail answers it; a simulation looks
+    at it the same way and writes nothing."""
+    from tests.classify.test_backfill import auto_reply
+
+    config = make_config(tmp_path, db)
+    tp, _ = customer(db)
+    ruleset = rules(rule("answer", on_event("mail.matched"), [send(template="notice", to="message.from")]),
+                    rule("note-it", on_event("mail.matched"), [task("Look at {{ message.subject }}")]))
+    ooo = inbound_mail(db, tp, "anna@mueller.example", NOW, subject="Out of Office", kind=None)
+    with db.engine.begin() as conn:
+        conn.execute(update(Message.__table__).where(Message.__table__.c.id == ooo)
+                     .values(raw_sha256=BlobStore(config.blob_dir).put(auto_reply())))
+    add_event(db, "mail.matched", tp, ooo, matcher="thread")
+    planned = RulesEngine(config, db, ruleset, clock=FakeClock(NOW)).simulate(NOW - timedelta(hours=1))
+    assert [p.rule for p in planned] == ["note-it"]  # the answer is not even planned
+    with db.engine.connect() as conn:
+        assert conn.execute(select(Message.__table__.c.kind).where(Message.__table__.c.id == ooo)).scalar() is None
+    assert RulesEngine(config, db, ruleset, clock=FakeClock(NOW)).process_events() == 1  # the task only
+    assert outbox_rows(db) == []
+    with db.engine.connect() as conn:
+        assert conn.execute(select(Message.__table__.c.kind).where(Message.__table__.c.id == ooo)).scalar() \
+            == "auto_reply"
