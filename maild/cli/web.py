@@ -28,6 +28,14 @@ def web(app: AppContext, port: int | None) -> None:
     if port is not None:
         config = config.model_copy(update={"web": config.web.model_copy(update={"listen_port": port})})
     db = app.database()
+    # The handlers before the server starts: a SIGTERM right after "web app on" must stop it cleanly, not kill it.
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         server = start_web(config, db)
     except (WebUnavailable, ConfigError) as exc:
@@ -36,12 +44,5 @@ def web(app: AppContext, port: int | None) -> None:
     say(f"web app on http://{config.web.listen_host}:{server.port}/ (Ctrl-C stops)")
     if users.count(db) == 0:
         click.echo("no users yet: create one with `maild user add NAME --role admin`", err=True)
-    stop = threading.Event()
-
-    def _stop(_signum: int, _frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     stop.wait()
     server.stop()
