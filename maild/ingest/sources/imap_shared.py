@@ -28,12 +28,11 @@ from maild.imap.limits import shared_connection_name
 from maild.ingest.context import IngestContext
 from maild.ingest.sources.imap import ImapFolderWorker
 from maild.store import checkpoints
-from maild.wakeup import Wakeup, wait_for_wakeup
+from maild.wakeup import wait_for_wakeup
 
 log = logging.getLogger("maild.ingest")
 
 STATUS_ITEMS = [b"UIDVALIDITY", b"UIDNEXT", b"MESSAGES"]
-FILING_CHECK_SECONDS = 5.0  # between rounds, how often to look for filing planned for a held folder
 LOST_CONNECTION: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, LoginError)
 
 
@@ -59,7 +58,6 @@ class SharedImapPoller:
         self._held: set[str] = set()  # folders whose lease this daemon holds
         self._synced: dict[str, tuple[int, int, int]] = {}  # folder -> its STATUS before its last full pass
         self._retry_at: dict[str, float] = {}  # folder -> when to try again after an error of its own
-        self.wake = Wakeup()  # set by the daemon's filing watcher or lease keeper while the poller waits
 
     # --- maild run --------------------------------------------------------------------------
     def run(self) -> None:
@@ -134,41 +132,25 @@ class SharedImapPoller:
         return handled
 
     def _wait(self) -> None:
-        """Until the next round: poll_interval, or sooner when filing was planned for a held folder or another
-        daemon took one of their leases. In `maild run` the daemon's lease keeper keeps the held folders' leases
-        and its filing watcher wakes the poller, one statement each for the whole daemon; without them (tests,
-        embedding) the leases are renewed and the filing looked for here, every few seconds."""
+        """Until the next round: poll_interval, or sooner when one of the held folders is woken. Each held folder
+        waits as a folder worker does (`FolderWorker.waiting`): the daemon's lease keeper keeps its lease, and its
+        filing watcher (filing planned) or the keeper (the lease taken by another daemon) wakes it."""
         deadline = time.monotonic() + self.ctx.settings.poll_interval
-        leases, watcher = self.ctx.leases, self.ctx.filing_watch
-        if leases is None:
-            self._wait_alone(deadline)
-            return
-        held = [folder.ref for folder in self.folders if folder.ref.folder in self._held]
-        watch = watcher if self.ctx.matching is not None else None
-        self.wake.clear()
-        for ref in held:
-            leases.hold(ref, deadline, self.wake)
-            if watch is not None:
-                watch.watch(ref, self.wake)
+        held = [folder for folder in self.folders if folder.ref.folder in self._held]
+        for folder in held:
+            folder.wake.clear()
+        wakeups = [self.ctx.stop.wakeup, *(folder.wake for folder in held)]
         try:
-            wait_for_wakeup([self.ctx.stop.wakeup, self.wake], deadline - time.monotonic())
-        finally:
-            for ref in held:
-                leases.drop(ref)
-                if watch is not None:
-                    watch.forget(ref)
-
-    def _wait_alone(self, deadline: float) -> None:
-        next_filing_check = time.monotonic() + FILING_CHECK_SECONDS
-        renew_every = self.ctx.settings.lock_ttl / 3
-        while not self.ctx.stop.is_set() and time.monotonic() < deadline:
-            wake = min(deadline, next_filing_check, time.monotonic() + renew_every / 2)
-            self.ctx.stop.wait(max(0.0, wake - time.monotonic()))
-            self._renew_held()
-            if time.monotonic() >= next_filing_check:
-                next_filing_check = time.monotonic() + FILING_CHECK_SECONDS
-                if self._pending():
+            while not self.ctx.stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     return
+                step = min((folder.waiting(remaining) for folder in held), default=remaining)
+                if wait_for_wakeup(wakeups, step):
+                    return
+        finally:
+            for folder in held:
+                folder.back_from_waiting()
 
     def _pending(self) -> set[str]:
         """Held folders with filing tasks waiting (a rule's move, a triage assignment)."""
