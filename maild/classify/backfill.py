@@ -78,17 +78,24 @@ def classify_stored(blobs: BlobStore, digest: str, settings: Settings) -> Classi
     return classify_bytes(raw, settings)
 
 
-def classify_now(conn: Connection, blobs: BlobStore, settings: Settings, message: Any) -> Any:
-    """A message row without a kind, classified now by the chain from its raw bytes, its kind stored in `conn`'s
-    transaction, and the row read again. A blob store that is not there at all (a wrong storage.blob_dir) is no
-    verdict on the mail: the row is returned as it is (a person's, as for rules), and the backfill says why."""
-    if message.kind is not None:
-        return message
+def verdict_now(blobs: BlobStore, settings: Settings, message: Any) -> Classification | None:
+    """The chain's verdict on a stored message without a kind, from its raw bytes; None when the blob store is not
+    there at all (a wrong storage.blob_dir is no verdict on the mail: it stays a person's, and the backfill says
+    why)."""
     if not blobs.root.is_dir():
         log.warning("message %s has no kind and the blob store %s is not there: counted as a person's",
                     message.id, blobs.root)
+        return None
+    return classify_stored(blobs, message.raw_sha256, settings)
+
+
+def classify_now(conn: Connection, blobs: BlobStore, settings: Settings, message: Any) -> Any:
+    """A message row without a kind, classified now by the chain (`verdict_now`), its kind stored in `conn`'s
+    transaction, and the row read again; the row as it is when it has a kind or there is no verdict."""
+    found = verdict_now(blobs, settings, message) if message.kind is None else None
+    if found is None:
         return message
-    store(conn, {message.id: classify_stored(blobs, message.raw_sha256, settings)})
+    store(conn, {message.id: found})
     return conn.execute(select(_m).where(_m.c.id == message.id)).one()
 
 

@@ -28,8 +28,8 @@ from sqlalchemy.exc import OperationalError
 from maild.business import holds
 from maild.business.hold_mail import HoldWatch
 from maild.business.timeline import caused_by
-from maild.classify.backfill import classify_stored
 from maild.classify.backfill import store as store_kinds
+from maild.classify.backfill import verdict_now
 from maild.classify.settings import classify_settings
 from maild.clock import as_utc, utcnow
 from maild.config import Config
@@ -147,10 +147,9 @@ class RulesEngine:
         """A message stored before classification, not yet reached by the backfill: the chain's kind now, stored in
         a transaction of its own (the event is read in another); a simulation only looks, it writes nothing."""
         assert self._classify is not None
-        blobs = BlobStore(self.config.blob_dir)
-        if not blobs.root.is_dir():  # a wrong storage.blob_dir is no verdict on the mail (the backfill says why)
+        verdict = verdict_now(BlobStore(self.config.blob_dir), self._classify, found)
+        if verdict is None:
             return found
-        verdict = classify_stored(blobs, found.raw_sha256, self._classify)
         if not self.simulating:
             with self.db.engine.begin() as conn:
                 store_kinds(conn, {found.id: verdict})
