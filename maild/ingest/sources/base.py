@@ -128,9 +128,9 @@ class FolderWorker(ABC):
         When another daemon holds the folder, wait for its lease (at most one TTL and a bit):
         a lease left by a crashed daemon expires, a live daemon's pass is then simply repeated.
         """
-        self.open()
         try:
-            self.take_lease_or_fail()
+            self.take_lease_or_fail()  # first: no connection is held while another daemon's pass runs
+            self.open()
             with profiled(f"ingest-{self.ref.source_name}"):
                 return self.sync_once()
         finally:
